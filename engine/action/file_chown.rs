@@ -1,0 +1,59 @@
+//! `file.chown`: give a restored data dir back to the user etcd runs as.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{ArgError, Command, Ctx, node_path};
+use crate::shell::quote;
+
+/// Arguments of `file.chown`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    /// Path on the node; default: the node's etcd data dir.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// `user:group`; default: the inventory's `etcd.owner`.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Recurse into directories (default true).
+    #[serde(default = "yes")]
+    pub recursive: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone)]
+pub struct FileChown {
+    pub path: String,
+    pub owner: String,
+    pub recursive: bool,
+}
+
+impl FileChown {
+    pub fn new(args: Args, ctx: &Ctx) -> Result<Self, ArgError> {
+        let node = ctx.require_node("file.chown")?;
+        let path = args.path.unwrap_or_else(|| node.etcd.data_dir.clone());
+        node_path("path", &path)?;
+        let owner = args.owner.unwrap_or_else(|| node.etcd.owner.clone());
+        if !crate::check::is_owner(&owner) {
+            return Err(ArgError::field("owner", format!("{owner:?} is not `user` or `user:group`")));
+        }
+        Ok(FileChown {
+            path,
+            owner,
+            recursive: args.recursive,
+        })
+    }
+
+    pub fn commands(&self) -> Vec<Command> {
+        let r = if self.recursive { " -R" } else { "" };
+        vec![Command::Shell(format!(
+            "chown{r} {} {}",
+            quote(&self.owner),
+            quote(&self.path)
+        ))]
+    }
+}

@@ -1,0 +1,299 @@
+//! Typed actions: each knows its arguments (with a schema), the exact commands it renders
+//! and whether it is safe to re-run. One file per action; this file is the registry.
+
+pub mod etcd_defrag;
+pub mod etcd_restore;
+pub mod etcd_verify_cluster;
+pub mod etcdctl;
+pub mod file_chown;
+pub mod manifest;
+pub mod run;
+pub mod snapshot_distribute;
+pub mod snapshot_verify;
+pub mod wait_etcd_healthy;
+pub mod wait_http;
+pub mod wait_process_gone;
+
+use std::time::Duration;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::de::DeserializeOwned;
+
+use crate::inventory::model::{Inventory, Node};
+
+/// One line of what a step does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Run by `sh -c` on the step's host, exactly as shown.
+    Shell(String),
+    /// Done by runbook itself (file transfer, native checks); shown as a description.
+    Native(String),
+}
+
+impl Command {
+    /// The form shown in plans; native work reads as a shell comment so a pasted plan runs nothing by accident.
+    pub fn display(&self) -> String {
+        match self {
+            Command::Shell(s) => s.clone(),
+            Command::Native(d) => format!("# runbook: {d}"),
+        }
+    }
+}
+
+/// A value a command needs that exists only at run time, passed as an environment variable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeValue {
+    pub var: String,
+    pub meaning: String,
+}
+
+/// What an action is compiled against: the instance's node, the step's fan-out, its time limit.
+pub struct Ctx<'a> {
+    pub inventory: &'a Inventory,
+    pub node: Option<&'a Node>,
+    /// Every node the step fans out over (restore needs the whole member list).
+    pub fanout: &'a [&'a Node],
+    pub timeout: Duration,
+}
+
+impl<'a> Ctx<'a> {
+    /// The node an action must run on, or an error for actions that make no sense locally.
+    pub fn require_node(&self, action: &str) -> Result<&'a Node, ArgError> {
+        self.node.ok_or_else(|| ArgError {
+            field: None,
+            message: format!("`{action}` runs on a node, not on the operator's machine"),
+            hint: Some("add `for_each: { role: etcd }` or `on: NODE` to the step".into()),
+        })
+    }
+}
+
+/// A bad argument: which `with:` field (if one), what is wrong, what to do.
+#[derive(Debug, Clone)]
+pub struct ArgError {
+    pub field: Option<String>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl ArgError {
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        ArgError {
+            field: Some(field.to_string()),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// A compiled action instance.
+#[derive(Debug, Clone)]
+pub enum Action {
+    SnapshotVerify(snapshot_verify::SnapshotVerify),
+    SnapshotDistribute(snapshot_distribute::SnapshotDistribute),
+    ManifestStop(manifest::ManifestMove),
+    ManifestStart(manifest::ManifestMove),
+    WaitProcessGone(wait_process_gone::WaitProcessGone),
+    EtcdRestore(etcd_restore::EtcdRestore),
+    FileChown(file_chown::FileChown),
+    WaitEtcdHealthy(wait_etcd_healthy::WaitEtcdHealthy),
+    EtcdVerifyCluster(etcd_verify_cluster::EtcdVerifyCluster),
+    WaitHttp(wait_http::WaitHttp),
+    EtcdDefrag(etcd_defrag::EtcdDefrag),
+    Run(run::Run),
+}
+
+impl Action {
+    pub fn commands(&self) -> Vec<Command> {
+        match self {
+            Action::SnapshotVerify(a) => a.commands(),
+            Action::SnapshotDistribute(a) => a.commands(),
+            Action::ManifestStop(a) => a.stop_commands(),
+            Action::ManifestStart(a) => a.start_commands(),
+            Action::WaitProcessGone(a) => a.commands(),
+            Action::EtcdRestore(a) => a.commands(),
+            Action::FileChown(a) => a.commands(),
+            Action::WaitEtcdHealthy(a) => a.commands(),
+            Action::EtcdVerifyCluster(a) => a.commands(),
+            Action::WaitHttp(a) => a.commands(),
+            Action::EtcdDefrag(a) => a.commands(),
+            Action::Run(a) => a.commands(),
+        }
+    }
+
+    pub fn runtime_values(&self) -> Vec<RuntimeValue> {
+        match self {
+            Action::SnapshotDistribute(a) => a.runtime_values(),
+            Action::Run(a) => a.runtime_values(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The registry entry of an action: its name, documentation, defaults and parser.
+pub struct ActionInfo {
+    pub name: &'static str,
+    pub summary: &'static str,
+    pub default_timeout: Duration,
+    /// Re-running after a crash is harmless (checked again on resume).
+    pub idempotent: bool,
+    /// Changes the cluster: the step must say `destructive: true` and carry a rollback note.
+    pub destructive: bool,
+    pub schema: fn(&mut SchemaGenerator) -> Schema,
+    pub parse: fn(serde_json::Value, &Ctx) -> Result<Action, ArgError>,
+}
+
+const fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn schema_of<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+    g.subschema_for::<T>()
+}
+
+/// Every typed action, in the order the documentation lists them.
+pub static ACTIONS: &[ActionInfo] = &[
+    ActionInfo {
+        name: "snapshot.verify",
+        summary: "check a snapshot's SHA-256 trailer (and structure, locally) before anything uses it",
+        default_timeout: secs(300),
+        destructive: false,
+        idempotent: true,
+        schema: schema_of::<snapshot_verify::Args>,
+        parse: |v, ctx| Ok(Action::SnapshotVerify(snapshot_verify::SnapshotVerify::new(args(v)?, ctx)?)),
+    },
+    ActionInfo {
+        name: "snapshot.distribute",
+        summary: "copy a local snapshot to the node and check its sha256 there",
+        default_timeout: secs(900),
+        destructive: false,
+        idempotent: true,
+        schema: schema_of::<snapshot_distribute::Args>,
+        parse: |v, ctx| {
+            Ok(Action::SnapshotDistribute(snapshot_distribute::SnapshotDistribute::new(args(v)?, ctx)?))
+        },
+    },
+    ActionInfo {
+        name: "manifest.stop",
+        summary: "park static pod manifests outside the manifests directory so kubelet stops the pods",
+        default_timeout: secs(60),
+        destructive: true,
+        idempotent: true,
+        schema: schema_of::<manifest::Args>,
+        parse: |v, ctx| Ok(Action::ManifestStop(manifest::ManifestMove::new(args(v)?, ctx, "manifest.stop")?)),
+    },
+    ActionInfo {
+        name: "manifest.start",
+        summary: "move parked static pod manifests back so kubelet starts the pods",
+        default_timeout: secs(60),
+        destructive: false,
+        idempotent: true,
+        schema: schema_of::<manifest::Args>,
+        parse: |v, ctx| Ok(Action::ManifestStart(manifest::ManifestMove::new(args(v)?, ctx, "manifest.start")?)),
+    },
+    ActionInfo {
+        name: "wait.process_gone",
+        summary: "wait until no process of that name runs on the node",
+        default_timeout: secs(120),
+        destructive: false,
+        idempotent: true,
+        schema: schema_of::<wait_process_gone::Args>,
+        parse: |v, ctx| Ok(Action::WaitProcessGone(wait_process_gone::WaitProcessGone::new(args(v)?, ctx)?)),
+    },
+    ActionInfo {
+        name: "etcd.restore",
+        summary: "restore the member's data dir from a snapshot, keeping the old data aside",
+        default_timeout: secs(900),
+        destructive: true,
+        idempotent: false,
+        schema: schema_of::<etcd_restore::Args>,
+        parse: |v, ctx| Ok(Action::EtcdRestore(etcd_restore::EtcdRestore::new(args(v)?, ctx)?)),
+    },
+    ActionInfo {
+        name: "file.chown",
+        summary: "set the owner of a path (default: the etcd data dir, recursively)",
+        default_timeout: secs(120),
+        destructive: false,
+        idempotent: true,
+        schema: schema_of::<file_chown::Args>,
+        parse: |v, ctx| Ok(Action::FileChown(file_chown::FileChown::new(args(v)?, ctx)?)),
+    },
+    ActionInfo {
+        name: "wait.etcd_healthy",
+        summary: "wait until the member (or every member) answers a quorum read",
+        default_timeout: secs(180),
+        destructive: false,
+        idempotent: true,
+        schema: schema_of::<wait_etcd_healthy::Args>,
+        parse: |v, ctx| Ok(Action::WaitEtcdHealthy(wait_etcd_healthy::WaitEtcdHealthy::new(args(v)?, ctx)?)),
+    },
+    ActionInfo {
+        name: "etcd.verify_cluster",
+        summary: "check members, health and HashKV agreement across the cluster",
+        default_timeout: secs(120),
+        destructive: false,
+        idempotent: true,
+        schema: schema_of::<etcd_verify_cluster::Args>,
+        parse: |v, ctx| {
+            Ok(Action::EtcdVerifyCluster(etcd_verify_cluster::EtcdVerifyCluster::new(args(v)?, ctx)?))
+        },
+    },
+    ActionInfo {
+        name: "wait.http",
+        summary: "wait until a URL answers 2xx (e.g. kube-apiserver /readyz)",
+        default_timeout: secs(300),
+        destructive: false,
+        idempotent: true,
+        schema: schema_of::<wait_http::Args>,
+        parse: |v, ctx| Ok(Action::WaitHttp(wait_http::WaitHttp::new(args(v)?, ctx)?)),
+    },
+    ActionInfo {
+        name: "etcd.defrag",
+        summary: "defragment one member's backend",
+        default_timeout: secs(600),
+        destructive: false,
+        idempotent: true,
+        schema: schema_of::<etcd_defrag::Args>,
+        parse: |v, ctx| Ok(Action::EtcdDefrag(etcd_defrag::EtcdDefrag::new(args(v)?, ctx)?)),
+    },
+];
+
+pub fn lookup(name: &str) -> Option<&'static ActionInfo> {
+    ACTIONS.iter().find(|a| a.name == name)
+}
+
+/// Deserialize `with:` into an action's argument type; the error names the field at fault.
+fn args<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, ArgError> {
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // "unknown field `x`, expected one of ..." is reported at `x` itself.
+        let field = inner
+            .strip_prefix("unknown field `")
+            .and_then(|r| r.split('`').next())
+            .map(str::to_string)
+            .or_else(|| (path != ".").then(|| path.split('.').next().unwrap_or(&path).to_string()));
+        ArgError {
+            field,
+            message: if path == "." { inner } else { format!("`{path}`: {inner}") },
+            hint: None,
+        }
+    })
+}
+
+/// Shared checks for arguments that become paths on a node.
+pub(crate) fn node_path(field: &str, value: &str) -> Result<(), ArgError> {
+    match crate::check::path_problem(value) {
+        Some(problem) => Err(ArgError::field(field, format!("`{field}` {value:?} {problem}"))),
+        None => Ok(()),
+    }
+}
+
+/// The timeout of a polling command, in whole seconds (at least 1).
+pub(crate) fn timeout_secs(d: Duration) -> u64 {
+    d.as_secs().max(1)
+}

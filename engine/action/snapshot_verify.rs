@@ -1,0 +1,78 @@
+//! `snapshot.verify`: refuse an empty, truncated or corrupted snapshot before anything uses it.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{ArgError, Command, Ctx, node_path};
+use crate::shell::quote;
+
+/// Arguments of `snapshot.verify`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    /// The snapshot file: on the operator's machine for a local step, on the node otherwise.
+    pub path: String,
+    /// Expected sha256 of the whole file (hex), e.g. from a `.sha256` file written at backup time.
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SnapshotVerify {
+    pub path: String,
+    pub sha256: Option<String>,
+    /// Checked on the operator's machine (natively) or on a node (with coreutils).
+    pub local: bool,
+}
+
+impl SnapshotVerify {
+    pub fn new(args: Args, ctx: &Ctx) -> Result<Self, ArgError> {
+        if args.path.trim().is_empty() || args.path.chars().any(char::is_control) {
+            return Err(ArgError::field("path", "`path` is empty or contains a control character"));
+        }
+        if ctx.node.is_some() {
+            node_path("path", &args.path)?;
+        }
+        if let Some(d) = &args.sha256
+            && (d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(ArgError::field("sha256", format!("`sha256` {d:?} is not 64 hex digits")));
+        }
+        Ok(SnapshotVerify {
+            path: args.path,
+            sha256: args.sha256.map(|d| d.to_ascii_lowercase()),
+            local: ctx.node.is_none(),
+        })
+    }
+
+    pub fn commands(&self) -> Vec<Command> {
+        let mut out = Vec::new();
+        if self.local {
+            out.push(Command::Native(format!(
+                "verify {}: the SHA-256 trailer matches its content, the bbolt pages and meta checksums are sound",
+                quote(&self.path)
+            )));
+            if let Some(d) = &self.sha256 {
+                out.push(Command::Native(format!(
+                    "check that the sha256 of {} is {d}",
+                    quote(&self.path)
+                )));
+            }
+        } else {
+            // A `snapshot save` file ends with the sha256 of everything before it,
+            // and has one iff its size is 32 more than a multiple of 512.
+            let f = quote(&self.path);
+            out.push(Command::Shell(format!(
+                "f={f}; size=$(stat -c %s -- \"$f\"); test $((size % 512)) -eq 32 || {{ echo \"$f: no sha256 trailer (size $size)\" >&2; exit 1; }}; \
+test \"$(head -c $((size - 32)) -- \"$f\" | sha256sum | cut -d' ' -f1)\" = \"$(tail -c 32 -- \"$f\" | od -An -v -tx1 | tr -d ' \\n')\" || {{ echo \"$f: sha256 trailer does not match the content\" >&2; exit 1; }}"
+            )));
+            if let Some(d) = &self.sha256 {
+                out.push(Command::Shell(format!(
+                    "test \"$(sha256sum < {f} | cut -d' ' -f1)\" = {d} || {{ echo {}: sha256 differs from {d} >&2; exit 1; }}",
+                    f
+                )));
+            }
+        }
+        out
+    }
+}

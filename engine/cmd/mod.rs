@@ -1,0 +1,69 @@
+//! Command implementations: one file per subcommand, sharing input handling and exit codes.
+
+mod plan;
+mod schema;
+mod validate;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command, PlanInput};
+use crate::compile::ParamValue;
+
+/// Exit codes are part of the CLI contract.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_INVALID: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+
+pub fn run(cli: Cli) -> ExitCode {
+    let code = match cli.command {
+        Command::Validate {
+            input,
+            format,
+            deny_warnings,
+        } => validate::run(&input, format, deny_warnings),
+        Command::Plan { input, format, out } => plan::run(&input, format, out.as_deref()),
+        Command::Schema { kind } => schema::run(kind),
+    };
+    ExitCode::from(code)
+}
+
+/// Prints a usage-level failure (unreadable input) the uv way: `error:`, `Caused by:`, `hint:`.
+pub(crate) fn usage_error(what: &str, cause: &dyn std::fmt::Display, hint: Option<&str>) -> u8 {
+    eprintln!("error: {what}");
+    eprintln!("  Caused by: {cause}");
+    if let Some(h) = hint {
+        eprintln!("  hint: {h}");
+    }
+    EXIT_USAGE
+}
+
+/// `--set` and `--set-file` as parameter values; a `--set-file` that cannot be read is a usage error.
+pub(crate) fn param_values(input: &PlanInput) -> Result<Vec<ParamValue>, u8> {
+    let mut out: Vec<ParamValue> = input
+        .set
+        .iter()
+        .map(|(k, v)| ParamValue {
+            name: k.clone(),
+            value: v.clone(),
+            origin: format!("--set {k}=..."),
+        })
+        .collect();
+    for (k, path) in &input.set_file {
+        match std::fs::read_to_string(path) {
+            Ok(text) => out.push(ParamValue {
+                name: k.clone(),
+                // A file written by an editor ends with a newline the value does not contain.
+                value: text.strip_suffix('\n').unwrap_or(&text).to_string(),
+                origin: format!("--set-file {k}={path}"),
+            }),
+            Err(e) => {
+                return Err(usage_error(
+                    &format!("cannot read the value of parameter `{k}` from {path}"),
+                    &e,
+                    Some("--set-file NAME=PATH reads the whole file as the value"),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,60 @@
+//! `runbook plan`: compile and render the step graph (text, json, mermaid, dot).
+
+use std::io::Write as _;
+use std::path::Path;
+
+use super::{EXIT_INVALID, EXIT_OK, param_values, usage_error};
+use crate::cli::PlanInput;
+use crate::graph::render::{self, PlanFormat};
+use crate::pipeline;
+
+pub fn run(input: &PlanInput, format: PlanFormat, out: Option<&Path>) -> u8 {
+    let sets = match param_values(input) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let compiled = match pipeline::compile_files(&input.plan, &input.inventory, &sets) {
+        Ok(c) => c,
+        Err(e) => return usage_error(&format!("cannot read {}", e.path), &e.error, None),
+    };
+    // Warnings go with the plan (to stderr); errors mean there is no plan to show.
+    eprint!("{}", compiled.diagnostics.render(&compiled.sources));
+    let Some(graph) = compiled.graph else {
+        eprintln!(
+            "error: {} does not compile with {}; nothing to plan",
+            input.plan.display(),
+            input.inventory.display()
+        );
+        return EXIT_INVALID;
+    };
+    let text = render::render(&graph, format);
+    match out {
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            if stdout.write_all(text.as_bytes()).is_err() {
+                return EXIT_INVALID;
+            }
+        }
+        Some(path) => {
+            if let Err(e) = write_atomically(path, &text) {
+                return usage_error(&format!("cannot write {}", path.display()), &e, None);
+            }
+            eprintln!("wrote {} ({})", path.display(), graph.fingerprint);
+        }
+    }
+    EXIT_OK
+}
+
+/// Write beside the target and rename, so a reviewer never sees half a plan.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("plan")
+    ));
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}

@@ -1,0 +1,18 @@
+//! runbook: a declarative runbook engine for etcd backup, restore and maintenance.
+//! Pipeline: plan text -> raw model -> Runbook (compile) -> StepGraph (graph) -> lints.
+
+pub mod action;
+pub mod check;
+pub mod cli;
+pub mod cmd;
+pub mod compile;
+pub mod diag;
+pub mod graph;
+pub mod inventory;
+pub mod lint;
+pub mod located;
+pub mod pipeline;
+pub mod plan;
+pub mod schema;
+pub mod shell;
+pub mod yaml;

@@ -1,0 +1,70 @@
+//! The offline pipeline in one call: load plan and inventory, compile, build the graph, lint.
+
+use std::path::Path;
+
+use crate::compile::{self, ParamValue};
+use crate::diag::{Diagnostics, SourceMap};
+use crate::graph::StepGraph;
+use crate::yaml::{LoadError, LoadFailure};
+use crate::{inventory, lint, plan};
+
+/// What a compile produced: the graph when there were no errors, and every diagnostic.
+pub struct Compiled {
+    pub sources: SourceMap,
+    pub diagnostics: Diagnostics,
+    pub graph: Option<StepGraph>,
+}
+
+/// A file could not be read at all: a usage problem, not an invalid plan.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {path}: {error}")]
+pub struct Unreadable {
+    pub path: String,
+    #[source]
+    pub error: std::io::Error,
+}
+
+pub fn compile_files(
+    plan_path: &Path,
+    inventory_path: &Path,
+    sets: &[ParamValue],
+) -> Result<Compiled, Unreadable> {
+    let mut sources = SourceMap::default();
+    let mut diagnostics = Diagnostics::default();
+    // Load both files before failing, so one run reports the problems of both.
+    let plan = match plan::load::load(plan_path, &mut sources) {
+        Ok(p) => Some(p),
+        Err(LoadError::Unreadable { path, error }) => return Err(Unreadable { path, error }),
+        Err(LoadError::Invalid(d)) => {
+            diagnostics.push(d);
+            None
+        }
+    };
+    let inventory = match inventory::load(inventory_path, &mut sources) {
+        Ok(i) => Some(i),
+        Err(LoadFailure::Unreadable { path, error }) => return Err(Unreadable { path, error }),
+        Err(LoadFailure::Invalid(ds)) => {
+            diagnostics.extend(ds.items);
+            None
+        }
+    };
+    let mut graph = None;
+    if let (Some(plan), Some(inventory)) = (plan, inventory) {
+        let (runbook, ds) = compile::compile(&plan, &inventory, sets);
+        diagnostics.extend(ds.items);
+        if let Some(rb) = runbook {
+            let g = StepGraph::build(rb);
+            diagnostics.extend(lint::run(&g).items);
+            graph = Some(g);
+        }
+    }
+    diagnostics.sort();
+    if diagnostics.has_errors() {
+        graph = None;
+    }
+    Ok(Compiled {
+        sources,
+        diagnostics,
+        graph,
+    })
+}
