@@ -9,6 +9,7 @@ use super::{ArgError, Command, Ctx, timeout_secs};
 
 /// Arguments of `etcd.defrag`.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
+#[schemars(rename = "EtcdDefragArgs")]
 #[serde(deny_unknown_fields)]
 pub struct Args {}
 

@@ -22,6 +22,7 @@ use crate::shell::quote;
 
 /// Arguments of `etcd.restore`.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "EtcdRestoreArgs")]
 #[serde(deny_unknown_fields)]
 pub struct Args {
     /// The snapshot file on the node (put there by `snapshot.distribute`).
@@ -64,6 +65,7 @@ fn yes() -> bool {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(rename = "RestoreTool")]
 pub enum Tool {
     Etcdutl,
     Etcdctl,

@@ -10,6 +10,7 @@ use crate::shell::quote;
 
 /// Arguments of `etcd.verify_cluster` (none yet; the inventory says what to expect).
 #[derive(Debug, Default, Deserialize, JsonSchema)]
+#[schemars(rename = "EtcdVerifyClusterArgs")]
 #[serde(deny_unknown_fields)]
 pub struct Args {}
 

@@ -8,6 +8,7 @@ use crate::shell::quote;
 
 /// Arguments of `file.chown`.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "FileChownArgs")]
 #[serde(deny_unknown_fields)]
 pub struct Args {
     /// Path on the node; default: the node's etcd data dir.

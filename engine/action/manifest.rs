@@ -9,6 +9,7 @@ use crate::shell::quote;
 
 /// Arguments of `manifest.stop` and `manifest.start`.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "ManifestArgs")]
 #[serde(deny_unknown_fields)]
 pub struct Args {
     /// Manifest file names inside the manifests directory, e.g. [kube-apiserver.yaml, etcd.yaml].

@@ -8,6 +8,7 @@ use crate::shell::quote;
 
 /// Arguments of `snapshot.distribute`.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "SnapshotDistributeArgs")]
 #[serde(deny_unknown_fields)]
 pub struct Args {
     /// The snapshot on the operator's machine.

@@ -8,6 +8,7 @@ use crate::shell::quote;
 
 /// Arguments of `snapshot.verify`.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "SnapshotVerifyArgs")]
 #[serde(deny_unknown_fields)]
 pub struct Args {
     /// The snapshot file: on the operator's machine for a local step, on the node otherwise.

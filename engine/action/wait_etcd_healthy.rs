@@ -8,6 +8,7 @@ use super::{ArgError, Command, Ctx, timeout_secs};
 
 /// Arguments of `wait.etcd_healthy`.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
+#[schemars(rename = "WaitEtcdHealthyArgs")]
 #[serde(deny_unknown_fields)]
 pub struct Args {
     /// `member` (this node's member, the default) or `cluster` (every etcd member of the inventory at once).
@@ -17,6 +18,7 @@ pub struct Args {
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(rename = "HealthScope")]
 pub enum Scope {
     #[default]
     Member,

@@ -9,6 +9,7 @@ use crate::shell::quote;
 
 /// Arguments of `wait.http`.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "WaitHttpArgs")]
 #[serde(deny_unknown_fields)]
 pub struct Args {
     /// http:// or https:// URL, fetched from the step's host.

@@ -10,6 +10,7 @@ use crate::shell::quote;
 
 /// Arguments of `wait.process_gone`.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "WaitProcessGoneArgs")]
 #[serde(deny_unknown_fields)]
 pub struct Args {
     /// Process name as the kernel knows it (`comm`, at most 15 characters), e.g. etcd.
