@@ -180,6 +180,13 @@ fn token_range(text: &str, line: u64, column: u64) -> Option<std::ops::Range<usi
                 .map(|(b, _)| b)
                 .unwrap_or(body.len());
             let rest = &body[col_byte..];
+            // A quoted scalar is underlined to its closing quote, spaces included.
+            if let Some(q) = rest.chars().next().filter(|c| *c == '"' || *c == '\'')
+                && let Some(close) = rest[1..].find(q)
+            {
+                let start = offset + col_byte;
+                return Some(start..start + close + 2);
+            }
             let len = rest
                 .find(|c: char| c.is_whitespace() || c == ',' || c == '}' || c == ']')
                 .unwrap_or(rest.len())

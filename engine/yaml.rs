@@ -59,7 +59,14 @@ pub fn parse<T: DeserializeOwned>(text: &str, file: &Arc<str>, kind: &str) -> Re
             .location()
             .map(|l| Loc::from_saphyr(file, &l))
             .unwrap_or_else(|| Loc::new(file, 1, 1));
-        let message = strip_position(&e.without_snippet().to_string());
+        let raw = e.without_snippet().to_string();
+        let message = if raw.starts_with("budget breached") {
+            // Alias expansion ("billion laughs") or a document far larger than any plan.
+            "the document expands to too many nodes (aliases or sheer size); refusing to load it"
+                .to_string()
+        } else {
+            strip_position(&raw)
+        };
         let hint = hint_for(&message, kind);
         let mut d = Diagnostic::error(code_for(&message), loc, message);
         if let Some(h) = hint {
@@ -82,7 +89,9 @@ fn strip_position(message: &str) -> String {
 }
 
 fn code_for(message: &str) -> &'static str {
-    if message.starts_with("unknown field") {
+    if message.starts_with("the document expands") {
+        "yaml-too-large"
+    } else if message.starts_with("unknown field") {
         "unknown-field"
     } else if message.starts_with("missing field") {
         "missing-field"
@@ -104,6 +113,8 @@ fn hint_for(message: &str, kind: &str) -> Option<String> {
         Some("each key may appear once in a mapping; remove or merge the repeated one".into())
     } else if message.starts_with("missing field") {
         Some(format!("see `runbook schema {kind}` for the required fields"))
+    } else if message.starts_with("the document expands") {
+        Some("plans and inventories are small: write the values out instead of nesting aliases".into())
     } else {
         None
     }

@@ -254,9 +254,9 @@ fn merge_etcd(
         cert: path_field("tls.cert", Some(&t.cert), "", file, ds).0,
         key: path_field("tls.key", Some(&t.key), "", file, ds).0,
     });
-    if scheme == "https"
-        && tls.is_none()
+    if tls.is_none()
         && let Some(s) = pick(node.map(|n| &n.scheme), &cluster.scheme)
+        && s.value == "https"
     {
         ds.push(
             Diagnostic::error(
