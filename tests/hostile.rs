@@ -1,0 +1,159 @@
+//! Hostile values from plans, parameters and inventories never run as shell: every rendered
+//! command of a compiled plan is executed by a real `sh` against stub tools that only log
+//! their arguments, and nothing injected may run.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use common::{assert_no_panic, root, runbook_in};
+
+/// Payloads that would each run `touch` (or worse) if they reached a shell unquoted.
+const PAYLOADS: &[&str] = &[
+    "$(touch PWNED-dollar)",
+    "`touch PWNED-backtick`",
+    "x; touch PWNED-semicolon",
+    "x' ; touch PWNED-quote ; '",
+    "x\" ; touch PWNED-dquote ; \"",
+    "x && touch PWNED-and",
+    "x | touch PWNED-pipe",
+];
+
+const STUBS: &[&str] = &[
+    "mkdir", "rm", "mv", "find", "chown", "etcdutl", "etcdctl", "sha256sum", "cut", "stat", "head",
+    "tail", "od", "tr", "date", "curl", "touch", "id", "reboot", "wc", "grep", "awk", "sort",
+    "sleep", "printf_ext",
+];
+
+fn stub_dir(dir: &Path) -> std::path::PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = dir.join("calls.log");
+    for name in STUBS {
+        let p = bin.join(name);
+        std::fs::write(&p, format!("#!/bin/sh\necho \"{name} $*\" >> '{}'\nexit 0\n", log.display())).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // `pgrep` finds nothing, so wait loops end at once.
+    std::fs::write(bin.join("pgrep"), "#!/bin/sh\nexit 1\n").unwrap();
+    std::fs::set_permissions(bin.join("pgrep"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // `timeout N cmd...` runs the command, so quoted inner scripts are executed too.
+    std::fs::write(bin.join("timeout"), "#!/bin/sh\nshift\nexec \"$@\"\n").unwrap();
+    std::fs::set_permissions(bin.join("timeout"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("/bin/sh", bin.join("sh")).unwrap();
+    bin
+}
+
+fn run_commands(dir: &Path, plan_json: &str) -> usize {
+    let bin = stub_dir(dir);
+    let v: serde_json::Value = serde_json::from_str(plan_json).unwrap();
+    let mut ran = 0;
+    for step in v["steps"].as_array().unwrap() {
+        for cmd in step["commands"].as_array().unwrap() {
+            let cmd = cmd.as_str().unwrap();
+            std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(cmd)
+                .current_dir(dir)
+                .env_clear()
+                .env("PATH", &bin)
+                .env("RUNBOOK_SOURCE_SHA256", "0")
+                .output()
+                .unwrap();
+            ran += 1;
+        }
+    }
+    ran
+}
+
+fn assert_nothing_injected(dir: &Path) {
+    let log = std::fs::read_to_string(dir.join("calls.log")).unwrap_or_default();
+    for line in log.lines() {
+        assert!(
+            !line.starts_with("touch ") && !line.starts_with("reboot"),
+            "an injected command ran: {line}\n{log}"
+        );
+    }
+    for e in std::fs::read_dir(dir).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(!name.starts_with("PWNED"), "an injected command created {name}");
+    }
+}
+
+#[test]
+fn hostile_parameters_and_paths_are_quoted_in_every_command() {
+    let mut executed = 0;
+    for payload in PAYLOADS {
+        let dir = tempfile::tempdir().unwrap();
+        // The inventory's data dir, the snapshot path, the staging and parking dirs all carry it.
+        let inv = std::fs::read_to_string(root().join("examples/kubeadm-ha-3.yaml"))
+            .unwrap()
+            .replace("data_dir: /var/lib/etcd", &format!("data_dir: {}", serde_json::to_string(&format!("/var/lib/etcd/{payload}")).unwrap()));
+        std::fs::write(dir.path().join("inv.yaml"), inv).unwrap();
+        let snapshot = format!("snapshot=/backups/{payload}.db");
+        let staging = format!("staging_dir=/var/tmp/{payload}");
+        let parking = format!("parking_dir=/etc/parked/{payload}");
+        let readyz = "apiserver_readyz=https://127.0.0.1:6443/readyz?$(reboot)`reboot`".to_string();
+        let plan = root().join("plans/etcd-restore-ha.yaml");
+        let r = runbook_in(dir.path(), &[
+            "plan", plan.to_str().unwrap(), "-i", "inv.yaml", "--format", "json",
+            "--set", &snapshot, "--set", &staging, "--set", &parking, "--set", &readyz,
+        ]);
+        assert_no_panic(&r);
+        if r.code != 0 {
+            // Refusing is fine too, as long as it is a clear, located error.
+            assert_eq!(r.code, 1);
+            assert!(r.stderr.contains("error["), "{}", r.stderr);
+            continue;
+        }
+        assert!(r.stdout.contains("PWNED"), "the payload should appear (quoted) in the plan");
+        let ran = run_commands(dir.path(), &r.stdout);
+        assert!(ran > 30, "only {ran} commands ran");
+        assert_nothing_injected(dir.path());
+        executed += 1;
+    }
+    assert!(executed >= 5, "most payloads are valid paths and must compile, quoted ({executed})");
+}
+
+#[test]
+fn hostile_values_in_run_templates_stay_one_literal_word() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = "name: echo
+params:
+  value: { required: true }
+steps:
+  - id: echo
+    on: cp1
+    run: printf '%s' {{ params.value }} > out.txt
+";
+    std::fs::write(dir.path().join("plan.yaml"), plan).unwrap();
+    let inv = root().join("examples/kubeadm-ha-3.yaml");
+    for payload in PAYLOADS.iter().chain(&["multi\nline", "", "*", "~root"]) {
+        let r = runbook_in(dir.path(), &[
+            "plan", "plan.yaml", "-i", inv.to_str().unwrap(), "--format", "json",
+            "--set", &format!("value={payload}"),
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        run_commands(dir.path(), &r.stdout);
+        let out = std::fs::read_to_string(dir.path().join("out.txt")).unwrap();
+        assert_eq!(&out, payload);
+        assert_nothing_injected(dir.path());
+        let _ = std::fs::remove_dir_all(dir.path().join("bin"));
+    }
+}
+
+#[test]
+fn raw_filter_is_the_only_way_to_unquote() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("plan.yaml"),
+        "name: raw\nparams:\n  glob: { default: '*.db' }\nsteps:\n  - { id: ls, on: cp1, run: 'ls {{ params.glob }} {{ params.glob | raw }}' }\n",
+    )
+    .unwrap();
+    let inv = root().join("examples/kubeadm-ha-3.yaml");
+    let r = runbook_in(dir.path(), &["plan", "plan.yaml", "-i", inv.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["steps"][0]["commands"][0], "ls '*.db' *.db");
+}
