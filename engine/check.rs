@@ -45,8 +45,7 @@ pub fn is_owner(s: &str) -> bool {
     let part = |p: &str| {
         !p.is_empty()
             && p.len() <= 32
-            && p
-                .bytes()
+            && p.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
             && !p.starts_with('-')
     };
@@ -138,10 +137,22 @@ mod tests {
 
     #[test]
     fn containment_is_lexical_and_exact() {
-        assert!(is_within("/etc/kubernetes/manifests/parked", "/etc/kubernetes/manifests"));
-        assert!(is_within("/etc/kubernetes/manifests/", "/etc/kubernetes/manifests"));
-        assert!(!is_within("/etc/kubernetes/manifests-parked", "/etc/kubernetes/manifests"));
-        assert!(is_within("/etc/kubernetes/x/../manifests/a", "/etc/kubernetes/manifests"));
+        assert!(is_within(
+            "/etc/kubernetes/manifests/parked",
+            "/etc/kubernetes/manifests"
+        ));
+        assert!(is_within(
+            "/etc/kubernetes/manifests/",
+            "/etc/kubernetes/manifests"
+        ));
+        assert!(!is_within(
+            "/etc/kubernetes/manifests-parked",
+            "/etc/kubernetes/manifests"
+        ));
+        assert!(is_within(
+            "/etc/kubernetes/x/../manifests/a",
+            "/etc/kubernetes/manifests"
+        ));
     }
 
     #[test]

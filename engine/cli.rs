@@ -21,7 +21,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a plan against an inventory: schema, references, templates and etcd safety rules.
-    #[command(after_help = "Exit status: 0 valid, 1 invalid, 2 usage error or unreadable input.\n\nExample:\n  runbook validate plans/etcd-restore-ha.yaml -i examples/kubeadm-ha-3.yaml --set snapshot=/backups/etcd.db --deny-warnings")]
+    #[command(
+        after_help = "Exit status: 0 valid, 1 invalid, 2 usage error or unreadable input.\n\nExample:\n  runbook validate plans/etcd-restore-ha.yaml -i examples/kubeadm-ha-3.yaml --set snapshot=/backups/etcd.db --deny-warnings"
+    )]
     Validate {
         #[command(flatten)]
         input: PlanInput,
@@ -33,7 +35,9 @@ pub enum Command {
         deny_warnings: bool,
     },
     /// Compile a plan into the ordered step graph: every command, on every node, in order.
-    #[command(after_help = "Example:\n  runbook plan plans/etcd-restore-ha.yaml -i examples/kubeadm-ha-3.yaml --set snapshot=/backups/etcd.db --format json --out restore.plan.json")]
+    #[command(
+        after_help = "Example:\n  runbook plan plans/etcd-restore-ha.yaml -i examples/kubeadm-ha-3.yaml --set snapshot=/backups/etcd.db --format json --out restore.plan.json"
+    )]
     Plan {
         #[command(flatten)]
         input: PlanInput,

@@ -266,7 +266,10 @@ mod tests {
                 .hint("use letters, digits and '-'"),
         );
         let text = ds.render(&sources);
-        assert!(text.contains("error[bad-id]: step id is not valid"), "{text}");
+        assert!(
+            text.contains("error[bad-id]: step id is not valid"),
+            "{text}"
+        );
         assert!(text.contains("plan.yaml:3:9"), "{text}");
         assert!(text.contains("  - id: bad id"), "{text}");
         assert!(text.contains("help: use letters"), "{text}");

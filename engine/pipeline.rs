@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::compile::{self, ParamValue};
 use crate::diag::{Diagnostics, SourceMap};
 use crate::graph::StepGraph;
-use crate::yaml::{LoadError, LoadFailure};
+use crate::yaml::LoadFailure;
 use crate::{inventory, lint, plan};
 
 /// What a compile produced: the graph when there were no errors, and every diagnostic.
@@ -34,9 +34,9 @@ pub fn compile_files(
     // Load both files before failing, so one run reports the problems of both.
     let plan = match plan::load::load(plan_path, &mut sources) {
         Ok(p) => Some(p),
-        Err(LoadError::Unreadable { path, error }) => return Err(Unreadable { path, error }),
-        Err(LoadError::Invalid(d)) => {
-            diagnostics.push(d);
+        Err(LoadFailure::Unreadable { path, error }) => return Err(Unreadable { path, error }),
+        Err(LoadFailure::Invalid(ds)) => {
+            diagnostics.extend(ds.items);
             None
         }
     };

@@ -5,34 +5,14 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use crate::diag::{Diagnostic, Loc, SourceMap};
+use crate::diag::{Diagnostic, Diagnostics, Loc, SourceMap};
 
 /// Why a file could not be loaded: it could not be read at all (a usage problem, exit 2),
-/// or it was read and is not a valid document of its kind (exit 1).
-#[derive(Debug)]
-pub enum LoadError {
-    Unreadable { path: String, error: std::io::Error },
-    Invalid(Diagnostic),
-}
-
-/// A load that failed at any stage: unreadable, or invalid with one or more diagnostics.
+/// or it was read and is not valid (exit 1), with every diagnostic found.
 #[derive(Debug)]
 pub enum LoadFailure {
     Unreadable { path: String, error: std::io::Error },
-    Invalid(crate::diag::Diagnostics),
-}
-
-impl From<LoadError> for LoadFailure {
-    fn from(e: LoadError) -> Self {
-        match e {
-            LoadError::Unreadable { path, error } => LoadFailure::Unreadable { path, error },
-            LoadError::Invalid(d) => {
-                let mut ds = crate::diag::Diagnostics::default();
-                ds.push(d);
-                LoadFailure::Invalid(ds)
-            }
-        }
-    }
+    Invalid(Diagnostics),
 }
 
 /// Read `path`, register its text for snippets, and deserialize it.
@@ -40,19 +20,23 @@ pub fn load<T: DeserializeOwned>(
     path: &Path,
     kind: &str,
     sources: &mut SourceMap,
-) -> Result<(T, Arc<str>), LoadError> {
+) -> Result<(T, Arc<str>), LoadFailure> {
     let name: Arc<str> = Arc::from(path.display().to_string());
-    let text = std::fs::read_to_string(path).map_err(|error| LoadError::Unreadable {
+    let text = std::fs::read_to_string(path).map_err(|error| LoadFailure::Unreadable {
         path: name.to_string(),
         error,
     })?;
     sources.add(&name, &text);
-    let value = parse(&text, &name, kind).map_err(LoadError::Invalid)?;
+    let value = parse(&text, &name, kind).map_err(LoadFailure::Invalid)?;
     Ok((value, name))
 }
 
 /// Deserialize text already in memory; `file` names it in diagnostics.
-pub fn parse<T: DeserializeOwned>(text: &str, file: &Arc<str>, kind: &str) -> Result<T, Diagnostic> {
+pub fn parse<T: DeserializeOwned>(
+    text: &str,
+    file: &Arc<str>,
+    kind: &str,
+) -> Result<T, Diagnostics> {
     // Duplicate keys are errors (the serde-saphyr default); aliases are bounded by its budget.
     serde_saphyr::from_str::<T>(text).map_err(|e| {
         let loc = e
@@ -72,7 +56,9 @@ pub fn parse<T: DeserializeOwned>(text: &str, file: &Arc<str>, kind: &str) -> Re
         if let Some(h) = hint {
             d = d.hint(h);
         }
-        d
+        let mut ds = Diagnostics::default();
+        ds.push(d);
+        ds
     })
 }
 
@@ -112,9 +98,14 @@ fn hint_for(message: &str, kind: &str) -> Option<String> {
     } else if message.starts_with("duplicate mapping key") {
         Some("each key may appear once in a mapping; remove or merge the repeated one".into())
     } else if message.starts_with("missing field") {
-        Some(format!("see `runbook schema {kind}` for the required fields"))
+        Some(format!(
+            "see `runbook schema {kind}` for the required fields"
+        ))
     } else if message.starts_with("the document expands") {
-        Some("plans and inventories are small: write the values out instead of nesting aliases".into())
+        Some(
+            "plans and inventories are small: write the values out instead of nesting aliases"
+                .into(),
+        )
     } else {
         None
     }

@@ -8,9 +8,21 @@ use common::{assert_no_panic, runbook};
 const SNAP: &str = "snapshot=/backups/etcd-2026-11-20.db";
 
 const COMBOS: &[(&str, &str, &str)] = &[
-    ("ha3", "plans/etcd-restore-ha.yaml", "examples/kubeadm-ha-3.yaml"),
-    ("ha5", "plans/etcd-restore-ha.yaml", "examples/kubeadm-ha-5.yaml"),
-    ("single", "plans/etcd-restore-single.yaml", "examples/kubeadm-single.yaml"),
+    (
+        "ha3",
+        "plans/etcd-restore-ha.yaml",
+        "examples/kubeadm-ha-3.yaml",
+    ),
+    (
+        "ha5",
+        "plans/etcd-restore-ha.yaml",
+        "examples/kubeadm-ha-5.yaml",
+    ),
+    (
+        "single",
+        "plans/etcd-restore-single.yaml",
+        "examples/kubeadm-single.yaml",
+    ),
 ];
 
 #[test]
@@ -28,27 +40,61 @@ fn plan_text_and_json_for_each_bundled_plan() {
 
 #[test]
 fn json_steps_are_in_a_valid_execution_order() {
-    let r = runbook(&["plan", COMBOS[0].1, "-i", COMBOS[0].2, "--set", SNAP, "--format", "json"]);
+    let r = runbook(&[
+        "plan",
+        COMBOS[0].1,
+        "-i",
+        COMBOS[0].2,
+        "--set",
+        SNAP,
+        "--format",
+        "json",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let steps = v["steps"].as_array().unwrap();
     let mut seen = std::collections::HashSet::new();
     for s in steps {
         for need in s["needs"].as_array().unwrap() {
-            assert!(seen.contains(need.as_str().unwrap()), "{} runs before its need {need}", s["id"]);
+            assert!(
+                seen.contains(need.as_str().unwrap()),
+                "{} runs before its need {need}",
+                s["id"]
+            );
         }
         seen.insert(s["id"].as_str().unwrap().to_string());
-        for key in ["id", "step", "node", "needs", "destructive", "action", "commands", "rollback"] {
+        for key in [
+            "id",
+            "step",
+            "node",
+            "needs",
+            "destructive",
+            "action",
+            "commands",
+            "rollback",
+        ] {
             assert!(s.get(key).is_some(), "step lacks `{key}`");
         }
     }
     assert!(v["fingerprint"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(v["plan"], "etcd-restore-ha");
     // Every restore carries the same token and the full member list.
-    let restores: Vec<&serde_json::Value> = steps.iter().filter(|s| s["action"] == "etcd.restore").collect();
+    let restores: Vec<&serde_json::Value> = steps
+        .iter()
+        .filter(|s| s["action"] == "etcd.restore")
+        .collect();
     assert_eq!(restores.len(), 3);
     for r in &restores {
-        let cmd = r["commands"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect::<Vec<_>>().join("\n");
-        assert!(cmd.contains("--initial-cluster-token=prod-eu1-restored"), "{cmd}");
+        let cmd = r["commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            cmd.contains("--initial-cluster-token=prod-eu1-restored"),
+            "{cmd}"
+        );
         assert!(cmd.contains("--initial-cluster=cp1=https://10.0.0.11:2380,cp2=https://10.0.0.12:2380,cp3=https://10.0.0.13:2380"));
         assert!(cmd.contains(&format!("--name={}", r["node"].as_str().unwrap())));
         assert!(r["rollback"].is_string());
@@ -58,7 +104,16 @@ fn json_steps_are_in_a_valid_execution_order() {
 #[test]
 fn fingerprint_is_stable_and_covers_every_command() {
     let fp = |set: &str| {
-        let r = runbook(&["plan", COMBOS[0].1, "-i", COMBOS[0].2, "--set", set, "--format", "json"]);
+        let r = runbook(&[
+            "plan",
+            COMBOS[0].1,
+            "-i",
+            COMBOS[0].2,
+            "--set",
+            set,
+            "--format",
+            "json",
+        ]);
         let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
         v["fingerprint"].as_str().unwrap().to_string()
     };
@@ -84,24 +139,49 @@ fn plan_out_writes_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("restore.plan.json");
     let r = runbook(&[
-        "plan", COMBOS[0].1, "-i", COMBOS[0].2, "--set", SNAP, "--format", "json", "--out",
+        "plan",
+        COMBOS[0].1,
+        "-i",
+        COMBOS[0].2,
+        "--set",
+        SNAP,
+        "--format",
+        "json",
+        "--out",
         out.to_str().unwrap(),
     ]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.is_empty());
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     assert!(r.stderr.contains(v["fingerprint"].as_str().unwrap()));
 }
 
 #[test]
 fn validate_exit_codes_and_json() {
-    let ok = runbook(&["validate", COMBOS[0].1, "-i", COMBOS[0].2, "--set", SNAP, "--format", "json"]);
+    let ok = runbook(&[
+        "validate",
+        COMBOS[0].1,
+        "-i",
+        COMBOS[0].2,
+        "--set",
+        SNAP,
+        "--format",
+        "json",
+    ]);
     assert_eq!(ok.code, 0);
     let v: serde_json::Value = serde_json::from_str(&ok.stdout).unwrap();
     assert_eq!(v, serde_json::json!({ "valid": true, "diagnostics": [] }));
 
     // Missing required parameter: invalid (1), named in a located diagnostic.
-    let missing = runbook(&["validate", COMBOS[0].1, "-i", COMBOS[0].2, "--format", "json"]);
+    let missing = runbook(&[
+        "validate",
+        COMBOS[0].1,
+        "-i",
+        COMBOS[0].2,
+        "--format",
+        "json",
+    ]);
     assert_eq!(missing.code, 1);
     let v: serde_json::Value = serde_json::from_str(&missing.stdout).unwrap();
     assert_eq!(v["valid"], false);
@@ -116,11 +196,29 @@ fn validate_exit_codes_and_json() {
     let unreadable = runbook(&["validate", "plans/nope.yaml", "-i", COMBOS[0].2]);
     assert_eq!(unreadable.code, 2);
     insta::assert_snapshot!("validate_unreadable", unreadable.stderr);
-    let usage = runbook(&["validate", COMBOS[0].1, "-i", COMBOS[0].2, "--set", "novalue"]);
+    let usage = runbook(&[
+        "validate",
+        COMBOS[0].1,
+        "-i",
+        COMBOS[0].2,
+        "--set",
+        "novalue",
+    ]);
     assert_eq!(usage.code, 2);
-    let set_file = runbook(&["validate", COMBOS[0].1, "-i", COMBOS[0].2, "--set-file", "snapshot=/nonexistent/file"]);
+    let set_file = runbook(&[
+        "validate",
+        COMBOS[0].1,
+        "-i",
+        COMBOS[0].2,
+        "--set-file",
+        "snapshot=/nonexistent/file",
+    ]);
     assert_eq!(set_file.code, 2);
-    assert!(set_file.stderr.contains("cannot read the value of parameter `snapshot`"));
+    assert!(
+        set_file
+            .stderr
+            .contains("cannot read the value of parameter `snapshot`")
+    );
 }
 
 #[test]
@@ -129,9 +227,20 @@ fn warnings_fail_only_under_deny_warnings() {
     let r = runbook(&["validate", plan, "-i", inv, "--set", SNAP]);
     assert_eq!(r.code, 0);
     assert!(r.stderr.contains("warning[single-member]"));
-    let denied = runbook(&["validate", plan, "-i", inv, "--set", SNAP, "--deny-warnings"]);
+    let denied = runbook(&[
+        "validate",
+        plan,
+        "-i",
+        inv,
+        "--set",
+        SNAP,
+        "--deny-warnings",
+    ]);
     assert_eq!(denied.code, 1);
-    insta::assert_snapshot!("validate_deny_warnings", format!("{}{}", denied.stdout, denied.stderr));
+    insta::assert_snapshot!(
+        "validate_deny_warnings",
+        format!("{}{}", denied.stdout, denied.stderr)
+    );
 }
 
 #[test]
@@ -140,8 +249,14 @@ fn set_file_reads_a_value() {
     let f = dir.path().join("snap");
     std::fs::write(&f, "/backups/from-file.db\n").unwrap();
     let r = runbook(&[
-        "plan", COMBOS[0].1, "-i", COMBOS[0].2, "--set-file",
-        &format!("snapshot={}", f.display()), "--format", "json",
+        "plan",
+        COMBOS[0].1,
+        "-i",
+        COMBOS[0].2,
+        "--set-file",
+        &format!("snapshot={}", f.display()),
+        "--format",
+        "json",
     ]);
     assert_no_panic(&r);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -151,8 +266,21 @@ fn set_file_reads_a_value() {
 
 #[test]
 fn unknown_set_is_an_error() {
-    let r = runbook(&["validate", COMBOS[0].1, "-i", COMBOS[0].2, "--set", SNAP, "--set", "snapshto=x"]);
+    let r = runbook(&[
+        "validate",
+        COMBOS[0].1,
+        "-i",
+        COMBOS[0].2,
+        "--set",
+        SNAP,
+        "--set",
+        "snapshto=x",
+    ]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("error[unknown-param]"), "{}", r.stderr);
-    assert!(r.stderr.contains("parameters: apiserver_ca"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("parameters: apiserver_ca"),
+        "{}",
+        r.stderr
+    );
 }

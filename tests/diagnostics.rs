@@ -8,21 +8,35 @@ use common::{assert_no_panic, root, runbook};
 #[test]
 fn broken_inputs_get_located_errors() {
     let dir = root().join("tests/fixtures/broken");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     assert!(files.len() >= 10);
     for path in files {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let rel = format!("tests/fixtures/broken/{name}");
         let args: Vec<&str> = if name.ends_with(".inventory.yaml") {
-            vec!["validate", "plans/etcd-restore-ha.yaml", "-i", &rel, "--set", "snapshot=/s.db"]
+            vec![
+                "validate",
+                "plans/etcd-restore-ha.yaml",
+                "-i",
+                &rel,
+                "--set",
+                "snapshot=/s.db",
+            ]
         } else {
             vec!["validate", &rel, "-i", "examples/kubeadm-ha-3.yaml"]
         };
         let r = runbook(&args);
         assert_no_panic(&r);
         assert_eq!(r.code, 1, "{name} must be invalid:\n{}", r.stderr);
-        assert!(r.stderr.contains(&format!("--> {rel}:")), "{name}: no file:line:column in\n{}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("--> {rel}:")),
+            "{name}: no file:line:column in\n{}",
+            r.stderr
+        );
         let snapshot_name = name.trim_end_matches(".yaml").replace('.', "_");
         insta::assert_snapshot!(snapshot_name, r.stderr);
     }
@@ -30,18 +44,63 @@ fn broken_inputs_get_located_errors() {
 
 #[test]
 fn all_errors_are_collected_not_just_the_first() {
-    let r = runbook(&["validate", "tests/fixtures/broken/unknown-refs.plan.yaml", "-i", "examples/kubeadm-ha-3.yaml", "--set", "snapshot=/s.db"]);
-    for code in ["unknown-action", "unknown-role", "unknown-step", "unknown-node", "duplicate-step-id"] {
-        assert!(r.stderr.contains(&format!("error[{code}]")), "missing {code} in\n{}", r.stderr);
+    let r = runbook(&[
+        "validate",
+        "tests/fixtures/broken/unknown-refs.plan.yaml",
+        "-i",
+        "examples/kubeadm-ha-3.yaml",
+        "--set",
+        "snapshot=/s.db",
+    ]);
+    for code in [
+        "unknown-action",
+        "unknown-role",
+        "unknown-step",
+        "unknown-node",
+        "duplicate-step-id",
+    ] {
+        assert!(
+            r.stderr.contains(&format!("error[{code}]")),
+            "missing {code} in\n{}",
+            r.stderr
+        );
     }
-    let r = runbook(&["validate", "plans/etcd-restore-ha.yaml", "-i", "tests/fixtures/broken/hostile.inventory.yaml", "--set", "snapshot=/s.db"]);
-    for code in ["invalid-name", "invalid-address", "invalid-path", "invalid-owner", "invalid-scheme", "invalid-version", "duplicate-node"] {
-        assert!(r.stderr.contains(&format!("error[{code}]")), "missing {code} in\n{}", r.stderr);
+    let r = runbook(&[
+        "validate",
+        "plans/etcd-restore-ha.yaml",
+        "-i",
+        "tests/fixtures/broken/hostile.inventory.yaml",
+        "--set",
+        "snapshot=/s.db",
+    ]);
+    for code in [
+        "invalid-name",
+        "invalid-address",
+        "invalid-path",
+        "invalid-owner",
+        "invalid-scheme",
+        "invalid-version",
+        "duplicate-node",
+    ] {
+        assert!(
+            r.stderr.contains(&format!("error[{code}]")),
+            "missing {code} in\n{}",
+            r.stderr
+        );
     }
 }
 
 #[test]
 fn cycles_print_their_path() {
-    let r = runbook(&["validate", "tests/fixtures/broken/cycle.plan.yaml", "-i", "examples/kubeadm-ha-3.yaml"]);
-    assert!(r.stderr.contains("stop -> restore -> copy -> stop"), "{}", r.stderr);
+    let r = runbook(&[
+        "validate",
+        "tests/fixtures/broken/cycle.plan.yaml",
+        "-i",
+        "examples/kubeadm-ha-3.yaml",
+    ]);
+    assert!(
+        r.stderr.contains("stop -> restore -> copy -> stop"),
+        "{}",
+        r.stderr
+    );
 }

@@ -21,9 +21,31 @@ const PAYLOADS: &[&str] = &[
 ];
 
 const STUBS: &[&str] = &[
-    "mkdir", "rm", "mv", "find", "chown", "etcdutl", "etcdctl", "sha256sum", "cut", "stat", "head",
-    "tail", "od", "tr", "date", "curl", "touch", "id", "reboot", "wc", "grep", "awk", "sort",
-    "sleep", "printf_ext",
+    "mkdir",
+    "rm",
+    "mv",
+    "find",
+    "chown",
+    "etcdutl",
+    "etcdctl",
+    "sha256sum",
+    "cut",
+    "stat",
+    "head",
+    "tail",
+    "od",
+    "tr",
+    "date",
+    "curl",
+    "touch",
+    "id",
+    "reboot",
+    "wc",
+    "grep",
+    "awk",
+    "sort",
+    "sleep",
+    "printf_ext",
 ];
 
 fn stub_dir(dir: &Path) -> std::path::PathBuf {
@@ -32,7 +54,14 @@ fn stub_dir(dir: &Path) -> std::path::PathBuf {
     let log = dir.join("calls.log");
     for name in STUBS {
         let p = bin.join(name);
-        std::fs::write(&p, format!("#!/bin/sh\necho \"{name} $*\" >> '{}'\nexit 0\n", log.display())).unwrap();
+        std::fs::write(
+            &p,
+            format!(
+                "#!/bin/sh\necho \"{name} $*\" >> '{}'\nexit 0\n",
+                log.display()
+            ),
+        )
+        .unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     // `pgrep` finds nothing, so wait loops end at once.
@@ -77,7 +106,10 @@ fn assert_nothing_injected(dir: &Path) {
     }
     for e in std::fs::read_dir(dir).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
-        assert!(!name.starts_with("PWNED"), "an injected command created {name}");
+        assert!(
+            !name.starts_with("PWNED"),
+            "an injected command created {name}"
+        );
     }
 }
 
@@ -89,17 +121,38 @@ fn hostile_parameters_and_paths_are_quoted_in_every_command() {
         // The inventory's data dir, the snapshot path, the staging and parking dirs all carry it.
         let inv = std::fs::read_to_string(root().join("examples/kubeadm-ha-3.yaml"))
             .unwrap()
-            .replace("data_dir: /var/lib/etcd", &format!("data_dir: {}", serde_json::to_string(&format!("/var/lib/etcd/{payload}")).unwrap()));
+            .replace(
+                "data_dir: /var/lib/etcd",
+                &format!(
+                    "data_dir: {}",
+                    serde_json::to_string(&format!("/var/lib/etcd/{payload}")).unwrap()
+                ),
+            );
         std::fs::write(dir.path().join("inv.yaml"), inv).unwrap();
         let snapshot = format!("snapshot=/backups/{payload}.db");
         let staging = format!("staging_dir=/var/tmp/{payload}");
         let parking = format!("parking_dir=/etc/parked/{payload}");
         let readyz = "apiserver_readyz=https://127.0.0.1:6443/readyz?$(reboot)`reboot`".to_string();
         let plan = root().join("plans/etcd-restore-ha.yaml");
-        let r = runbook_in(dir.path(), &[
-            "plan", plan.to_str().unwrap(), "-i", "inv.yaml", "--format", "json",
-            "--set", &snapshot, "--set", &staging, "--set", &parking, "--set", &readyz,
-        ]);
+        let r = runbook_in(
+            dir.path(),
+            &[
+                "plan",
+                plan.to_str().unwrap(),
+                "-i",
+                "inv.yaml",
+                "--format",
+                "json",
+                "--set",
+                &snapshot,
+                "--set",
+                &staging,
+                "--set",
+                &parking,
+                "--set",
+                &readyz,
+            ],
+        );
         assert_no_panic(&r);
         if r.code != 0 {
             // Refusing is fine too, as long as it is a clear, located error.
@@ -107,13 +160,19 @@ fn hostile_parameters_and_paths_are_quoted_in_every_command() {
             assert!(r.stderr.contains("error["), "{}", r.stderr);
             continue;
         }
-        assert!(r.stdout.contains("PWNED"), "the payload should appear (quoted) in the plan");
+        assert!(
+            r.stdout.contains("PWNED"),
+            "the payload should appear (quoted) in the plan"
+        );
         let ran = run_commands(dir.path(), &r.stdout);
         assert!(ran > 30, "only {ran} commands ran");
         assert_nothing_injected(dir.path());
         executed += 1;
     }
-    assert!(executed >= 5, "most payloads are valid paths and must compile, quoted ({executed})");
+    assert!(
+        executed >= 5,
+        "most payloads are valid paths and must compile, quoted ({executed})"
+    );
 }
 
 #[test]
@@ -130,10 +189,19 @@ steps:
     std::fs::write(dir.path().join("plan.yaml"), plan).unwrap();
     let inv = root().join("examples/kubeadm-ha-3.yaml");
     for payload in PAYLOADS.iter().chain(&["multi\nline", "", "*", "~root"]) {
-        let r = runbook_in(dir.path(), &[
-            "plan", "plan.yaml", "-i", inv.to_str().unwrap(), "--format", "json",
-            "--set", &format!("value={payload}"),
-        ]);
+        let r = runbook_in(
+            dir.path(),
+            &[
+                "plan",
+                "plan.yaml",
+                "-i",
+                inv.to_str().unwrap(),
+                "--format",
+                "json",
+                "--set",
+                &format!("value={payload}"),
+            ],
+        );
         assert_eq!(r.code, 0, "{}", r.stderr);
         run_commands(dir.path(), &r.stdout);
         let out = std::fs::read_to_string(dir.path().join("out.txt")).unwrap();
@@ -152,7 +220,17 @@ fn raw_filter_is_the_only_way_to_unquote() {
     )
     .unwrap();
     let inv = root().join("examples/kubeadm-ha-3.yaml");
-    let r = runbook_in(dir.path(), &["plan", "plan.yaml", "-i", inv.to_str().unwrap(), "--format", "json"]);
+    let r = runbook_in(
+        dir.path(),
+        &[
+            "plan",
+            "plan.yaml",
+            "-i",
+            inv.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["steps"][0]["commands"][0], "ls '*.db' *.db");

@@ -27,34 +27,174 @@ struct Case {
 }
 
 const fn edit(code: &'static str, edits: &'static [Edit]) -> Case {
-    Case { code, edits, sets: &[], standalone: None, inventory: HA3, warning: false }
+    Case {
+        code,
+        edits,
+        sets: &[],
+        standalone: None,
+        inventory: HA3,
+        warning: false,
+    }
 }
 
 const CASES: &[Case] = &[
-    edit("restore-token-mismatch", &[(HA, "      token: \"{{ params.token }}\"\n", "      token: \"{{ params.token }}-{{ node.name }}\"\n")]),
-    edit("restore-cluster-mismatch", &[(HA, "      token: \"{{ params.token }}\"\n", "      token: \"{{ params.token }}\"\n      initial_cluster: \"{{ node.name }}={{ node.peer_url }}\"\n")]),
-    Case { standalone: Some((RESTORE_ALL, RESTORE_TWO_OF_THREE)), ..edit("restore-partial-cluster", &[]) },
-    edit("restore-member-identity", &[(HA, "      token: \"{{ params.token }}\"\n", "      token: \"{{ params.token }}\"\n      name: cp1\n")]),
-    edit("restore-snapshot-mismatch", &[(HA, "      source: \"{{ params.snapshot }}\"", "      source: \"/backups/{{ node.name }}.db\"")]),
-    edit("restore-while-running", &[(HA, "      - { step: wait-etcd-gone, same_node: true }\n", "")]),
-    edit("restore-unverified-snapshot", &[(HA, "    needs: [verify-snapshot]\n\n  - id: stop-apiserver", "\n  - id: stop-apiserver")]),
-    Case { warning: true, ..edit("etcdctl-snapshot-removed", &[(HA, "      token: \"{{ params.token }}\"\n", "      token: \"{{ params.token }}\"\n      tool: etcdctl\n")]) },
-    edit("etcdctl-snapshot-removed", &[
-        (HA, "      token: \"{{ params.token }}\"\n", "      token: \"{{ params.token }}\"\n      tool: etcdctl\n"),
-        (HA3, "version: \"3.5.16\"", "version: \"3.6.1\""),
-    ]),
-    Case { warning: true, ..edit("restore-no-bump-revision", &[(HA, "      token: \"{{ params.token }}\"\n", "      token: \"{{ params.token }}\"\n      bump_revision: 0\n")]) },
-    Case { warning: true, sets: &["token=etcd-cluster"], ..edit("restore-token-reused", &[]) },
-    Case { sets: &["parking_dir=/etc/kubernetes/manifests/parked"], ..edit("manifest-parking-inside", &[]) },
-    edit("apiserver-before-healthy", &[(HA, "    needs: [verify-cluster]\n", "    needs: [start-etcd]\n")]),
-    edit("destructive-without-rollback", &[(HA, "    rollback: >-\n      mv {{ params.parking_dir }}/kube-apiserver.yaml {{ etcd.manifests_dir }}/ on {{ node.name }};\n      kubelet starts kube-apiserver again.\n", "")]),
-    edit("undeclared-destructive", &[(HA, "    needs: [stop-apiserver]\n    destructive: true\n", "    needs: [stop-apiserver]\n")]),
-    Case { standalone: Some((DEFRAG_SERIAL, DEFRAG_PARALLEL)), ..edit("defrag-not-serial", &[]) },
-    Case { standalone: Some((FORCE_GUARDED, FORCE_UNGUARDED)), ..edit("force-new-cluster-unguarded", &[]) },
-    Case { standalone: Some((RAW_RESTORE_BESIDE, RAW_RESTORE_INTO_LIVE)), ..edit("restore-data-dir-not-cleared", &[]) },
-    Case { warning: true, standalone: Some((DEFRAG_SERIAL, RAW_RESTORE_BESIDE)), ..edit("raw-restore", &[]) },
-    Case { warning: true, ..edit("even-members", &[(HA3, "  - { name: cp3, address: 10.0.0.13, roles: [etcd, control-plane], ssh: { port: 2222 } }\n", "  - { name: cp3, address: 10.0.0.13, roles: [etcd, control-plane] }\n  - { name: cp4, address: 10.0.0.14, roles: [etcd, control-plane] }\n")]) },
-    Case { warning: true, ..edit("single-member", &[(HA3, "  - { name: cp2, address: 10.0.0.12, roles: [etcd, control-plane] }\n  - { name: cp3, address: 10.0.0.13, roles: [etcd, control-plane], ssh: { port: 2222 } }\n", "")]) },
+    edit(
+        "restore-token-mismatch",
+        &[(
+            HA,
+            "      token: \"{{ params.token }}\"\n",
+            "      token: \"{{ params.token }}-{{ node.name }}\"\n",
+        )],
+    ),
+    edit(
+        "restore-cluster-mismatch",
+        &[(
+            HA,
+            "      token: \"{{ params.token }}\"\n",
+            "      token: \"{{ params.token }}\"\n      initial_cluster: \"{{ node.name }}={{ node.peer_url }}\"\n",
+        )],
+    ),
+    Case {
+        standalone: Some((RESTORE_ALL, RESTORE_TWO_OF_THREE)),
+        ..edit("restore-partial-cluster", &[])
+    },
+    edit(
+        "restore-member-identity",
+        &[(
+            HA,
+            "      token: \"{{ params.token }}\"\n",
+            "      token: \"{{ params.token }}\"\n      name: cp1\n",
+        )],
+    ),
+    edit(
+        "restore-snapshot-mismatch",
+        &[(
+            HA,
+            "      source: \"{{ params.snapshot }}\"",
+            "      source: \"/backups/{{ node.name }}.db\"",
+        )],
+    ),
+    edit(
+        "restore-while-running",
+        &[(
+            HA,
+            "      - { step: wait-etcd-gone, same_node: true }\n",
+            "",
+        )],
+    ),
+    edit(
+        "restore-unverified-snapshot",
+        &[(
+            HA,
+            "    needs: [verify-snapshot]\n\n  - id: stop-apiserver",
+            "\n  - id: stop-apiserver",
+        )],
+    ),
+    Case {
+        warning: true,
+        ..edit(
+            "etcdctl-snapshot-removed",
+            &[(
+                HA,
+                "      token: \"{{ params.token }}\"\n",
+                "      token: \"{{ params.token }}\"\n      tool: etcdctl\n",
+            )],
+        )
+    },
+    edit(
+        "etcdctl-snapshot-removed",
+        &[
+            (
+                HA,
+                "      token: \"{{ params.token }}\"\n",
+                "      token: \"{{ params.token }}\"\n      tool: etcdctl\n",
+            ),
+            (HA3, "version: \"3.5.16\"", "version: \"3.6.1\""),
+        ],
+    ),
+    Case {
+        warning: true,
+        ..edit(
+            "restore-no-bump-revision",
+            &[(
+                HA,
+                "      token: \"{{ params.token }}\"\n",
+                "      token: \"{{ params.token }}\"\n      bump_revision: 0\n",
+            )],
+        )
+    },
+    Case {
+        warning: true,
+        sets: &["token=etcd-cluster"],
+        ..edit("restore-token-reused", &[])
+    },
+    Case {
+        sets: &["parking_dir=/etc/kubernetes/manifests/parked"],
+        ..edit("manifest-parking-inside", &[])
+    },
+    edit(
+        "apiserver-before-healthy",
+        &[(
+            HA,
+            "    needs: [verify-cluster]\n",
+            "    needs: [start-etcd]\n",
+        )],
+    ),
+    edit(
+        "destructive-without-rollback",
+        &[(
+            HA,
+            "    rollback: >-\n      mv {{ params.parking_dir }}/kube-apiserver.yaml {{ etcd.manifests_dir }}/ on {{ node.name }};\n      kubelet starts kube-apiserver again.\n",
+            "",
+        )],
+    ),
+    edit(
+        "undeclared-destructive",
+        &[(
+            HA,
+            "    needs: [stop-apiserver]\n    destructive: true\n",
+            "    needs: [stop-apiserver]\n",
+        )],
+    ),
+    Case {
+        standalone: Some((DEFRAG_SERIAL, DEFRAG_PARALLEL)),
+        ..edit("defrag-not-serial", &[])
+    },
+    Case {
+        standalone: Some((FORCE_GUARDED, FORCE_UNGUARDED)),
+        ..edit("force-new-cluster-unguarded", &[])
+    },
+    Case {
+        standalone: Some((RAW_RESTORE_BESIDE, RAW_RESTORE_INTO_LIVE)),
+        ..edit("restore-data-dir-not-cleared", &[])
+    },
+    Case {
+        warning: true,
+        standalone: Some((DEFRAG_SERIAL, RAW_RESTORE_BESIDE)),
+        ..edit("raw-restore", &[])
+    },
+    Case {
+        warning: true,
+        ..edit(
+            "even-members",
+            &[(
+                HA3,
+                "  - { name: cp3, address: 10.0.0.13, roles: [etcd, control-plane], ssh: { port: 2222 } }\n",
+                "  - { name: cp3, address: 10.0.0.13, roles: [etcd, control-plane] }\n  - { name: cp4, address: 10.0.0.14, roles: [etcd, control-plane] }\n",
+            )],
+        )
+    },
+    Case {
+        warning: true,
+        ..edit(
+            "single-member",
+            &[(
+                HA3,
+                "  - { name: cp2, address: 10.0.0.12, roles: [etcd, control-plane] }\n  - { name: cp3, address: 10.0.0.13, roles: [etcd, control-plane], ssh: { port: 2222 } }\n",
+                "",
+            )],
+        )
+    },
 ];
 
 /// A compact restore: the same safety chain as the bundled plan, barriers instead of pairs.
@@ -141,7 +281,10 @@ fn workspace(edits: &[Edit]) -> tempfile::TempDir {
     for (file, from, to) in edits {
         let path = dir.path().join(file);
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains(from), "{file} no longer contains {from:?}: update the lint case");
+        assert!(
+            text.contains(from),
+            "{file} no longer contains {from:?}: update the lint case"
+        );
         std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
     }
     dir
@@ -183,14 +326,23 @@ fn each_rule_fails_its_bad_input_and_passes_the_good_one() {
         let failing = validate(bad.path(), plan, case.inventory, case.sets);
         let level = if case.warning { "warning" } else { "error" };
         let tag = format!("{level}[{}]", case.code);
-        assert!(failing.stderr.contains(&tag), "{}: expected {tag} in:\n{}", case.code, failing.stderr);
+        assert!(
+            failing.stderr.contains(&tag),
+            "{}: expected {tag} in:\n{}",
+            case.code,
+            failing.stderr
+        );
         if case.warning {
             let mut sets = case.sets.to_vec();
             sets.push("--deny-warnings");
             let strict = validate_flags(bad.path(), plan, case.inventory, &sets);
             assert_eq!(strict.code, 1, "{}: --deny-warnings must fail", case.code);
         } else {
-            assert_eq!(failing.code, 1, "{}: errors make the plan invalid", case.code);
+            assert_eq!(
+                failing.code, 1,
+                "{}: errors make the plan invalid",
+                case.code
+            );
         }
         let passing = validate(good.path(), good_plan, HA3, &[]);
         assert!(
@@ -199,7 +351,11 @@ fn each_rule_fails_its_bad_input_and_passes_the_good_one() {
             case.code,
             passing.stderr
         );
-        assert_eq!(passing.code, 0, "{}: passing input invalid:\n{}", case.code, passing.stderr);
+        assert_eq!(
+            passing.code, 0,
+            "{}: passing input invalid:\n{}",
+            case.code, passing.stderr
+        );
         let name = format!("{}_{level}", case.code);
         insta::assert_snapshot!(name, failing.stderr);
     }
@@ -208,6 +364,9 @@ fn each_rule_fails_its_bad_input_and_passes_the_good_one() {
 #[test]
 fn every_rule_has_a_case() {
     for (code, _) in RULES {
-        assert!(CASES.iter().any(|c| c.code == *code), "lint `{code}` has no failing/passing case");
+        assert!(
+            CASES.iter().any(|c| c.code == *code),
+            "lint `{code}` has no failing/passing case"
+        );
     }
 }

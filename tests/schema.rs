@@ -47,18 +47,25 @@ fn validator(kind: &str) -> jsonschema::Validator {
 fn bundled_files_validate_against_the_schemas() {
     let plan = validator("plan");
     for p in files("plans") {
-        let errors: Vec<String> = plan.iter_errors(&yaml_as_json(&p)).map(|e| e.to_string()).collect();
+        let errors: Vec<String> = plan
+            .iter_errors(&yaml_as_json(&p))
+            .map(|e| e.to_string())
+            .collect();
         assert!(errors.is_empty(), "{}: {errors:?}", p.display());
         let first = std::fs::read_to_string(&p).unwrap();
         assert!(first.starts_with("# yaml-language-server: $schema=../schemas/plan.schema.json"));
     }
     let inventory = validator("inventory");
     for p in files("examples") {
-        let errors: Vec<String> =
-            inventory.iter_errors(&yaml_as_json(&p)).map(|e| e.to_string()).collect();
+        let errors: Vec<String> = inventory
+            .iter_errors(&yaml_as_json(&p))
+            .map(|e| e.to_string())
+            .collect();
         assert!(errors.is_empty(), "{}: {errors:?}", p.display());
         let first = std::fs::read_to_string(&p).unwrap();
-        assert!(first.starts_with("# yaml-language-server: $schema=../schemas/inventory.schema.json"));
+        assert!(
+            first.starts_with("# yaml-language-server: $schema=../schemas/inventory.schema.json")
+        );
     }
 }
 
@@ -69,8 +76,12 @@ fn schema_rejects_what_the_loader_rejects() {
         "name": "x",
         "steps": [{ "id": "a", "action": "etcd.restore", "with": { "snapshot": "/s", "tokn": "t" } }]
     });
-    assert!(!plan.is_valid(&bad), "a misspelt action argument must fail the schema");
-    let unknown_action = serde_json::json!({ "name": "x", "steps": [{ "id": "a", "action": "etcd.restor" }] });
+    assert!(
+        !plan.is_valid(&bad),
+        "a misspelt action argument must fail the schema"
+    );
+    let unknown_action =
+        serde_json::json!({ "name": "x", "steps": [{ "id": "a", "action": "etcd.restor" }] });
     assert!(!plan.is_valid(&unknown_action));
 }
 
@@ -79,9 +90,19 @@ fn every_plan_compiles_with_every_matching_example() {
     for (plan, inv) in [
         ("plans/etcd-restore-ha.yaml", "examples/kubeadm-ha-3.yaml"),
         ("plans/etcd-restore-ha.yaml", "examples/kubeadm-ha-5.yaml"),
-        ("plans/etcd-restore-single.yaml", "examples/kubeadm-single.yaml"),
+        (
+            "plans/etcd-restore-single.yaml",
+            "examples/kubeadm-single.yaml",
+        ),
     ] {
-        let r = runbook(&["validate", plan, "-i", inv, "--set", "snapshot=/backups/etcd.db"]);
+        let r = runbook(&[
+            "validate",
+            plan,
+            "-i",
+            inv,
+            "--set",
+            "snapshot=/backups/etcd.db",
+        ]);
         assert_eq!(r.code, 0, "{plan} with {inv}:\n{}", r.stderr);
     }
     // Every example is covered by some plan above.

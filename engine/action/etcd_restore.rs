@@ -108,9 +108,16 @@ impl EtcdRestore {
     pub fn new(args: Args, ctx: &Ctx) -> Result<Self, ArgError> {
         let node = ctx.require_node("etcd.restore")?;
         node_path("snapshot", &args.snapshot)?;
-        if args.token.is_empty() || args.token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(ArgError::field("token", "`token` is empty or contains whitespace")
-                .hint("use a fresh, unique token such as <cluster>-restore-<date>"));
+        if args.token.is_empty()
+            || args
+                .token
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(
+                ArgError::field("token", "`token` is empty or contains whitespace")
+                    .hint("use a fresh, unique token such as <cluster>-restore-<date>"),
+            );
         }
         let data_dir = args.data_dir.unwrap_or_else(|| node.etcd.data_dir.clone());
         node_path("data_dir", &data_dir)?;
@@ -158,12 +165,22 @@ impl EtcdRestore {
         let d = &self.data_dir;
         let dq = quote(d);
         let tmp = quote(&format!("{d}/{RESTORE_TMP}"));
-        let mut restore = vec![quote(&self.tool_path), "snapshot restore".into(), quote(&self.snapshot)];
+        let mut restore = vec![
+            quote(&self.tool_path),
+            "snapshot restore".into(),
+            quote(&self.snapshot),
+        ];
         restore.push(format!("--data-dir={tmp}"));
         restore.push(format!("--name={}", quote(&self.name)));
-        restore.push(format!("--initial-cluster={}", quote(&self.initial_cluster)));
+        restore.push(format!(
+            "--initial-cluster={}",
+            quote(&self.initial_cluster)
+        ));
         restore.push(format!("--initial-cluster-token={}", quote(&self.token)));
-        restore.push(format!("--initial-advertise-peer-urls={}", quote(&self.peer_url)));
+        restore.push(format!(
+            "--initial-advertise-peer-urls={}",
+            quote(&self.peer_url)
+        ));
         if self.bump_revision > 0 {
             restore.push(format!("--bump-revision={}", self.bump_revision));
             restore.push("--mark-compacted".into());

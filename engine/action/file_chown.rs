@@ -40,7 +40,10 @@ impl FileChown {
         node_path("path", &path)?;
         let owner = args.owner.unwrap_or_else(|| node.etcd.owner.clone());
         if !crate::check::is_owner(&owner) {
-            return Err(ArgError::field("owner", format!("{owner:?} is not `user` or `user:group`")));
+            return Err(ArgError::field(
+                "owner",
+                format!("{owner:?} is not `user` or `user:group`"),
+            ));
         }
         Ok(FileChown {
             path,

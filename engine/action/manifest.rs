@@ -37,7 +37,8 @@ impl ManifestMove {
         for m in &args.manifests {
             let valid = !m.is_empty()
                 && !m.starts_with('.')
-                && m.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                && m.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
                 && (m.ends_with(".yaml") || m.ends_with(".yml") || m.ends_with(".json"));
             if !valid {
                 return Err(ArgError::field(

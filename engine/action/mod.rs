@@ -164,7 +164,11 @@ pub static ACTIONS: &[ActionInfo] = &[
         destructive: false,
         idempotent: true,
         schema: schema_of::<snapshot_verify::Args>,
-        parse: |v, ctx| Ok(Action::SnapshotVerify(snapshot_verify::SnapshotVerify::new(args(v)?, ctx)?)),
+        parse: |v, ctx| {
+            Ok(Action::SnapshotVerify(
+                snapshot_verify::SnapshotVerify::new(args(v)?, ctx)?,
+            ))
+        },
     },
     ActionInfo {
         name: "snapshot.distribute",
@@ -174,7 +178,9 @@ pub static ACTIONS: &[ActionInfo] = &[
         idempotent: true,
         schema: schema_of::<snapshot_distribute::Args>,
         parse: |v, ctx| {
-            Ok(Action::SnapshotDistribute(snapshot_distribute::SnapshotDistribute::new(args(v)?, ctx)?))
+            Ok(Action::SnapshotDistribute(
+                snapshot_distribute::SnapshotDistribute::new(args(v)?, ctx)?,
+            ))
         },
     },
     ActionInfo {
@@ -184,7 +190,13 @@ pub static ACTIONS: &[ActionInfo] = &[
         destructive: true,
         idempotent: true,
         schema: schema_of::<manifest::Args>,
-        parse: |v, ctx| Ok(Action::ManifestStop(manifest::ManifestMove::new(args(v)?, ctx, "manifest.stop")?)),
+        parse: |v, ctx| {
+            Ok(Action::ManifestStop(manifest::ManifestMove::new(
+                args(v)?,
+                ctx,
+                "manifest.stop",
+            )?))
+        },
     },
     ActionInfo {
         name: "manifest.start",
@@ -193,7 +205,13 @@ pub static ACTIONS: &[ActionInfo] = &[
         destructive: false,
         idempotent: true,
         schema: schema_of::<manifest::Args>,
-        parse: |v, ctx| Ok(Action::ManifestStart(manifest::ManifestMove::new(args(v)?, ctx, "manifest.start")?)),
+        parse: |v, ctx| {
+            Ok(Action::ManifestStart(manifest::ManifestMove::new(
+                args(v)?,
+                ctx,
+                "manifest.start",
+            )?))
+        },
     },
     ActionInfo {
         name: "wait.process_gone",
@@ -202,7 +220,11 @@ pub static ACTIONS: &[ActionInfo] = &[
         destructive: false,
         idempotent: true,
         schema: schema_of::<wait_process_gone::Args>,
-        parse: |v, ctx| Ok(Action::WaitProcessGone(wait_process_gone::WaitProcessGone::new(args(v)?, ctx)?)),
+        parse: |v, ctx| {
+            Ok(Action::WaitProcessGone(
+                wait_process_gone::WaitProcessGone::new(args(v)?, ctx)?,
+            ))
+        },
     },
     ActionInfo {
         name: "etcd.restore",
@@ -211,7 +233,12 @@ pub static ACTIONS: &[ActionInfo] = &[
         destructive: true,
         idempotent: false,
         schema: schema_of::<etcd_restore::Args>,
-        parse: |v, ctx| Ok(Action::EtcdRestore(etcd_restore::EtcdRestore::new(args(v)?, ctx)?)),
+        parse: |v, ctx| {
+            Ok(Action::EtcdRestore(etcd_restore::EtcdRestore::new(
+                args(v)?,
+                ctx,
+            )?))
+        },
     },
     ActionInfo {
         name: "file.chown",
@@ -220,7 +247,12 @@ pub static ACTIONS: &[ActionInfo] = &[
         destructive: false,
         idempotent: true,
         schema: schema_of::<file_chown::Args>,
-        parse: |v, ctx| Ok(Action::FileChown(file_chown::FileChown::new(args(v)?, ctx)?)),
+        parse: |v, ctx| {
+            Ok(Action::FileChown(file_chown::FileChown::new(
+                args(v)?,
+                ctx,
+            )?))
+        },
     },
     ActionInfo {
         name: "wait.etcd_healthy",
@@ -229,7 +261,11 @@ pub static ACTIONS: &[ActionInfo] = &[
         destructive: false,
         idempotent: true,
         schema: schema_of::<wait_etcd_healthy::Args>,
-        parse: |v, ctx| Ok(Action::WaitEtcdHealthy(wait_etcd_healthy::WaitEtcdHealthy::new(args(v)?, ctx)?)),
+        parse: |v, ctx| {
+            Ok(Action::WaitEtcdHealthy(
+                wait_etcd_healthy::WaitEtcdHealthy::new(args(v)?, ctx)?,
+            ))
+        },
     },
     ActionInfo {
         name: "etcd.verify_cluster",
@@ -239,7 +275,9 @@ pub static ACTIONS: &[ActionInfo] = &[
         idempotent: true,
         schema: schema_of::<etcd_verify_cluster::Args>,
         parse: |v, ctx| {
-            Ok(Action::EtcdVerifyCluster(etcd_verify_cluster::EtcdVerifyCluster::new(args(v)?, ctx)?))
+            Ok(Action::EtcdVerifyCluster(
+                etcd_verify_cluster::EtcdVerifyCluster::new(args(v)?, ctx)?,
+            ))
         },
     },
     ActionInfo {
@@ -258,7 +296,12 @@ pub static ACTIONS: &[ActionInfo] = &[
         destructive: false,
         idempotent: true,
         schema: schema_of::<etcd_defrag::Args>,
-        parse: |v, ctx| Ok(Action::EtcdDefrag(etcd_defrag::EtcdDefrag::new(args(v)?, ctx)?)),
+        parse: |v, ctx| {
+            Ok(Action::EtcdDefrag(etcd_defrag::EtcdDefrag::new(
+                args(v)?,
+                ctx,
+            )?))
+        },
     },
 ];
 
@@ -279,7 +322,11 @@ fn args<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, ArgError> {
             .or_else(|| (path != ".").then(|| path.split('.').next().unwrap_or(&path).to_string()));
         ArgError {
             field,
-            message: if path == "." { inner } else { format!("`{path}`: {inner}") },
+            message: if path == "." {
+                inner
+            } else {
+                format!("`{path}`: {inner}")
+            },
             hint: None,
         }
     })
@@ -288,7 +335,10 @@ fn args<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, ArgError> {
 /// Shared checks for arguments that become paths on a node.
 pub(crate) fn node_path(field: &str, value: &str) -> Result<(), ArgError> {
     match crate::check::path_problem(value) {
-        Some(problem) => Err(ArgError::field(field, format!("`{field}` {value:?} {problem}"))),
+        Some(problem) => Err(ArgError::field(
+            field,
+            format!("`{field}` {value:?} {problem}"),
+        )),
         None => Ok(()),
     }
 }

@@ -11,7 +11,10 @@ pub struct Run {
 
 /// The environment variable holding a captured value at run time.
 pub fn capture_var(name: &str) -> String {
-    format!("RUNBOOK_CAPTURE_{}", name.to_ascii_uppercase().replace('-', "_"))
+    format!(
+        "RUNBOOK_CAPTURE_{}",
+        name.to_ascii_uppercase().replace('-', "_")
+    )
 }
 
 impl Run {

@@ -32,11 +32,16 @@ impl SnapshotDistribute {
         let node = ctx.require_node("snapshot.distribute")?;
         node_path("dest", &args.dest)?;
         if args.dest.ends_with('/') {
-            return Err(ArgError::field("dest", "`dest` must name a file, not a directory")
-                .hint("e.g. /var/lib/runbook/snapshots/snapshot.db"));
+            return Err(
+                ArgError::field("dest", "`dest` must name a file, not a directory")
+                    .hint("e.g. /var/lib/runbook/snapshots/snapshot.db"),
+            );
         }
         if args.source.trim().is_empty() || args.source.chars().any(char::is_control) {
-            return Err(ArgError::field("source", "`source` is empty or contains a control character"));
+            return Err(ArgError::field(
+                "source",
+                "`source` is empty or contains a control character",
+            ));
         }
         Ok(SnapshotDistribute {
             source: args.source,
@@ -71,7 +76,10 @@ impl SnapshotDistribute {
     pub fn runtime_values(&self) -> Vec<RuntimeValue> {
         vec![RuntimeValue {
             var: SOURCE_SHA256.to_string(),
-            meaning: format!("sha256 of {} on this machine, computed when the step runs", self.source),
+            meaning: format!(
+                "sha256 of {} on this machine, computed when the step runs",
+                self.source
+            ),
         }]
     }
 }

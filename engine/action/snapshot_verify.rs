@@ -29,7 +29,10 @@ pub struct SnapshotVerify {
 impl SnapshotVerify {
     pub fn new(args: Args, ctx: &Ctx) -> Result<Self, ArgError> {
         if args.path.trim().is_empty() || args.path.chars().any(char::is_control) {
-            return Err(ArgError::field("path", "`path` is empty or contains a control character"));
+            return Err(ArgError::field(
+                "path",
+                "`path` is empty or contains a control character",
+            ));
         }
         if ctx.node.is_some() {
             node_path("path", &args.path)?;
@@ -37,7 +40,10 @@ impl SnapshotVerify {
         if let Some(d) = &args.sha256
             && (d.len() != 64 || !d.bytes().all(|b| b.is_ascii_hexdigit()))
         {
-            return Err(ArgError::field("sha256", format!("`sha256` {d:?} is not 64 hex digits")));
+            return Err(ArgError::field(
+                "sha256",
+                format!("`sha256` {d:?} is not 64 hex digits"),
+            ));
         }
         Ok(SnapshotVerify {
             path: args.path,

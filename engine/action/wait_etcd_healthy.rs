@@ -38,7 +38,12 @@ impl WaitEtcdHealthy {
         let node = ctx.require_node("wait.etcd_healthy")?;
         let endpoints = match args.scope {
             Scope::Member => vec![node.client_url()],
-            Scope::Cluster => ctx.inventory.etcd_members().iter().map(|n| n.client_url()).collect(),
+            Scope::Cluster => ctx
+                .inventory
+                .etcd_members()
+                .iter()
+                .map(|n| n.client_url())
+                .collect(),
         };
         Ok(WaitEtcdHealthy {
             scope: args.scope,

@@ -29,9 +29,15 @@ pub struct WaitHttp {
 impl WaitHttp {
     pub fn new(args: Args, ctx: &Ctx) -> Result<Self, ArgError> {
         if !(args.url.starts_with("http://") || args.url.starts_with("https://"))
-            || args.url.chars().any(|c| c.is_whitespace() || c.is_control())
+            || args
+                .url
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
         {
-            return Err(ArgError::field("url", format!("{:?} is not an http(s) URL", args.url)));
+            return Err(ArgError::field(
+                "url",
+                format!("{:?} is not an http(s) URL", args.url),
+            ));
         }
         if let Some(ca) = &args.ca {
             node_path("ca", ca)?;

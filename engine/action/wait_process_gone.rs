@@ -29,13 +29,17 @@ impl WaitProcessGone {
         let p = &args.process;
         if p.is_empty()
             || p.len() > 15
-            || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            || !p
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         {
             return Err(ArgError::field(
                 "process",
                 format!("{p:?} is not a process name pgrep -x can match"),
             )
-            .hint("use the executable's name, at most 15 characters, e.g. etcd or kube-apiserver"));
+            .hint(
+                "use the executable's name, at most 15 characters, e.g. etcd or kube-apiserver",
+            ));
         }
         Ok(WaitProcessGone {
             process: args.process,

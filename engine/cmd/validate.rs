@@ -16,7 +16,9 @@ pub fn run(input: &PlanInput, format: DiagFormat, deny_warnings: bool) -> u8 {
             return usage_error(
                 &format!("cannot read {}", e.path),
                 &e.error,
-                Some("check the path; plans live in plans/, inventories in examples/ or your own repository"),
+                Some(
+                    "check the path; plans live in plans/, inventories in examples/ or your own repository",
+                ),
             );
         }
     };

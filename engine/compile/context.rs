@@ -76,7 +76,10 @@ pub fn for_instance(
             .iter()
             .map(|c| {
                 let var = capture_var(c);
-                (c.clone(), Value::from_safe_string(format!("\"${{{var}}}\"")))
+                (
+                    c.clone(),
+                    Value::from_safe_string(format!("\"${{{var}}}\"")),
+                )
             })
             .collect();
         ctx.insert("captures".into(), Value::from(map));

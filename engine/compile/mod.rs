@@ -160,7 +160,11 @@ pub fn compile(
             (None, Some(_)) if !spec.with.is_empty() => ds.push(
                 Diagnostic::error(
                     "with-on-run",
-                    spec.with.keys().next().map(|k| k.loc(file)).unwrap_or(loc.clone()),
+                    spec.with
+                        .keys()
+                        .next()
+                        .map(|k| k.loc(file))
+                        .unwrap_or(loc.clone()),
                     "`with:` has no meaning on a `run:` step",
                 )
                 .hint("write the values into the script with {{ params.NAME }}"),
@@ -199,7 +203,10 @@ pub fn compile(
         }
     }
     if let Some(cycle) = find_cycle(&entries, &by_id) {
-        let path: Vec<&str> = cycle.iter().map(|&i| entries[i].spec.id.value.as_str()).collect();
+        let path: Vec<&str> = cycle
+            .iter()
+            .map(|&i| entries[i].spec.id.value.as_str())
+            .collect();
         let first = &entries[cycle[0]];
         let mut d = Diagnostic::error(
             "dependency-cycle",
@@ -215,7 +222,10 @@ pub fn compile(
             let from = &entries[w[0]];
             let to = &entries[w[1]].spec.id.value;
             if let Some(n) = from.spec.needs.iter().find(|n| &n.step == to) {
-                d = d.note(n.loc(file), format!("`{}` needs `{to}`", from.spec.id.value));
+                d = d.note(
+                    n.loc(file),
+                    format!("`{}` needs `{to}`", from.spec.id.value),
+                );
             }
         }
         ds.push(d);
@@ -467,7 +477,11 @@ fn for_each_nodes<'a>(
                         role.loc(file),
                         format!("no node of the inventory has the role `{}`", role.value),
                     )
-                    .hint(format!("roles in {}: {}", inv.file, inv.roles().join(", "))),
+                    .hint(format!(
+                        "roles in {}: {}",
+                        inv.file,
+                        inv.roles().join(", ")
+                    )),
                 );
             }
             Targets::Nodes(nodes)
@@ -635,7 +649,11 @@ fn build_action(
                 obj.insert(k.value.clone(), r);
             }
             Err(err) => {
-                ds.push(template_error(&err, v.loc(file), &format!("`with.{}`", k.value)));
+                ds.push(template_error(
+                    &err,
+                    v.loc(file),
+                    &format!("`with.{}`", k.value),
+                ));
                 ok = false;
             }
         }
@@ -660,7 +678,10 @@ fn build_action(
                         .map(|a| a.loc(file))
                         .unwrap_or_else(|| spec.id.loc(file))
                 });
-            let on = ctx.node.map(|n| format!(" on {}", n.name)).unwrap_or_default();
+            let on = ctx
+                .node
+                .map(|n| format!(" on {}", n.name))
+                .unwrap_or_default();
             let mut d = Diagnostic::error(
                 "invalid-argument",
                 loc,

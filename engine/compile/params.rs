@@ -68,7 +68,10 @@ pub fn resolve(
                 Diagnostic::warning(
                     "required-with-default",
                     name.loc(file),
-                    format!("parameter `{}` is required but also has a default", name.value),
+                    format!(
+                        "parameter `{}` is required but also has a default",
+                        name.value
+                    ),
                 )
                 .hint("drop `required: true` or the default"),
             );

@@ -97,7 +97,10 @@ mod tests {
     fn undefined_is_an_error_not_empty() {
         let t = Templates::new();
         let err = t
-            .render_text("{{ params.snapshto }}", &context! { params => context!{ snapshot => "x" } })
+            .render_text(
+                "{{ params.snapshto }}",
+                &context! { params => context!{ snapshot => "x" } },
+            )
             .unwrap_err();
         assert!(err.message.contains("undefined"), "{}", err.message);
     }
@@ -106,7 +109,9 @@ mod tests {
     fn shell_values_are_one_word_unless_raw() {
         let t = Templates::new();
         let ctx = context! { v => "$(reboot); `id` 'x'\nrm -rf /", w => "*" };
-        let out = t.render_shell("echo {{ v }} {{ w }} {{ w | raw }}", &ctx).unwrap();
+        let out = t
+            .render_shell("echo {{ v }} {{ w }} {{ w | raw }}", &ctx)
+            .unwrap();
         assert_eq!(
             out,
             format!("echo {} '*' *", quote("$(reboot); `id` 'x'\nrm -rf /"))
@@ -117,7 +122,10 @@ mod tests {
             .arg(t.render_shell("printf %s {{ v }}", &ctx).unwrap())
             .output()
             .unwrap();
-        assert_eq!(String::from_utf8_lossy(&printed.stdout), "$(reboot); `id` 'x'\nrm -rf /");
+        assert_eq!(
+            String::from_utf8_lossy(&printed.stdout),
+            "$(reboot); `id` 'x'\nrm -rf /"
+        );
     }
 
     #[test]

@@ -94,7 +94,10 @@ impl StepGraph {
 
     /// Instances that must finish before `i`, in execution order.
     pub fn ancestors_of(&self, i: usize) -> impl Iterator<Item = usize> + '_ {
-        self.order.iter().copied().filter(move |&j| self.ancestors[i][j])
+        self.order
+            .iter()
+            .copied()
+            .filter(move |&j| self.ancestors[i][j])
     }
 
     /// The JSON `steps` array: the reviewed content, in execution order.

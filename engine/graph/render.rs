@@ -90,8 +90,20 @@ pub fn text(g: &StepGraph) -> String {
             }
             None => "on this machine".to_string(),
         };
-        let mark = if inst.destructive { "  [DESTRUCTIVE]" } else { "" };
-        let _ = writeln!(o, "\n{:>3}. {}  {}  [{}]{}", n + 1, inst.id, place, inst.action_name, mark);
+        let mark = if inst.destructive {
+            "  [DESTRUCTIVE]"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            o,
+            "\n{:>3}. {}  {}  [{}]{}",
+            n + 1,
+            inst.id,
+            place,
+            inst.action_name,
+            mark
+        );
         if let Some(d) = &inst.description {
             let _ = writeln!(o, "     {}", d.trim());
         }
@@ -161,9 +173,9 @@ fn human(d: std::time::Duration) -> String {
     let s = d.as_secs();
     if d.subsec_millis() != 0 {
         format!("{}ms", d.as_millis())
-    } else if s % 3600 == 0 {
+    } else if s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s % 60 == 0 {
+    } else if s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else {
         format!("{s}s")
@@ -193,7 +205,10 @@ fn mermaid(g: &StepGraph) -> String {
 
 fn dot(g: &StepGraph) -> String {
     let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-    let mut o = format!("digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box];\n", esc(&g.runbook.name));
+    let mut o = format!(
+        "digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box];\n",
+        esc(&g.runbook.name)
+    );
     for &i in &g.order {
         let inst = g.instance(i);
         let style = if inst.destructive {

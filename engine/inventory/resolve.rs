@@ -40,8 +40,12 @@ pub fn resolve(raw: &InventoryFile, file: &Arc<str>) -> Result<Inventory, Diagno
     let cluster_etcd = merge_etcd(&raw.etcd, None, file, &mut ds);
     if raw.nodes.is_empty() {
         ds.push(
-            Diagnostic::error("no-nodes", raw.cluster.loc(file), "the inventory has no nodes")
-                .hint("list the cluster's hosts under `nodes:`"),
+            Diagnostic::error(
+                "no-nodes",
+                raw.cluster.loc(file),
+                "the inventory has no nodes",
+            )
+            .hint("list the cluster's hosts under `nodes:`"),
         );
     }
 
@@ -57,7 +61,9 @@ pub fn resolve(raw: &InventoryFile, file: &Arc<str>) -> Result<Inventory, Diagno
                     loc.clone(),
                     format!("node name {:?} is not an RFC 1123 label", spec.name.value),
                 )
-                .hint("use 1-63 lowercase letters, digits and '-'; it becomes the etcd member name"),
+                .hint(
+                    "use 1-63 lowercase letters, digits and '-'; it becomes the etcd member name",
+                ),
             );
         }
         if let Some(first) = names.insert(&spec.name, loc.clone()) {
@@ -75,7 +81,10 @@ pub fn resolve(raw: &InventoryFile, file: &Arc<str>) -> Result<Inventory, Diagno
                 Diagnostic::error(
                     "invalid-address",
                     spec.address.loc(file),
-                    format!("address {:?} is not an IP address or a DNS name", spec.address.value),
+                    format!(
+                        "address {:?} is not an IP address or a DNS name",
+                        spec.address.value
+                    ),
                 )
                 .hint("write an IPv4/IPv6 address or a host name such as cp1.example.com"),
             );
@@ -349,7 +358,10 @@ fn merge_ssh(
     SshConfig {
         user,
         port,
-        identity_file: local_path(pick(node.map(|n| &n.identity_file), &cluster.identity_file), ds),
+        identity_file: local_path(
+            pick(node.map(|n| &n.identity_file), &cluster.identity_file),
+            ds,
+        ),
         known_hosts: local_path(pick(node.map(|n| &n.known_hosts), &cluster.known_hosts), ds),
         config_file: local_path(pick(node.map(|n| &n.config_file), &cluster.config_file), ds),
         connect_timeout: pick(node.map(|n| &n.connect_timeout), &cluster.connect_timeout)

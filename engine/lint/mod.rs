@@ -15,24 +15,75 @@ use crate::graph::StepGraph;
 
 /// Every lint code, its level and what it protects against (for docs and tests).
 pub const RULES: &[(&str, &str)] = &[
-    ("restore-token-mismatch", "members restored with different --initial-cluster-token"),
-    ("restore-cluster-mismatch", "members restored with different or wrong --initial-cluster"),
-    ("restore-partial-cluster", "a restore that leaves some etcd members out"),
-    ("restore-member-identity", "a member's --name or peer URL not its own node's"),
-    ("restore-snapshot-mismatch", "members restored from different snapshots"),
-    ("restore-while-running", "restore without etcd (and kube-apiserver) stopped on that node"),
-    ("restore-data-dir-not-cleared", "restore straight into a live data dir"),
-    ("restore-unverified-snapshot", "restore without a verified snapshot"),
-    ("etcdctl-snapshot-removed", "etcdctl snapshot restore on etcd 3.6+ (warning on 3.5)"),
-    ("restore-no-bump-revision", "restore without --bump-revision/--mark-compacted where supported"),
-    ("restore-token-reused", "the restored cluster reuses the running cluster's token"),
-    ("manifest-parking-inside", "manifests parked inside the manifests directory"),
-    ("apiserver-before-healthy", "kube-apiserver started before etcd quorum is verified"),
-    ("destructive-without-rollback", "a destructive step without a rollback note"),
-    ("undeclared-destructive", "a destructive action on a step not marked destructive"),
+    (
+        "restore-token-mismatch",
+        "members restored with different --initial-cluster-token",
+    ),
+    (
+        "restore-cluster-mismatch",
+        "members restored with different or wrong --initial-cluster",
+    ),
+    (
+        "restore-partial-cluster",
+        "a restore that leaves some etcd members out",
+    ),
+    (
+        "restore-member-identity",
+        "a member's --name or peer URL not its own node's",
+    ),
+    (
+        "restore-snapshot-mismatch",
+        "members restored from different snapshots",
+    ),
+    (
+        "restore-while-running",
+        "restore without etcd (and kube-apiserver) stopped on that node",
+    ),
+    (
+        "restore-data-dir-not-cleared",
+        "restore straight into a live data dir",
+    ),
+    (
+        "restore-unverified-snapshot",
+        "restore without a verified snapshot",
+    ),
+    (
+        "etcdctl-snapshot-removed",
+        "etcdctl snapshot restore on etcd 3.6+ (warning on 3.5)",
+    ),
+    (
+        "restore-no-bump-revision",
+        "restore without --bump-revision/--mark-compacted where supported",
+    ),
+    (
+        "restore-token-reused",
+        "the restored cluster reuses the running cluster's token",
+    ),
+    (
+        "manifest-parking-inside",
+        "manifests parked inside the manifests directory",
+    ),
+    (
+        "apiserver-before-healthy",
+        "kube-apiserver started before etcd quorum is verified",
+    ),
+    (
+        "destructive-without-rollback",
+        "a destructive step without a rollback note",
+    ),
+    (
+        "undeclared-destructive",
+        "a destructive action on a step not marked destructive",
+    ),
     ("defrag-not-serial", "members defragmented concurrently"),
-    ("force-new-cluster-unguarded", "--force-new-cluster while other members may run"),
-    ("raw-restore", "a restore in raw shell that runbook cannot check"),
+    (
+        "force-new-cluster-unguarded",
+        "--force-new-cluster while other members may run",
+    ),
+    (
+        "raw-restore",
+        "a restore in raw shell that runbook cannot check",
+    ),
     ("even-members", "an even number of etcd members"),
     ("single-member", "a single etcd member"),
 ];
@@ -73,4 +124,3 @@ fn is_apiserver_manifest(name: &str) -> bool {
 fn starts_etcd(inst: &Instance) -> bool {
     matches!(&inst.action, Action::ManifestStart(m) if m.manifests.iter().any(|f| is_etcd_manifest(f)))
 }
-

@@ -146,7 +146,11 @@ fn agreement(g: &StepGraph, restores: &[(usize, &EtcdRestore)], ds: &mut Diagnos
 
 fn identity(g: &StepGraph, i: usize, r: &EtcdRestore, ds: &mut Diagnostics) {
     let inst = g.instance(i);
-    let Some(node) = inst.node.as_deref().and_then(|n| g.runbook.inventory.node(n)) else {
+    let Some(node) = inst
+        .node
+        .as_deref()
+        .and_then(|n| g.runbook.inventory.node(n))
+    else {
         return;
     };
     if r.name != node.name {
@@ -154,7 +158,10 @@ fn identity(g: &StepGraph, i: usize, r: &EtcdRestore, ds: &mut Diagnostics) {
             Diagnostic::error(
                 "restore-member-identity",
                 inst.arg_loc("name"),
-                format!("{} restores member `{}` on node `{}`", inst.id, r.name, node.name),
+                format!(
+                    "{} restores member `{}` on node `{}`",
+                    inst.id, r.name, node.name
+                ),
             )
             .hint("a member's --name must be its own node's name; drop `name` to use it"),
         );
@@ -179,13 +186,16 @@ fn identity(g: &StepGraph, i: usize, r: &EtcdRestore, ds: &mut Diagnostics) {
 
 fn stopped_first(g: &StepGraph, i: usize, ds: &mut Diagnostics) {
     let inst = g.instance(i);
-    let Some(node) = inst.node.as_deref().and_then(|n| g.runbook.inventory.node(n)) else {
+    let Some(node) = inst
+        .node
+        .as_deref()
+        .and_then(|n| g.runbook.inventory.node(n))
+    else {
         return;
     };
     let waits_for = |process: &str| {
-        same_node_ancestors(g, i).any(|(_, a)| {
-            matches!(&a.action, Action::WaitProcessGone(w) if w.process == process)
-        })
+        same_node_ancestors(g, i)
+            .any(|(_, a)| matches!(&a.action, Action::WaitProcessGone(w) if w.process == process))
     };
     let parks = |pred: fn(&str) -> bool| {
         same_node_ancestors(g, i).any(|(_, a)| {
@@ -219,9 +229,8 @@ fn stopped_first(g: &StepGraph, i: usize, ds: &mut Diagnostics) {
 
 fn verified_first(g: &StepGraph, i: usize, r: &EtcdRestore, ds: &mut Diagnostics) {
     let inst = g.instance(i);
-    let verified_here = same_node_ancestors(g, i).any(|(_, a)| {
-        matches!(&a.action, Action::SnapshotVerify(v) if v.path == r.snapshot)
-    });
+    let verified_here = same_node_ancestors(g, i)
+        .any(|(_, a)| matches!(&a.action, Action::SnapshotVerify(v) if v.path == r.snapshot));
     if verified_here {
         return;
     }
@@ -269,7 +278,10 @@ fn tool_and_flags(g: &StepGraph, i: usize, r: &EtcdRestore, ds: &mut Diagnostics
             Diagnostic::error(
                 "etcdctl-snapshot-removed",
                 inst.arg_loc("tool"),
-                format!("`etcdctl snapshot restore` does not exist in etcd {}", r.version),
+                format!(
+                    "`etcdctl snapshot restore` does not exist in etcd {}",
+                    r.version
+                ),
             )
             .hint("etcd 3.6 removed it: use etcdutl (drop `tool: etcdctl`)"),
         );
@@ -278,7 +290,10 @@ fn tool_and_flags(g: &StepGraph, i: usize, r: &EtcdRestore, ds: &mut Diagnostics
             Diagnostic::warning(
                 "etcdctl-snapshot-removed",
                 inst.arg_loc("tool"),
-                format!("`etcdctl snapshot restore` is deprecated in etcd {} and removed in 3.6", r.version),
+                format!(
+                    "`etcdctl snapshot restore` is deprecated in etcd {} and removed in 3.6",
+                    r.version
+                ),
             )
             .hint("use etcdutl (drop `tool: etcdctl`)"),
         );

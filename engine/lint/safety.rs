@@ -20,11 +20,12 @@ pub fn check(g: &StepGraph, ds: &mut Diagnostics) {
                         inst.loc.clone(),
                         format!("destructive step `{}` has no rollback note", inst.step),
                     )
-                    .hint("add `rollback:` saying how to undo it by hand; at 3 a.m. nobody remembers"),
+                    .hint(
+                        "add `rollback:` saying how to undo it by hand; at 3 a.m. nobody remembers",
+                    ),
                 );
             }
-            if !inst.destructive
-                && action::lookup(&inst.action_name).is_some_and(|a| a.destructive)
+            if !inst.destructive && action::lookup(&inst.action_name).is_some_and(|a| a.destructive)
             {
                 ds.push(
                     Diagnostic::error(

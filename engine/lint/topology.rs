@@ -19,7 +19,7 @@ pub fn check(g: &StepGraph, ds: &mut Diagnostics) {
             )
             .hint("run 3 or 5 members in production; a single member suits labs and drills"),
         );
-    } else if n % 2 == 0 {
+    } else if n.is_multiple_of(2) {
         ds.push(
             Diagnostic::warning(
                 "even-members",

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::PlanFile;
 use crate::diag::SourceMap;
-use crate::yaml::{self, LoadError};
+use crate::yaml::{self, LoadFailure};
 
 /// A plan as read, with the name of the file it came from.
 pub struct LoadedPlan {
@@ -13,7 +13,7 @@ pub struct LoadedPlan {
     pub raw: PlanFile,
 }
 
-pub fn load(path: &Path, sources: &mut SourceMap) -> Result<LoadedPlan, LoadError> {
+pub fn load(path: &Path, sources: &mut SourceMap) -> Result<LoadedPlan, LoadFailure> {
     let (raw, file) = yaml::load::<PlanFile>(path, "plan", sources)?;
     Ok(LoadedPlan { file, raw })
 }

@@ -37,5 +37,9 @@ pub fn runbook_in(dir: &Path, args: &[&str]) -> Run {
 /// Compile-time assurance that a run did not crash: a panic exits 101.
 pub fn assert_no_panic(r: &Run) {
     assert_ne!(r.code, 101, "runbook panicked:\n{}", r.stderr);
-    assert!(!r.stderr.contains("panicked at"), "runbook panicked:\n{}", r.stderr);
+    assert!(
+        !r.stderr.contains("panicked at"),
+        "runbook panicked:\n{}",
+        r.stderr
+    );
 }
