@@ -101,6 +101,10 @@ fn hint_for(message: &str, kind: &str) -> Option<String> {
         Some(format!(
             "see `runbook schema {kind}` for the required fields"
         ))
+    } else if message.starts_with("invalid") || message.starts_with("expected") {
+        Some(format!(
+            "this field takes another kind of value: see `runbook schema {kind}`"
+        ))
     } else if message.starts_with("the document expands") {
         Some(
             "plans and inventories are small: write the values out instead of nesting aliases"
