@@ -38,7 +38,7 @@ impl EtcdVerifyCluster {
         vec![
             // `member list` prints "ID, STATUS, NAME, PEER URLS, CLIENT URLS, IS LEARNER".
             Command::Shell(format!(
-                "members=$({e} member list) && printf '%s\\n' \"$members\" && \
+                "members=$({e} member list) || {{ echo 'cannot list members' >&2; exit 1; }}; printf '%s\\n' \"$members\"; \
 test \"$(printf '%s\\n' \"$members\" | grep -c .)\" -eq {n} || {{ echo 'expected {n} members' >&2; exit 1; }}; \
 for m in {}; do printf '%s\\n' \"$members\" | grep -q \", started, $m, \" || {{ echo \"member $m is not started\" >&2; exit 1; }}; done",
                 names.join(" ")
@@ -47,7 +47,7 @@ for m in {}; do printf '%s\\n' \"$members\" | grep -q \", started, $m, \" || {{ 
             Command::Shell(format!("{e} endpoint status -w table")),
             // Nothing writes between restore and the API server's start, so equal data means equal hashes.
             Command::Shell(format!(
-                "hashes=$({e} endpoint hashkv) && printf '%s\\n' \"$hashes\" && \
+                "hashes=$({e} endpoint hashkv) || {{ echo 'cannot read HashKV' >&2; exit 1; }}; printf '%s\\n' \"$hashes\"; \
 test \"$(printf '%s\\n' \"$hashes\" | awk -F', ' '{{print $2}}' | sort -u | wc -l)\" -eq 1 || {{ echo 'members disagree on HashKV' >&2; exit 1; }}"
             )),
         ]

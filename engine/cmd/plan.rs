@@ -31,8 +31,8 @@ pub fn run(input: &PlanInput, format: PlanFormat, out: Option<&Path>) -> u8 {
     match out {
         None => {
             let mut stdout = std::io::stdout().lock();
-            if stdout.write_all(text.as_bytes()).is_err() {
-                return EXIT_INVALID;
+            if let Err(e) = stdout.write_all(text.as_bytes()) {
+                return usage_error("cannot write the plan to standard output", &e, None);
             }
         }
         Some(path) => {
@@ -55,6 +55,10 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
         ".{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("plan")
     ));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, path)
+    let result = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        // Leave nothing half-written behind.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
