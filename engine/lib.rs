@@ -9,6 +9,7 @@ pub mod compile;
 pub mod diag;
 pub mod graph;
 pub mod inventory;
+pub mod lab;
 pub mod lint;
 pub mod located;
 pub mod pipeline;

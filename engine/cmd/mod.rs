@@ -1,5 +1,6 @@
 //! Command implementations: one file per subcommand, sharing input handling and exit codes.
 
+mod lab;
 mod plan;
 mod schema;
 mod validate;
@@ -23,6 +24,7 @@ pub fn run(cli: Cli) -> ExitCode {
         } => validate::run(&input, format, deny_warnings),
         Command::Plan { input, format, out } => plan::run(&input, format, out.as_deref()),
         Command::Schema { kind } => schema::run(kind),
+        Command::Lab(cmd) => lab::run(cmd),
     };
     ExitCode::from(code)
 }

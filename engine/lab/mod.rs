@@ -1,0 +1,1 @@
+//! The local lab: real hosts on one machine (network and mount namespaces, sshd, etcd).
