@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::execute::report::OutputMode;
 use crate::graph::render::PlanFormat;
 
 #[derive(Debug, Parser)]
@@ -48,6 +49,50 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Run a plan on its hosts: gates for destructive steps, a journal to resume from, one run per cluster.
+    #[command(
+        after_help = "Exit status: 0 every step succeeded; 1 invalid plan, a step failed or a host was unreachable; 2 refused before starting (usage, gate, lock); 130 interrupted.\n\nExamples:\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db --approve sha256:…  # CI, after review\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db --dry-run"
+    )]
+    Apply {
+        #[command(flatten)]
+        input: PlanInput,
+        #[command(flatten)]
+        run: RunOptions,
+        /// Walk the plan in order without reaching any host.
+        #[arg(long)]
+        dry_run: bool,
+        /// Directory for this run's journal and logs (default .runbook/runs/<run-id>).
+        #[arg(long, value_name = "DIR")]
+        run_dir: Option<PathBuf>,
+        /// Run node commands on this machine instead of over SSH (runbook runs on the only node).
+        #[arg(long)]
+        local: bool,
+    },
+    /// Continue a run that stopped: succeeded steps are not run again.
+    #[command(
+        after_help = "A step that started and never finished is unknown. It runs again only if it is safe to re-run;\notherwise say what happened with --retry STEP@NODE or --skip STEP@NODE after checking the host.\n\nExample:\n  runbook resume 20261121T101500Z-3f9a --skip restore@cp2 --yes"
+    )]
+    Resume {
+        /// The run: its id (under .runbook/runs) or its directory.
+        run: String,
+        /// Run this unknown (or failed) step again.
+        #[arg(long, value_name = "STEP@NODE")]
+        retry: Vec<String>,
+        /// Treat this unknown (or failed) step as done: you checked the host.
+        #[arg(long, value_name = "STEP@NODE")]
+        skip: Vec<String>,
+        #[command(flatten)]
+        run_opts: RunOptions,
+    },
+    /// Show where every step of a run stands.
+    #[command(after_help = "Example:\n  runbook status 20261121T101500Z-3f9a --format json")]
+    Status {
+        /// The run: its id (under .runbook/runs) or its directory.
+        run: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = DiagFormat::Text)]
+        format: DiagFormat,
+    },
     /// A local lab of real hosts (network namespaces, sshd, etcd, kubelet-like supervisor); Linux, root.
     #[command(subcommand)]
     Lab(LabCommand),
@@ -57,6 +102,29 @@ pub enum Command {
         #[arg(value_enum)]
         kind: SchemaKind,
     },
+}
+
+/// How a run is approved, paced and shown; shared by `apply` and `resume`.
+#[derive(Debug, Args)]
+pub struct RunOptions {
+    /// Approve every gate in advance (needed off a terminal unless --approve is given).
+    #[arg(long)]
+    pub yes: bool,
+    /// Approve exactly the compiled plan with this fingerprint (printed by `runbook plan`).
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub approve: Option<String>,
+    /// Ask before every step, not only destructive ones (needs a terminal).
+    #[arg(long)]
+    pub step: bool,
+    /// Steps running at once.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallel: u16,
+    /// Steps running at once on one host; keep it below sshd's MaxSessions (10 by default).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    pub per_host: u16,
+    /// text: progress on a terminal, plain lines otherwise, summary on stdout; json: one event per line on stdout.
+    #[arg(long, value_enum, default_value_t = OutputMode::Text)]
+    pub output: OutputMode,
 }
 
 /// The inputs of a compile, shared by `validate` and `plan`.

@@ -26,16 +26,31 @@ use crate::inventory::model::{Inventory, Node};
 pub enum Command {
     /// Run by `sh -c` on the step's host, exactly as shown.
     Shell(String),
-    /// Done by runbook itself (file transfer, native checks); shown as a description.
-    Native(String),
+    /// Done by runbook itself (file transfer, native checks), with the sentence a plan shows for it.
+    Native { op: Native, text: String },
+}
+
+/// Work runbook does itself rather than through a shell on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Native {
+    /// Check a local snapshot file: SHA-256 trailer and bbolt meta pages.
+    VerifySnapshot { path: String },
+    /// Compare a local file's sha256 with a digest recorded at backup time.
+    CheckSha256 { path: String, expected: String },
+    /// Copy a local file to the step's node (mode 0600, written beside `dest` and renamed).
+    Upload { source: String, dest: String },
 }
 
 impl Command {
+    pub fn native(op: Native, text: String) -> Command {
+        Command::Native { op, text }
+    }
+
     /// The form shown in plans; native work reads as a shell comment so a pasted plan runs nothing by accident.
     pub fn display(&self) -> String {
         match self {
             Command::Shell(s) => s.clone(),
-            Command::Native(d) => format!("# runbook: {d}"),
+            Command::Native { text, .. } => format!("# runbook: {text}"),
         }
     }
 }

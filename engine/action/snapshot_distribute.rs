@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{ArgError, Command, Ctx, RuntimeValue, node_path};
+use super::{ArgError, Command, Ctx, Native, RuntimeValue, node_path};
 use crate::shell::quote;
 
 /// Arguments of `snapshot.distribute`.
@@ -60,12 +60,18 @@ impl SnapshotDistribute {
     pub fn commands(&self) -> Vec<Command> {
         vec![
             Command::Shell(format!("mkdir -p -m 0700 {}", quote(self.dest_dir()))),
-            Command::Native(format!(
-                "copy {} (this machine) to {}:{} over SFTP, mode 0600",
-                quote(&self.source),
-                self.node,
-                quote(&self.dest)
-            )),
+            Command::native(
+                Native::Upload {
+                    source: self.source.clone(),
+                    dest: self.dest.clone(),
+                },
+                format!(
+                    "copy {} (this machine) to {}:{} over SFTP, mode 0600",
+                    quote(&self.source),
+                    self.node,
+                    quote(&self.dest)
+                ),
+            ),
             Command::Shell(format!(
                 "test \"$(sha256sum < {d} | cut -d' ' -f1)\" = \"${SOURCE_SHA256}\" || {{ echo {d}: sha256 differs from the source >&2; exit 1; }}",
                 d = quote(&self.dest)

@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{ArgError, Command, Ctx, node_path};
+use super::{ArgError, Command, Ctx, Native, node_path};
 use crate::shell::quote;
 
 /// Arguments of `snapshot.verify`.
@@ -55,15 +55,23 @@ impl SnapshotVerify {
     pub fn commands(&self) -> Vec<Command> {
         let mut out = Vec::new();
         if self.local {
-            out.push(Command::Native(format!(
-                "verify {}: the SHA-256 trailer matches its content, the bbolt pages and meta checksums are sound",
-                quote(&self.path)
-            )));
-            if let Some(d) = &self.sha256 {
-                out.push(Command::Native(format!(
-                    "check that the sha256 of {} is {d}",
+            out.push(Command::native(
+                Native::VerifySnapshot {
+                    path: self.path.clone(),
+                },
+                format!(
+                    "verify {}: the SHA-256 trailer matches its content, the bbolt meta pages are sound",
                     quote(&self.path)
-                )));
+                ),
+            ));
+            if let Some(d) = &self.sha256 {
+                out.push(Command::native(
+                    Native::CheckSha256 {
+                        path: self.path.clone(),
+                        expected: d.clone(),
+                    },
+                    format!("check that the sha256 of {} is {d}", quote(&self.path)),
+                ));
             }
         } else {
             // A `snapshot save` file ends with the sha256 of everything before it,

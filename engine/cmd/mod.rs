@@ -1,8 +1,10 @@
 //! Command implementations: one file per subcommand, sharing input handling and exit codes.
 
+mod apply;
 mod lab;
 mod plan;
 mod schema;
+mod status;
 mod validate;
 
 use std::process::ExitCode;
@@ -14,6 +16,7 @@ use crate::compile::ParamValue;
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_INVALID: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 pub fn run(cli: Cli) -> ExitCode {
     let code = match cli.command {
@@ -25,6 +28,20 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Plan { input, format, out } => plan::run(&input, format, out.as_deref()),
         Command::Schema { kind } => schema::run(kind),
         Command::Lab(cmd) => lab::run(cmd),
+        Command::Apply {
+            input,
+            run,
+            dry_run,
+            run_dir,
+            local,
+        } => apply::apply(&input, &run, dry_run, run_dir.as_deref(), local),
+        Command::Resume {
+            run,
+            retry,
+            skip,
+            run_opts,
+        } => apply::resume(&run, &retry, &skip, &run_opts),
+        Command::Status { run, format } => status::run(&run, format),
     };
     ExitCode::from(code)
 }

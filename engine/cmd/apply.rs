@@ -1,0 +1,605 @@
+//! `runbook apply` and `runbook resume`: compile, approve, lock, connect, walk, report.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_USAGE, param_values, usage_error};
+use crate::cli::{PlanInput, RunOptions};
+use crate::compile::ParamValue;
+use crate::execute::gate::{Approval, Gate};
+use crate::execute::journal::{self, Decision, Event, Journal, RunStatus};
+use crate::execute::lock::{self, Holder, LocalLock};
+use crate::execute::report::Reporter;
+use crate::execute::rundir::{self, RunDir, RunInfo, SetParam};
+use crate::execute::state::{RunState, Status};
+use crate::execute::walk::{self, Limits, Shared};
+use crate::executor::{Executor, dry_run::DryRun, local::Local, ssh::Ssh};
+use crate::graph::{StepGraph, render};
+use crate::inventory::model::Node;
+use crate::pipeline;
+
+pub fn apply(
+    input: &PlanInput,
+    opts: &RunOptions,
+    dry_run: bool,
+    run_dir: Option<&Path>,
+    local: bool,
+) -> u8 {
+    let sets = match param_values(input) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let plan = absolute(&input.plan);
+    let inventory = absolute(&input.inventory);
+    let graph = match compile(&plan, &inventory, &sets) {
+        Ok(g) => g,
+        Err(code) => return code,
+    };
+    let approval = match approval(&graph, opts, dry_run) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    if dry_run {
+        return drive(Session {
+            graph,
+            run: None,
+            state: None,
+            approval,
+            opts,
+            local,
+            resumed: false,
+            dry_run: true,
+        });
+    }
+    let run_id = rundir::new_run_id();
+    let dir = run_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| Path::new(rundir::DEFAULT_RUNS).join(&run_id));
+    let run = match RunDir::create(&dir) {
+        Ok(r) => r,
+        Err(e) => return usage_error("cannot start the run", &e, None),
+    };
+    let info = RunInfo {
+        run_id,
+        plan,
+        inventory,
+        params: sets
+            .iter()
+            .map(|p| SetParam {
+                name: p.name.clone(),
+                value: p.value.clone(),
+                origin: p.origin.clone(),
+            })
+            .collect(),
+        fingerprint: graph.fingerprint.clone(),
+        cluster: graph.runbook.inventory.cluster.clone(),
+        created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        local,
+    };
+    let saved = serde_json::to_vec_pretty(&info)
+        .map_err(|e| e.to_string())
+        .and_then(|j| run.write("run.json", &j))
+        .and_then(|()| run.write("plan.json", render::json(&graph).as_bytes()))
+        .and_then(|()| run.write("plan.txt", render::text(&graph).as_bytes()));
+    if let Err(e) = saved {
+        return usage_error("cannot record the run", &e, None);
+    }
+    drive(Session {
+        graph,
+        run: Some((run, info)),
+        state: None,
+        approval,
+        opts,
+        local,
+        resumed: false,
+        dry_run: false,
+    })
+}
+
+pub fn resume(run: &str, retry: &[String], skip: &[String], opts: &RunOptions) -> u8 {
+    let dir = match RunDir::find(run) {
+        Ok(d) => d,
+        Err(e) => {
+            return usage_error(
+                "cannot resume",
+                &e,
+                Some("runs live in .runbook/runs/<run-id>; pass the id or the directory"),
+            );
+        }
+    };
+    let info = match dir.info() {
+        Ok(i) => i,
+        Err(e) => return usage_error("cannot resume", &e, None),
+    };
+    let sets: Vec<ParamValue> = info
+        .params
+        .iter()
+        .map(|p| ParamValue {
+            name: p.name.clone(),
+            value: p.value.clone(),
+            origin: p.origin.clone(),
+        })
+        .collect();
+    let graph = match compile(&info.plan, &info.inventory, &sets) {
+        Ok(g) => g,
+        Err(code) => return code,
+    };
+    if graph.fingerprint != info.fingerprint {
+        return usage_error(
+            &format!("refusing to resume run {}: the plan changed", info.run_id),
+            &format!(
+                "the run was started with {} and {} now compile to {}",
+                info.fingerprint,
+                info.plan.display(),
+                graph.fingerprint
+            ),
+            Some(
+                "a resumed run must do exactly what was approved; start a new run with `runbook apply`",
+            ),
+        );
+    }
+    let records = match journal::read(&dir.journal()) {
+        Ok(r) => r,
+        Err(e) => return usage_error("cannot resume", &e, None),
+    };
+    let mut state = RunState::replay(&graph, &records);
+    if state.status.iter().all(Status::satisfied) {
+        eprintln!("run {} already succeeded; nothing to resume", info.run_id);
+        return EXIT_OK;
+    }
+    // The operator's decisions, checked before anything is written.
+    let mut decisions = Vec::new();
+    for (ids, decision) in [(retry, Decision::Retry), (skip, Decision::Skip)] {
+        for id in ids {
+            let Some(i) = graph.runbook.instances.iter().position(|x| &x.id == id) else {
+                return usage_error(
+                    &format!("no step {id:?} in run {}", info.run_id),
+                    &"--retry and --skip take a STEP@NODE id as `runbook status` shows it",
+                    None,
+                );
+            };
+            if state.status[i].satisfied() {
+                return usage_error(
+                    &format!("{id} already succeeded in run {}", info.run_id),
+                    &"only unknown, failed or skipped steps take --retry or --skip",
+                    None,
+                );
+            }
+            decisions.push((i, decision));
+        }
+    }
+    for &(i, d) in &decisions {
+        state.status[i] = match d {
+            Decision::Retry => Status::Pending,
+            Decision::Skip => Status::SkippedByOperator,
+        };
+    }
+    // Unknown steps: re-run only what is safe to re-run; the rest needs the operator.
+    let undecided: Vec<usize> = (0..state.status.len())
+        .filter(|&i| state.status[i] == Status::Unknown && !graph.instance(i).idempotent)
+        .collect();
+    if !undecided.is_empty() {
+        eprintln!(
+            "error: refusing to resume run {}: these steps started and never finished, and are not safe to re-run blindly:",
+            info.run_id
+        );
+        for &i in &undecided {
+            let inst = graph.instance(i);
+            eprintln!(
+                "  {}  on {}  [{}]{}",
+                inst.id,
+                inst.node.as_deref().unwrap_or("this machine"),
+                inst.action_name,
+                if inst.destructive {
+                    "  DESTRUCTIVE"
+                } else {
+                    ""
+                }
+            );
+            eprintln!("      log: {}", dir.log(&inst.id).display());
+        }
+        eprintln!(
+            "  hint: check each host, then resume with --retry STEP@NODE (run it again) or --skip STEP@NODE (it is done)"
+        );
+        return EXIT_USAGE;
+    }
+    for s in state.status.iter_mut() {
+        if matches!(
+            s,
+            Status::Unknown
+                | Status::Failed
+                | Status::TimedOut
+                | Status::Declined
+                | Status::Skipped(_)
+        ) {
+            *s = Status::Pending;
+        }
+    }
+    let approval = match approval(&graph, opts, false) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let local = info.local;
+    drive(Session {
+        graph,
+        run: Some((dir, info)),
+        state: Some((state, decisions)),
+        approval,
+        opts,
+        local,
+        resumed: true,
+        dry_run: false,
+    })
+}
+
+/// Everything a walk needs, for a new run, a resumed one or a dry-run.
+struct Session<'a> {
+    graph: StepGraph,
+    run: Option<(RunDir, RunInfo)>,
+    /// A resumed run's replayed state and the operator's decisions.
+    state: Option<(RunState, Vec<(usize, Decision)>)>,
+    approval: Approval,
+    opts: &'a RunOptions,
+    local: bool,
+    resumed: bool,
+    dry_run: bool,
+}
+
+fn drive(s: Session) -> u8 {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return usage_error("cannot start the async runtime", &e, None),
+    };
+    rt.block_on(async move {
+        if s.dry_run {
+            drive_with(s, DryRun).await
+        } else if s.local {
+            drive_with(s, Local).await
+        } else {
+            let dir = control_dir(s.run.as_ref().map(|r| r.1.run_id.as_str()));
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                return usage_error(
+                    &format!("cannot create the SSH control directory {}", dir.display()),
+                    &e,
+                    None,
+                );
+            }
+            let code = drive_with(s, Ssh::new(dir.clone())).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            code
+        }
+    })
+}
+
+async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
+    let graph = Arc::new(s.graph);
+    let exec = Arc::new(exec);
+    let (user, host) = rundir::who();
+    let run_id = s
+        .run
+        .as_ref()
+        .map_or_else(|| "dry-run".to_string(), |r| r.1.run_id.clone());
+    let cluster = graph.runbook.inventory.cluster.clone();
+    let holder = Holder {
+        run_id: run_id.clone(),
+        cluster: cluster.clone(),
+        user: user.clone(),
+        host: host.clone(),
+        pid: std::process::id(),
+        since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+    };
+    let reporter = Reporter::new(s.opts.output, graph.runbook.instances.len());
+    let nodes: Vec<&Node> = graph
+        .runbook
+        .inventory
+        .nodes
+        .iter()
+        .filter(|n| {
+            graph
+                .runbook
+                .instances
+                .iter()
+                .any(|i| i.node.as_deref() == Some(&n.name))
+        })
+        .collect();
+
+    // One run per cluster: first on this machine, then on every node once reachable.
+    let _local_lock = if s.dry_run {
+        None
+    } else {
+        match LocalLock::acquire(&holder) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                return usage_error(
+                    "another run holds this cluster",
+                    &e,
+                    Some("wait for it to finish, or resume it with `runbook resume RUN`"),
+                );
+            }
+        }
+    };
+    let journal = match &s.run {
+        Some((dir, _)) => match Journal::open(&dir.journal()) {
+            Ok(j) => Some(j),
+            Err(e) => {
+                return usage_error(
+                    &format!("cannot open the journal {}", dir.journal().display()),
+                    &e,
+                    None,
+                );
+            }
+        },
+        None => None,
+    };
+    if let Some((dir, _)) = &s.run {
+        reporter.say(&format!(
+            "run {run_id}: {} on {cluster} ({} steps); journal and logs in {}",
+            graph.runbook.name,
+            graph.runbook.instances.len(),
+            dir.path.display()
+        ));
+    }
+    let gate = Gate::new(s.approval, s.opts.step);
+    let run_dir = s.run.as_ref().map(|r| r.0.clone());
+    let shared = Arc::new(Shared::new(
+        graph.clone(),
+        exec.clone(),
+        gate,
+        reporter,
+        journal,
+        run_dir.clone(),
+    ));
+    shared.emit(Event::RunStarted {
+        run_id: run_id.clone(),
+        plan: graph.runbook.name.clone(),
+        cluster: cluster.clone(),
+        fingerprint: graph.fingerprint.clone(),
+        user,
+        host,
+        pid: std::process::id(),
+        resumed: s.resumed,
+        dry_run: s.dry_run,
+    });
+    let (mut state, decisions) = s
+        .state
+        .unwrap_or_else(|| (RunState::new(&graph), Vec::new()));
+    for (i, decision) in decisions {
+        shared.emit(Event::Decision {
+            id: graph.instance(i).id.clone(),
+            decision,
+        });
+    }
+
+    let unreachable = exec.connect(&nodes).await;
+    let mut refused = None;
+    if !unreachable.is_empty() {
+        for (name, e) in &unreachable {
+            shared.reporter.say(&format!("error: {e}"));
+            let _ = name;
+        }
+        refused = Some(format!(
+            "not started: unreachable {}",
+            unreachable
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    } else if !s.dry_run
+        && let Err(e) = lock::acquire_nodes(exec.as_ref(), &nodes, &holder).await
+    {
+        shared.reporter.say(&format!("error: {e}"));
+        refused = Some("not started: cluster locked".to_string());
+    }
+    if let Some(reason) = &refused {
+        for &i in &graph.order {
+            if state.status[i] == Status::Pending {
+                shared.emit(Event::StepSkipped {
+                    id: graph.instance(i).id.clone(),
+                    reason: reason.clone(),
+                });
+                state.status[i] = Status::Skipped(reason.clone());
+            }
+        }
+    } else {
+        let limits = Limits {
+            parallel: usize::from(s.opts.parallel),
+            per_host: usize::from(s.opts.per_host),
+        };
+        state = walk::walk(shared.clone(), state, limits).await;
+        if !s.dry_run {
+            lock::release_nodes(exec.as_ref(), &nodes, &run_id).await;
+        }
+    }
+    shared.reporter.finish();
+
+    let interrupted = state
+        .status
+        .iter()
+        .any(|x| matches!(x, Status::Skipped(r) if r == "interrupted"));
+    let ok = state.status.iter().all(Status::satisfied);
+    let status = if ok {
+        RunStatus::Succeeded
+    } else if interrupted {
+        RunStatus::Interrupted
+    } else {
+        RunStatus::Failed
+    };
+    shared.emit(Event::RunFinished { status });
+    exec.close().await;
+
+    if !shared.reporter.is_json() {
+        print!("{}", shared.reporter.summary(&graph, &state));
+    }
+    let took = shared.reporter.elapsed().as_secs_f64();
+    let counts = count(&state);
+    match status {
+        RunStatus::Succeeded if s.dry_run => {
+            eprintln!("dry-run of {} steps: nothing was run", counts.0);
+        }
+        RunStatus::Succeeded => eprintln!("run {run_id} succeeded in {took:.1}s"),
+        _ => {
+            eprintln!(
+                "run {run_id} {} after {took:.1}s: {} of {} steps succeeded",
+                if interrupted { "interrupted" } else { "FAILED" },
+                counts.1,
+                counts.0
+            );
+            rollback_notes(&graph, &state, run_dir.as_ref());
+            if let Some(d) = &run_dir {
+                eprintln!(
+                    "  hint: fix the cause, then `runbook resume {}`; logs in {}",
+                    d.path.display(),
+                    d.path.join("logs").display()
+                );
+            }
+        }
+    }
+    match status {
+        RunStatus::Succeeded => EXIT_OK,
+        RunStatus::Interrupted => EXIT_INTERRUPTED,
+        RunStatus::Failed => EXIT_INVALID,
+    }
+}
+
+fn count(state: &RunState) -> (usize, usize) {
+    (
+        state.status.len(),
+        state.status.iter().filter(|s| s.satisfied()).count(),
+    )
+}
+
+/// On failure: what each completed destructive step changed and how to undo it, newest first.
+fn rollback_notes(g: &StepGraph, state: &RunState, run_dir: Option<&RunDir>) {
+    let notes: Vec<String> = state
+        .finished_order
+        .iter()
+        .rev()
+        .filter(|&&i| g.instance(i).destructive && state.status[i].satisfied())
+        .map(|&i| {
+            let inst = g.instance(i);
+            format!(
+                "{} (on {}): {}",
+                inst.id,
+                inst.node.as_deref().unwrap_or("this machine"),
+                inst.rollback.as_deref().unwrap_or("no rollback note")
+            )
+        })
+        .collect();
+    if notes.is_empty() {
+        eprintln!("No destructive step completed; the cluster was not changed by this run.");
+        return;
+    }
+    let mut text =
+        String::from("Completed destructive steps, newest first, with their rollback notes:\n");
+    for n in &notes {
+        text.push_str(&format!("  - {n}\n"));
+    }
+    eprint!("{text}");
+    if let Some(d) = run_dir {
+        match d.write("rollback.txt", text.as_bytes()) {
+            Ok(()) => eprintln!("  (written to {})", d.path.join("rollback.txt").display()),
+            Err(e) => eprintln!("warning: {e}"),
+        }
+    }
+}
+
+/// Decides how gates are passed, or refuses before anything starts.
+fn approval(g: &StepGraph, opts: &RunOptions, dry_run: bool) -> Result<Approval, u8> {
+    if dry_run {
+        return Ok(Approval::DryRun);
+    }
+    let tty = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if opts.step && !tty {
+        return Err(usage_error(
+            "--step needs a terminal to ask on",
+            &"standard input or standard error is not a terminal",
+            None,
+        ));
+    }
+    if let Some(fp) = &opts.approve {
+        let want = fp.strip_prefix("sha256:").unwrap_or(fp);
+        let have = g
+            .fingerprint
+            .strip_prefix("sha256:")
+            .unwrap_or(&g.fingerprint);
+        if want != have {
+            return Err(usage_error(
+                "refusing to run: the approval is for a different plan",
+                &format!("--approve {fp} but this plan compiles to {}", g.fingerprint),
+                Some("re-review with `runbook plan` (plan, inventory or parameters changed)"),
+            ));
+        }
+        return Ok(Approval::Fingerprint);
+    }
+    if opts.yes {
+        return Ok(Approval::Yes);
+    }
+    if tty {
+        return Ok(Approval::Ask);
+    }
+    let gated = g
+        .runbook
+        .instances
+        .iter()
+        .filter(|i| i.destructive || i.confirm)
+        .count();
+    if gated == 0 {
+        return Ok(Approval::Yes);
+    }
+    Err(usage_error(
+        &format!("refusing to run {gated} destructive steps without approval"),
+        &"there is no terminal to confirm them on",
+        Some(&format!(
+            "review `runbook plan`, then pass --approve {} (or --yes)",
+            g.fingerprint
+        )),
+    ))
+}
+
+fn compile(plan: &Path, inventory: &Path, sets: &[ParamValue]) -> Result<StepGraph, u8> {
+    let compiled = match pipeline::compile_files(plan, inventory, sets) {
+        Ok(c) => c,
+        Err(e) => {
+            return Err(usage_error(
+                &format!("cannot read {}", e.path),
+                &e.error,
+                None,
+            ));
+        }
+    };
+    eprint!("{}", compiled.diagnostics.render(&compiled.sources));
+    compiled.graph.ok_or_else(|| {
+        eprintln!(
+            "error: {} does not compile with {}; nothing was run",
+            plan.display(),
+            inventory.display()
+        );
+        EXIT_INVALID
+    })
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// A short directory for SSH control sockets (a socket path must fit in 107 bytes).
+fn control_dir(run_id: Option<&str>) -> PathBuf {
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let uid = nix::unistd::getuid();
+    base.join(format!(
+        "runbook-{uid}-{}",
+        run_id
+            .unwrap_or("dry-run")
+            .rsplit('-')
+            .next()
+            .unwrap_or("run")
+    ))
+}

@@ -1,0 +1,137 @@
+//! `runbook status RUN`: every step's state, from the run's journal and its recorded plan.
+
+use serde::Deserialize;
+
+use super::{EXIT_OK, usage_error};
+use crate::cli::DiagFormat;
+use crate::execute::journal::{self, Event, RunStatus};
+use crate::execute::report::table;
+use crate::execute::rundir::RunDir;
+use crate::execute::state::{RunState, Status};
+
+/// The part of the recorded `plan.json` that status needs.
+#[derive(Deserialize)]
+struct RecordedPlan {
+    fingerprint: String,
+    plan: String,
+    cluster: String,
+    steps: Vec<RecordedStep>,
+}
+
+#[derive(Deserialize)]
+struct RecordedStep {
+    id: String,
+    step: String,
+    node: Option<String>,
+    destructive: bool,
+    idempotent: bool,
+}
+
+pub fn run(run: &str, format: DiagFormat) -> u8 {
+    let dir = match RunDir::find(run) {
+        Ok(d) => d,
+        Err(e) => return usage_error("cannot show the run", &e, None),
+    };
+    let plan: RecordedPlan = match std::fs::read_to_string(dir.path.join("plan.json"))
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+    {
+        Ok(p) => p,
+        Err(e) => return usage_error("cannot read the run's plan.json", &e, None),
+    };
+    let info = match dir.info() {
+        Ok(i) => i,
+        Err(e) => return usage_error("cannot show the run", &e, None),
+    };
+    let records = match journal::read(&dir.journal()) {
+        Ok(r) => r,
+        Err(e) => return usage_error("cannot read the journal", &e, None),
+    };
+    let ids: Vec<String> = plan.steps.iter().map(|s| s.id.clone()).collect();
+    let state = RunState::replay_ids(&ids, &records);
+    let finished = records.iter().rev().find_map(|r| match &r.event {
+        Event::RunFinished { status } => Some(*status),
+        _ => None,
+    });
+    let last_start = records
+        .iter()
+        .rposition(|r| matches!(r.event, Event::RunStarted { .. }));
+    let last_end = records
+        .iter()
+        .rposition(|r| matches!(r.event, Event::RunFinished { .. }));
+    let overall = match (finished, last_start > last_end) {
+        (_, true) => "incomplete (the engine stopped without finishing; resume it)",
+        (Some(RunStatus::Succeeded), _) => "succeeded",
+        (Some(RunStatus::Failed), _) => "failed",
+        (Some(RunStatus::Interrupted), _) => "interrupted",
+        (None, _) => "not started",
+    };
+    match format {
+        DiagFormat::Json => {
+            let steps: Vec<_> = plan
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    serde_json::json!({
+                        "id": s.id,
+                        "step": s.step,
+                        "node": s.node,
+                        "destructive": s.destructive,
+                        "status": state.status[i],
+                        "attempts": state.attempts[i],
+                        "duration_ms": state.duration_ms[i],
+                        "exit_code": state.exit_code[i],
+                        "error": state.error[i],
+                    })
+                })
+                .collect();
+            let v = serde_json::json!({
+                "run_id": info.run_id,
+                "plan": plan.plan,
+                "cluster": plan.cluster,
+                "fingerprint": plan.fingerprint,
+                "state": overall,
+                "steps": steps,
+            });
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        }
+        DiagFormat::Text => {
+            println!(
+                "Run {} of {} on {} (started {})",
+                info.run_id, plan.plan, plan.cluster, info.created
+            );
+            println!("Fingerprint: {}", plan.fingerprint);
+            println!("State: {overall}");
+            let rows: Vec<[String; 4]> = plan
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    [
+                        s.step.clone(),
+                        s.node.clone().unwrap_or_else(|| "local".into()),
+                        state.status[i].label(),
+                        if state.attempts[i] > 0 {
+                            format!("{:.2}s", state.duration_ms[i] as f64 / 1000.0)
+                        } else {
+                            "-".into()
+                        },
+                    ]
+                })
+                .collect();
+            print!("{}", table(&rows, None));
+            for (i, s) in plan.steps.iter().enumerate() {
+                if state.status[i] == Status::Unknown {
+                    let what = if s.idempotent {
+                        "safe to re-run: resume runs it again"
+                    } else {
+                        "not safe to re-run blindly: check the host, then resume with --retry or --skip"
+                    };
+                    println!("{} started and never finished; {what}", s.id);
+                }
+            }
+        }
+    }
+    EXIT_OK
+}

@@ -1,0 +1,9 @@
+//! Execution: the walk over the step graph, its journal and state, gates, locks and output.
+
+pub mod gate;
+pub mod journal;
+pub mod lock;
+pub mod report;
+pub mod rundir;
+pub mod state;
+pub mod walk;

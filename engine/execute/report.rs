@@ -1,0 +1,276 @@
+//! What the operator sees while a run goes: progress bars on a terminal, plain lines
+//! otherwise, or JSON events on stdout for machines; then the summary table and rollback notes.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::journal::{Event, Finish, Record};
+use super::state::{RunState, Status};
+use crate::graph::StepGraph;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputMode {
+    /// Progress on a terminal, plain lines otherwise; the summary on stdout.
+    Text,
+    /// One JSON event per line on stdout (the journal's records).
+    Json,
+}
+
+enum Style {
+    Bars {
+        multi: MultiProgress,
+        overall: ProgressBar,
+        running: Mutex<HashMap<String, ProgressBar>>,
+    },
+    Plain,
+    Json,
+}
+
+pub struct Reporter {
+    style: Style,
+    start: Instant,
+    color: bool,
+}
+
+impl Reporter {
+    pub fn new(mode: OutputMode, total: usize) -> Reporter {
+        let color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            && std::io::stdout().is_terminal();
+        let style = match mode {
+            OutputMode::Json => Style::Json,
+            OutputMode::Text if std::io::stderr().is_terminal() => {
+                let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+                let overall = multi.add(ProgressBar::new(total as u64));
+                overall.set_style(
+                    ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} steps {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar())
+                        .progress_chars("=> "),
+                );
+                Style::Bars {
+                    multi,
+                    overall,
+                    running: Mutex::new(HashMap::new()),
+                }
+            }
+            OutputMode::Text => Style::Plain,
+        };
+        Reporter {
+            style,
+            start: Instant::now(),
+            color,
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Runs `f` with the bars hidden (for prompts and messages).
+    pub fn suspend<R>(&self, f: impl FnOnce() -> R) -> R {
+        match &self.style {
+            Style::Bars { multi, .. } => multi.suspend(f),
+            _ => f(),
+        }
+    }
+
+    /// A line for the operator on stderr (never on stdout, which carries data).
+    pub fn say(&self, text: &str) {
+        self.suspend(|| eprintln!("{text}"));
+    }
+
+    pub fn event(&self, r: &Record) {
+        let t = self.start.elapsed().as_secs_f64();
+        match &self.style {
+            Style::Json => {
+                if let Ok(line) = serde_json::to_string(r) {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{line}");
+                    let _ = out.flush();
+                }
+            }
+            Style::Plain => {
+                if let Some(line) = plain_line(&r.event) {
+                    eprintln!("{t:8.2}s  {line}");
+                }
+            }
+            Style::Bars {
+                multi,
+                overall,
+                running,
+            } => {
+                let mut running = running.lock().unwrap_or_else(|p| p.into_inner());
+                match &r.event {
+                    Event::StepStarted { id, .. } => {
+                        let pb = multi.add(ProgressBar::new_spinner());
+                        pb.set_style(
+                            ProgressStyle::with_template("  {spinner} {msg} {elapsed}")
+                                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                        );
+                        pb.set_message(id.clone());
+                        pb.enable_steady_tick(Duration::from_millis(120));
+                        if let Some(old) = running.insert(id.clone(), pb) {
+                            old.finish_and_clear();
+                        }
+                    }
+                    Event::StepFinished { id, .. } | Event::StepAbandoned { id } => {
+                        if let Some(pb) = running.remove(id) {
+                            pb.finish_and_clear();
+                        }
+                        overall.inc(1);
+                        if let Some(line) = plain_line(&r.event) {
+                            multi.suspend(|| eprintln!("{t:8.2}s  {line}"));
+                        }
+                    }
+                    Event::StepSkipped { .. } => overall.inc(1),
+                    other => {
+                        if let Some(line) = plain_line(other) {
+                            multi.suspend(|| eprintln!("{t:8.2}s  {line}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Style::Bars {
+            overall, running, ..
+        } = &self.style
+        {
+            for (_, pb) in running.lock().unwrap_or_else(|p| p.into_inner()).drain() {
+                pb.finish_and_clear();
+            }
+            overall.finish_and_clear();
+        }
+    }
+
+    pub fn is_json(&self) -> bool {
+        matches!(self.style, Style::Json)
+    }
+
+    /// The table of every step: data, so it goes to stdout (unless stdout carries JSON).
+    pub fn summary(&self, g: &StepGraph, state: &RunState) -> String {
+        let rows: Vec<[String; 4]> = g
+            .order
+            .iter()
+            .map(|&i| {
+                let inst = g.instance(i);
+                let status = &state.status[i];
+                let took = if state.attempts[i] > 0 || status.satisfied() {
+                    format!("{:.2}s", state.duration_ms[i] as f64 / 1000.0)
+                } else {
+                    "-".into()
+                };
+                [
+                    inst.step.clone(),
+                    inst.node.clone().unwrap_or_else(|| "local".into()),
+                    status.label(),
+                    took,
+                ]
+            })
+            .collect();
+        let colors: Vec<Option<&str>> = g
+            .order
+            .iter()
+            .map(|&i| {
+                self.color.then(|| match &state.status[i] {
+                    Status::Succeeded => "32",
+                    s if s.failed() || *s == Status::Unknown => "31",
+                    _ => "33",
+                })
+            })
+            .collect();
+        table(&rows, self.color.then_some(colors.as_slice()))
+    }
+}
+
+/// STEP / NODE / STATUS / DURATION, aligned; status cells optionally coloured (ANSI SGR codes).
+pub fn table(rows: &[[String; 4]], colors: Option<&[Option<&str>]>) -> String {
+    let head = ["STEP", "NODE", "STATUS", "DURATION"];
+    let mut w = head.map(str::len);
+    for r in rows {
+        for (k, c) in r.iter().enumerate() {
+            w[k] = w[k].max(c.chars().count());
+        }
+    }
+    let line = |cells: [&str; 4], color: Option<&str>| {
+        let status = format!("{:<w$}", cells[2], w = w[2]);
+        let status = match color {
+            Some(c) => format!("\x1b[{c}m{status}\x1b[0m"),
+            None => status,
+        };
+        format!(
+            "{:<w0$}  {:<w1$}  {status}  {:>w3$}\n",
+            cells[0],
+            cells[1],
+            cells[3],
+            w0 = w[0],
+            w1 = w[1],
+            w3 = w[3]
+        )
+        .trim_end()
+        .to_string()
+            + "\n"
+    };
+    let mut out = line(head, None);
+    for (k, r) in rows.iter().enumerate() {
+        let color = colors.and_then(|c| c.get(k).copied().flatten());
+        out.push_str(&line([&r[0], &r[1], &r[2], &r[3]], color));
+    }
+    out
+}
+
+fn plain_line(e: &Event) -> Option<String> {
+    Some(match e {
+        Event::StepStarted { id, attempt } if *attempt > 1 => {
+            format!("start    {id} (attempt {attempt})")
+        }
+        Event::StepStarted { id, .. } => format!("start    {id}"),
+        Event::StepFinished {
+            id,
+            status,
+            exit_code,
+            duration_ms,
+            error,
+            ..
+        } => {
+            let secs = *duration_ms as f64 / 1000.0;
+            match status {
+                Finish::Succeeded => format!("ok       {id} ({secs:.2}s)"),
+                Finish::TimedOut => format!("TIMEOUT  {id} after {secs:.2}s"),
+                Finish::Failed => {
+                    let why = error
+                        .clone()
+                        .or_else(|| exit_code.map(|c| format!("exit {c}")))
+                        .unwrap_or_default();
+                    format!("FAILED   {id} ({secs:.2}s): {why}")
+                }
+            }
+        }
+        Event::StepRetry {
+            id,
+            attempt,
+            delay_ms,
+        } => format!(
+            "retry    {id}: attempt {} in {:.1}s",
+            attempt + 1,
+            *delay_ms as f64 / 1000.0
+        ),
+        Event::StepSkipped { id, reason } => format!("skip     {id} ({reason})"),
+        Event::Approved { id, by } => format!("approved {id} ({by})"),
+        Event::Declined { id } => format!("declined {id}"),
+        Event::Decision { id, decision } => format!("decision {id}: {decision:?}"),
+        Event::Interrupted { running } => format!(
+            "interrupted: no new steps; waiting for {} running (Ctrl-C again to abandon them)",
+            running.len()
+        ),
+        Event::StepAbandoned { id } => {
+            format!("abandon  {id} (its outcome on the host is unknown)")
+        }
+        Event::RunStarted { .. } | Event::RunFinished { .. } => return None,
+    })
+}

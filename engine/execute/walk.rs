@@ -1,0 +1,570 @@
+//! The walk: starts every step whose dependencies succeeded, as many at once as allowed, and
+//! records each start and end in the journal before acting on it.
+//!
+//! On the first failure no new step starts; running steps finish; every step that depends on
+//! the failure is skipped as "upstream failed", the rest as "run stopped". Ctrl-C does the
+//! same; a second Ctrl-C abandons the running steps (their outcome is then unknown).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+
+use super::gate::{Gate, Verdict};
+use super::journal::{Event, Finish, Journal, Record};
+use super::report::Reporter;
+use super::rundir::RunDir;
+use super::state::{RunState, Status};
+use crate::action::snapshot_distribute::SOURCE_SHA256;
+use crate::action::{Action, Command, Native};
+use crate::executor::{Executor, Target};
+use crate::graph::StepGraph;
+use crate::snapshot;
+
+/// Limits of the walk.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Steps running at once (`--parallel`).
+    pub parallel: usize,
+    /// Steps running at once on one host; below sshd's MaxSessions (10 by default).
+    pub per_host: usize,
+}
+
+/// Everything the step tasks share.
+pub struct Shared<E> {
+    pub graph: Arc<StepGraph>,
+    pub exec: Arc<E>,
+    pub gate: Gate,
+    pub reporter: Reporter,
+    pub journal: Option<Journal>,
+    pub run_dir: Option<RunDir>,
+    /// Captured outputs, (name, node) -> value.
+    captures: Mutex<HashMap<(String, Option<String>), String>>,
+    /// sha256 of local files, computed once per run.
+    digests: Mutex<HashMap<PathBuf, String>>,
+    /// The journal could not be written: the run must stop, it could not be resumed safely.
+    journal_broken: std::sync::atomic::AtomicBool,
+}
+
+impl<E: Executor + 'static> Shared<E> {
+    pub fn new(
+        graph: Arc<StepGraph>,
+        exec: Arc<E>,
+        gate: Gate,
+        reporter: Reporter,
+        journal: Option<Journal>,
+        run_dir: Option<RunDir>,
+    ) -> Shared<E> {
+        Shared {
+            graph,
+            exec,
+            gate,
+            reporter,
+            journal,
+            run_dir,
+            captures: Mutex::new(HashMap::new()),
+            digests: Mutex::new(HashMap::new()),
+            journal_broken: false.into(),
+        }
+    }
+
+    /// Journals an event (fsynced) and shows it.
+    pub fn emit(&self, event: Event) {
+        let record = Record::now(event);
+        if let Some(j) = &self.journal
+            && let Err(e) = j.append(&record)
+        {
+            self.journal_broken
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            self.reporter.say(&format!(
+                "error: cannot write the journal: {e}; stopping the run"
+            ));
+        }
+        self.reporter.event(&record);
+    }
+}
+
+impl<E> Shared<E> {
+    fn log(&self, id: &str, text: &[u8]) {
+        if let Some(d) = &self.run_dir
+            && let Err(e) = d.append_log(id, text)
+        {
+            self.reporter.say(&format!("warning: {e}"));
+        }
+    }
+}
+
+/// The result of one instance's task.
+struct Done {
+    index: usize,
+    status: Status,
+    duration_ms: u64,
+    attempts: u32,
+}
+
+/// Walks the graph from `state` (fresh, or replayed for a resume) until everything that can
+/// run has run. Returns the final state.
+pub async fn walk<E: Executor + 'static>(
+    shared: Arc<Shared<E>>,
+    mut state: RunState,
+    limits: Limits,
+) -> RunState {
+    let g = shared.graph.clone();
+    *shared.captures.lock().unwrap_or_else(|p| p.into_inner()) = state.captures.clone();
+    let global = Arc::new(Semaphore::new(limits.parallel.max(1)));
+    let mut per_host: HashMap<String, Arc<Semaphore>> = HashMap::new();
+    let mut tasks: JoinSet<Done> = JoinSet::new();
+    let mut running: HashMap<tokio::task::Id, usize> = HashMap::new();
+    let mut stopping = false;
+    let mut interrupts = 0u32;
+    let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
+
+    loop {
+        if shared
+            .journal_broken
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            stopping = true;
+        }
+        if !stopping {
+            for &i in &g.order {
+                if state.status[i] != Status::Pending {
+                    continue;
+                }
+                let ready = g
+                    .dag
+                    .neighbors_directed(
+                        petgraph::graph::NodeIndex::new(i),
+                        petgraph::Direction::Incoming,
+                    )
+                    .all(|p| state.status[g.dag[p]].satisfied());
+                if !ready {
+                    continue;
+                }
+                let host = g.instance(i).node.clone().unwrap_or_else(|| "local".into());
+                let host_sem = per_host
+                    .entry(host)
+                    .or_insert_with(|| Arc::new(Semaphore::new(limits.per_host.max(1))))
+                    .clone();
+                let Ok(gp) = global.clone().try_acquire_owned() else {
+                    break;
+                };
+                let Ok(hp) = host_sem.try_acquire_owned() else {
+                    continue;
+                };
+                state.status[i] = Status::Running;
+                let sh = shared.clone();
+                let first_attempt = state.attempts[i] + 1;
+                let handle = tasks.spawn(run_instance(sh, i, first_attempt, gp, hp));
+                running.insert(handle.id(), i);
+            }
+        }
+        if tasks.is_empty() {
+            break;
+        }
+        tokio::select! {
+            joined = tasks.join_next_with_id() => {
+                let Some(joined) = joined else { break };
+                match joined {
+                    Ok((id, done)) => {
+                        running.remove(&id);
+                        let i = done.index;
+                        state.attempts[i] = done.attempts;
+                        state.duration_ms[i] += done.duration_ms;
+                        if done.status.failed() {
+                            stopping = true;
+                        }
+                        if done.status == Status::Succeeded {
+                            state.finished_order.push(i);
+                        }
+                        state.status[i] = done.status;
+                    }
+                    Err(e) => {
+                        // A panicking or aborted task: its outcome on the host is unknown.
+                        if let Some(i) = running.remove(&e.id()) {
+                            state.status[i] = Status::Unknown;
+                        }
+                        stopping = true;
+                    }
+                }
+            }
+            _ = &mut ctrl_c => {
+                interrupts += 1;
+                stopping = true;
+                let ids: Vec<String> = running.values().map(|&i| g.instance(i).id.clone()).collect();
+                if interrupts == 1 {
+                    shared.emit(Event::Interrupted { running: ids });
+                    ctrl_c = Box::pin(tokio::signal::ctrl_c());
+                } else {
+                    tasks.abort_all();
+                    for (_, i) in running.drain() {
+                        state.status[i] = Status::Unknown;
+                        shared.emit(Event::StepAbandoned { id: g.instance(i).id.clone() });
+                    }
+                    while tasks.join_next().await.is_some() {}
+                    break;
+                }
+            }
+        }
+    }
+
+    // Whatever did not start is skipped, with the reason the operator needs.
+    let failed: Vec<usize> = (0..state.status.len())
+        .filter(|&i| state.status[i].failed() || state.status[i] == Status::Unknown)
+        .collect();
+    for &i in &g.order {
+        if state.status[i] != Status::Pending {
+            continue;
+        }
+        let reason = match failed.iter().find(|&&f| g.precedes(f, i)) {
+            Some(&f) => format!("upstream failed: {}", g.instance(f).id),
+            None if interrupts > 0 => "interrupted".to_string(),
+            None => "run stopped".to_string(),
+        };
+        shared.emit(Event::StepSkipped {
+            id: g.instance(i).id.clone(),
+            reason: reason.clone(),
+        });
+        state.status[i] = Status::Skipped(reason);
+    }
+    state.captures = shared
+        .captures
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    state
+}
+
+/// One instance: gate, then attempts until success or the retries are spent.
+async fn run_instance<E: Executor + 'static>(
+    sh: Arc<Shared<E>>,
+    i: usize,
+    first_attempt: u32,
+    _global: OwnedSemaphorePermit,
+    _host: OwnedSemaphorePermit,
+) -> Done {
+    let g = sh.graph.clone();
+    let inst = g.instance(i);
+    if sh.gate.applies(inst) {
+        match sh.gate.check(inst, &sh.reporter).await {
+            Verdict::Go(by) => sh.emit(Event::Approved {
+                id: inst.id.clone(),
+                by: by.to_string(),
+            }),
+            Verdict::Stop => {
+                sh.emit(Event::Declined {
+                    id: inst.id.clone(),
+                });
+                return Done {
+                    index: i,
+                    status: Status::Declined,
+                    duration_ms: 0,
+                    attempts: first_attempt - 1,
+                };
+            }
+        }
+    }
+    let mut attempt = first_attempt;
+    let last = first_attempt + inst.retries;
+    let mut total = 0u64;
+    loop {
+        sh.emit(Event::StepStarted {
+            id: inst.id.clone(),
+            attempt,
+        });
+        let started = Instant::now();
+        let result = attempt_once(&sh, i, attempt).await;
+        let ms = started.elapsed().as_millis() as u64;
+        total += ms;
+        let status = result.status;
+        if status != Finish::Succeeded && attempt < last {
+            // Backoff 1 s, 2 s, 4 s … capped at 30 s: enough for a member to come back.
+            let delay = Duration::from_secs((1u64 << (attempt - first_attempt).min(5)).min(30));
+            sh.emit(Event::StepFinished {
+                id: inst.id.clone(),
+                attempt,
+                status,
+                exit_code: result.exit_code,
+                duration_ms: ms,
+                error: result.error,
+                capture: None,
+            });
+            sh.emit(Event::StepRetry {
+                id: inst.id.clone(),
+                attempt,
+                delay_ms: delay.as_millis() as u64,
+            });
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+            continue;
+        }
+        let capture = match (&inst.capture, status) {
+            (Some(name), Finish::Succeeded) => {
+                let value = String::from_utf8_lossy(&result.stdout).trim().to_string();
+                sh.captures
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert((name.clone(), inst.node.clone()), value.clone());
+                Some(value)
+            }
+            _ => None,
+        };
+        sh.emit(Event::StepFinished {
+            id: inst.id.clone(),
+            attempt,
+            status,
+            exit_code: result.exit_code,
+            duration_ms: ms,
+            error: result.error,
+            capture,
+        });
+        return Done {
+            index: i,
+            status: match status {
+                Finish::Succeeded => Status::Succeeded,
+                Finish::Failed => Status::Failed,
+                Finish::TimedOut => Status::TimedOut,
+            },
+            duration_ms: total,
+            attempts: attempt,
+        };
+    }
+}
+
+struct Attempt {
+    status: Finish,
+    exit_code: Option<i32>,
+    error: Option<String>,
+    stdout: Vec<u8>,
+}
+
+/// Runs the step's commands once, in order, within the step's time limit. Consecutive shell
+/// commands go to the host as one script: one round trip, and the first failure ends it.
+async fn attempt_once<E: Executor + 'static>(sh: &Shared<E>, i: usize, attempt: u32) -> Attempt {
+    let g = &sh.graph;
+    let inst = g.instance(i);
+    let node = inst.node.as_ref().and_then(|n| g.runbook.inventory.node(n));
+    let target = node.map_or(Target::Local, Target::Node);
+    let deadline = Instant::now() + inst.timeout;
+    let commands = inst.action.commands();
+    sh.log(
+        &inst.id,
+        format!(
+            "== {} attempt {attempt} on {} ==\n",
+            humantime::format_rfc3339_millis(std::time::SystemTime::now()),
+            target.name()
+        )
+        .as_bytes(),
+    );
+    let env = match step_env(sh, inst).await {
+        Ok(env) => env,
+        Err(e) => return failed(sh, &inst.id, e),
+    };
+    let mut stdout_all = Vec::new();
+    let mut k = 0;
+    while k < commands.len() {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return timed_out(sh, &inst.id, inst.timeout);
+        }
+        match &commands[k] {
+            Command::Native { op, text } => {
+                sh.log(&inst.id, format!("# runbook: {text}\n").as_bytes());
+                k += 1;
+                if sh.exec.is_dry_run() {
+                    continue;
+                }
+                let r = tokio::time::timeout(remaining, native(sh, op, node)).await;
+                match r {
+                    Err(_) => return timed_out(sh, &inst.id, inst.timeout),
+                    Ok(Err(e)) => return failed(sh, &inst.id, e),
+                    Ok(Ok(msg)) => sh.log(&inst.id, format!("{msg}\n").as_bytes()),
+                }
+            }
+            Command::Shell(_) => {
+                let mut group = Vec::new();
+                while let Some(Command::Shell(s)) = commands.get(k) {
+                    group.push(s.as_str());
+                    k += 1;
+                }
+                let script = group_script(&group);
+                for c in &group {
+                    sh.log(&inst.id, format!("$ {c}\n").as_bytes());
+                }
+                let out = match sh.exec.shell(target, &script, &env, remaining).await {
+                    Ok(o) => o,
+                    Err(e) => return failed(sh, &inst.id, e.0),
+                };
+                sh.log(&inst.id, &out.stdout);
+                sh.log(&inst.id, &out.stderr);
+                sh.log(
+                    &inst.id,
+                    format!(
+                        "-- exit {}\n",
+                        out.code.map_or("signal".into(), |c| c.to_string())
+                    )
+                    .as_bytes(),
+                );
+                stdout_all.extend_from_slice(&out.stdout);
+                if out.timed_out {
+                    return timed_out(sh, &inst.id, inst.timeout);
+                }
+                if !out.success() {
+                    let tail = last_line(&out.stderr).or_else(|| last_line(&out.stdout));
+                    return Attempt {
+                        status: Finish::Failed,
+                        exit_code: out.code,
+                        error: Some(match tail {
+                            Some(t) => format!("exit {}: {t}", out.code.unwrap_or(-1)),
+                            None => format!("exit {}", out.code.unwrap_or(-1)),
+                        }),
+                        stdout: stdout_all,
+                    };
+                }
+            }
+        }
+    }
+    Attempt {
+        status: Finish::Succeeded,
+        exit_code: Some(0),
+        error: None,
+        stdout: stdout_all,
+    }
+}
+
+fn failed<E>(sh: &Shared<E>, id: &str, e: String) -> Attempt {
+    sh.log(id, format!("error: {e}\n").as_bytes());
+    Attempt {
+        status: Finish::Failed,
+        exit_code: None,
+        error: Some(e),
+        stdout: Vec::new(),
+    }
+}
+
+fn timed_out<E>(sh: &Shared<E>, id: &str, limit: Duration) -> Attempt {
+    let e = format!("timed out after {}s", limit.as_secs());
+    sh.log(id, format!("error: {e}\n").as_bytes());
+    Attempt {
+        status: Finish::TimedOut,
+        exit_code: None,
+        error: Some(e),
+        stdout: Vec::new(),
+    }
+}
+
+fn last_line(bytes: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().chars().take(300).collect())
+}
+
+/// Commands as one script that stops at the first failure and says which command it was.
+fn group_script(commands: &[&str]) -> String {
+    let n = commands.len();
+    let mut s = String::new();
+    for (k, c) in commands.iter().enumerate() {
+        // The newline before `}` lets a command end in a comment or a here-doc.
+        s.push_str(&format!(
+            "{{ {c}\n}} || {{ rc=$?; echo \"runbook: command {} of {n} failed (exit $rc)\" >&2; exit $rc; }}\n",
+            k + 1
+        ));
+    }
+    s
+}
+
+/// Values only known at run time: the local snapshot's digest, earlier steps' captures.
+async fn step_env<E: Executor + 'static>(
+    sh: &Shared<E>,
+    inst: &crate::compile::Instance,
+) -> Result<Vec<(String, String)>, String> {
+    let mut env = Vec::new();
+    match &inst.action {
+        Action::SnapshotDistribute(a) if !sh.exec.is_dry_run() => {
+            env.push((SOURCE_SHA256.to_string(), digest(sh, &a.source).await?));
+        }
+        Action::Run(a) => {
+            let caps = sh.captures.lock().unwrap_or_else(|p| p.into_inner());
+            for name in &a.captures {
+                let own = caps.get(&(name.clone(), inst.node.clone()));
+                let any = caps.iter().find(|((n, _), _)| n == name).map(|(_, v)| v);
+                match own.or(any) {
+                    Some(v) => env.push((crate::action::run::capture_var(name), v.clone())),
+                    None if sh.exec.is_dry_run() => {}
+                    None => return Err(format!("capture `{name}` has no value in this run")),
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(env)
+}
+
+async fn digest<E>(sh: &Shared<E>, path: &str) -> Result<String, String> {
+    let p = PathBuf::from(path);
+    if let Some(d) = sh.digests.lock().unwrap_or_else(|x| x.into_inner()).get(&p) {
+        return Ok(d.clone());
+    }
+    let q = p.clone();
+    let d = tokio::task::spawn_blocking(move || snapshot::sha256_file(&q))
+        .await
+        .map_err(|e| format!("hashing {path}: {e}"))?
+        .map_err(|e| format!("cannot read {path}: {e}"))?;
+    sh.digests
+        .lock()
+        .unwrap_or_else(|x| x.into_inner())
+        .insert(p, d.clone());
+    Ok(d)
+}
+
+/// Work runbook does itself.
+async fn native<E: Executor + 'static>(
+    sh: &Shared<E>,
+    op: &Native,
+    node: Option<&crate::inventory::model::Node>,
+) -> Result<String, String> {
+    match op {
+        Native::VerifySnapshot { path } => {
+            let p = PathBuf::from(path);
+            let v = tokio::task::spawn_blocking(move || snapshot::verify(&p))
+                .await
+                .map_err(|e| format!("verifying {path}: {e}"))?
+                .map_err(|e| e.to_string())?;
+            sh.digests
+                .lock()
+                .unwrap_or_else(|x| x.into_inner())
+                .insert(PathBuf::from(path), v.sha256.clone());
+            Ok(format!(
+                "{path}: {} bytes, sha256 {}, trailer ok, bbolt page size {}, txid {}",
+                v.size, v.sha256, v.page_size, v.txid
+            ))
+        }
+        Native::CheckSha256 { path, expected } => {
+            let p = PathBuf::from(path);
+            let e = expected.clone();
+            tokio::task::spawn_blocking(move || snapshot::check_sha256(&p, &e))
+                .await
+                .map_err(|e| format!("hashing {path}: {e}"))?
+                .map(|d| format!("{path}: sha256 {d} as expected"))
+                .map_err(|e| e.to_string())
+        }
+        Native::Upload { source, dest } => {
+            let node = node.ok_or_else(|| "an upload needs a node".to_string())?;
+            let started = Instant::now();
+            sh.exec
+                .upload(node, std::path::Path::new(source), dest)
+                .await
+                .map_err(|e| e.0)?;
+            Ok(format!(
+                "copied {source} to {}:{dest} in {:.2}s",
+                node.name,
+                started.elapsed().as_secs_f64()
+            ))
+        }
+    }
+}

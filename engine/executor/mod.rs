@@ -1,0 +1,116 @@
+//! The seam between the walk and the hosts: one trait, three implementations (dry-run, local, SSH).
+//!
+//! The scheduler hands an executor a target, a shell script, its environment and a time
+//! limit, or a native operation (file upload). It never knows how the work reaches the host,
+//! which is why dry-run, local and SSH runs walk exactly the same graph.
+
+pub mod dry_run;
+pub mod local;
+pub mod ssh;
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::inventory::model::Node;
+use crate::shell::quote;
+
+/// Where a command runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// The operator's machine (`on: local` steps).
+    Local,
+    Node(&'a Node),
+}
+
+impl Target<'_> {
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Local => "local",
+            Target::Node(n) => &n.name,
+        }
+    }
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    /// The exit status; `None` when the process was killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// The step's time limit ran out (the host's `timeout` fired, or the host stopped answering).
+    pub timed_out: bool,
+}
+
+impl Outcome {
+    pub fn success(&self) -> bool {
+        self.code == Some(0) && !self.timed_out
+    }
+}
+
+/// The host could not be reached or the transport broke; the command's fate is unknown.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct ExecError(pub String);
+
+/// One way of doing a step's work on its hosts.
+pub trait Executor: Send + Sync {
+    /// Opens whatever the nodes need (one SSH master each), all at once, each bounded by its
+    /// connect timeout. Returns the nodes that could not be reached, with why.
+    fn connect<'a>(
+        &'a self,
+        nodes: &'a [&'a Node],
+    ) -> impl Future<Output = Vec<(String, ExecError)>> + Send + 'a;
+
+    /// Runs `script` with `sh -c` on the target, with `env` exported, for at most `timeout`.
+    fn shell<'a>(
+        &'a self,
+        target: Target<'a>,
+        script: &'a str,
+        env: &'a [(String, String)],
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Outcome, ExecError>> + Send + 'a;
+
+    /// Copies a local file to `dest` on the node: written beside it, mode 0600, fsynced, renamed.
+    fn upload<'a>(
+        &'a self,
+        node: &'a Node,
+        source: &'a Path,
+        dest: &'a str,
+    ) -> impl Future<Output = Result<(), ExecError>> + Send + 'a;
+
+    /// Closes connections (SSH masters); called on every exit path, Ctrl-C included.
+    fn close(&self) -> impl Future<Output = ()> + Send + '_;
+
+    /// Whether the executor really runs anything (dry-run does not).
+    fn is_dry_run(&self) -> bool {
+        false
+    }
+}
+
+/// The command line a host runs: environment exported, then the script under coreutils
+/// `timeout`, so the host itself kills the work when the step's time is up even if this
+/// machine has gone away.
+pub fn wrapped(script: &str, env: &[(String, String)], timeout: Duration) -> String {
+    let mut line = String::new();
+    for (k, v) in env {
+        line.push_str(&format!("export {k}={}; ", quote(v)));
+    }
+    let secs = timeout.as_secs().max(1);
+    line.push_str(&format!("exec timeout -k 5 {secs} sh -c {}", quote(script)));
+    line
+}
+
+/// `timeout` exits 124 when it had to stop the command; 137 when it had to kill it.
+pub fn timed_out_code(code: Option<i32>) -> bool {
+    matches!(code, Some(124) | Some(137))
+}
+
+/// Expands a leading `~/` the way ssh does, for paths written in inventories.
+pub fn expand_home(path: &str) -> String {
+    match (path.strip_prefix("~/"), std::env::var("HOME")) {
+        (Some(rest), Ok(home)) => format!("{}/{rest}", home.trim_end_matches('/')),
+        _ => path.to_string(),
+    }
+}

@@ -1,0 +1,257 @@
+//! The SSH executor: one multiplexed OpenSSH master per host for the whole run.
+//!
+//! The master is the system `ssh`, so `~/.ssh/config` (ProxyJump, ciphers, agents) applies as
+//! it does for the operator's own shell. Host keys are checked strictly against the
+//! inventory's known_hosts. Commands run as `sh -c` whatever the login shell is.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
+use openssh_sftp_client::{Sftp, SftpOptions, metadata::Permissions};
+use tokio::io::AsyncReadExt;
+
+use super::local::Local;
+use super::{ExecError, Executor, Outcome, Target, expand_home, timed_out_code, wrapped};
+use crate::inventory::model::Node;
+use crate::shell::quote;
+
+/// An idle master exits on its own after this long, so a crashed run leaves none behind for good.
+const MASTER_IDLE_SECS: usize = 900;
+
+pub struct Ssh {
+    control_dir: PathBuf,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+impl Ssh {
+    /// `control_dir` holds the masters' sockets; it must be short (a Unix socket path is ≤ 107 bytes).
+    pub fn new(control_dir: PathBuf) -> Self {
+        Ssh {
+            control_dir,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn builder(&self, node: &Node) -> SessionBuilder {
+        let mut b = SessionBuilder::default();
+        b.user(node.ssh.user.clone())
+            .port(node.ssh.port)
+            .connect_timeout(Duration::from_secs(u64::from(node.ssh.connect_timeout)))
+            .server_alive_interval(Duration::from_secs(5))
+            .known_hosts_check(KnownHosts::Strict)
+            .control_directory(&self.control_dir)
+            .control_persist(ControlPersist::IdleFor(
+                NonZeroUsize::new(MASTER_IDLE_SECS).unwrap_or(NonZeroUsize::MIN),
+            ));
+        if let Some(k) = &node.ssh.identity_file {
+            b.keyfile(expand_home(k));
+        }
+        if let Some(k) = &node.ssh.known_hosts {
+            b.user_known_hosts_file(expand_home(k));
+        }
+        if let Some(c) = &node.ssh.config_file {
+            b.config_file(expand_home(c));
+        }
+        b
+    }
+
+    fn session(&self, node: &Node) -> Result<Arc<Session>, ExecError> {
+        let map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&node.name).cloned().ok_or_else(|| {
+            ExecError(format!(
+                "no SSH connection to {} (it was not opened)",
+                node.name
+            ))
+        })
+    }
+
+    async fn connect_one(&self, node: &Node) -> Result<(), ExecError> {
+        let where_ = format!(
+            "{} ({}@{}:{})",
+            node.name, node.ssh.user, node.address, node.ssh.port
+        );
+        let limit = Duration::from_secs(u64::from(node.ssh.connect_timeout) + 5);
+        let builder = self.builder(node);
+        let session = match tokio::time::timeout(limit, builder.connect_mux(&node.address)).await {
+            Err(_) => {
+                return Err(ExecError(format!(
+                    "cannot connect to {where_}: no answer within {}s",
+                    limit.as_secs()
+                )));
+            }
+            Ok(Err(e)) => {
+                return Err(ExecError(format!(
+                    "cannot connect to {where_}: {}",
+                    describe(&e)
+                )));
+            }
+            Ok(Ok(s)) => s,
+        };
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node.name.clone(), Arc::new(session));
+        Ok(())
+    }
+
+    async fn upload_inner(&self, node: &Node, source: &Path, dest: &str) -> Result<(), String> {
+        let session = self.session(node).map_err(|e| e.0)?;
+        let sftp = Sftp::from_clonable_session(session, SftpOptions::new())
+            .await
+            .map_err(|e| format!("cannot start SFTP on {}: {e}", node.name))?;
+        let part = format!("{dest}.runbook-part");
+        let mut local = tokio::fs::File::open(source)
+            .await
+            .map_err(|e| format!("cannot open {}: {e}", source.display()))?;
+        let mut remote = sftp
+            .options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&part)
+            .await
+            .map_err(|e| format!("cannot create {part} on {}: {e}", node.name))?;
+        remote
+            .set_permissions(Permissions::from(0o600))
+            .await
+            .map_err(|e| format!("cannot set mode 0600 on {part}: {e}"))?;
+        let chunk = 1 << 16;
+        // write_all splits into requests of the server's size; 64 KiB reads keep memory flat.
+        let mut buf = vec![0u8; chunk];
+        loop {
+            let n = local
+                .read(&mut buf)
+                .await
+                .map_err(|e| format!("reading {}: {e}", source.display()))?;
+            if n == 0 {
+                break;
+            }
+            remote
+                .write_all(&buf[..n])
+                .await
+                .map_err(|e| format!("writing {part} on {}: {e}", node.name))?;
+        }
+        if sftp.support_fsync() {
+            remote
+                .sync_all()
+                .await
+                .map_err(|e| format!("fsync {part} on {}: {e}", node.name))?;
+        }
+        remote
+            .close()
+            .await
+            .map_err(|e| format!("closing {part} on {}: {e}", node.name))?;
+        sftp.fs()
+            .rename(&part, dest)
+            .await
+            .map_err(|e| format!("renaming {part} to {dest} on {}: {e}", node.name))?;
+        sftp.close()
+            .await
+            .map_err(|e| format!("closing SFTP on {}: {e}", node.name))
+    }
+}
+
+impl Executor for Ssh {
+    async fn connect<'a>(&'a self, nodes: &'a [&'a Node]) -> Vec<(String, ExecError)> {
+        // All at once: a slow or dead host costs one connect timeout, not one per host.
+        let results = join_all(
+            nodes
+                .iter()
+                .map(|n| async move { (n.name.clone(), self.connect_one(n).await) }),
+        )
+        .await;
+        results
+            .into_iter()
+            .filter_map(|(name, r)| r.err().map(|e| (name, e)))
+            .collect()
+    }
+
+    async fn shell<'a>(
+        &'a self,
+        target: Target<'a>,
+        script: &'a str,
+        env: &'a [(String, String)],
+        timeout: Duration,
+    ) -> Result<Outcome, ExecError> {
+        let node = match target {
+            Target::Local => return Local::run(script, env, timeout).await,
+            Target::Node(n) => n,
+        };
+        let session = self.session(node)?;
+        // The login shell parses only `sh -c '<line>'`; everything else is POSIX sh.
+        let line = format!("sh -c {}", quote(&wrapped(script, env, timeout)));
+        let run = async {
+            session
+                .raw_command(&line)
+                .stdin(Stdio::null())
+                .output()
+                .await
+        };
+        match tokio::time::timeout(timeout + Duration::from_secs(15), run).await {
+            Err(_) => Ok(Outcome {
+                code: None,
+                timed_out: true,
+                stderr: format!("{} stopped answering", node.name).into_bytes(),
+                ..Outcome::default()
+            }),
+            Ok(Err(e)) => Err(ExecError(format!(
+                "lost the SSH connection to {}: {}",
+                node.name,
+                describe(&e)
+            ))),
+            Ok(Ok(out)) => Ok(Outcome {
+                code: out.status.code(),
+                timed_out: timed_out_code(out.status.code()),
+                stdout: out.stdout,
+                stderr: out.stderr,
+            }),
+        }
+    }
+
+    async fn upload<'a>(
+        &'a self,
+        node: &'a Node,
+        source: &'a Path,
+        dest: &'a str,
+    ) -> Result<(), ExecError> {
+        self.upload_inner(node, source, dest)
+            .await
+            .map_err(ExecError)
+    }
+
+    async fn close(&self) {
+        let sessions: Vec<_> = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .collect();
+        for (_, s) in sessions {
+            // Only the last holder can close; an upload still holding a clone is impossible here
+            // because close runs after the walk has joined every task.
+            if let Ok(s) = Arc::try_unwrap(s) {
+                let _ = s.close().await;
+            }
+        }
+    }
+}
+
+/// openssh's errors, with the master's own words (connection refused, host key mismatch…).
+fn describe(e: &openssh::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !msg.contains(&t) {
+            msg.push_str(": ");
+            msg.push_str(&t);
+        }
+        src = s.source();
+    }
+    msg.trim().to_string()
+}
