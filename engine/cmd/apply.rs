@@ -269,6 +269,7 @@ fn drive(s: Session) -> u8 {
                     None,
                 );
             }
+            crate::executor::ssh::reap_stale_masters(&dir);
             let code = drive_with(s, Ssh::new(dir.clone())).await;
             let _ = std::fs::remove_dir_all(&dir);
             code
@@ -434,7 +435,7 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
     exec.close().await;
 
     if !shared.reporter.is_json() {
-        print!("{}", shared.reporter.summary(&graph, &state));
+        print!("{}", shared.reporter.summary(&graph, &state, s.dry_run));
     }
     let took = shared.reporter.elapsed().as_secs_f64();
     let counts = count(&state);

@@ -153,13 +153,21 @@ impl Reporter {
     }
 
     /// The table of every step: data, so it goes to stdout (unless stdout carries JSON).
-    pub fn summary(&self, g: &StepGraph, state: &RunState) -> String {
+    pub fn summary(&self, g: &StepGraph, state: &RunState, dry_run: bool) -> String {
         let rows: Vec<[String; 4]> = g
             .order
             .iter()
             .map(|&i| {
                 let inst = g.instance(i);
                 let status = &state.status[i];
+                if dry_run && *status == Status::Succeeded {
+                    return [
+                        inst.step.clone(),
+                        inst.node.clone().unwrap_or_else(|| "local".into()),
+                        "would run".to_string(),
+                        "-".to_string(),
+                    ];
+                }
                 let took = if state.attempts[i] > 0 || status.satisfied() {
                     format!("{:.2}s", state.duration_ms[i] as f64 / 1000.0)
                 } else {

@@ -232,13 +232,45 @@ impl Executor for Ssh {
             .drain()
             .collect();
         for (_, s) in sessions {
-            // Only the last holder can close; an upload still holding a clone is impossible here
-            // because close runs after the walk has joined every task.
-            if let Ok(s) = Arc::try_unwrap(s) {
-                let _ = s.close().await;
+            match Arc::try_unwrap(s) {
+                Ok(s) => {
+                    let _ = s.close().await;
+                }
+                // Something still holds the session (an abandoned task): stop the master anyway.
+                Err(s) => stop_master(s.control_socket()),
             }
         }
     }
+}
+
+/// Stops masters left behind by an earlier process of the same run (killed with -9, say),
+/// so a resumed run does not leave one more connection per host behind.
+pub fn reap_stale_masters(control_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(control_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let socket = e.path().join("master");
+        if e.file_name()
+            .to_string_lossy()
+            .starts_with(".ssh-connection")
+            && socket.exists()
+        {
+            stop_master(&socket);
+        }
+        let _ = std::fs::remove_dir_all(e.path());
+    }
+}
+
+fn stop_master(socket: &Path) {
+    let _ = std::process::Command::new("ssh")
+        .arg("-S")
+        .arg(socket)
+        .args(["-O", "exit", "runbook-master"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
 }
 
 /// openssh's errors, with the master's own words (connection refused, host key mismatch…).

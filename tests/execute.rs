@@ -1,0 +1,516 @@
+//! The walk, journal, resume, gates and locks, run for real with the local executor
+//! (`apply --local`): real shells, real files, a real `kill -9` of the engine.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Run, assert_no_panic};
+
+/// A scratch directory with a plan, an inventory of one local node and its own lock dir.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new(plan: &str) -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("plan.yaml"), plan).unwrap();
+        // The cluster name is unique per scratch so parallel tests never share a local lock.
+        let cluster = format!(
+            "t{}",
+            dir.path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .to_lowercase()
+                .replace(['.', '_'], "")
+        );
+        std::fs::write(
+            dir.path().join("inventory.yaml"),
+            format!(
+                "cluster: {cluster}\netcd: {{ version: \"3.5.16\" }}\nnodes:\n  - {{ name: n1, address: 127.0.0.1, roles: [etcd] }}\n"
+            ),
+        )
+        .unwrap();
+        Scratch { dir }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_runbook"));
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .env("RUNBOOK_LOCK_DIR", self.path("locks"))
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        let out = self.cmd(args).output().unwrap();
+        let r = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        assert_no_panic(&r);
+        r
+    }
+
+    fn apply(&self, extra: &[&str]) -> Run {
+        let mut args = vec![
+            "apply",
+            "plan.yaml",
+            "-i",
+            "inventory.yaml",
+            "--local",
+            "--run-dir",
+            "run",
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    fn journal(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.path("run/journal.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn count(&self, event: &str, id: &str) -> usize {
+        self.journal()
+            .iter()
+            .filter(|e| e["event"] == event && e["id"] == id)
+            .count()
+    }
+}
+
+/// `apply --local` treats this machine as the node, so its lock file is this machine's.
+/// These tests run one at a time (nextest group `local-runs`) for that reason.
+const NODE_LOCK: &str = "/var/lib/runbook/runbook.lock";
+
+fn mark(dir: &Path, name: &str) -> String {
+    format!("echo x >> {}", dir.join(name).display())
+}
+
+#[test]
+fn a_failure_skips_its_dependents_and_prints_rollback_notes_newest_first() {
+    let s = Scratch::new("");
+    let d = s.dir.path();
+    std::fs::write(
+        s.path("plan.yaml"),
+        format!(
+            r#"name: fail
+steps:
+  - id: park
+    on: n1
+    run: '{park}'
+    destructive: true
+    rollback: unpark on n1
+  - id: wipe
+    on: n1
+    run: '{wipe}'
+    destructive: true
+    rollback: restore the wiped data on n1
+    needs: [park]
+  - id: broken
+    on: n1
+    run: 'echo the disk is full >&2; exit 7'
+    needs: [wipe]
+  - id: after
+    on: n1
+    run: '{after}'
+    needs: [broken]
+  - id: unrelated
+    on: n1
+    run: 'true'
+"#,
+            park = mark(d, "park"),
+            wipe = mark(d, "wipe"),
+            after = mark(d, "after"),
+        ),
+    )
+    .unwrap();
+    let r = s.apply(&["--yes"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("FAILED   broken"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("exit 7: the disk is full"),
+        "{}",
+        r.stderr
+    );
+    assert!(!s.path("after").exists(), "a dependent of the failure ran");
+    assert!(
+        r.stdout.contains("skipped (upstream failed: broken)"),
+        "{}",
+        r.stdout
+    );
+    // Newest first: wipe before park.
+    let notes = std::fs::read_to_string(s.path("run/rollback.txt")).unwrap();
+    let (w, p) = (
+        notes.find("wipe (on n1)").unwrap(),
+        notes.find("park (on n1)").unwrap(),
+    );
+    assert!(w < p, "{notes}");
+    assert!(r.stderr.contains("restore the wiped data on n1"));
+    // The step log keeps the command and what it printed.
+    let log = std::fs::read_to_string(s.path("run/logs/broken.log")).unwrap();
+    assert!(
+        log.contains("the disk is full") && log.contains("-- exit 7"),
+        "{log}"
+    );
+    // Run files are private.
+    use std::os::unix::fs::PermissionsExt;
+    for f in [
+        "run/journal.jsonl",
+        "run/run.json",
+        "run/plan.json",
+        "run/logs/broken.log",
+    ] {
+        let mode = std::fs::metadata(s.path(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+}
+
+#[test]
+fn destructive_steps_need_approval_off_a_terminal() {
+    let s = Scratch::new(
+        "name: gated\nsteps:\n  - id: wipe\n    on: n1\n    run: 'touch wiped'\n    destructive: true\n    rollback: none\n",
+    );
+    let r = s.apply(&[]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr
+            .contains("refusing to run 1 destructive steps without approval"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("--approve sha256:"), "{}", r.stderr);
+    assert!(!s.path("wiped").exists());
+    // A wrong fingerprint is refused, the right one runs.
+    let r = s.apply(&["--approve", "sha256:0000"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("the approval is for a different plan"),
+        "{}",
+        r.stderr
+    );
+    let fp = r
+        .stderr
+        .split("compiles to ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let r = s.apply(&["--approve", &fp]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(s.path("wiped").exists());
+    let approved: Vec<_> = s
+        .journal()
+        .into_iter()
+        .filter(|e| e["event"] == "approved")
+        .collect();
+    assert_eq!(approved.len(), 1);
+    assert_eq!(approved[0]["by"], "--approve");
+}
+
+/// Starts `apply` in the background and kills it with SIGKILL once `id` has started.
+fn kill_when_started(s: &Scratch, id: &str) {
+    let mut child = s
+        .cmd(&[
+            "apply",
+            "plan.yaml",
+            "-i",
+            "inventory.yaml",
+            "--local",
+            "--run-dir",
+            "run",
+            "--yes",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let needle = format!("\"event\":\"step_started\",\"id\":\"{id}\"");
+    loop {
+        let j = std::fs::read_to_string(s.path("run/journal.jsonl")).unwrap_or_default();
+        if j.contains(&needle) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{id} never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn resume_after_kill_refuses_to_rerun_an_unknown_destructive_step_blindly() {
+    let s = Scratch::new("");
+    let d = s.dir.path();
+    std::fs::write(
+        s.path("plan.yaml"),
+        format!(
+            r#"name: crash
+steps:
+  - id: first
+    on: n1
+    run: '{first}'
+  - id: slow-wipe
+    on: n1
+    run: '{wipe}; sleep 30'
+    destructive: true
+    rollback: restore from the copy
+    needs: [first]
+  - id: last
+    on: n1
+    run: '{last}'
+    needs: [slow-wipe]
+"#,
+            first = mark(d, "first"),
+            wipe = mark(d, "wipe"),
+            last = mark(d, "last"),
+        ),
+    )
+    .unwrap();
+    kill_when_started(&s, "slow-wipe");
+    let st = s.run(&["status", "run"]);
+    assert!(st.stdout.contains("State: incomplete"), "{}", st.stdout);
+    assert!(
+        st.stdout
+            .contains("slow-wipe started and never finished; not safe to re-run blindly"),
+        "{}",
+        st.stdout
+    );
+
+    let before = s.journal().len();
+    let r = s.run(&["resume", "run", "--yes"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("slow-wipe  on n1  [run]  DESTRUCTIVE"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("--retry STEP@NODE") && r.stderr.contains("--skip STEP@NODE"));
+    assert_eq!(
+        s.journal().len(),
+        before,
+        "a refused resume wrote to the journal"
+    );
+
+    // The operator checked the host: the wipe is done. Skip it; the rest runs once.
+    let r = s.run(&["resume", "run", "--yes", "--skip", "slow-wipe"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        s.count("step_started", "first"),
+        1,
+        "a succeeded step ran again"
+    );
+    assert_eq!(
+        s.count("step_started", "slow-wipe"),
+        1,
+        "the destructive step ran twice"
+    );
+    assert_eq!(s.count("step_finished", "last"), 1);
+    assert_eq!(
+        std::fs::read_to_string(s.path("first"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.path("wipe"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+    let st = s.run(&["status", "run"]);
+    assert!(st.stdout.contains("State: succeeded"), "{}", st.stdout);
+    assert!(st.stdout.contains("skipped (--skip)"), "{}", st.stdout);
+}
+
+#[test]
+fn resume_reruns_an_unknown_step_that_is_safe_to_rerun() {
+    let s = Scratch::new("");
+    let d = s.dir.path();
+    std::fs::write(
+        s.path("plan.yaml"),
+        format!(
+            "name: idem\nsteps:\n  - id: wait\n    on: n1\n    run: '{m}; test -e {flag} || sleep 30'\n    idempotent: true\n  - id: next\n    on: n1\n    run: 'true'\n    needs: [wait]\n",
+            m = mark(d, "wait"),
+            flag = s.path("flag").display()
+        ),
+    )
+    .unwrap();
+    kill_when_started(&s, "wait");
+    std::fs::write(s.path("flag"), "").unwrap();
+    let r = s.run(&["resume", "run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(s.count("step_started", "wait"), 2);
+    assert_eq!(s.count("step_finished", "next"), 1);
+}
+
+#[test]
+fn a_changed_plan_is_not_resumed() {
+    let s = Scratch::new("name: c\nsteps:\n  - id: a\n    on: n1\n    run: 'exit 1'\n");
+    assert_eq!(s.apply(&[]).code, 1);
+    std::fs::write(
+        s.path("plan.yaml"),
+        "name: c\nsteps:\n  - id: a\n    on: n1\n    run: 'exit 0'\n",
+    )
+    .unwrap();
+    let r = s.run(&["resume", "run"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("the plan changed"), "{}", r.stderr);
+}
+
+#[test]
+fn retries_back_off_and_timeouts_stop_the_step() {
+    let s = Scratch::new("");
+    std::fs::write(
+        s.path("plan.yaml"),
+        format!(
+            "name: r\nsteps:\n  - id: flaky\n    on: n1\n    run: 'echo x >> {c}; test $(wc -l < {c}) -ge 2'\n    retries: 2\n  - id: stuck\n    on: n1\n    run: 'sleep 20'\n    timeout: 1s\n    needs: [flaky]\n",
+            c = s.path("count").display()
+        ),
+    )
+    .unwrap();
+    let t = Instant::now();
+    let r = s.apply(&[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        t.elapsed() < Duration::from_secs(15),
+        "the timeout did not stop the step"
+    );
+    assert!(
+        r.stderr.contains("retry    flaky: attempt 2 in 1.0s"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("ok       flaky"), "{}", r.stderr);
+    assert!(r.stderr.contains("TIMEOUT  stuck"), "{}", r.stderr);
+    assert!(r.stdout.contains("TIMED OUT"), "{}", r.stdout);
+}
+
+#[test]
+fn one_run_per_cluster() {
+    let s = Scratch::new("name: l\nsteps:\n  - id: hold\n    on: n1\n    run: 'sleep 3'\n");
+    let mut first = s
+        .cmd(&[
+            "apply",
+            "plan.yaml",
+            "-i",
+            "inventory.yaml",
+            "--local",
+            "--run-dir",
+            "run1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(s.path("run1/journal.jsonl"))
+        .unwrap_or_default()
+        .contains("step_started")
+    {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let r = s.run(&[
+        "apply",
+        "plan.yaml",
+        "-i",
+        "inventory.yaml",
+        "--local",
+        "--run-dir",
+        "run2",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("is locked on this machine by run "),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&format!("(pid {})", first.id())),
+        "{}",
+        r.stderr
+    );
+    assert!(first.wait().unwrap().success());
+    // The node lock file names the holder too; once the first run is done it is gone.
+    assert!(!Path::new(NODE_LOCK).exists());
+    std::fs::write(
+        NODE_LOCK,
+        r#"{"run_id":"other-run","cluster":"x","user":"alice","host":"laptop","pid":1,"since":"2026-11-21T00:00:00Z"}"#,
+    )
+    .unwrap();
+    let r = s.run(&[
+        "apply",
+        "plan.yaml",
+        "-i",
+        "inventory.yaml",
+        "--local",
+        "--run-dir",
+        "run3",
+    ]);
+    std::fs::remove_file(NODE_LOCK).unwrap();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("n1 is locked by run other-run by alice@laptop"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn json_output_is_one_event_per_line_on_stdout() {
+    let s = Scratch::new("name: j\nsteps:\n  - id: a\n    on: n1\n    run: 'echo data'\n");
+    let r = s.apply(&["--output", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let events: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "run_started",
+            "step_started",
+            "step_finished",
+            "run_finished"
+        ]
+    );
+    assert_eq!(events[3]["status"], "succeeded");
+}
+
+#[test]
+fn dry_run_reaches_no_host_and_writes_nothing() {
+    let s = Scratch::new(
+        "name: d\nsteps:\n  - id: a\n    on: n1\n    run: 'touch ran'\n    destructive: true\n    rollback: none\n",
+    );
+    let r = s.run(&["apply", "plan.yaml", "-i", "inventory.yaml", "--dry-run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("would run"), "{}", r.stdout);
+    assert!(!s.path("ran").exists());
+    assert!(!s.path(".runbook").exists());
+}
