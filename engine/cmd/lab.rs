@@ -1,8 +1,65 @@
 //! `runbook lab`: bring a local lab of real hosts up and down, inspect it, run commands in it.
 
-use crate::cli::LabCommand;
+use super::{EXIT_INVALID, EXIT_OK, usage_error};
+use crate::cli::{LabCommand, LabEtcd};
+use crate::lab::{self, Flavor, LabError};
 
 pub fn run(cmd: LabCommand) -> u8 {
-    let _ = cmd;
-    super::usage_error("`runbook lab` is not built yet", &"work in progress", None)
+    let result = match cmd {
+        LabCommand::Up { lab, nodes, etcd } => {
+            // The inventory path is the command's data: the only thing on stdout.
+            lab::up(&lab.name, nodes, flavor(etcd))
+                .map(|inventory| println!("{}", inventory.display()))
+        }
+        LabCommand::Drill {
+            lab,
+            nodes,
+            etcd,
+            keys,
+            keep,
+        } => {
+            return super::drill::run(&super::drill::Drill {
+                name: lab.name,
+                nodes,
+                flavor: flavor(etcd),
+                keys,
+                keep,
+            });
+        }
+        LabCommand::Down { lab } => lab::down(&lab.name),
+        LabCommand::Status { lab } => lab::status(&lab.name),
+        // Replaces this process on success: the command's exit status is the exit status.
+        LabCommand::Exec { lab, node, command } => Err(lab::exec(&lab.name, &node, &command)),
+        LabCommand::Init { node_dir } => lab::init(&node_dir),
+    };
+    match result {
+        Ok(()) => EXIT_OK,
+        Err(e) => report(e),
+    }
+}
+
+fn flavor(etcd: LabEtcd) -> Flavor {
+    match etcd {
+        LabEtcd::V3_4 => Flavor::V3_4,
+        LabEtcd::V3_5 => Flavor::V3_5,
+    }
+}
+
+/// Prints a failure the uv way (`error:`, `Caused by:`, `hint:`) and picks the exit code.
+pub(crate) fn report(e: LabError) -> u8 {
+    match e {
+        // Not root, not Linux, a bad name: exit 2.
+        LabError::Usage { what, cause, hint } => usage_error(&what, &cause, hint.as_deref()),
+        // Doing it failed: exit 1.
+        LabError::Failed { error, hint } => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  Caused by: {cause}");
+            }
+            if let Some(h) = hint {
+                eprintln!("  hint: {h}");
+            }
+            EXIT_INVALID
+        }
+    }
 }

@@ -1,0 +1,313 @@
+//! `runbook lab drill`: a restore drill end to end in the local lab — bring it up, write keys,
+//! take a snapshot, write more, destroy every member's data, restore with the bundled plan,
+//! and prove the cluster is the snapshot again.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE};
+use crate::cli::{PlanInput, RunOptions};
+use crate::execute::report::OutputMode;
+use crate::lab::{self, Flavor};
+
+pub struct Drill {
+    pub name: String,
+    pub nodes: u8,
+    pub flavor: Flavor,
+    pub keys: usize,
+    pub keep: bool,
+}
+
+pub fn run(d: &Drill) -> u8 {
+    let started = Instant::now();
+    let plan = match bundled_plan(if d.nodes == 1 {
+        "etcd-restore-single.yaml"
+    } else {
+        "etcd-restore-ha.yaml"
+    }) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    eprintln!("drill: bringing up lab {:?} ({} nodes)", d.name, d.nodes);
+    let inventory = match lab::up(&d.name, d.nodes, d.flavor) {
+        Ok(i) => i,
+        Err(e) => return super::lab::report(e),
+    };
+    let nodes: Vec<String> = (1..=d.nodes).map(|i| format!("cp{i}")).collect();
+    let code = match drill(d, &plan, &inventory, &nodes, started) {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: restore drill FAILED: {e}");
+            EXIT_INVALID
+        }
+    };
+    if d.keep {
+        eprintln!(
+            "drill: lab {:?} kept; inventory {}; `runbook lab down --name {}` removes it",
+            d.name,
+            inventory.display(),
+            d.name
+        );
+    } else if let Err(e) = lab::down(&d.name) {
+        eprintln!("warning: the lab was not fully removed:");
+        super::lab::report(e);
+    }
+    code
+}
+
+fn drill(
+    d: &Drill,
+    plan: &Path,
+    inventory: &Path,
+    nodes: &[String],
+    started: Instant,
+) -> Result<(), String> {
+    let before = write_keys(&d.name, "/drill/", d.keys, "before")?;
+    eprintln!("drill: wrote {} keys under /drill/", before.len());
+    let snapshot = take_snapshot(&d.name, inventory)?;
+    eprintln!(
+        "drill: snapshot saved on cp1, copied to {}",
+        snapshot.display()
+    );
+    write_keys(&d.name, "/later/", d.keys / 10 + 1, "after")?;
+    eprintln!("drill: wrote keys under /later/ after the snapshot (the restore must drop them)");
+    for n in nodes {
+        sh(
+            &d.name,
+            n,
+            "rm -rf /var/lib/etcd/* && pkill -9 -x etcd; true",
+        )?;
+    }
+    eprintln!(
+        "drill: outage: every member's data dir wiped and etcd killed; kubelet restarts it empty"
+    );
+
+    let restore_started = Instant::now();
+    let input = PlanInput {
+        plan: plan.to_path_buf(),
+        inventory: inventory.to_path_buf(),
+        set: vec![("snapshot".into(), snapshot.display().to_string())],
+        set_file: Vec::new(),
+    };
+    // The lab is scratch by construction: its gates are approved for the operator.
+    let opts = RunOptions {
+        yes: true,
+        approve: None,
+        step: false,
+        parallel: 16,
+        per_host: 8,
+        output: OutputMode::Text,
+    };
+    let applied = super::apply::apply(&input, &opts, false, None, false);
+    let restore = restore_started.elapsed();
+    if applied != EXIT_OK {
+        return Err(format!("`runbook apply` exited {applied}"));
+    }
+
+    let mut report = Vec::new();
+    for n in nodes {
+        let got = read_keys(&d.name, n, "/drill/")?;
+        if got != before {
+            return Err(format!(
+                "{n} serves {} keys under /drill/, the snapshot had {} (or values differ)",
+                got.len(),
+                before.len()
+            ));
+        }
+        if !read_keys(&d.name, n, "/later/")?.is_empty() {
+            return Err(format!("{n} still serves keys written after the snapshot"));
+        }
+    }
+    report.push(format!(
+        "all {} snapshot keys back with their values on every member; later keys gone",
+        before.len()
+    ));
+    let members = etcdctl(&d.name, "cp1", &["member", "list", "-w", "json"])?;
+    let v: serde_json::Value = serde_json::from_str(&members).map_err(|e| e.to_string())?;
+    let mut names: Vec<String> = v["members"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m["name"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    if names != nodes {
+        return Err(format!(
+            "member list {names:?} differs from the inventory {nodes:?}"
+        ));
+    }
+    report.push(format!(
+        "member list equals the inventory: {}",
+        names.join(", ")
+    ));
+    // etcdctl 3.4 prints health to stderr, 3.5 to stdout.
+    let health = sh(&d.name, "cp1", "etcdctl endpoint health --cluster 2>&1")?;
+    report.push(format!(
+        "{} of {} members healthy",
+        health.matches("is healthy").count(),
+        nodes.len()
+    ));
+    let hashes = etcdctl(
+        &d.name,
+        "cp1",
+        &["endpoint", "hashkv", "--cluster", "-w", "json"],
+    )?;
+    let hv: serde_json::Value = serde_json::from_str(&hashes).map_err(|e| e.to_string())?;
+    let hs: Vec<u64> = hv
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|h| h["HashKV"]["hash"].as_u64())
+                .collect()
+        })
+        .unwrap_or_default();
+    if hs.len() != nodes.len() || hs.windows(2).any(|w| w[0] != w[1]) {
+        return Err(format!("HashKV differs between members: {hs:?}"));
+    }
+    report.push(format!("HashKV equal on every member ({})", hs[0]));
+    for n in nodes {
+        sh(
+            &d.name,
+            n,
+            "curl -fsS --max-time 3 --cacert /etc/kubernetes/pki/ca.crt https://127.0.0.1:6443/readyz >/dev/null",
+        )
+        .map_err(|e| format!("kube-apiserver stand-in on {n} is not ready: {e}"))?;
+    }
+    report.push("kube-apiserver (stand-in) ready on every node".into());
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "\nRestore drill: PASSED");
+    for line in &report {
+        let _ = writeln!(out, "  ok  {line}");
+    }
+    let _ = writeln!(
+        out,
+        "  restore (runbook apply) took {:.1}s; whole drill {:.1}s",
+        restore.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The bundled plans: from the working directory (a checkout), else from the source tree.
+fn bundled_plan(file: &str) -> Result<PathBuf, u8> {
+    let candidates = [
+        Path::new("plans").join(file),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("plans")
+            .join(file),
+    ];
+    match candidates.iter().find(|p| p.is_file()) {
+        Some(p) => Ok(p.clone()),
+        None => Err(super::usage_error(
+            &format!("cannot find the bundled plan {file}"),
+            &format!(
+                "looked in {} and {}",
+                candidates[0].display(),
+                candidates[1].display()
+            ),
+            Some("run the drill from a checkout of runbook"),
+        )
+        .max(EXIT_USAGE)),
+    }
+}
+
+/// Runs a command in a lab node (through `runbook lab exec`), returning its stdout.
+fn in_node(lab: &str, node: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<Vec<u8>, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut c = Command::new(exe);
+    c.args(["lab", "exec", "--name", lab, node, "--"])
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().map_err(|e| e.to_string())?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input).map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(format!(
+            "`{}` on {node}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(out.stdout)
+}
+
+fn sh(lab: &str, node: &str, script: &str) -> Result<String, String> {
+    in_node(lab, node, &["sh", "-c", script], None).map(|o| String::from_utf8_lossy(&o).into())
+}
+
+fn etcdctl(lab: &str, node: &str, args: &[&str]) -> Result<String, String> {
+    let mut a = vec!["etcdctl"];
+    a.extend_from_slice(args);
+    in_node(lab, node, &a, None).map(|o| String::from_utf8_lossy(&o).into())
+}
+
+/// Keys in transactions of 100 puts (etcd allows 128 operations per transaction).
+fn write_keys(
+    lab: &str,
+    prefix: &str,
+    count: usize,
+    tag: &str,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut all = BTreeMap::new();
+    let ids: Vec<usize> = (0..count).collect();
+    for chunk in ids.chunks(100) {
+        let mut txn = String::from("\n");
+        for i in chunk {
+            let (k, v) = (format!("{prefix}{i:05}"), format!("{tag}-{i}"));
+            txn.push_str(&format!("put {k} {v}\n"));
+            all.insert(k, v);
+        }
+        txn.push_str("\n\n");
+        in_node(lab, "cp1", &["etcdctl", "txn"], Some(txn.as_bytes()))?;
+    }
+    Ok(all)
+}
+
+fn read_keys(lab: &str, node: &str, prefix: &str) -> Result<BTreeMap<String, String>, String> {
+    let out = etcdctl(lab, node, &["get", "--prefix", prefix])?;
+    let lines: Vec<&str> = out.lines().collect();
+    Ok(lines
+        .chunks(2)
+        .map(|kv| {
+            (
+                kv[0].to_string(),
+                kv.get(1).copied().unwrap_or("").to_string(),
+            )
+        })
+        .collect())
+}
+
+/// `etcdctl snapshot save` on cp1, copied to the operator's side of the lab.
+fn take_snapshot(lab: &str, inventory: &Path) -> Result<PathBuf, String> {
+    let remote = "/var/lib/runbook/drill-snapshot.db";
+    sh(
+        lab,
+        "cp1",
+        &format!("etcdctl snapshot save {remote} >/dev/null"),
+    )?;
+    let bytes = in_node(lab, "cp1", &["cat", remote], None)?;
+    sh(lab, "cp1", &format!("rm -f {remote}"))?;
+    let dir = inventory.parent().unwrap_or(Path::new(".")).join("drill");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let stamp: String = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let path = dir.join(format!("snapshot-{stamp}.db"));
+    std::fs::write(&path, bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}

@@ -1,0 +1,227 @@
+//! The lab's TLS material in kubeadm's layout, made with openssl (EC P-256: fast to generate).
+//!
+//! One etcd CA and one kubernetes CA for the whole lab; per node the etcd server, peer and
+//! healthcheck-client certificates and the kube-apiserver serving and etcd-client ones.
+//! server.crt carries clientAuth as well as serverAuth, as kubeadm's does, because etcdctl
+//! (in plans and in `lab exec`) presents it as its client certificate.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
+
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+
+use super::deps::program;
+use super::node::{run_all, write_file};
+use super::state::NodeState;
+
+/// A minimal openssl config, so that the host's openssl.cnf (default extensions, prompts)
+/// plays no part.
+const REQ_CONFIG: &str = "[req]\n\
+distinguished_name = dn\n\
+prompt = no\n\
+[dn]\n\
+CN = placeholder\n\
+[ca]\n\
+basicConstraints = critical,CA:TRUE\n\
+keyUsage = critical,digitalSignature,keyEncipherment,keyCertSign\n\
+subjectKeyIdentifier = hash\n";
+
+const DAYS: &str = "3650";
+
+struct Ca {
+    crt: PathBuf,
+    key: PathBuf,
+}
+
+/// One leaf certificate to issue.
+struct Leaf {
+    ca: &'static str,
+    /// Relative to the node's /etc/kubernetes/pki.
+    path: &'static str,
+    subject: String,
+    usage: &'static str,
+    sans: Option<String>,
+}
+
+/// Generates the CAs into `dir` and every node's certificates into its
+/// `etc-kubernetes/pki`, with a copy of the CAs there as kubeadm leaves them.
+pub fn generate(dir: &Path, nodes: &[NodeState]) -> anyhow::Result<()> {
+    let work = dir.join("work");
+    std::fs::create_dir_all(dir.join("etcd"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+    let config = work.join("req.cnf");
+    write_file(&config, REQ_CONFIG, 0o600)?;
+
+    let etcd_ca = Ca {
+        crt: dir.join("etcd/ca.crt"),
+        key: dir.join("etcd/ca.key"),
+    };
+    let kube_ca = Ca {
+        crt: dir.join("ca.crt"),
+        key: dir.join("ca.key"),
+    };
+    run_all(vec![
+        ca_command(&config, &etcd_ca, "etcd-ca"),
+        ca_command(&config, &kube_ca, "kubernetes"),
+    ])
+    .context("cannot create the lab's certificate authorities")?;
+
+    // Key + CSR for every certificate at once, then every signature at once.
+    let mut requests = Vec::new();
+    let mut signatures = Vec::new();
+    for n in nodes {
+        let pki = Path::new(&n.dir).join("etc-kubernetes/pki");
+        for (i, leaf) in leaves(n).iter().enumerate() {
+            let ca = if leaf.ca == "etcd" {
+                &etcd_ca
+            } else {
+                &kube_ca
+            };
+            let key = pki.join(format!("{}.key", leaf.path));
+            let crt = pki.join(format!("{}.crt", leaf.path));
+            let csr = work.join(format!("{}-{i}.csr", n.name));
+            let ext = work.join(format!("{}-{i}.ext", n.name));
+            let mut extensions = format!(
+                "basicConstraints = critical,CA:FALSE\n\
+                 keyUsage = critical,digitalSignature,keyEncipherment\n\
+                 extendedKeyUsage = {}\n\
+                 subjectKeyIdentifier = hash\n\
+                 authorityKeyIdentifier = keyid\n",
+                leaf.usage
+            );
+            if let Some(sans) = &leaf.sans {
+                extensions.push_str(&format!("subjectAltName = {sans}\n"));
+            }
+            write_file(&ext, &extensions, 0o600)?;
+
+            let mut req = Command::new(program("openssl"));
+            req.args(["req", "-new", "-nodes", "-newkey", "ec"])
+                .args(["-pkeyopt", "ec_paramgen_curve:prime256v1", "-keyout"])
+                .arg(&key)
+                .arg("-out")
+                .arg(&csr)
+                .args(["-subj", &leaf.subject, "-config"])
+                .arg(&config);
+            requests.push(req);
+
+            let mut sign = Command::new(program("openssl"));
+            sign.args(["x509", "-req", "-in"])
+                .arg(&csr)
+                .arg("-CA")
+                .arg(&ca.crt)
+                .arg("-CAkey")
+                .arg(&ca.key)
+                // Random serials: no shared serial file between parallel signatures.
+                .args(["-set_serial", &serial(&n.name, leaf.path), "-days", DAYS])
+                .arg("-extfile")
+                .arg(&ext)
+                .arg("-out")
+                .arg(&crt);
+            signatures.push(sign);
+        }
+    }
+    run_all(requests).context("cannot create the lab's keys")?;
+    run_all(signatures).context("cannot sign the lab's certificates")?;
+
+    for n in nodes {
+        let pki = Path::new(&n.dir).join("etc-kubernetes/pki");
+        for (from, to) in [
+            (&etcd_ca.crt, "etcd/ca.crt"),
+            (&etcd_ca.key, "etcd/ca.key"),
+            (&kube_ca.crt, "ca.crt"),
+            (&kube_ca.key, "ca.key"),
+        ] {
+            std::fs::copy(from, pki.join(to))
+                .with_context(|| format!("cannot copy {} to {}", from.display(), n.name))?;
+        }
+        for leaf in leaves(n) {
+            protect(&pki.join(format!("{}.key", leaf.path)))?;
+        }
+        protect(&pki.join("etcd/ca.key"))?;
+        protect(&pki.join("ca.key"))?;
+    }
+    protect(&etcd_ca.key)?;
+    protect(&kube_ca.key)?;
+    std::fs::remove_dir_all(&work).with_context(|| format!("cannot remove {}", work.display()))
+}
+
+fn protect(key: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot set the mode of {}", key.display()))
+}
+
+fn ca_command(config: &Path, ca: &Ca, cn: &str) -> Command {
+    let mut c = Command::new(program("openssl"));
+    c.args(["req", "-x509", "-new", "-nodes", "-newkey", "ec"])
+        .args(["-pkeyopt", "ec_paramgen_curve:prime256v1", "-keyout"])
+        .arg(&ca.key)
+        .arg("-out")
+        .arg(&ca.crt)
+        .args(["-days", DAYS, "-subj", &format!("/CN={cn}"), "-config"])
+        .arg(config)
+        .args(["-extensions", "ca"]);
+    c
+}
+
+/// kubeadm's certificates for one node.
+fn leaves(n: &NodeState) -> Vec<Leaf> {
+    let member_sans = format!("IP:{},IP:127.0.0.1,DNS:localhost,DNS:{}", n.address, n.name);
+    let apiserver_sans = format!(
+        "IP:10.96.0.1,IP:{},IP:127.0.0.1,DNS:kubernetes,DNS:kubernetes.default,\
+         DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,DNS:{}",
+        n.address, n.name
+    );
+    vec![
+        Leaf {
+            ca: "etcd",
+            path: "etcd/server",
+            subject: format!("/CN={}", n.name),
+            usage: "serverAuth,clientAuth",
+            sans: Some(member_sans.clone()),
+        },
+        Leaf {
+            ca: "etcd",
+            path: "etcd/peer",
+            subject: format!("/CN={}", n.name),
+            usage: "serverAuth,clientAuth",
+            sans: Some(member_sans),
+        },
+        Leaf {
+            ca: "etcd",
+            path: "etcd/healthcheck-client",
+            subject: "/O=system:masters/CN=kube-etcd-healthcheck-client".to_string(),
+            usage: "clientAuth",
+            sans: None,
+        },
+        Leaf {
+            ca: "etcd",
+            path: "apiserver-etcd-client",
+            subject: "/O=system:masters/CN=kube-apiserver-etcd-client".to_string(),
+            usage: "clientAuth",
+            sans: None,
+        },
+        Leaf {
+            ca: "kubernetes",
+            path: "apiserver",
+            subject: "/CN=kube-apiserver".to_string(),
+            usage: "serverAuth",
+            sans: Some(apiserver_sans),
+        },
+    ]
+}
+
+/// A positive 127-bit serial, unique per certificate and per run.
+fn serial(node: &str, path: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let digest = Sha256::digest(format!("{node}/{path}/{nanos}/{}", std::process::id()));
+    let mut hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    // Clear the top bit: serials are positive.
+    hex.replace_range(0..1, "1");
+    format!("0x{hex}")
+}

