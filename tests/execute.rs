@@ -514,3 +514,131 @@ fn dry_run_reaches_no_host_and_writes_nothing() {
     assert!(!s.path("ran").exists());
     assert!(!s.path(".runbook").exists());
 }
+
+#[test]
+fn on_a_terminal_each_destructive_step_is_asked_for() {
+    let s = Scratch::new("");
+    let d = s.dir.path();
+    std::fs::write(
+        s.path("plan.yaml"),
+        format!(
+            "name: tty\nsteps:\n  - id: one\n    on: n1\n    run: '{one}'\n    destructive: true\n    rollback: undo one\n  - id: two\n    on: n1\n    run: '{two}'\n    destructive: true\n    rollback: undo two\n    needs: [one]\n",
+            one = mark(d, "one"),
+            two = mark(d, "two"),
+        ),
+    )
+    .unwrap();
+    // `script` gives the run a pseudo-terminal; the answers arrive on it: yes, then no.
+    let line = format!(
+        "{} apply plan.yaml -i inventory.yaml --local --run-dir run",
+        env!("CARGO_BIN_EXE_runbook")
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(d)
+        .env("NO_COLOR", "1")
+        .env("RUNBOOK_LOCK_DIR", s.path("locks"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"y\nn\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Run one? [y]es / [n]o / [a]ll remaining:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("$ echo x >>"),
+        "the prompt shows the commands: {text}"
+    );
+    assert!(
+        text.contains("rollback: undo two"),
+        "the prompt shows the rollback note: {text}"
+    );
+    assert!(s.path("one").exists());
+    assert!(!s.path("two").exists(), "a declined step ran");
+    assert!(text.contains("declined"), "{text}");
+    // NO_COLOR: the summary carries no colour codes.
+    assert!(
+        !text.contains("\x1b[32m") && !text.contains("\x1b[31m"),
+        "{text}"
+    );
+    let by: Vec<String> = s
+        .journal()
+        .iter()
+        .filter(|e| e["event"] == "approved")
+        .map(|e| e["by"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(by, ["tty"]);
+    assert_eq!(s.count("declined", "two"), 1);
+}
+
+#[test]
+fn ctrl_c_lets_running_steps_finish_and_starts_nothing_new() {
+    let s = Scratch::new("");
+    let d = s.dir.path();
+    std::fs::write(
+        s.path("plan.yaml"),
+        format!(
+            "name: int\nsteps:\n  - id: slow\n    on: n1\n    run: 'sleep 1; {slow}'\n  - id: next\n    on: n1\n    run: '{next}'\n    needs: [slow]\n",
+            slow = mark(d, "slow"),
+            next = mark(d, "next"),
+        ),
+    )
+    .unwrap();
+    let child = s
+        .cmd(&[
+            "apply",
+            "plan.yaml",
+            "-i",
+            "inventory.yaml",
+            "--local",
+            "--run-dir",
+            "run",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(s.path("run/journal.jsonl"))
+        .unwrap_or_default()
+        .contains("step_started")
+    {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted: no new steps; waiting for 1 running"),
+        "{stderr}"
+    );
+    assert!(
+        s.path("slow").exists(),
+        "the running step was not let finish"
+    );
+    assert!(!s.path("next").exists(), "a step started after Ctrl-C");
+    assert_eq!(s.count("step_finished", "slow"), 1);
+    let kinds: Vec<String> = s
+        .journal()
+        .iter()
+        .map(|e| e["event"].as_str().unwrap().to_string())
+        .collect();
+    assert!(kinds.contains(&"interrupted".to_string()));
+    assert_eq!(s.journal().last().unwrap()["status"], "interrupted");
+    // The interrupted run resumes where it stopped.
+    let r = s.run(&["resume", "run"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(s.count("step_started", "slow"), 1);
+    assert!(s.path("next").exists());
+}

@@ -254,6 +254,34 @@ fn restore_ha(etcd: &str, name: &str) {
     lab.assert_restored(&before);
     let j = journal(&run_dir);
     assert_eq!(j.last().unwrap()["status"], "succeeded");
+    assert_no_masters_left(&run_dir);
+    // The run's lock files are gone from every node.
+    for n in &lab.nodes {
+        lab.sh(n, "! test -e /var/lib/runbook/runbook.lock");
+    }
+}
+
+/// Every SSH master of the run was closed when it ended.
+fn assert_no_masters_left(run_dir: &Path) {
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("run.json")).unwrap()).unwrap();
+    let salt = info["run_id"]
+        .as_str()
+        .unwrap()
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .to_string();
+    let pattern = format!("runbook-{}-{salt}/", nix::unistd::getuid());
+    let out = Command::new("pgrep")
+        .args(["-af", &pattern])
+        .output()
+        .unwrap();
+    assert!(
+        out.stdout.is_empty(),
+        "ssh masters left running:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -358,6 +386,8 @@ fn kill_and_resume(etcd: &str, name: &str) {
         .stdin(Stdio::null());
     check(resume.output().unwrap(), "runbook resume");
     lab.assert_restored(&before);
+    // Masters of the killed process were reaped by the resume, its own closed at the end.
+    assert_no_masters_left(&run_dir);
 
     // The journal: every destructive step succeeded exactly once, none started twice unless
     // the operator asked for it with --retry.
@@ -434,9 +464,97 @@ fn single_node_restore_etcd_3_5() {
     restore_single("3.5", "e2e-one35");
 }
 
-fn unreachable(etcd: &str, name: &str) {
+/// Runs that must not start: another run's lock on a node, a host key that changed,
+/// and (last) a node whose sshd is gone.
+fn refused(etcd: &str, name: &str) {
     let lab = Lab::up(name, etcd, 3);
     let snapshot = lab.snapshot();
+
+    let foreign = r#"{"run_id":"other-run","cluster":"x","user":"alice","host":"laptop","pid":1,"since":"2026-11-21T00:00:00Z"}"#;
+    lab.sh(
+        "cp3",
+        &format!("printf '%s\\n' '{foreign}' > /var/lib/runbook/runbook.lock"),
+    );
+    let (out, _, run_dir) = lab.apply(
+        "plans/etcd-restore-ha.yaml",
+        &snapshot,
+        &["--yes", "--output", "json"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cp3 is locked by run other-run by alice@laptop (pid 1)"),
+        "{stderr}"
+    );
+    assert!(
+        !journal(&run_dir)
+            .iter()
+            .any(|e| e["event"] == "step_started"),
+        "a step ran"
+    );
+    assert_eq!(
+        lab.sh("cp3", "cat /var/lib/runbook/runbook.lock").trim(),
+        foreign
+    );
+    for n in ["cp1", "cp2"] {
+        lab.sh(n, "! test -e /var/lib/runbook/runbook.lock");
+    }
+    lab.sh("cp3", "rm /var/lib/runbook/runbook.lock");
+
+    // A known_hosts whose keys are not the nodes' keys: strict checking refuses to connect.
+    let other = lab.work.path().join("other_key");
+    check(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&other)
+            .output()
+            .unwrap(),
+        "ssh-keygen",
+    );
+    let pubkey = std::fs::read_to_string(other.with_extension("pub")).unwrap();
+    let pubkey: Vec<&str> = pubkey.split_whitespace().take(2).collect();
+    let inv = std::fs::read_to_string(&lab.inventory).unwrap();
+    let known = inv
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("known_hosts: "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let forged: String = std::fs::read_to_string(&known)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            format!(
+                "{} {}\n",
+                l.split_whitespace().next().unwrap(),
+                pubkey.join(" ")
+            )
+        })
+        .collect();
+    let forged_path = lab.work.path().join("forged_known_hosts");
+    std::fs::write(&forged_path, forged).unwrap();
+    let forged_inv = lab.work.path().join("forged.yaml");
+    std::fs::write(
+        &forged_inv,
+        inv.replace(&known, forged_path.to_str().unwrap()),
+    )
+    .unwrap();
+    let out = runbook()
+        .args(["apply", "plans/etcd-restore-ha.yaml", "-i"])
+        .arg(&forged_inv)
+        .arg("--set")
+        .arg(format!("snapshot={}", snapshot.display()))
+        .arg("--yes")
+        .arg("--run-dir")
+        .arg(lab.work.path().join("forged-run"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot connect to cp1"), "{stderr}");
+    assert!(stderr.to_lowercase().contains("host key"), "{stderr}");
+
     // cp2's sshd goes away; its etcd keeps running.
     lab.sh("cp2", "pkill -x sshd; true");
     let (out, took, run_dir) = lab.apply("plans/etcd-restore-ha.yaml", &snapshot, &["--yes"]);
@@ -469,11 +587,11 @@ fn unreachable(etcd: &str, name: &str) {
 }
 
 #[test]
-fn unreachable_host_etcd_3_4() {
-    unreachable("3.4", "e2e-down34");
+fn refused_runs_etcd_3_4() {
+    refused("3.4", "e2e-down34");
 }
 
 #[test]
-fn unreachable_host_etcd_3_5() {
-    unreachable("3.5", "e2e-down35");
+fn refused_runs_etcd_3_5() {
+    refused("3.5", "e2e-down35");
 }
