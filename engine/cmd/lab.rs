@@ -6,22 +6,21 @@ use crate::lab::{self, Flavor, LabError};
 
 pub fn run(cmd: LabCommand) -> u8 {
     let result = match cmd {
-        LabCommand::Up { lab, nodes, etcd } => {
+        LabCommand::Up { lab, shape } => {
             // The inventory path is the command's data: the only thing on stdout.
-            lab::up(&lab.name, nodes, flavor(etcd))
+            lab::up(&lab.name, shape.nodes, flavor(shape.etcd))
                 .map(|inventory| println!("{}", inventory.display()))
         }
         LabCommand::Drill {
             lab,
-            nodes,
-            etcd,
+            shape,
             keys,
             keep,
         } => {
             return super::drill::run(&super::drill::Drill {
                 name: lab.name,
-                nodes,
-                flavor: flavor(etcd),
+                nodes: shape.nodes,
+                flavor: flavor(shape.etcd),
                 keys,
                 keep,
             });

@@ -68,7 +68,10 @@ pub struct RunState {
 
 impl RunState {
     pub fn new(g: &StepGraph) -> RunState {
-        let n = g.runbook.instances.len();
+        RunState::empty(g.runbook.instances.len())
+    }
+
+    fn empty(n: usize) -> RunState {
         RunState {
             status: vec![Status::Pending; n],
             attempts: vec![0; n],
@@ -109,16 +112,7 @@ impl RunState {
             .enumerate()
             .map(|(i, id)| (id.as_str(), i))
             .collect();
-        let n = ids.len();
-        let mut s = RunState {
-            status: vec![Status::Pending; n],
-            attempts: vec![0; n],
-            duration_ms: vec![0; n],
-            exit_code: vec![None; n],
-            error: vec![None; n],
-            captures: HashMap::new(),
-            finished_order: Vec::new(),
-        };
+        let mut s = RunState::empty(ids.len());
         for r in records {
             match &r.event {
                 Event::StepStarted { id, attempt } => {

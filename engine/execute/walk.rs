@@ -280,27 +280,6 @@ async fn run_instance<E: Executor + 'static>(
         let ms = started.elapsed().as_millis() as u64;
         total += ms;
         let status = result.status;
-        if status != Finish::Succeeded && attempt < last {
-            // Backoff 1 s, 2 s, 4 s … capped at 30 s: enough for a member to come back.
-            let delay = Duration::from_secs((1u64 << (attempt - first_attempt).min(5)).min(30));
-            sh.emit(Event::StepFinished {
-                id: inst.id.clone(),
-                attempt,
-                status,
-                exit_code: result.exit_code,
-                duration_ms: ms,
-                error: result.error,
-                capture: None,
-            });
-            sh.emit(Event::StepRetry {
-                id: inst.id.clone(),
-                attempt,
-                delay_ms: delay.as_millis() as u64,
-            });
-            tokio::time::sleep(delay).await;
-            attempt += 1;
-            continue;
-        }
         let capture = match (&inst.capture, status) {
             (Some(name), Finish::Succeeded) => {
                 let value = String::from_utf8_lossy(&result.stdout).trim().to_string();
@@ -321,6 +300,18 @@ async fn run_instance<E: Executor + 'static>(
             error: result.error,
             capture,
         });
+        if status != Finish::Succeeded && attempt < last {
+            // Backoff 1 s, 2 s, 4 s … capped at 30 s: enough for a member to come back.
+            let delay = Duration::from_secs((1u64 << (attempt - first_attempt).min(5)).min(30));
+            sh.emit(Event::StepRetry {
+                id: inst.id.clone(),
+                attempt,
+                delay_ms: delay.as_millis() as u64,
+            });
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+            continue;
+        }
         return Done {
             index: i,
             status: match status {
