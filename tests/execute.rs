@@ -467,7 +467,7 @@ fn one_run_per_cluster() {
         "run3",
     ]);
     std::fs::remove_file(NODE_LOCK).unwrap();
-    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
         r.stderr
             .contains("n1 is locked by run other-run by alice@laptop"),

@@ -481,7 +481,7 @@ fn refused(etcd: &str, name: &str) {
         &["--yes", "--output", "json"],
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("cp3 is locked by run other-run by alice@laptop (pid 1)"),
         "{stderr}"

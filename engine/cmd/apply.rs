@@ -376,12 +376,14 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
         });
     }
 
+    // Every host is reached and locked before the first step: a run that cannot finish
+    // for want of a host should not start changing the others.
     let unreachable = exec.connect(&nodes).await;
     let mut refused = None;
+    let mut locked = false;
     if !unreachable.is_empty() {
-        for (name, e) in &unreachable {
+        for (_, e) in &unreachable {
             shared.reporter.say(&format!("error: {e}"));
-            let _ = name;
         }
         refused = Some(format!(
             "not started: unreachable {}",
@@ -395,7 +397,11 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
         && let Err(e) = lock::acquire_nodes(exec.as_ref(), &nodes, &holder).await
     {
         shared.reporter.say(&format!("error: {e}"));
+        shared.reporter.say(
+            "  hint: wait for that run, or resume it; a lock left by a dead run is removed by hand on the node",
+        );
         refused = Some("not started: cluster locked".to_string());
+        locked = true;
     }
     if let Some(reason) = &refused {
         for &i in &graph.order {
@@ -464,6 +470,7 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
     match status {
         RunStatus::Succeeded => EXIT_OK,
         RunStatus::Interrupted => EXIT_INTERRUPTED,
+        RunStatus::Failed if locked => EXIT_USAGE,
         RunStatus::Failed => EXIT_INVALID,
     }
 }

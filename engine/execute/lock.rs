@@ -7,6 +7,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 
 use crate::executor::{Executor, Target};
@@ -107,14 +108,21 @@ pub async fn acquire_nodes<E: Executor>(
         b = quote(&body),
         mine = quote(&format!("\"run_id\":\"{}\"", holder.run_id)),
     );
+    let results = join_all(nodes.iter().map(|node| {
+        let script = &script;
+        async move {
+            let r = exec
+                .shell(Target::Node(node), script, &[], Duration::from_secs(30))
+                .await;
+            (*node, r)
+        }
+    }))
+    .await;
     let mut taken = Vec::new();
     let mut refusals = Vec::new();
-    for node in nodes {
-        match exec
-            .shell(Target::Node(node), &script, &[], Duration::from_secs(30))
-            .await
-        {
-            Ok(out) if out.success() => taken.push(*node),
+    for (node, result) in results {
+        match result {
+            Ok(out) if out.success() => taken.push(node),
             Ok(out) if out.code == Some(3) => {
                 let text = String::from_utf8_lossy(&out.stdout);
                 let who = serde_json::from_str::<Holder>(text.trim())
@@ -144,9 +152,10 @@ pub async fn release_nodes<E: Executor>(exec: &E, nodes: &[&Node], run_id: &str)
         "if grep -qF {mine} {f} 2>/dev/null; then rm -f {f}; fi",
         mine = quote(&format!("\"run_id\":\"{run_id}\""))
     );
-    for node in nodes {
-        let _ = exec
-            .shell(Target::Node(node), &script, &[], Duration::from_secs(30))
-            .await;
-    }
+    join_all(
+        nodes
+            .iter()
+            .map(|node| exec.shell(Target::Node(node), &script, &[], Duration::from_secs(30))),
+    )
+    .await;
 }

@@ -47,6 +47,9 @@ pub struct Shared<E> {
     digests: Mutex<HashMap<PathBuf, String>>,
     /// The journal could not be written: the run must stop, it could not be resumed safely.
     journal_broken: std::sync::atomic::AtomicBool,
+    /// The walk stopped scheduling (a failure or Ctrl-C): a step still waiting at its gate or
+    /// between retries must not start after all.
+    stop: std::sync::atomic::AtomicBool,
 }
 
 impl<E: Executor + 'static> Shared<E> {
@@ -68,6 +71,7 @@ impl<E: Executor + 'static> Shared<E> {
             captures: Mutex::new(HashMap::new()),
             digests: Mutex::new(HashMap::new()),
             journal_broken: false.into(),
+            stop: false.into(),
         }
     }
 
@@ -129,7 +133,9 @@ pub async fn walk<E: Executor + 'static>(
         {
             stopping = true;
         }
-        if !stopping {
+        if stopping {
+            shared.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        } else {
             for &i in &g.order {
                 if state.status[i] != Status::Pending {
                     continue;
@@ -248,8 +254,18 @@ async fn run_instance<E: Executor + 'static>(
 ) -> Done {
     let g = sh.graph.clone();
     let inst = g.instance(i);
+    let stopped = || sh.stop.load(std::sync::atomic::Ordering::SeqCst);
     if sh.gate.applies(inst) {
         match sh.gate.check(inst, &sh.reporter).await {
+            // Approved while the run was stopping: it stays pending and is skipped.
+            Verdict::Go(_) if stopped() => {
+                return Done {
+                    index: i,
+                    status: Status::Pending,
+                    duration_ms: 0,
+                    attempts: first_attempt - 1,
+                };
+            }
             Verdict::Go(by) => sh.emit(Event::Approved {
                 id: inst.id.clone(),
                 by: by.to_string(),
@@ -300,7 +316,7 @@ async fn run_instance<E: Executor + 'static>(
             error: result.error,
             capture,
         });
-        if status != Finish::Succeeded && attempt < last {
+        if status != Finish::Succeeded && attempt < last && !stopped() {
             // Backoff 1 s, 2 s, 4 s … capped at 30 s: enough for a member to come back.
             let delay = Duration::from_secs((1u64 << (attempt - first_attempt).min(5)).min(30));
             sh.emit(Event::StepRetry {
