@@ -634,3 +634,36 @@ fn ctrl_c_lets_running_steps_finish_and_starts_nothing_new() {
     assert_eq!(s.count("step_started", "slow"), 1);
     assert!(s.path("next").exists());
 }
+
+#[test]
+fn distribute_copies_the_file_and_checks_its_digest_on_the_node() {
+    let s = Scratch::new("");
+    let source = s.path("snapshot.db");
+    std::fs::write(&source, vec![42u8; 300_000]).unwrap();
+    std::fs::write(
+        s.path("plan.yaml"),
+        format!(
+            "name: copy\nsteps:\n  - id: copy\n    on: n1\n    action: snapshot.distribute\n    with: {{ source: {src}, dest: {dest} }}\n",
+            src = source.display(),
+            dest = s.path("staging/copy.db").display()
+        ),
+    )
+    .unwrap();
+    let r = s.apply(&[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        std::fs::read(s.path("staging/copy.db")).unwrap(),
+        std::fs::read(&source).unwrap()
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &str| std::fs::metadata(s.path(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("staging/copy.db"), 0o600);
+    assert_eq!(mode("staging"), 0o700);
+    assert!(!s.path("staging/copy.db.runbook-part").exists());
+    let log = std::fs::read_to_string(s.path("run/logs/copy.log")).unwrap();
+    assert!(log.contains("# runbook: copy"), "{log}");
+    assert!(
+        log.contains("sha256sum"),
+        "the digest is checked on the node: {log}"
+    );
+}

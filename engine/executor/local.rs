@@ -72,8 +72,9 @@ impl Executor for Local {
         source: &'a Path,
         dest: &'a str,
     ) -> Result<(), ExecError> {
+        // The same name the SSH executor writes beside the destination.
+        let part = std::path::PathBuf::from(format!("{dest}.runbook-part"));
         let dest = Path::new(dest);
-        let part = dest.with_extension("runbook-part");
         let fail = |what: &str, e: std::io::Error| ExecError(format!("{what}: {e}"));
         let src = source.to_path_buf();
         let (part2, dest2) = (part.clone(), dest.to_path_buf());
