@@ -444,6 +444,7 @@ fn one_run_per_cluster() {
         "{}",
         r.stderr
     );
+    assert!(!s.path("run2").exists(), "a refused run left its directory");
     assert!(
         r.stderr.contains(&format!("(pid {})", first.id())),
         "{}",

@@ -316,6 +316,10 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
         match LocalLock::acquire(&holder) {
             Ok(l) => Some(l),
             Err(e) => {
+                // A new run refused this early has done nothing: leave no run directory behind.
+                if let (false, Some((dir, _))) = (s.resumed, &s.run) {
+                    let _ = std::fs::remove_dir_all(&dir.path);
+                }
                 return usage_error(
                     "another run holds this cluster",
                     &e,

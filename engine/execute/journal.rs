@@ -147,7 +147,12 @@ impl Journal {
 /// Reads a journal back. A torn last line (the process died mid-write) is ignored;
 /// a damaged line elsewhere is an error, because the history would be unreliable.
 pub fn read(path: &Path) -> Result<Vec<Record>, String> {
-    let file = File::open(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let file = match File::open(path) {
+        Ok(f) => f,
+        // A run refused before its first event has no journal: nothing happened.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
     let lines: Vec<String> = BufReader::new(file)
         .lines()
         .collect::<Result<_, _>>()
