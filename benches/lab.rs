@@ -3,7 +3,9 @@
 //!   - a no-op command's round trip on a warm SSH master (30 chained `true` steps),
 //!   - the gap between one step's end and the start of the step that needs it,
 //!   - the wall time of a full 3-member restore (`runbook apply plans/etcd-restore-ha.yaml`),
-//!     from an outage that wiped every member's data, several times.
+//!     from an outage that wiped every member's data, several times,
+//!   - the same restore by a hand-written parallel shell script (benches/peer/restore-ha.sh),
+//!     the peer the engine is compared with.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -52,6 +54,24 @@ fn events(run_dir: &Path) -> Vec<serde_json::Value> {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// Keys, a snapshot on cp1 copied here, then every member's data wiped and etcd killed.
+fn outage(work: &Path, k: usize, by_hand: bool) -> PathBuf {
+    in_node(
+        "cp1",
+        "for i in $(seq 1 100); do echo \"put /bench/k$i v$i\"; done | (echo; cat; echo; echo) | etcdctl txn >/dev/null",
+    );
+    in_node(
+        "cp1",
+        "etcdctl snapshot save /var/lib/runbook/bench.db >/dev/null",
+    );
+    let snap = work.join(format!("bench-{k}-{by_hand}.db"));
+    std::fs::write(&snap, in_node("cp1", "cat /var/lib/runbook/bench.db")).unwrap();
+    for n in ["cp1", "cp2", "cp3"] {
+        in_node(n, "rm -rf /var/lib/etcd/* && pkill -9 -x etcd; true");
+    }
+    snap
 }
 
 fn main() {
@@ -116,43 +136,89 @@ fn main() {
         gaps.iter().copied().fold(0.0, f64::max)
     );
 
-    // 3: full restores from an outage.
-    let mut walls = Vec::new();
+    // 3: full restores from an outage, by runbook and by the hand-written peer, alternating.
+    let inv = std::fs::read_to_string(&inventory).unwrap();
+    let field = |key: &str| {
+        inv.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
+            .map(|v| v.trim_matches('"').to_string())
+            .unwrap_or_else(|| panic!("{key} in the lab inventory"))
+    };
+    let (ssh_config, etcdutl, etcdctl) = (field("config_file"), field("etcdutl"), field("etcdctl"));
+    let nodes: Vec<String> = inv
+        .lines()
+        .filter_map(|l| {
+            let name = l
+                .split("name: ")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .trim()
+                .to_string();
+            let addr = l
+                .split("address: ")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .trim()
+                .to_string();
+            Some(format!("{name}={addr}"))
+        })
+        .collect();
+    let (mut engine, mut peer) = (Vec::new(), Vec::new());
     for k in 0..RESTORES {
-        in_node(
-            "cp1",
-            "for i in $(seq 1 200); do echo \"put /bench/k$i v$i\"; done | (echo; cat; echo; echo) | etcdctl txn >/dev/null 2>&1 || true",
-        );
-        in_node(
-            "cp1",
-            "etcdctl snapshot save /var/lib/runbook/bench.db >/dev/null",
-        );
-        let snap = work.path().join(format!("bench-{k}.db"));
-        std::fs::write(&snap, in_node("cp1", "cat /var/lib/runbook/bench.db")).unwrap();
-        for n in ["cp1", "cp2", "cp3"] {
-            in_node(n, "rm -rf /var/lib/etcd/* && pkill -9 -x etcd; true");
+        for by_hand in [false, true] {
+            let snap = outage(work.path(), k, by_hand);
+            let t = Instant::now();
+            if by_hand {
+                ok(
+                    Command::new(concat!(
+                        env!("CARGO_MANIFEST_DIR"),
+                        "/benches/peer/restore-ha.sh"
+                    ))
+                    .arg(&ssh_config)
+                    .arg(&snap)
+                    .arg(format!("peer-{k}"))
+                    .arg(&etcdutl)
+                    .arg(&etcdctl)
+                    .args(&nodes),
+                    "peer restore",
+                );
+                peer.push(t.elapsed().as_secs_f64());
+            } else {
+                ok(
+                    runbook()
+                        .args(["apply", "plans/etcd-restore-ha.yaml", "-i"])
+                        .arg(&inventory)
+                        .arg("--set")
+                        .arg(format!("snapshot={}", snap.display()))
+                        .arg(format!("--set=token=bench-{k}"))
+                        .arg("--yes")
+                        .arg("--run-dir")
+                        .arg(work.path().join(format!("restore-{k}"))),
+                    "restore apply",
+                );
+                engine.push(t.elapsed().as_secs_f64());
+            }
+            // Both must leave a working cluster with the snapshot's data.
+            let got = in_node("cp3", "etcdctl get /bench/k1 --print-value-only");
+            assert_eq!(String::from_utf8_lossy(&got).trim(), "v1");
+            std::thread::sleep(Duration::from_millis(200));
         }
-        let t = Instant::now();
-        ok(
-            runbook()
-                .args(["apply", "plans/etcd-restore-ha.yaml", "-i"])
-                .arg(&inventory)
-                .arg("--set")
-                .arg(format!("snapshot={}", snap.display()))
-                .arg(format!("--set=token=bench-{k}"))
-                .arg("--yes")
-                .arg("--run-dir")
-                .arg(work.path().join(format!("restore-{k}"))),
-            "restore apply",
-        );
-        walls.push(t.elapsed().as_secs_f64());
-        std::thread::sleep(Duration::from_millis(200));
     }
+    let show = |who: &str, v: &[f64]| {
+        println!(
+            "3-member restore by {who}: median {:.2} s, min {:.2} s, max {:.2} s over {RESTORES} runs",
+            median(v.to_vec()),
+            v.iter().copied().fold(f64::MAX, f64::min),
+            v.iter().copied().fold(0.0, f64::max)
+        )
+    };
+    show("runbook apply (35 steps, whole process)", &engine);
+    show("the hand-written parallel script", &peer);
     println!(
-        "3-member restore (35 steps, whole `runbook apply` process): median {:.2} s, min {:.2} s, max {:.2} s over {RESTORES} runs",
-        median(walls.clone()),
-        walls.iter().copied().fold(f64::MAX, f64::min),
-        walls.iter().copied().fold(0.0, f64::max)
+        "ratio runbook / script: {:.2}",
+        median(engine.clone()) / median(peer.clone())
     );
     ok(runbook().args(["lab", "down", "--name", LAB]), "lab down");
 }
