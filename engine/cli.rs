@@ -93,6 +93,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = DiagFormat::Text)]
         format: DiagFormat,
     },
+    /// Inspect snapshot files natively: no etcd binary needed.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
     /// A local lab of real hosts (network namespaces, sshd, etcd, kubelet-like supervisor); Linux, root.
     #[command(subcommand)]
     Lab(LabCommand),
@@ -245,4 +248,26 @@ pub enum LabEtcd {
     V3_4,
     #[value(name = "3.5")]
     V3_5,
+}
+
+/// `runbook snapshot ...`.
+#[derive(Debug, Subcommand)]
+pub enum SnapshotCommand {
+    /// Check a snapshot completely (SHA-256 trailer, every bbolt page) and print etcdutl's figures.
+    #[command(
+        after_help = "Exit status: 0 usable (trailer ok, or absent as in a raw member/snap/db copy); 1 corrupt, truncated or not a snapshot; 2 unreadable.\n\nExample:\n  runbook snapshot status /backups/etcd-2026-11-20.db --format json"
+    )]
+    Status {
+        /// The snapshot file (`etcdctl snapshot save` output, or a copy of member/snap/db).
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, short = 'w', value_enum, default_value_t = SnapshotFormat::Table)]
+        format: SnapshotFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SnapshotFormat {
+    Table,
+    Json,
 }

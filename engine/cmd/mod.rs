@@ -5,6 +5,7 @@ mod drill;
 mod lab;
 mod plan;
 mod schema;
+mod snapshot;
 mod status;
 mod validate;
 
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Plan { input, format, out } => plan::run(&input, format, out.as_deref()),
         Command::Schema { kind } => schema::run(kind),
         Command::Lab(cmd) => lab::run(cmd),
+        Command::Snapshot(cmd) => snapshot::run(cmd),
         Command::Apply {
             input,
             run,

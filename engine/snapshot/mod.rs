@@ -5,6 +5,9 @@
 //! two meta pages (page 0 and 1); a file is usable when at least one is valid, and the
 //! valid one with the higher txid is the current state.
 
+pub mod bbolt;
+pub mod status;
+
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;

@@ -1,0 +1,127 @@
+//! `runbook snapshot status`: the native snapshot check, as a table or JSON.
+
+use super::{EXIT_INVALID, EXIT_OK, usage_error};
+use crate::cli::{SnapshotCommand, SnapshotFormat};
+use crate::snapshot::status::{Status, StatusError, Trailer, status};
+
+pub fn run(cmd: SnapshotCommand) -> u8 {
+    match cmd {
+        SnapshotCommand::Status { file, format } => match status(&file) {
+            Err(StatusError::Io { path, error }) => {
+                usage_error(&format!("cannot read {path}"), &error, None)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                eprintln!(
+                    "  hint: this file cannot be restored; take another snapshot or use an older one"
+                );
+                EXIT_INVALID
+            }
+            Ok(s) => {
+                match format {
+                    SnapshotFormat::Json => {
+                        println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default())
+                    }
+                    SnapshotFormat::Table => print!("{}", table(&s)),
+                }
+                if s.sha256 == Trailer::Mismatch {
+                    eprintln!(
+                        "error: {}: the SHA-256 trailer does not match the content: corrupted or truncated",
+                        file.display()
+                    );
+                    return EXIT_INVALID;
+                }
+                if s.sha256 == Trailer::Absent {
+                    eprintln!(
+                        "note: {} has no SHA-256 trailer (a copy of member/snap/db): restore needs --skip-hash-check",
+                        file.display()
+                    );
+                }
+                EXIT_OK
+            }
+        },
+    }
+}
+
+fn table(s: &Status) -> String {
+    let head = ["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"];
+    let row = [
+        s.hash.clone(),
+        s.revision.to_string(),
+        s.total_keys.to_string(),
+        human_bytes(s.total_size),
+    ];
+    let w: Vec<usize> = head
+        .iter()
+        .zip(&row)
+        .map(|(h, r)| h.len().max(r.len()))
+        .collect();
+    let mut out = String::new();
+    let line = |cells: [&str; 4]| {
+        let mut l = String::new();
+        for (k, c) in cells.iter().enumerate() {
+            l.push_str(&format!("{:<w$}  ", c, w = w[k]));
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    out.push_str(&line(head));
+    out.push_str(&line([&row[0], &row[1], &row[2], &row[3]]));
+    out.push('\n');
+    let trailer = match s.sha256 {
+        Trailer::Ok => "ok",
+        Trailer::Mismatch => "MISMATCH",
+        Trailer::Absent => "absent (raw db copy)",
+    };
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    out.push_str(&format!("sha256 trailer:        {trailer}\n"));
+    out.push_str(&format!("file sha256:           {}\n", s.file_sha256));
+    out.push_str(&format!("file size:             {} bytes\n", s.file_size));
+    out.push_str(&format!("live keys (etcd 3.6):  {}\n", s.live_keys_36));
+    out.push_str(&format!(
+        "storage version:       {}\n",
+        opt(s.storage_version.clone())
+    ));
+    out.push_str(&format!(
+        "consistent index:      {}\n",
+        opt(s.consistent_index.map(|v| v.to_string()))
+    ));
+    out.push_str(&format!(
+        "raft term:             {}\n",
+        opt(s.term.map(|v| v.to_string()))
+    ));
+    out.push_str(&format!(
+        "compacted revision:    {} (scheduled {})\n",
+        opt(s.compact_revision_finished.map(|v| v.to_string())),
+        opt(s.compact_revision_scheduled.map(|v| v.to_string()))
+    ));
+    for m in &s.members {
+        out.push_str(&format!(
+            "member:                {} {} {}{}\n",
+            m.id,
+            m.name,
+            m.peer_urls.join(","),
+            if m.is_learner { " (learner)" } else { "" }
+        ));
+    }
+    out.push_str(&format!(
+        "bbolt:                 page size {}, txid {}\n",
+        s.page_size, s.txid
+    ));
+    out
+}
+
+/// Sizes as etcdutl prints them (humanize.Bytes: SI units, one decimal under 10).
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
+    if n < 10 {
+        return format!("{n} B");
+    }
+    let e = ((n as f64).ln() / 1000f64.ln()).floor() as usize;
+    let e = e.min(UNITS.len() - 1);
+    let v = n as f64 / 1000f64.powi(e as i32);
+    if v < 10.0 {
+        format!("{:.1} {}", v, UNITS[e])
+    } else {
+        format!("{:.0} {}", v, UNITS[e])
+    }
+}
