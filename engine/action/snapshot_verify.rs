@@ -60,7 +60,7 @@ impl SnapshotVerify {
                     path: self.path.clone(),
                 },
                 format!(
-                    "verify {}: the SHA-256 trailer matches its content, the bbolt meta pages are sound",
+                    "verify {}: the SHA-256 trailer matches its content and every bbolt page checks out",
                     quote(&self.path)
                 ),
             ));

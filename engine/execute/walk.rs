@@ -23,6 +23,7 @@ use crate::action::{Action, Command, Native};
 use crate::executor::{Executor, Target};
 use crate::graph::StepGraph;
 use crate::snapshot;
+use crate::snapshot::status::Trailer;
 
 /// Limits of the walk.
 #[derive(Debug, Clone, Copy)]
@@ -538,17 +539,30 @@ async fn native<E: Executor + 'static>(
     match op {
         Native::VerifySnapshot { path } => {
             let p = PathBuf::from(path);
-            let v = tokio::task::spawn_blocking(move || snapshot::verify(&p))
+            let st = tokio::task::spawn_blocking(move || snapshot::status::status(&p))
                 .await
                 .map_err(|e| format!("verifying {path}: {e}"))?
                 .map_err(|e| e.to_string())?;
+            match st.sha256 {
+                Trailer::Ok => {}
+                Trailer::Mismatch => {
+                    return Err(format!(
+                        "{path}: the SHA-256 trailer does not match the content (corrupted or truncated)"
+                    ));
+                }
+                Trailer::Absent => {
+                    return Err(format!(
+                        "{path} has no SHA-256 trailer: a copy of member/snap/db, not a `snapshot save` file"
+                    ));
+                }
+            }
             sh.digests
                 .lock()
                 .unwrap_or_else(|x| x.into_inner())
-                .insert(PathBuf::from(path), v.sha256.clone());
+                .insert(PathBuf::from(path), st.file_sha256.clone());
             Ok(format!(
-                "{path}: {} bytes, sha256 {}, trailer ok, bbolt page size {}, txid {}",
-                v.size, v.sha256, v.page_size, v.txid
+                "{path}: {} bytes, sha256 {}, trailer ok, every bbolt page checked; revision {}, {} keys, hash {}",
+                st.file_size, st.file_sha256, st.revision, st.total_keys, st.hash
             ))
         }
         Native::CheckSha256 { path, expected } => {

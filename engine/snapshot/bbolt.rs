@@ -9,6 +9,33 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
+/// Positioned reads: a file on disk, or bytes in memory (tests, the fuzzer).
+pub trait ReadAt {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+}
+
+impl ReadAt for File {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        FileExt::read_exact_at(self, buf, offset)
+    }
+}
+
+impl ReadAt for &[u8] {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        match start
+            .checked_add(buf.len())
+            .and_then(|end| self.get(start..end))
+        {
+            Some(src) => {
+                buf.copy_from_slice(src);
+                Ok(())
+            }
+            None => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        }
+    }
+}
+
 const MAGIC: u32 = 0xED0C_DAED;
 const VERSION: u32 = 2;
 const HEADER: usize = 16;
@@ -63,8 +90,8 @@ pub enum Entry<'a> {
     },
 }
 
-pub struct Db {
-    file: File,
+pub struct Db<'r> {
+    file: &'r dyn ReadAt,
     len: u64,
     pub meta: Meta,
     /// Pages reached so far, to find pages reached twice.
@@ -122,9 +149,9 @@ fn parse_meta(page: &[u8]) -> Result<Meta, String> {
     })
 }
 
-impl Db {
+impl<'r> Db<'r> {
     /// Opens `len` bytes of `file` (a snapshot's trailer excluded) and picks the meta page.
-    pub fn open(file: File, len: u64) -> Result<Db, BboltError> {
+    pub fn open(file: &'r dyn ReadAt, len: u64) -> Result<Db<'r>, BboltError> {
         let mut first = vec![0u8; 4096.min(len as usize)];
         file.read_exact_at(&mut first, 0)
             .map_err(|e| BboltError::Io(e.to_string()))?;
@@ -322,7 +349,7 @@ impl Db {
     pub fn for_each(
         &mut self,
         root: Root,
-        f: &mut dyn FnMut(&mut Db, Entry<'_>) -> Result<(), BboltError>,
+        f: &mut dyn FnMut(&mut Db<'r>, Entry<'_>) -> Result<(), BboltError>,
     ) -> Result<(), BboltError> {
         let mut last: Option<Vec<u8>> = None;
         match root {
@@ -337,7 +364,7 @@ impl Db {
         depth: usize,
         last: &mut Option<Vec<u8>>,
         lower: Option<&[u8]>,
-        f: &mut dyn FnMut(&mut Db, Entry<'_>) -> Result<(), BboltError>,
+        f: &mut dyn FnMut(&mut Db<'r>, Entry<'_>) -> Result<(), BboltError>,
     ) -> Result<(), BboltError> {
         if depth > MAX_DEPTH {
             return Err(BboltError::Corrupt {
@@ -393,7 +420,7 @@ impl Db {
         page: &[u8],
         id: u64,
         last: &mut Option<Vec<u8>>,
-        f: &mut dyn FnMut(&mut Db, Entry<'_>) -> Result<(), BboltError>,
+        f: &mut dyn FnMut(&mut Db<'r>, Entry<'_>) -> Result<(), BboltError>,
     ) -> Result<(), BboltError> {
         if page.len() < HEADER {
             return Err(BboltError::Corrupt {
@@ -532,4 +559,24 @@ fn kinds(expect: &[u16]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" or ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv_matches_reference_vectors() {
+        assert_eq!(fnv1a64(b""), 0xcbf29ce484222325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63dc4c8601ec8c);
+    }
+
+    #[test]
+    fn reads_past_the_end_are_errors_not_panics() {
+        let bytes: &[u8] = &[0u8; 100];
+        let mut buf = [0u8; 64];
+        assert!(ReadAt::read_exact_at(&bytes, &mut buf, 50).is_err());
+        assert!(ReadAt::read_exact_at(&bytes, &mut buf, u64::MAX).is_err());
+        assert!(Db::open(&bytes, 100).is_err());
+    }
 }

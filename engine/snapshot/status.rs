@@ -114,11 +114,64 @@ pub fn status(path: &Path) -> Result<Status, StatusError> {
     } else {
         Trailer::Mismatch
     };
-    let bolt = |error| StatusError::Bbolt {
-        path: p.clone(),
-        error,
+    let file = File::open(path).map_err(io)?;
+    let mut st = figures(&file, body_len).map_err(|e| e.at(&p))?;
+    st.sha256 = trailer;
+    st.file_sha256 = hex(whole.finalize().as_slice());
+    st.file_size = size;
+    Ok(st)
+}
+
+/// The same check on bytes in memory (the fuzzer's entry point).
+pub fn status_of_bytes(bytes: &[u8]) -> Result<Status, StatusError> {
+    if bytes.is_empty() {
+        return Err(StatusError::Empty {
+            path: "<memory>".into(),
+        });
+    }
+    let body_len = if bytes.len() % 512 == 32 {
+        bytes.len() - 32
+    } else {
+        bytes.len()
     };
-    let mut db = Db::open(File::open(path).map_err(io)?, body_len).map_err(bolt)?;
+    let mut st = figures(&bytes, body_len as u64).map_err(|e| e.at("<memory>"))?;
+    st.sha256 = if body_len == bytes.len() {
+        Trailer::Absent
+    } else if Sha256::digest(&bytes[..body_len]).as_slice() == &bytes[body_len..] {
+        Trailer::Ok
+    } else {
+        Trailer::Mismatch
+    };
+    st.file_sha256 = hex(Sha256::digest(bytes).as_slice());
+    st.file_size = bytes.len() as u64;
+    Ok(st)
+}
+
+/// Why the database part of a file is not an etcd database, before the path is known.
+enum Refusal {
+    Bbolt(BboltError),
+    NotEtcd(String),
+}
+
+impl Refusal {
+    fn at(self, path: &str) -> StatusError {
+        match self {
+            Refusal::Bbolt(error) => StatusError::Bbolt {
+                path: path.to_string(),
+                error,
+            },
+            Refusal::NotEtcd(name) => StatusError::NotEtcd {
+                path: path.to_string(),
+                name,
+            },
+        }
+    }
+}
+
+/// Walks the whole database once: checks every page and computes every figure.
+fn figures(src: &dyn super::bbolt::ReadAt, body_len: u64) -> Result<Status, Refusal> {
+    let bolt = Refusal::Bbolt;
+    let mut db = Db::open(src, body_len).map_err(bolt)?;
     let meta = db.meta;
 
     let mut crc = 0u32;
@@ -156,20 +209,20 @@ pub fn status(path: &Path) -> Result<Status, StatusError> {
     })
     .map_err(bolt)?;
     if let Some(name) = not_bucket {
-        return Err(StatusError::NotEtcd { path: p, name });
+        return Err(Refusal::NotEtcd(name));
     }
     let free = db.check_freelist().map_err(bolt)?;
     db.check_coverage(&free).map_err(bolt)?;
 
     Ok(Status {
-        sha256: trailer,
+        sha256: Trailer::Absent,
         hash: format!("{crc:x}"),
         revision: s.revision,
         total_keys: s.total_keys,
         live_keys_36: s.live.values().filter(|live| **live).count() as u64,
         total_size: meta.pgid * u64::from(meta.page_size),
-        file_sha256: hex(whole.finalize().as_slice()),
-        file_size: size,
+        file_sha256: String::new(),
+        file_size: 0,
         page_size: meta.page_size,
         txid: meta.txid,
         storage_version: s.storage_version,
@@ -182,7 +235,7 @@ pub fn status(path: &Path) -> Result<Status, StatusError> {
     })
 }
 
-fn check_only(db: &mut Db, root: Root) -> Result<(), BboltError> {
+fn check_only(db: &mut Db<'_>, root: Root) -> Result<(), BboltError> {
     db.for_each(root, &mut |db, e| match e {
         Entry::Bucket { header, page, .. } => check_only(db, bucket_root(header, page)),
         Entry::Pair { .. } => Ok(()),
