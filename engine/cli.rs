@@ -264,6 +264,20 @@ pub enum SnapshotCommand {
         #[arg(long, short = 'w', value_enum, default_value_t = SnapshotFormat::Table)]
         format: SnapshotFormat,
     },
+    /// Stream a snapshot from one member (preflight picks it) to FILE, over SSH, and verify it.
+    #[command(
+        after_help = "The member's client certificate is read over SSH into memory; the stream comes through an SSH\nlocal forward to the member's 127.0.0.1 client port. Writes FILE.part, fsyncs, renames, writes\nFILE.sha256 (sha256sum format) and checks the file before reporting success.\n\nExample:\n  runbook snapshot save /backups/etcd-$(date +%F).db -i inventory.yaml"
+    )]
+    Save {
+        /// Where to write the snapshot on this machine.
+        file: PathBuf,
+        /// The inventory of the cluster.
+        #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
+        inventory: PathBuf,
+        /// Take it from this member instead of the one preflight picks.
+        #[arg(long, value_name = "NODE")]
+        member: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

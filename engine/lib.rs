@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cmd;
 pub mod compile;
 pub mod diag;
+pub mod etcd;
 pub mod execute;
 pub mod executor;
 pub mod graph;

@@ -1,11 +1,23 @@
 //! `runbook snapshot status`: the native snapshot check, as a table or JSON.
 
-use super::{EXIT_INVALID, EXIT_OK, usage_error};
+use std::path::Path;
+
+use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, usage_error};
 use crate::cli::{SnapshotCommand, SnapshotFormat};
+use crate::diag::SourceMap;
+use crate::executor::Executor;
+use crate::executor::ssh::Ssh;
+use crate::inventory::model::Node;
 use crate::snapshot::status::{Status, StatusError, Trailer, status};
+use crate::yaml::LoadFailure;
 
 pub fn run(cmd: SnapshotCommand) -> u8 {
     match cmd {
+        SnapshotCommand::Save {
+            file,
+            inventory,
+            member,
+        } => save(&file, &inventory, member.as_deref()),
         SnapshotCommand::Status { file, format } => match status(&file) {
             Err(StatusError::Io { path, error }) => {
                 usage_error(&format!("cannot read {path}"), &error, None)
@@ -123,5 +135,107 @@ fn human_bytes(n: u64) -> String {
         format!("{:.1} {}", v, UNITS[e])
     } else {
         format!("{:.0} {}", v, UNITS[e])
+    }
+}
+
+fn save(file: &Path, inventory: &Path, member: Option<&str>) -> u8 {
+    let mut sources = SourceMap::default();
+    let inv = match crate::inventory::load(inventory, &mut sources) {
+        Ok(i) => i,
+        Err(LoadFailure::Unreadable { path, error }) => {
+            return usage_error(&format!("cannot read {path}"), &error, None);
+        }
+        Err(LoadFailure::Invalid(ds)) => {
+            eprint!("{}", ds.render(&sources));
+            return EXIT_INVALID;
+        }
+    };
+    let members = inv.etcd_members();
+    if let Some(m) = member
+        && !members.iter().any(|n| n.name == m)
+    {
+        return usage_error(
+            &format!("no etcd member {m:?} in {}", inventory.display()),
+            &format!(
+                "members: {}",
+                members
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None,
+        );
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return usage_error("cannot start the async runtime", &e, None),
+    };
+    let dir = std::env::temp_dir().join(format!("runbook-save-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        return usage_error("cannot create the SSH control directory", &e, None);
+    }
+    let code = rt.block_on(async {
+        let exec = Ssh::new(dir.clone());
+        let code = save_with(&exec, &members, member, file).await;
+        exec.close().await;
+        code
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    code
+}
+
+async fn save_with(exec: &Ssh, members: &[&Node], member: Option<&str>, file: &Path) -> u8 {
+    let unreachable = exec.connect(members).await;
+    if !unreachable.is_empty() {
+        for (_, e) in &unreachable {
+            eprintln!("error: {e}");
+        }
+        return EXIT_INVALID;
+    }
+    let mut pre = match crate::etcd::preflight::run(exec, members).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_INVALID;
+        }
+    };
+    for m in &pre.members {
+        eprintln!("  {}", crate::etcd::preflight::describe(m));
+    }
+    let source = member.map(str::to_string).unwrap_or(pre.source.clone());
+    let Some(client) = pre.clients.get_mut(&source) else {
+        eprintln!("error: no connection to {source}");
+        return EXIT_INVALID;
+    };
+    eprintln!("saving a snapshot from {source} to {}", file.display());
+    match crate::etcd::save::save(client, file).await {
+        Ok(s) => {
+            let mb = s.bytes as f64 / 1e6;
+            println!("{}", s.path.display());
+            eprintln!(
+                "saved {} ({mb:.1} MB in {:.2}s, {:.0} MB/s) from {source}: sha256 {}, trailer ok, revision {}, {} keys, hash {}",
+                s.path.display(),
+                s.took.as_secs_f64(),
+                mb / s.took.as_secs_f64().max(1e-6),
+                s.sha256,
+                s.status.revision,
+                s.status.total_keys,
+                s.status.hash
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: snapshot from {source} failed: {e}");
+            if e.contains("cannot create") || e.contains("cannot rename") {
+                EXIT_USAGE
+            } else {
+                EXIT_INVALID
+            }
+        }
     }
 }

@@ -37,6 +37,17 @@ impl Executor for DryRun {
         Ok(())
     }
 
+    async fn tunnel<'a>(
+        &'a self,
+        node: &'a Node,
+        _port: u16,
+    ) -> Result<std::net::SocketAddr, ExecError> {
+        Err(ExecError(format!(
+            "dry-run: no connection to {}",
+            node.name
+        )))
+    }
+
     async fn close(&self) {}
 
     fn is_dry_run(&self) -> bool {

@@ -100,5 +100,13 @@ impl Executor for Local {
         .map_err(|e| ExecError(format!("copy task failed: {e}")))?
     }
 
+    async fn tunnel<'a>(
+        &'a self,
+        _node: &'a Node,
+        port: u16,
+    ) -> Result<std::net::SocketAddr, ExecError> {
+        Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
     async fn close(&self) {}
 }

@@ -80,6 +80,14 @@ pub trait Executor: Send + Sync {
         dest: &'a str,
     ) -> impl Future<Output = Result<(), ExecError>> + Send + 'a;
 
+    /// A local address that reaches `port` on the node's loopback: an SSH local forward over
+    /// the node's master (opened once per node and port), or the port itself when local.
+    fn tunnel<'a>(
+        &'a self,
+        node: &'a Node,
+        port: u16,
+    ) -> impl Future<Output = Result<std::net::SocketAddr, ExecError>> + Send + 'a;
+
     /// Closes connections (SSH masters); called on every exit path, Ctrl-C included.
     fn close(&self) -> impl Future<Output = ()> + Send + '_;
 

@@ -26,6 +26,8 @@ const MASTER_IDLE_SECS: usize = 900;
 pub struct Ssh {
     control_dir: PathBuf,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Local forwards already opened: (node, remote port) -> local address.
+    tunnels: tokio::sync::Mutex<HashMap<(String, u16), std::net::SocketAddr>>,
 }
 
 impl Ssh {
@@ -34,6 +36,7 @@ impl Ssh {
         Ssh {
             control_dir,
             sessions: Mutex::new(HashMap::new()),
+            tunnels: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -222,6 +225,43 @@ impl Executor for Ssh {
         self.upload_inner(node, source, dest)
             .await
             .map_err(ExecError)
+    }
+
+    async fn tunnel<'a>(
+        &'a self,
+        node: &'a Node,
+        port: u16,
+    ) -> Result<std::net::SocketAddr, ExecError> {
+        let mut tunnels = self.tunnels.lock().await;
+        if let Some(addr) = tunnels.get(&(node.name.clone(), port)) {
+            return Ok(*addr);
+        }
+        let session = self.session(node)?;
+        // A free local port: bound and released, then given to ssh (a tiny race, retried once).
+        let mut last = String::new();
+        for _ in 0..2 {
+            let addr = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| ExecError(format!("no free local port: {e}")))?;
+            match session
+                .request_port_forward(
+                    openssh::ForwardType::Local,
+                    addr,
+                    (std::net::Ipv4Addr::LOCALHOST, port),
+                )
+                .await
+            {
+                Ok(()) => {
+                    tunnels.insert((node.name.clone(), port), addr);
+                    return Ok(addr);
+                }
+                Err(e) => last = describe(&e),
+            }
+        }
+        Err(ExecError(format!(
+            "cannot forward a local port to 127.0.0.1:{port} on {}: {last}",
+            node.name
+        )))
     }
 
     async fn close(&self) {

@@ -1,0 +1,150 @@
+//! etcd over its own API (etcd-client): one client per member, reached through an SSH local
+//! forward to the member's loopback client port, with the client certificate read from the
+//! node into memory — never written to the operator's disk.
+
+pub mod preflight;
+pub mod save;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
+use serde::Serialize;
+
+use crate::executor::{Executor, Target};
+use crate::inventory::model::Node;
+use crate::shell::quote;
+
+/// The client certificate, key and CA of a node, as bytes.
+pub struct TlsMaterial {
+    pub ca: Vec<u8>,
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+impl Drop for TlsMaterial {
+    fn drop(&mut self) {
+        // The key leaves memory as it came: only through this process.
+        self.key.iter_mut().for_each(|b| *b = 0);
+    }
+}
+
+/// Reads the inventory's TLS files from the node (over the executor, so over SSH).
+pub async fn read_tls<E: Executor>(exec: &E, node: &Node) -> Result<Option<TlsMaterial>, String> {
+    let Some(tls) = &node.etcd.tls else {
+        return Ok(None);
+    };
+    let mut parts = Vec::new();
+    for path in [&tls.ca, &tls.cert, &tls.key] {
+        let out = exec
+            .shell(
+                Target::Node(node),
+                &format!("cat -- {}", quote(path)),
+                &[],
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|e| e.0)?;
+        if !out.success() {
+            return Err(format!(
+                "cannot read {path} on {}: {}",
+                node.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        parts.push(out.stdout);
+    }
+    let key = parts.pop().unwrap_or_default();
+    let cert = parts.pop().unwrap_or_default();
+    let ca = parts.pop().unwrap_or_default();
+    Ok(Some(TlsMaterial { ca, cert, key }))
+}
+
+/// A client for one member through `addr` (its tunnel). etcd-client balances over every
+/// endpoint it is given, so each member gets its own client.
+pub async fn connect(
+    node: &Node,
+    addr: SocketAddr,
+    tls: Option<&TlsMaterial>,
+) -> Result<Client, String> {
+    let mut opts = ConnectOptions::new()
+        .with_connect_timeout(Duration::from_secs(5))
+        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
+    let scheme = if let Some(t) = tls {
+        opts = opts.with_tls(
+            TlsOptions::new()
+                .ca_certificate(Certificate::from_pem(&t.ca))
+                .identity(Identity::from_pem(&t.cert, &t.key)),
+        );
+        "https"
+    } else {
+        "http"
+    };
+    // The forward ends on the member's loopback, which kubeadm's server certificate names.
+    let endpoint = format!("{scheme}://127.0.0.1:{}", addr.port());
+    Client::connect([endpoint], Some(opts))
+        .await
+        .map_err(|e| format!("cannot reach etcd on {}: {e}", node.name))
+}
+
+/// One member's health and position, as preflight weighs it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberStatus {
+    pub node: String,
+    pub member_id: String,
+    pub version: String,
+    pub is_leader: bool,
+    pub is_learner: bool,
+    pub raft_term: u64,
+    pub raft_index: u64,
+    pub raft_applied_index: u64,
+    pub db_size: i64,
+    pub db_size_quota: i64,
+    pub errors: Vec<String>,
+}
+
+pub async fn status(node: &Node, client: &mut Client) -> Result<MemberStatus, String> {
+    let s = client
+        .status()
+        .await
+        .map_err(|e| format!("status of {}: {e}", node.name))?;
+    let id = s.header().map(|h| h.member_id()).unwrap_or(0);
+    Ok(MemberStatus {
+        node: node.name.clone(),
+        member_id: format!("{id:x}"),
+        version: s.version().to_string(),
+        is_leader: id != 0 && s.leader() == id,
+        is_learner: s.is_learner(),
+        raft_term: s.raft_term(),
+        raft_index: s.raft_index(),
+        raft_applied_index: s.raft_applied_index(),
+        db_size: s.db_size(),
+        db_size_quota: s.db_size_quota(),
+        errors: s.errors().to_vec(),
+    })
+}
+
+/// Active alarms (NOSPACE, CORRUPT) anywhere in the cluster, as `ALARM on member ID`.
+pub async fn alarms(client: &mut Client) -> Result<Vec<String>, String> {
+    let r = client
+        .alarm(
+            etcd_client::AlarmAction::Get,
+            etcd_client::AlarmType::None,
+            None,
+        )
+        .await
+        .map_err(|e| format!("cannot list alarms: {e}"))?;
+    Ok(r.alarms()
+        .iter()
+        .map(|a| format!("{:?} on member {:x}", a.alarm(), a.member_id()))
+        .collect())
+}
+
+/// The member to take a snapshot from: a healthy voter, highest applied index, followers
+/// before the leader (a snapshot stream is work the leader can do without).
+pub fn pick_source(members: &[MemberStatus]) -> Option<&MemberStatus> {
+    members
+        .iter()
+        .filter(|m| !m.is_learner && m.errors.is_empty())
+        .max_by_key(|m| (m.raft_applied_index, !m.is_leader))
+}

@@ -1,0 +1,111 @@
+//! Preflight: every member's health, status, alarms and learners, and the member a snapshot
+//! should come from. Any alarm, an unreachable member or no leader fails it, with the reason.
+
+use std::collections::HashMap;
+
+use etcd_client::Client;
+use futures_util::future::join_all;
+
+use super::{MemberStatus, alarms, connect, pick_source, read_tls, status};
+use crate::executor::Executor;
+use crate::inventory::model::Node;
+
+pub struct Preflight {
+    pub members: Vec<MemberStatus>,
+    pub alarms: Vec<String>,
+    /// The chosen snapshot source.
+    pub source: String,
+    /// A connected client per member, for what comes next (snapshot, verification).
+    pub clients: HashMap<String, Client>,
+}
+
+/// One line per member, for the operator.
+pub fn describe(m: &MemberStatus) -> String {
+    let quota = if m.db_size_quota > 0 {
+        format!(
+            " ({:.0}% of the {} MB quota)",
+            100.0 * m.db_size as f64 / m.db_size_quota as f64,
+            m.db_size_quota / 1_000_000
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "{}: member {} etcd {}{}{} term {} index {} applied {} db {} kB{quota}{}",
+        m.node,
+        m.member_id,
+        m.version,
+        if m.is_leader { " LEADER" } else { "" },
+        if m.is_learner { " learner" } else { "" },
+        m.raft_term,
+        m.raft_index,
+        m.raft_applied_index,
+        m.db_size / 1000,
+        if m.errors.is_empty() {
+            String::new()
+        } else {
+            format!(" errors: {}", m.errors.join("; "))
+        }
+    )
+}
+
+pub async fn run<E: Executor>(exec: &E, members: &[&Node]) -> Result<Preflight, String> {
+    let reached = join_all(members.iter().map(|n| async move {
+        let tls = read_tls(exec, n).await?;
+        let addr = exec.tunnel(n, n.etcd.client_port).await.map_err(|e| e.0)?;
+        let mut client = connect(n, addr, tls.as_ref()).await?;
+        let st = status(n, &mut client).await?;
+        Ok::<_, String>((n.name.clone(), client, st))
+    }))
+    .await;
+    let mut problems = Vec::new();
+    let mut statuses = Vec::new();
+    let mut clients = HashMap::new();
+    for r in reached {
+        match r {
+            Ok((name, client, st)) => {
+                statuses.push(st);
+                clients.insert(name, client);
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    let mut found_alarms = Vec::new();
+    if let Some(c) = clients.values_mut().next() {
+        found_alarms = alarms(c).await?;
+    }
+    if !found_alarms.is_empty() {
+        problems.push(format!("active alarms: {}", found_alarms.join(", ")));
+    }
+    if !statuses.is_empty() && !statuses.iter().any(|m| m.is_leader) {
+        problems.push("no member reports itself leader: the cluster has no quorum".into());
+    }
+    for m in &statuses {
+        if !m.errors.is_empty() {
+            problems.push(format!(
+                "{} reports errors: {}",
+                m.node,
+                m.errors.join("; ")
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        let mut msg = String::from("preflight failed:");
+        for p in &problems {
+            msg.push_str(&format!("\n  - {p}"));
+        }
+        for m in &statuses {
+            msg.push_str(&format!("\n  {}", describe(m)));
+        }
+        return Err(msg);
+    }
+    let source = pick_source(&statuses)
+        .map(|m| m.node.clone())
+        .ok_or("no healthy voting member to take a snapshot from")?;
+    Ok(Preflight {
+        members: statuses,
+        alarms: found_alarms,
+        source,
+        clients,
+    })
+}
