@@ -284,3 +284,25 @@ fn unknown_set_is_an_error() {
         r.stderr
     );
 }
+
+#[test]
+fn backup_plan_for_each_kind_of_destination() {
+    for (name, to) in [
+        ("scp", "backup1:/srv/etcd"),
+        ("s3", "s3://backups/etcd"),
+        ("dir", "/mnt/offsite/etcd"),
+    ] {
+        let r = runbook(&[
+            "plan",
+            "plans/etcd-backup.yaml",
+            "-i",
+            "examples/kubeadm-ha-3.yaml",
+            "--set",
+            "stamp=20261120T020000Z",
+            "--set",
+            &format!("copy_to={to}"),
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        insta::assert_snapshot!(format!("plan_text_backup_{name}"), r.stdout);
+    }
+}

@@ -803,3 +803,118 @@ fn snapshot_save_etcd_3_4() {
 fn snapshot_save_etcd_3_5() {
     snapshot_save("3.5", "e2e-save35");
 }
+
+/// plans/etcd-backup.yaml end to end: preflight, save, verify, copy to another host over scp
+/// (and to a directory), verify there, keep the newest N in both places.
+fn backup(etcd: &str, name: &str) {
+    let lab = Lab::up(name, etcd, 3);
+    lab.write_keys("/backed-up/", 300, "v");
+    let local = lab.work.path().join("backups");
+    let inv = std::fs::read_to_string(&lab.inventory).unwrap();
+    let ssh_config = inv
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("config_file: "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let cp3 = lab
+        .endpoints()
+        .split(',')
+        .nth(2)
+        .unwrap()
+        .trim_start_matches("https://")
+        .trim_end_matches(":2379")
+        .to_string();
+    // The operator's ssh configuration for the backup host: here, the lab's.
+    let bin = lab.work.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for tool in ["ssh", "scp"] {
+        let w = bin.join(tool);
+        std::fs::write(
+            &w,
+            format!("#!/bin/sh\nexec /usr/bin/{tool} -F {ssh_config} \"$@\"\n"),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |stamp: &str, copy_to: &str| {
+        let out = runbook()
+            .env("PATH", &path)
+            .args(["apply", "plans/etcd-backup.yaml", "-i"])
+            .arg(&lab.inventory)
+            .arg("--set")
+            .arg(format!("stamp={stamp}"))
+            .arg("--set")
+            .arg(format!("dir={}", local.display()))
+            .arg("--set")
+            .arg(format!("copy_to={copy_to}"))
+            .args(["--set", "keep=2", "--yes", "--run-dir"])
+            .arg(lab.work.path().join(format!("run-{stamp}")))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        check(out, &format!("backup {stamp}"))
+    };
+    let offsite = format!("root@{cp3}:/var/lib/runbook/offsite");
+    for stamp in ["20261121T000001Z", "20261121T000002Z", "20261121T000003Z"] {
+        run(stamp, &offsite);
+        std::thread::sleep(Duration::from_millis(1100)); // distinct mtimes for `ls -t`
+    }
+    let mut here: Vec<String> = std::fs::read_dir(&local)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    here.sort();
+    let want = [
+        format!("etcd-{name}-20261121T000002Z.db"),
+        format!("etcd-{name}-20261121T000002Z.db.sha256"),
+        format!("etcd-{name}-20261121T000003Z.db"),
+        format!("etcd-{name}-20261121T000003Z.db.sha256"),
+    ];
+    assert_eq!(here, want, "kept here");
+    let there = lab.sh(
+        "cp3",
+        "cd /var/lib/runbook/offsite && ls -1 && sha256sum -c *.sha256",
+    );
+    for w in &want {
+        assert!(there.contains(w.as_str()), "{there}");
+    }
+    assert!(!there.contains("000001Z"), "pruned at the copy: {there}");
+    assert_eq!(there.matches(": OK").count(), 2, "{there}");
+    // The saved file is a usable snapshot of what was written.
+    let st: serde_json::Value = serde_json::from_str(&check(
+        runbook()
+            .args(["snapshot", "status", "-w", "json"])
+            .arg(local.join(&want[2]))
+            .output()
+            .unwrap(),
+        "status",
+    ))
+    .unwrap();
+    assert_eq!(st["sha256"], "ok");
+    assert!(st["live_keys_36"].as_u64().unwrap() >= 300);
+
+    // A directory as the off-host target works the same way.
+    let disk = lab.work.path().join("second-disk");
+    run("20261121T000004Z", disk.to_str().unwrap());
+    assert!(
+        disk.join(format!("etcd-{name}-20261121T000004Z.db"))
+            .exists()
+    );
+}
+
+#[test]
+fn backup_plan_etcd_3_4() {
+    backup("3.4", "e2e-bak34");
+}
+
+#[test]
+fn backup_plan_etcd_3_5() {
+    backup("3.5", "e2e-bak35");
+}

@@ -105,6 +105,19 @@ fn every_plan_compiles_with_every_matching_example() {
         ]);
         assert_eq!(r.code, 0, "{plan} with {inv}:\n{}", r.stderr);
     }
+    for inv in ["examples/kubeadm-ha-3.yaml", "examples/kubeadm-ha-5.yaml"] {
+        let r = runbook(&[
+            "validate",
+            "plans/etcd-backup.yaml",
+            "-i",
+            inv,
+            "--set",
+            "stamp=x",
+            "--set",
+            "copy_to=backup1:/srv/etcd",
+        ]);
+        assert_eq!(r.code, 0, "etcd-backup with {inv}:\n{}", r.stderr);
+    }
     // Every example is covered by some plan above.
     for p in files("examples") {
         let name = format!("examples/{}", p.file_name().unwrap().to_string_lossy());

@@ -1,55 +1,78 @@
-//! `etcd.verify_cluster`: after a restore, prove the cluster is the one the inventory
-//! describes: every member started, healthy, and holding the same data (HashKV).
+//! `etcd.verify_cluster`: after a restore, prove over etcd's own API that the cluster is the
+//! one the inventory describes and holds the snapshot: member list, health, one cluster ID,
+//! HashKV agreement, revision and key count against the snapshot.
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::etcdctl::etcdctl;
-use super::{ArgError, Command, Ctx};
+use super::{ArgError, Command, Ctx, Native};
 use crate::shell::quote;
 
-/// Arguments of `etcd.verify_cluster` (none yet; the inventory says what to expect).
+/// Arguments of `etcd.verify_cluster`.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[schemars(rename = "EtcdVerifyClusterArgs")]
 #[serde(deny_unknown_fields)]
-pub struct Args {}
+pub struct Args {
+    /// The snapshot (on this machine) the cluster was restored from: the cluster's revision
+    /// must be at least its revision (plus `bump_revision`) and its key count must match.
+    #[serde(default)]
+    pub snapshot: Option<String>,
+    /// The `--bump-revision` the restore applied (0: none).
+    #[serde(default)]
+    pub bump_revision: u64,
+}
 
 #[derive(Debug, Clone)]
 pub struct EtcdVerifyCluster {
-    pub etcdctl: String,
+    pub snapshot: Option<String>,
+    pub bump_revision: u64,
     pub members: Vec<String>,
 }
 
 impl EtcdVerifyCluster {
-    pub fn new(_args: Args, ctx: &Ctx) -> Result<Self, ArgError> {
-        let node = ctx.require_node("etcd.verify_cluster")?;
-        let members = ctx.inventory.etcd_members();
-        let endpoints: Vec<String> = members.iter().map(|n| n.client_url()).collect();
+    pub fn new(args: Args, ctx: &Ctx) -> Result<Self, ArgError> {
+        if let Some(s) = &args.snapshot
+            && (s.trim().is_empty() || s.chars().any(char::is_control))
+        {
+            return Err(ArgError::field(
+                "snapshot",
+                "`snapshot` is empty or contains a control character",
+            ));
+        }
         Ok(EtcdVerifyCluster {
-            etcdctl: etcdctl(&node.etcd, &endpoints),
-            members: members.iter().map(|n| n.name.clone()).collect(),
+            snapshot: args.snapshot,
+            bump_revision: args.bump_revision,
+            members: ctx
+                .inventory
+                .etcd_members()
+                .iter()
+                .map(|n| n.name.clone())
+                .collect(),
         })
     }
 
     pub fn commands(&self) -> Vec<Command> {
-        let e = &self.etcdctl;
-        let names: Vec<String> = self.members.iter().map(|n| quote(n)).collect();
-        let n = self.members.len();
-        vec![
-            // `member list` prints "ID, STATUS, NAME, PEER URLS, CLIENT URLS, IS LEARNER".
-            Command::Shell(format!(
-                "members=$({e} member list) || {{ echo 'cannot list members' >&2; exit 1; }}; printf '%s\\n' \"$members\"; \
-test \"$(printf '%s\\n' \"$members\" | grep -c .)\" -eq {n} || {{ echo 'expected {n} members' >&2; exit 1; }}; \
-for m in {}; do printf '%s\\n' \"$members\" | grep -q \", started, $m, \" || {{ echo \"member $m is not started\" >&2; exit 1; }}; done",
-                names.join(" ")
-            )),
-            Command::Shell(format!("{e} endpoint health")),
-            Command::Shell(format!("{e} endpoint status -w table")),
-            // Nothing writes between restore and the API server's start, so equal data means equal hashes.
-            Command::Shell(format!(
-                "hashes=$({e} endpoint hashkv) || {{ echo 'cannot read HashKV' >&2; exit 1; }}; printf '%s\\n' \"$hashes\"; \
-test \"$(printf '%s\\n' \"$hashes\" | awk -F', ' '{{print $2}}' | sort -u | wc -l)\" -eq 1 || {{ echo 'members disagree on HashKV' >&2; exit 1; }}"
-            )),
-        ]
+        let mut text = format!(
+            "check over etcd's API on {}: member list equals the inventory, every member answers a quorum read, one cluster ID, HashKV equal at one revision",
+            self.members.join(", ")
+        );
+        if let Some(s) = &self.snapshot {
+            text.push_str(&format!(
+                ", revision at least {}'s{}, its key count",
+                quote(s),
+                if self.bump_revision > 0 {
+                    format!(" + {}", self.bump_revision)
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        vec![Command::native(
+            Native::VerifyCluster {
+                snapshot: self.snapshot.clone(),
+                bump_revision: self.bump_revision,
+            },
+            text,
+        )]
     }
 }

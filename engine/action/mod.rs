@@ -2,13 +2,16 @@
 //! and whether it is safe to re-run. One file per action; this file is the registry.
 
 pub mod etcd_defrag;
+pub mod etcd_preflight;
 pub mod etcd_restore;
 pub mod etcd_verify_cluster;
 pub mod etcdctl;
 pub mod file_chown;
 pub mod manifest;
 pub mod run;
+pub mod snapshot_copy;
 pub mod snapshot_distribute;
+pub mod snapshot_save;
 pub mod snapshot_verify;
 pub mod wait_etcd_healthy;
 pub mod wait_http;
@@ -39,6 +42,18 @@ pub enum Native {
     CheckSha256 { path: String, expected: String },
     /// Copy a local file to the step's node (mode 0600, written beside `dest` and renamed).
     Upload { source: String, dest: String },
+    /// Ask every etcd member over its API; fail on alarms or no leader.
+    Preflight,
+    /// Stream a snapshot from a member (or the one preflight picks) to a local file and verify it.
+    SaveSnapshot {
+        dest: String,
+        member: Option<String>,
+    },
+    /// Check the cluster over etcd's API after a restore (against the snapshot when given).
+    VerifyCluster {
+        snapshot: Option<String>,
+        bump_revision: u64,
+    },
 }
 
 impl Command {
@@ -119,6 +134,10 @@ pub enum Action {
     EtcdVerifyCluster(etcd_verify_cluster::EtcdVerifyCluster),
     WaitHttp(wait_http::WaitHttp),
     EtcdDefrag(etcd_defrag::EtcdDefrag),
+    EtcdPreflight(etcd_preflight::EtcdPreflight),
+    SnapshotSave(snapshot_save::SnapshotSave),
+    SnapshotCopy(snapshot_copy::SnapshotCopy),
+    SnapshotPrune(snapshot_copy::SnapshotPrune),
     Run(run::Run),
 }
 
@@ -136,6 +155,10 @@ impl Action {
             Action::EtcdVerifyCluster(a) => a.commands(),
             Action::WaitHttp(a) => a.commands(),
             Action::EtcdDefrag(a) => a.commands(),
+            Action::EtcdPreflight(a) => a.commands(),
+            Action::SnapshotSave(a) => a.commands(),
+            Action::SnapshotCopy(a) => a.commands(),
+            Action::SnapshotPrune(a) => a.commands(),
             Action::Run(a) => a.commands(),
         }
     }
@@ -313,6 +336,62 @@ pub static ACTIONS: &[ActionInfo] = &[
         schema: schema_of::<etcd_defrag::Args>,
         parse: |v, ctx| {
             Ok(Action::EtcdDefrag(etcd_defrag::EtcdDefrag::new(
+                args(v)?,
+                ctx,
+            )?))
+        },
+    },
+    ActionInfo {
+        name: "etcd.preflight",
+        summary: "ask every member over etcd's API (status, leader, alarms, learners); fail on any alarm or no leader",
+        default_timeout: secs(60),
+        destructive: false,
+        idempotent: true,
+        schema: schema_of::<etcd_preflight::Args>,
+        parse: |v, ctx| {
+            Ok(Action::EtcdPreflight(etcd_preflight::EtcdPreflight::new(
+                args(v)?,
+                ctx,
+            )?))
+        },
+    },
+    ActionInfo {
+        name: "snapshot.save",
+        summary: "stream a snapshot from a member to this machine over SSH, atomically, with a .sha256, verified",
+        default_timeout: secs(1800),
+        destructive: false,
+        idempotent: true,
+        schema: schema_of::<snapshot_save::Args>,
+        parse: |v, ctx| {
+            Ok(Action::SnapshotSave(snapshot_save::SnapshotSave::new(
+                args(v)?,
+                ctx,
+            )?))
+        },
+    },
+    ActionInfo {
+        name: "snapshot.copy",
+        summary: "copy a saved snapshot and its .sha256 to a directory, an scp target or S3, and check it there",
+        default_timeout: secs(1800),
+        destructive: false,
+        idempotent: true,
+        schema: schema_of::<snapshot_copy::CopyArgs>,
+        parse: |v, ctx| {
+            Ok(Action::SnapshotCopy(snapshot_copy::SnapshotCopy::new(
+                args(v)?,
+                ctx,
+            )?))
+        },
+    },
+    ActionInfo {
+        name: "snapshot.prune",
+        summary: "keep the newest N snapshots (PREFIX*.db) in a directory or scp target, delete older ones",
+        default_timeout: secs(300),
+        destructive: true,
+        idempotent: true,
+        schema: schema_of::<snapshot_copy::PruneArgs>,
+        parse: |v, ctx| {
+            Ok(Action::SnapshotPrune(snapshot_copy::SnapshotPrune::new(
                 args(v)?,
                 ctx,
             )?))

@@ -295,19 +295,9 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
         since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     };
     let reporter = Reporter::new(s.opts.output, graph.runbook.instances.len());
-    let nodes: Vec<&Node> = graph
-        .runbook
-        .inventory
-        .nodes
-        .iter()
-        .filter(|n| {
-            graph
-                .runbook
-                .instances
-                .iter()
-                .any(|i| i.node.as_deref() == Some(&n.name))
-        })
-        .collect();
+    // Every node of the cluster: the lock covers the cluster, and etcd-native steps on this
+    // machine reach every member through its master.
+    let nodes: Vec<&Node> = graph.runbook.inventory.nodes.iter().collect();
 
     // One run per cluster: first on this machine, then on every node once reachable.
     let _local_lock = if s.dry_run {

@@ -4,6 +4,7 @@
 
 pub mod preflight;
 pub mod save;
+pub mod verify;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -85,6 +86,16 @@ pub async fn connect(
     Client::connect([endpoint], Some(opts))
         .await
         .map_err(|e| format!("cannot reach etcd on {}: {e}", node.name))
+}
+
+/// Reads the member's TLS material, opens its tunnel and connects a client to it.
+pub async fn connect_member<E: Executor>(exec: &E, node: &Node) -> Result<Client, String> {
+    let tls = read_tls(exec, node).await?;
+    let addr = exec
+        .tunnel(node, node.etcd.client_port)
+        .await
+        .map_err(|e| e.0)?;
+    connect(node, addr, tls.as_ref()).await
 }
 
 /// One member's health and position, as preflight weighs it.

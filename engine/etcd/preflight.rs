@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use etcd_client::Client;
 use futures_util::future::join_all;
 
-use super::{MemberStatus, alarms, connect, pick_source, read_tls, status};
+use super::{MemberStatus, alarms, connect_member, pick_source, status};
 use crate::executor::Executor;
 use crate::inventory::model::Node;
 
@@ -51,9 +51,7 @@ pub fn describe(m: &MemberStatus) -> String {
 
 pub async fn run<E: Executor>(exec: &E, members: &[&Node]) -> Result<Preflight, String> {
     let reached = join_all(members.iter().map(|n| async move {
-        let tls = read_tls(exec, n).await?;
-        let addr = exec.tunnel(n, n.etcd.client_port).await.map_err(|e| e.0)?;
-        let mut client = connect(n, addr, tls.as_ref()).await?;
+        let mut client = connect_member(exec, n).await?;
         let st = status(n, &mut client).await?;
         Ok::<_, String>((n.name.clone(), client, st))
     }))

@@ -69,6 +69,14 @@ pub async fn save(client: &mut Client, dest: &Path) -> Result<Saved, String> {
 }
 
 async fn stream_to(client: &mut Client, part: &Path) -> Result<(u64, String), String> {
+    if let Some(dir) = part.parent().filter(|d| !d.as_os_str().is_empty()) {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

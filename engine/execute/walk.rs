@@ -574,6 +574,50 @@ async fn native<E: Executor + 'static>(
                 .map(|d| format!("{path}: sha256 {d} as expected"))
                 .map_err(|e| e.to_string())
         }
+        Native::Preflight => {
+            let inv = &sh.graph.runbook.inventory;
+            let members = inv.etcd_members();
+            let pre = crate::etcd::preflight::run(sh.exec.as_ref(), &members).await?;
+            let mut lines: Vec<String> = pre
+                .members
+                .iter()
+                .map(crate::etcd::preflight::describe)
+                .collect();
+            lines.push(format!("no alarms; snapshot source: {}", pre.source));
+            Ok(lines.join("\n"))
+        }
+        Native::SaveSnapshot { dest, member } => {
+            let inv = &sh.graph.runbook.inventory;
+            let members = inv.etcd_members();
+            let mut pre = crate::etcd::preflight::run(sh.exec.as_ref(), &members).await?;
+            let source = member.clone().unwrap_or_else(|| pre.source.clone());
+            let client = pre
+                .clients
+                .get_mut(&source)
+                .ok_or_else(|| format!("no connection to {source}"))?;
+            let saved = crate::etcd::save::save(client, std::path::Path::new(dest)).await?;
+            let mb = saved.bytes as f64 / 1e6;
+            Ok(format!(
+                "saved {dest} from {source}: {mb:.1} MB in {:.2}s, sha256 {}, trailer ok, revision {}, {} keys, hash {}",
+                saved.took.as_secs_f64(),
+                saved.sha256,
+                saved.status.revision,
+                saved.status.total_keys,
+                saved.status.hash
+            ))
+        }
+        Native::VerifyCluster {
+            snapshot,
+            bump_revision,
+        } => {
+            crate::etcd::verify::verify_cluster(
+                sh.exec.as_ref(),
+                &sh.graph.runbook.inventory,
+                snapshot.as_deref().map(std::path::Path::new),
+                *bump_revision,
+            )
+            .await
+        }
         Native::Upload { source, dest } => {
             let node = node.ok_or_else(|| "an upload needs a node".to_string())?;
             let started = Instant::now();

@@ -1,0 +1,277 @@
+//! `snapshot.copy` and `snapshot.prune`: keep a saved snapshot off the host it was taken on,
+//! check the copy where it landed, and keep only the newest N.
+//!
+//! Destinations: a directory on this machine, `[user@]host:dir` (scp, checked with
+//! `sha256sum -c` over ssh), or `s3://bucket/prefix` (`aws s3 cp`, checked by reading it back).
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{ArgError, Command, Ctx};
+use crate::shell::quote;
+
+/// Where copies go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dest {
+    Dir(String),
+    Scp { host: String, dir: String },
+    S3(String),
+}
+
+impl Dest {
+    fn parse(field: &str, to: &str) -> Result<Dest, ArgError> {
+        if to.trim().is_empty() || to.chars().any(char::is_control) {
+            return Err(ArgError::field(
+                field,
+                format!("`{field}` is empty or contains a control character"),
+            ));
+        }
+        if let Some(rest) = to.strip_prefix("s3://") {
+            if rest.is_empty() || rest.starts_with('/') {
+                return Err(
+                    ArgError::field(field, format!("`{field}` {to:?} names no bucket"))
+                        .hint("e.g. s3://backups/etcd"),
+                );
+            }
+            return Ok(Dest::S3(to.trim_end_matches('/').to_string()));
+        }
+        if to.starts_with('/') {
+            return Ok(Dest::Dir(to.trim_end_matches('/').to_string()));
+        }
+        match to.split_once(':') {
+            Some((host, dir)) if !host.is_empty() && !host.starts_with('-') && !dir.is_empty() => {
+                Ok(Dest::Scp {
+                    host: host.to_string(),
+                    dir: dir.trim_end_matches('/').to_string(),
+                })
+            }
+            _ => Err(
+                ArgError::field(field, format!("`{field}` {to:?} is not a destination"))
+                    .hint("an absolute directory, [user@]host:/dir (scp) or s3://bucket/prefix"),
+            ),
+        }
+    }
+}
+
+fn basename(p: &str) -> &str {
+    p.rsplit('/').next().unwrap_or(p)
+}
+
+fn require_local(ctx: &Ctx, action: &str) -> Result<(), ArgError> {
+    if ctx.node.is_some() {
+        return Err(ArgError {
+            field: None,
+            message: format!("`{action}` runs on this machine, where the saved snapshot is"),
+            hint: Some("use `on: local`".into()),
+        });
+    }
+    Ok(())
+}
+
+/// Arguments of `snapshot.copy`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "SnapshotCopyArgs")]
+#[serde(deny_unknown_fields)]
+pub struct CopyArgs {
+    /// The saved snapshot on this machine (its `.sha256` beside it goes along).
+    pub source: String,
+    /// An absolute directory, `[user@]host:/dir`, or `s3://bucket/prefix`.
+    pub to: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SnapshotCopy {
+    pub source: String,
+    pub to: Dest,
+}
+
+impl SnapshotCopy {
+    pub fn new(args: CopyArgs, ctx: &Ctx) -> Result<Self, ArgError> {
+        require_local(ctx, "snapshot.copy")?;
+        if args.source.trim().is_empty() || args.source.ends_with('/') {
+            return Err(ArgError::field("source", "`source` must name a file"));
+        }
+        Ok(SnapshotCopy {
+            to: Dest::parse("to", &args.to)?,
+            source: args.source,
+        })
+    }
+
+    pub fn commands(&self) -> Vec<Command> {
+        let src = quote(&self.source);
+        let sum = quote(&format!("{}.sha256", self.source));
+        let name = basename(&self.source);
+        match &self.to {
+            Dest::Dir(dir) => {
+                let part = quote(&format!("{dir}/.{name}.part"));
+                let dest = quote(&format!("{dir}/{name}"));
+                vec![
+                    Command::Shell(format!(
+                        "mkdir -p -- {d} && cp -- {src} {part} && chmod 0600 {part} && sync -- {part} && mv -- {part} {dest} && cp -- {sum} {d}/",
+                        d = quote(dir)
+                    )),
+                    Command::Shell(format!(
+                        "cd -- {} && sha256sum --quiet -c -- {}",
+                        quote(dir),
+                        quote(&format!("{name}.sha256"))
+                    )),
+                ]
+            }
+            Dest::Scp { host, dir } => {
+                let remote = format!("mkdir -p -- {d} && chmod 0700 -- {d}", d = quote(dir));
+                let check = format!(
+                    "cd -- {} && sha256sum --quiet -c -- {}",
+                    quote(dir),
+                    quote(&format!("{name}.sha256"))
+                );
+                vec![
+                    Command::Shell(format!(
+                        "ssh -o BatchMode=yes -- {h} {}",
+                        quote(&remote),
+                        h = quote(host)
+                    )),
+                    Command::Shell(format!(
+                        "scp -q -p -o BatchMode=yes -- {src} {sum} {}",
+                        quote(&format!("{host}:{dir}/"))
+                    )),
+                    Command::Shell(format!(
+                        "ssh -o BatchMode=yes -- {} {}",
+                        quote(host),
+                        quote(&check)
+                    )),
+                ]
+            }
+            Dest::S3(prefix) => {
+                let obj = quote(&format!("{prefix}/{name}"));
+                vec![
+                    Command::Shell(format!(
+                        "aws s3 cp --only-show-errors -- {src} {obj} && aws s3 cp --only-show-errors -- {sum} {}",
+                        quote(&format!("{prefix}/{name}.sha256"))
+                    )),
+                    Command::Shell(format!(
+                        "test \"$(aws s3 cp --only-show-errors -- {obj} - | sha256sum | cut -d' ' -f1)\" = \"$(cut -d' ' -f1 < {sum})\" || {{ echo {obj}: the copy differs from the source >&2; exit 1; }}"
+                    )),
+                ]
+            }
+        }
+    }
+}
+
+/// Arguments of `snapshot.prune`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "SnapshotPruneArgs")]
+#[serde(deny_unknown_fields)]
+pub struct PruneArgs {
+    /// An absolute directory or `[user@]host:/dir` holding the snapshots.
+    pub dir: String,
+    /// Snapshot file names start with this (e.g. "etcd-prod-"); only `PREFIX*.db` files are pruned.
+    pub prefix: String,
+    /// How many of the newest to keep (at least 1); a number, or digits from a template.
+    pub keep: Count,
+}
+
+/// A count written as a number, or as the digits a `{{ params.x }}` template renders.
+#[derive(Debug, Clone, Copy)]
+pub struct Count(pub u32);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Count, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Count;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a whole number")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Count, E> {
+                u32::try_from(v)
+                    .map(Count)
+                    .map_err(|_| E::custom(format!("{v} is too large")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Count, E> {
+                u64::try_from(v)
+                    .map_err(|_| E::custom(format!("{v} is negative")))
+                    .and_then(|v| self.visit_u64(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Count, E> {
+                v.trim()
+                    .parse::<u32>()
+                    .map(Count)
+                    .map_err(|_| E::custom(format!("{v:?} is not a whole number")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Count {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Count".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [
+                { "type": "integer", "minimum": 0 },
+                { "type": "string", "description": "digits, or a template that renders to digits" }
+            ]
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SnapshotPrune {
+    pub dir: Dest,
+    pub prefix: String,
+    pub keep: u32,
+}
+
+impl SnapshotPrune {
+    pub fn new(args: PruneArgs, ctx: &Ctx) -> Result<Self, ArgError> {
+        require_local(ctx, "snapshot.prune")?;
+        let keep = args.keep.0;
+        if keep == 0 {
+            return Err(ArgError::field(
+                "keep",
+                "`keep` must be at least 1: pruning every snapshot is never intended",
+            ));
+        }
+        if args.prefix.is_empty()
+            || args.prefix.contains('/')
+            || args.prefix.chars().any(char::is_control)
+        {
+            return Err(
+                ArgError::field("prefix", "`prefix` must be a non-empty file name prefix")
+                    .hint("e.g. \"etcd-{{ cluster.name }}-\""),
+            );
+        }
+        let dir = Dest::parse("dir", &args.dir)?;
+        if matches!(dir, Dest::S3(_)) {
+            return Err(ArgError::field("dir", "S3 copies are not pruned here")
+                .hint("give the bucket a lifecycle rule that expires old objects"));
+        }
+        Ok(SnapshotPrune {
+            dir,
+            prefix: args.prefix,
+            keep,
+        })
+    }
+
+    pub fn commands(&self) -> Vec<Command> {
+        let script = |dir: &str| {
+            format!(
+                "cd -- {} && ls -1t -- {}*.db 2>/dev/null | tail -n +{} | while IFS= read -r f; do rm -f -- \"$f\" \"$f.sha256\" && echo \"removed $f\"; done",
+                quote(dir),
+                quote(&self.prefix),
+                self.keep + 1
+            )
+        };
+        match &self.dir {
+            Dest::Dir(d) => vec![Command::Shell(script(d))],
+            Dest::Scp { host, dir } => vec![Command::Shell(format!(
+                "ssh -o BatchMode=yes -- {} {}",
+                quote(host),
+                quote(&script(dir))
+            ))],
+            Dest::S3(_) => Vec::new(),
+        }
+    }
+}

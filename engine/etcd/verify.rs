@@ -1,0 +1,158 @@
+//! After a restore: the member list equals the inventory, every member answers a quorum read,
+//! one cluster ID, HashKV equal on every member at one revision, the revision at least the
+//! snapshot's (plus any bump), and as many keys as the snapshot holds.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use etcd_client::{Client, GetOptions};
+use futures_util::future::join_all;
+
+use super::connect_member;
+use crate::executor::Executor;
+use crate::inventory::model::Inventory;
+use crate::snapshot::status::status;
+
+pub async fn verify_cluster<E: Executor>(
+    exec: &E,
+    inventory: &Inventory,
+    snapshot: Option<&Path>,
+    bump: u64,
+) -> Result<String, String> {
+    let members = inventory.etcd_members();
+    let mut report = Vec::new();
+    let connected = join_all(members.iter().map(|n| connect_member(exec, n))).await;
+    let mut clients: Vec<(String, Client)> = Vec::new();
+    for (n, c) in members.iter().zip(connected) {
+        clients.push((n.name.clone(), c?));
+    }
+
+    // Every member answers a linearizable read (what `endpoint health` asks).
+    let mut cluster_ids = BTreeSet::new();
+    let mut revision = 0i64;
+    for (name, c) in clients.iter_mut() {
+        let r = c
+            .get("health", None)
+            .await
+            .map_err(|e| format!("{name} does not answer a quorum read: {e}"))?;
+        let h = r
+            .header()
+            .ok_or_else(|| format!("{name}: a response without a header"))?;
+        cluster_ids.insert(h.cluster_id());
+        revision = revision.max(h.revision());
+    }
+    if cluster_ids.len() != 1 {
+        return Err(format!(
+            "members belong to {} different clusters: {:x?} (restored with different tokens or member lists?)",
+            cluster_ids.len(),
+            cluster_ids
+        ));
+    }
+    report.push(format!(
+        "{} members healthy, one cluster ID {:x}",
+        clients.len(),
+        cluster_ids.first().copied().unwrap_or(0)
+    ));
+
+    // The member list is the inventory: the same names, each with its own peer URL.
+    let list = clients[0]
+        .1
+        .member_list()
+        .await
+        .map_err(|e| format!("cannot list members: {e}"))?;
+    let mut got: Vec<(String, Vec<String>)> = list
+        .members()
+        .iter()
+        .map(|m| (m.name().to_string(), m.peer_urls().to_vec()))
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, Vec<String>)> = members
+        .iter()
+        .map(|n| (n.name.clone(), vec![n.peer_url()]))
+        .collect();
+    want.sort();
+    if got != want {
+        return Err(format!(
+            "the member list differs from the inventory:\n  cluster:   {got:?}\n  inventory: {want:?}"
+        ));
+    }
+    report.push(format!(
+        "member list equals the inventory: {}",
+        want.iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+
+    // HashKV at one revision on every member; equal compact revisions make a difference divergence.
+    let mut hashes = Vec::new();
+    for (name, c) in clients.iter_mut() {
+        let h = c
+            .hash_kv(revision)
+            .await
+            .map_err(|e| format!("HashKV({revision}) on {name}: {e}"))?;
+        hashes.push((name.clone(), h.hash(), h.compact_version()));
+    }
+    if hashes
+        .windows(2)
+        .any(|w| w[0].1 != w[1].1 || w[0].2 != w[1].2)
+    {
+        return Err(format!(
+            "members disagree on HashKV at revision {revision}: {}",
+            hashes
+                .iter()
+                .map(|(n, h, c)| format!("{n}={h:x} (compacted {c})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    report.push(format!(
+        "HashKV {:x} on every member at revision {revision}",
+        hashes[0].1
+    ));
+
+    if let Some(path) = snapshot {
+        let p = path.to_path_buf();
+        let snap = tokio::task::spawn_blocking(move || status(&p))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let floor = snap.revision + bump as i64;
+        if revision < floor {
+            return Err(format!(
+                "the cluster is at revision {revision}, below the snapshot's {}{}",
+                snap.revision,
+                if bump > 0 {
+                    format!(" plus the bump {bump}")
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        let count = clients[0]
+            .1
+            .get(
+                "",
+                Some(GetOptions::new().with_all_keys().with_count_only()),
+            )
+            .await
+            .map_err(|e| format!("cannot count keys: {e}"))?
+            .count();
+        if count < 0 || count as u64 != snap.live_keys_36 {
+            return Err(format!(
+                "the cluster holds {count} keys, the snapshot {}",
+                snap.live_keys_36
+            ));
+        }
+        report.push(format!(
+            "revision {revision} >= snapshot revision {}{}; {count} keys, as in the snapshot",
+            snap.revision,
+            if bump > 0 {
+                format!(" + {bump}")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    Ok(report.join("\n"))
+}
