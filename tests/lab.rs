@@ -501,6 +501,39 @@ fn refused(etcd: &str, name: &str) {
     }
     lab.sh("cp3", "rm /var/lib/runbook/runbook.lock");
 
+    // A tool the plan needs is missing on the nodes: refused before anything runs, with the remedy.
+    let inv = std::fs::read_to_string(&lab.inventory).unwrap();
+    let etcdctl = inv
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("etcdctl: "))
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let no_tool = lab.work.path().join("no-tool.yaml");
+    std::fs::write(&no_tool, inv.replace(&etcdctl, "/opt/nowhere/etcdctl")).unwrap();
+    let out = runbook()
+        .args(["apply", "plans/etcd-restore-ha.yaml", "-i"])
+        .arg(&no_tool)
+        .arg("--set")
+        .arg(format!("snapshot={}", snapshot.display()))
+        .args(["--yes", "--run-dir"])
+        .arg(lab.work.path().join("no-tool-run"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cp1 has no /opt/nowhere/etcdctl (needed by ")
+            && stderr.contains("set etcd.etcdctl in the inventory"),
+        "{stderr}"
+    );
+    assert!(
+        !journal(&lab.work.path().join("no-tool-run"))
+            .iter()
+            .any(|e| e["event"] == "step_started")
+    );
+
     // A known_hosts whose keys are not the nodes' keys: strict checking refuses to connect.
     let other = lab.work.path().join("other_key");
     check(

@@ -374,7 +374,8 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
     // for want of a host should not start changing the others.
     let unreachable = exec.connect(&nodes).await;
     let mut refused = None;
-    let mut locked = false;
+    // Refused before anything ran for a reason the operator must fix (exit 2).
+    let mut refused_early = false;
     if !unreachable.is_empty() {
         for (_, e) in &unreachable {
             shared.reporter.say(&format!("error: {e}"));
@@ -388,6 +389,15 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
                 .join(", ")
         ));
     } else if !s.dry_run
+        && let problems = crate::execute::tools::check(exec.as_ref(), &graph).await
+        && !problems.is_empty()
+    {
+        for p in &problems {
+            shared.reporter.say(&format!("error: {p}"));
+        }
+        refused = Some("not started: etcd tools missing or mismatched".to_string());
+        refused_early = true;
+    } else if !s.dry_run
         && let Err(e) = lock::acquire_nodes(exec.as_ref(), &nodes, &holder).await
     {
         shared.reporter.say(&format!("error: {e}"));
@@ -395,7 +405,7 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
             "  hint: wait for that run, or resume it; a lock left by a dead run is removed by hand on the node",
         );
         refused = Some("not started: cluster locked".to_string());
-        locked = true;
+        refused_early = true;
     }
     if let Some(reason) = &refused {
         for &i in &graph.order {
@@ -464,7 +474,7 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
     match status {
         RunStatus::Succeeded => EXIT_OK,
         RunStatus::Interrupted => EXIT_INTERRUPTED,
-        RunStatus::Failed if locked => EXIT_USAGE,
+        RunStatus::Failed if refused_early => EXIT_USAGE,
         RunStatus::Failed => EXIT_INVALID,
     }
 }

@@ -6,4 +6,5 @@ pub mod lock;
 pub mod report;
 pub mod rundir;
 pub mod state;
+pub mod tools;
 pub mod walk;
