@@ -271,12 +271,27 @@ pub enum SnapshotCommand {
     Save {
         /// Where to write the snapshot on this machine.
         file: PathBuf,
-        /// The inventory of the cluster.
-        #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
-        inventory: PathBuf,
+        /// The inventory of the cluster (members reached over SSH).
+        #[arg(
+            short = 'i',
+            long = "inventory",
+            value_name = "INVENTORY",
+            required_unless_present = "endpoint"
+        )]
+        inventory: Option<PathBuf>,
         /// Take it from this member instead of the one preflight picks.
-        #[arg(long, value_name = "NODE")]
+        #[arg(long, value_name = "NODE", conflicts_with = "endpoint")]
         member: Option<String>,
+        /// Or connect straight to this client URL (no SSH, no preflight), e.g. https://10.0.0.11:2379.
+        #[arg(long, value_name = "URL", conflicts_with = "inventory")]
+        endpoint: Option<String>,
+        /// With --endpoint: CA bundle, client certificate and key on this machine.
+        #[arg(long, requires = "endpoint", value_name = "FILE")]
+        cacert: Option<PathBuf>,
+        #[arg(long, requires = "endpoint", value_name = "FILE")]
+        cert: Option<PathBuf>,
+        #[arg(long, requires = "endpoint", value_name = "FILE")]
+        key: Option<PathBuf>,
     },
 }
 

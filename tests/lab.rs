@@ -808,6 +808,29 @@ fn snapshot_save(etcd: &str, name: &str) {
         "{st}"
     );
 
+    // Straight to an endpoint with TLS files from this machine (no SSH, no preflight).
+    let pki = lab
+        .inventory
+        .parent()
+        .unwrap()
+        .join("nodes/cp1/etc-kubernetes/pki/etcd");
+    let cp1 = lab.endpoints().split(',').next().unwrap().to_string();
+    let direct = dir.join("direct.db");
+    let out = runbook()
+        .args(["snapshot", "save"])
+        .arg(&direct)
+        .args(["--endpoint", &cp1])
+        .arg("--cacert")
+        .arg(pki.join("ca.crt"))
+        .arg("--cert")
+        .arg(pki.join("server.crt"))
+        .arg("--key")
+        .arg(pki.join("server.key"))
+        .output()
+        .unwrap();
+    check(out, "snapshot save --endpoint");
+    assert!(dir.join("direct.db.sha256").exists());
+
     // A member that does not answer fails preflight, by name, and nothing is written.
     lab.sh("cp3", "mkdir -p /tmp/parked && mv /etc/kubernetes/manifests/etcd.yaml /tmp/parked/ && while pgrep -x etcd >/dev/null; do sleep 0.1; done");
     let second = dir.join("second.db");

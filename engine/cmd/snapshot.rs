@@ -15,9 +15,23 @@ pub fn run(cmd: SnapshotCommand) -> u8 {
     match cmd {
         SnapshotCommand::Save {
             file,
-            inventory,
+            inventory: Some(inventory),
             member,
+            ..
         } => save(&file, &inventory, member.as_deref()),
+        SnapshotCommand::Save {
+            file,
+            endpoint: Some(endpoint),
+            cacert,
+            cert,
+            key,
+            ..
+        } => save_direct(&file, &endpoint, cacert, cert, key),
+        SnapshotCommand::Save { .. } => usage_error(
+            "snapshot save needs a cluster",
+            &"neither -i INVENTORY nor --endpoint URL was given",
+            None,
+        ),
         SnapshotCommand::Status { file, format } => match status(&file) {
             Err(StatusError::Io { path, error }) => {
                 usage_error(&format!("cannot read {path}"), &error, None)
@@ -213,7 +227,62 @@ async fn save_with(exec: &Ssh, members: &[&Node], member: Option<&str>, file: &P
         return EXIT_INVALID;
     };
     eprintln!("saving a snapshot from {source} to {}", file.display());
-    match crate::etcd::save::save(client, file).await {
+    report_saved(crate::etcd::save::save(client, file).await, &source)
+}
+
+/// `--endpoint`: straight to one member's client URL with TLS files from this machine.
+fn save_direct(
+    file: &Path,
+    endpoint: &str,
+    cacert: Option<std::path::PathBuf>,
+    cert: Option<std::path::PathBuf>,
+    key: Option<std::path::PathBuf>,
+) -> u8 {
+    let read = |p: &Option<std::path::PathBuf>| -> Result<Option<Vec<u8>>, u8> {
+        match p {
+            None => Ok(None),
+            Some(p) => std::fs::read(p)
+                .map(Some)
+                .map_err(|e| usage_error(&format!("cannot read {}", p.display()), &e, None)),
+        }
+    };
+    let (ca, crt, k) = match (read(&cacert), read(&cert), read(&key)) {
+        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+        (Err(code), _, _) | (_, Err(code), _) | (_, _, Err(code)) => return code,
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return usage_error("cannot start the async runtime", &e, None),
+    };
+    rt.block_on(async {
+        let mut opts = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(std::time::Duration::from_secs(5));
+        if ca.is_some() || crt.is_some() {
+            let mut tls = etcd_client::TlsOptions::new();
+            if let Some(ca) = &ca {
+                tls = tls.ca_certificate(etcd_client::Certificate::from_pem(ca));
+            }
+            if let (Some(c), Some(k)) = (&crt, &k) {
+                tls = tls.identity(etcd_client::Identity::from_pem(c, k));
+            }
+            opts = opts.with_tls(tls);
+        }
+        let mut client = match etcd_client::Client::connect([endpoint], Some(opts)).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: cannot reach etcd at {endpoint}: {e}");
+                return EXIT_INVALID;
+            }
+        };
+        report_saved(crate::etcd::save::save(&mut client, file).await, endpoint)
+    })
+}
+
+fn report_saved(r: Result<crate::etcd::save::Saved, String>, source: &str) -> u8 {
+    match r {
         Ok(s) => {
             let mb = s.bytes as f64 / 1e6;
             println!("{}", s.path.display());

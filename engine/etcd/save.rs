@@ -8,10 +8,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use etcd_client::Client;
-use sha2::{Digest, Sha256};
 
 use crate::snapshot::hex;
-use crate::snapshot::status::{Status, Trailer, status};
+use crate::snapshot::status::{DigestWriter, Digests, Status, Trailer, status_with};
 
 /// A saved, verified snapshot.
 pub struct Saved {
@@ -26,13 +25,14 @@ pub async fn save(client: &mut Client, dest: &Path) -> Result<Saved, String> {
     let started = Instant::now();
     let part = PathBuf::from(format!("{}.part", dest.display()));
     let result = stream_to(client, &part).await;
-    let (bytes, sha256) = match result {
+    let (bytes, digests) = match result {
         Ok(v) => v,
         Err(e) => {
             let _ = std::fs::remove_file(&part);
             return Err(e);
         }
     };
+    let sha256 = hex(&digests.whole);
     std::fs::rename(&part, dest).map_err(|e| {
         format!(
             "cannot rename {} to {}: {e}",
@@ -46,9 +46,10 @@ pub async fn save(client: &mut Client, dest: &Path) -> Result<Saved, String> {
         .unwrap_or_default();
     let sidecar = PathBuf::from(format!("{}.sha256", dest.display()));
     write_private(&sidecar, format!("{sha256}  {name}\n").as_bytes())?;
-    // etcdctl never checks what it saved; this does, before anyone relies on the file.
+    // etcdctl never checks what it saved; this does, before anyone relies on the file. The
+    // digests were taken on the way in, so only the bbolt walk reads the file again.
     let d = dest.to_path_buf();
-    let st = tokio::task::spawn_blocking(move || status(&d))
+    let st = tokio::task::spawn_blocking(move || status_with(&d, digests))
         .await
         .map_err(|e| format!("verifying {}: {e}", dest.display()))?
         .map_err(|e| e.to_string())?;
@@ -68,7 +69,7 @@ pub async fn save(client: &mut Client, dest: &Path) -> Result<Saved, String> {
     })
 }
 
-async fn stream_to(client: &mut Client, part: &Path) -> Result<(u64, String), String> {
+async fn stream_to(client: &mut Client, part: &Path) -> Result<(u64, Digests), String> {
     if let Some(dir) = part.parent().filter(|d| !d.as_os_str().is_empty()) {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
@@ -88,7 +89,7 @@ async fn stream_to(client: &mut Client, part: &Path) -> Result<(u64, String), St
         .snapshot()
         .await
         .map_err(|e| format!("cannot start the snapshot stream: {e}"))?;
-    let mut h = Sha256::new();
+    let mut h = DigestWriter::default();
     let mut bytes = 0u64;
     while let Some(msg) = stream
         .message()
@@ -106,7 +107,7 @@ async fn stream_to(client: &mut Client, part: &Path) -> Result<(u64, String), St
     if bytes == 0 {
         return Err("etcd sent an empty snapshot".into());
     }
-    Ok((bytes, hex(h.finalize().as_slice())))
+    Ok((bytes, h.finish()))
 }
 
 fn write_private(path: &Path, content: &[u8]) -> Result<(), String> {

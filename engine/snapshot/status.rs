@@ -83,43 +83,123 @@ pub fn status(path: &Path) -> Result<Status, StatusError> {
         path: p.clone(),
         error,
     };
-    let mut f = File::open(path).map_err(io)?;
-    let size = f.metadata().map_err(io)?.len();
+    let file = File::open(path).map_err(io)?;
+    let size = file.metadata().map_err(io)?.len();
     if size == 0 {
         return Err(StatusError::Empty { path: p });
     }
-    // One pass for both digests: the whole file's and the body's (all but a trailer).
-    let maybe_trailer = size % 512 == 32;
-    let body_len = if maybe_trailer { size - 32 } else { size };
-    let (mut whole, mut body) = (Sha256::new(), Sha256::new());
-    let mut tail = Vec::with_capacity(32);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut done = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
-        }
-        let chunk = &buf[..n];
-        whole.update(chunk);
-        let in_body = body_len.saturating_sub(done).min(n as u64) as usize;
-        body.update(&chunk[..in_body]);
-        tail.extend_from_slice(&chunk[in_body..]);
-        done += n as u64;
-    }
-    let trailer = if !maybe_trailer {
-        Trailer::Absent
-    } else if body.finalize().as_slice() == tail.as_slice() {
-        Trailer::Ok
-    } else {
-        Trailer::Mismatch
+    let body_len = body_len(size);
+    // Two cores, two jobs: the digest reads the file front to back while the walk reads pages.
+    let (digests, figures) = std::thread::scope(|scope| {
+        let hashing = scope.spawn(|| Digests::of_file(path));
+        let walked = figures(&file, body_len);
+        (hashing.join(), walked)
+    });
+    let digests = digests
+        .map_err(|_| io(std::io::Error::other("the digest thread panicked")))?
+        .map_err(io)?;
+    let mut st = figures.map_err(|e| e.at(&p))?;
+    digests.apply(&mut st, size);
+    Ok(st)
+}
+
+/// The same check for a file whose digests are already known (computed while it was written),
+/// so a freshly saved snapshot is not hashed twice.
+pub fn status_with(path: &Path, digests: Digests) -> Result<Status, StatusError> {
+    let p = path.display().to_string();
+    let io = |error| StatusError::Io {
+        path: p.clone(),
+        error,
     };
     let file = File::open(path).map_err(io)?;
-    let mut st = figures(&file, body_len).map_err(|e| e.at(&p))?;
-    st.sha256 = trailer;
-    st.file_sha256 = hex(whole.finalize().as_slice());
-    st.file_size = size;
+    let size = file.metadata().map_err(io)?.len();
+    if size == 0 {
+        return Err(StatusError::Empty { path: p });
+    }
+    let mut st = figures(&file, body_len(size)).map_err(|e| e.at(&p))?;
+    digests.apply(&mut st, size);
     Ok(st)
+}
+
+/// A snapshot has a trailer iff its size is 32 more than a multiple of 512.
+fn body_len(size: u64) -> u64 {
+    if size % 512 == 32 { size - 32 } else { size }
+}
+
+/// The digests a status needs: of everything but the last 32 bytes (the body, when there is
+/// a trailer), of the whole file, and those last bytes.
+pub struct Digests {
+    pub body: [u8; 32],
+    pub whole: [u8; 32],
+    pub tail: Vec<u8>,
+}
+
+impl Digests {
+    fn of_file(path: &Path) -> std::io::Result<Digests> {
+        let mut f = File::open(path)?;
+        let mut d = DigestWriter::default();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                return Ok(d.finish());
+            }
+            d.update(&buf[..n]);
+        }
+    }
+
+    fn apply(self, st: &mut Status, size: u64) {
+        st.sha256 = if body_len(size) == size {
+            Trailer::Absent
+        } else if self.body.as_slice() == self.tail.as_slice() {
+            Trailer::Ok
+        } else {
+            Trailer::Mismatch
+        };
+        st.file_sha256 = hex(&self.whole);
+        st.file_size = size;
+    }
+}
+
+/// Hashes bytes as they stream by, once: the hasher runs 32 bytes behind, so where the
+/// stream ends its state is the body's digest, and the held bytes finish the whole's.
+/// Works when the size is not known in advance (a snapshot arriving from etcd).
+#[derive(Default)]
+pub struct DigestWriter {
+    hasher: Sha256,
+    held: Vec<u8>,
+}
+
+impl DigestWriter {
+    pub fn update(&mut self, chunk: &[u8]) {
+        let total = self.held.len() + chunk.len();
+        if total <= 32 {
+            self.held.extend_from_slice(chunk);
+            return;
+        }
+        let emit = total - 32;
+        if emit <= self.held.len() {
+            self.hasher.update(&self.held[..emit]);
+            self.held.drain(..emit);
+            self.held.extend_from_slice(chunk);
+        } else {
+            self.hasher.update(&self.held);
+            let from_chunk = emit - self.held.len();
+            self.hasher.update(&chunk[..from_chunk]);
+            self.held.clear();
+            self.held.extend_from_slice(&chunk[from_chunk..]);
+        }
+    }
+
+    pub fn finish(mut self) -> Digests {
+        let body: [u8; 32] = self.hasher.clone().finalize().into();
+        self.hasher.update(&self.held);
+        Digests {
+            body,
+            whole: self.hasher.finalize().into(),
+            tail: self.held,
+        }
+    }
 }
 
 /// The same check on bytes in memory (the fuzzer's entry point).
@@ -129,21 +209,10 @@ pub fn status_of_bytes(bytes: &[u8]) -> Result<Status, StatusError> {
             path: "<memory>".into(),
         });
     }
-    let body_len = if bytes.len() % 512 == 32 {
-        bytes.len() - 32
-    } else {
-        bytes.len()
-    };
-    let mut st = figures(&bytes, body_len as u64).map_err(|e| e.at("<memory>"))?;
-    st.sha256 = if body_len == bytes.len() {
-        Trailer::Absent
-    } else if Sha256::digest(&bytes[..body_len]).as_slice() == &bytes[body_len..] {
-        Trailer::Ok
-    } else {
-        Trailer::Mismatch
-    };
-    st.file_sha256 = hex(Sha256::digest(bytes).as_slice());
-    st.file_size = bytes.len() as u64;
+    let mut st = figures(&bytes, body_len(bytes.len() as u64)).map_err(|e| e.at("<memory>"))?;
+    let mut d = DigestWriter::default();
+    d.update(bytes);
+    d.finish().apply(&mut st, bytes.len() as u64);
     Ok(st)
 }
 
@@ -355,6 +424,29 @@ fn varint(b: &[u8]) -> Option<(u64, &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_pass_digests_equal_two_plain_ones_however_the_bytes_arrive() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
+        for split in [1usize, 7, 31, 32, 33, 100, 4999, 5000] {
+            let mut d = DigestWriter::default();
+            for chunk in data.chunks(split) {
+                d.update(chunk);
+            }
+            let got = d.finish();
+            assert_eq!(got.whole.as_slice(), Sha256::digest(&data).as_slice());
+            assert_eq!(
+                got.body.as_slice(),
+                Sha256::digest(&data[..data.len() - 32]).as_slice()
+            );
+            assert_eq!(got.tail, &data[data.len() - 32..]);
+        }
+        let mut short = DigestWriter::default();
+        short.update(b"abc");
+        let s = short.finish();
+        assert_eq!(s.whole.as_slice(), Sha256::digest(b"abc").as_slice());
+        assert_eq!(s.tail, b"abc");
+    }
 
     #[test]
     fn reads_the_key_field_of_a_keyvalue() {
