@@ -236,8 +236,9 @@ fn wait_for_journal(journal: &Path, needle: &str) {
     }
 }
 
-/// Starts `apply` in the background and kills it with SIGKILL once `id` has started.
-fn kill_when_started(s: &Scratch, id: &str) {
+/// Starts `apply` in the background and kills it with SIGKILL once `id` has started and, when
+/// given, once its command has left `marker` behind (so the kill lands mid-command).
+fn kill_when_started(s: &Scratch, id: &str, marker: Option<&str>) {
     let mut child = s
         .cmd(&[
             "apply",
@@ -257,6 +258,13 @@ fn kill_when_started(s: &Scratch, id: &str) {
         &s.path("run/journal.jsonl"),
         &format!("\"event\":\"step_started\",\"id\":\"{id}\""),
     );
+    if let Some(m) = marker {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !s.path(m).exists() {
+            assert!(Instant::now() < deadline, "{id} never wrote {m}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -290,7 +298,7 @@ steps:
         ),
     )
     .unwrap();
-    kill_when_started(&s, "slow-wipe");
+    kill_when_started(&s, "slow-wipe", Some("wipe"));
     let st = s.run(&["status", "run"]);
     assert!(st.stdout.contains("State: incomplete"), "{}", st.stdout);
     assert!(
@@ -361,7 +369,7 @@ fn resume_reruns_an_unknown_step_that_is_safe_to_rerun() {
         ),
     )
     .unwrap();
-    kill_when_started(&s, "wait");
+    kill_when_started(&s, "wait", None);
     std::fs::write(s.path("flag"), "").unwrap();
     let r = s.run(&["resume", "run"]);
     assert_eq!(r.code, 0, "{}", r.stderr);

@@ -125,7 +125,9 @@ pub async fn walk<E: Executor + 'static>(
     let mut running: HashMap<tokio::task::Id, usize> = HashMap::new();
     let mut stopping = false;
     let mut interrupts = 0u32;
-    let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
+    // Installed before the first step starts: a Ctrl-C right after it must reach this loop,
+    // not the default handler that would kill the process mid-step.
+    let mut ctrl_c = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
 
     loop {
         if shared
@@ -198,13 +200,12 @@ pub async fn walk<E: Executor + 'static>(
                     }
                 }
             }
-            _ = &mut ctrl_c => {
+            _ = interrupted(&mut ctrl_c) => {
                 interrupts += 1;
                 stopping = true;
                 let ids: Vec<String> = running.values().map(|&i| g.instance(i).id.clone()).collect();
                 if interrupts == 1 {
                     shared.emit(Event::Interrupted { running: ids });
-                    ctrl_c = Box::pin(tokio::signal::ctrl_c());
                 } else {
                     tasks.abort_all();
                     for (_, i) in running.drain() {
@@ -243,6 +244,16 @@ pub async fn walk<E: Executor + 'static>(
         .unwrap_or_else(|p| p.into_inner())
         .clone();
     state
+}
+
+/// Resolves at the next SIGINT (never, if the handler could not be installed).
+async fn interrupted(sig: &mut Option<tokio::signal::unix::Signal>) {
+    match sig {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
 }
 
 /// One instance: gate, then attempts until success or the retries are spent.
