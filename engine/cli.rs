@@ -93,7 +93,7 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = DiagFormat::Text)]
         format: DiagFormat,
     },
-    /// Inspect snapshot files natively: no etcd binary needed.
+    /// Check snapshots natively (no etcd binary needed) and save them from a member over SSH.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
     /// A local lab of real hosts (network namespaces, sshd, etcd, kubelet-like supervisor); Linux, root.
