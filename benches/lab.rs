@@ -8,35 +8,18 @@
 //!     the peer the engine is compared with.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+mod common;
+use common::{ok, runbook};
 use std::time::{Duration, Instant, SystemTime};
 
 const LAB: &str = "bench";
 const CHAIN: usize = 30;
 const RESTORES: usize = 5;
 
-fn runbook() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_runbook"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1");
-    c
-}
-
-fn ok(c: &mut Command, what: &str) -> Vec<u8> {
-    let out = c.stdin(Stdio::null()).output().expect(what);
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 fn in_node(node: &str, script: &str) -> Vec<u8> {
-    ok(
-        runbook().args(["lab", "exec", "--name", LAB, node, "--", "sh", "-c", script]),
-        script,
-    )
+    common::in_node(LAB, node, script)
 }
 
 fn time(rfc3339: &str) -> SystemTime {

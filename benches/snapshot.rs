@@ -7,35 +7,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+mod common;
+use common::{ok, runbook};
 use std::time::Instant;
 
 const LAB: &str = "bsnap";
 const VALUES: usize = 1100;
 
-fn runbook() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_runbook"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("NO_COLOR", "1");
-    c
-}
-
-fn ok(c: &mut Command, what: &str) -> Vec<u8> {
-    let out = c.stdin(Stdio::null()).output().expect(what);
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
 fn in_node(script: &str) -> Vec<u8> {
-    ok(
-        runbook().args([
-            "lab", "exec", "--name", LAB, "cp1", "--", "sh", "-c", script,
-        ]),
-        script,
-    )
+    common::in_node(LAB, "cp1", script)
 }
 
 /// Wall seconds and peak RSS (MB) of a command, by /usr/bin/time.

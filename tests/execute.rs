@@ -63,6 +63,25 @@ impl Scratch {
         r
     }
 
+    /// `apply plan.yaml --local` into `run_dir`, started in the background.
+    fn spawn_apply(&self, run_dir: &str, extra: &[&str]) -> std::process::Child {
+        let mut args = vec![
+            "apply",
+            "plan.yaml",
+            "-i",
+            "inventory.yaml",
+            "--local",
+            "--run-dir",
+            run_dir,
+        ];
+        args.extend_from_slice(extra);
+        self.cmd(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     fn apply(&self, extra: &[&str]) -> Run {
         let mut args = vec![
             "apply",
@@ -239,21 +258,7 @@ fn wait_for_journal(journal: &Path, needle: &str) {
 /// Starts `apply` in the background and kills it with SIGKILL once `id` has started and, when
 /// given, once its command has left `marker` behind (so the kill lands mid-command).
 fn kill_when_started(s: &Scratch, id: &str, marker: Option<&str>) {
-    let mut child = s
-        .cmd(&[
-            "apply",
-            "plan.yaml",
-            "-i",
-            "inventory.yaml",
-            "--local",
-            "--run-dir",
-            "run",
-            "--yes",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = s.spawn_apply("run", &["--yes"]);
     wait_for_journal(
         &s.path("run/journal.jsonl"),
         &format!("\"event\":\"step_started\",\"id\":\"{id}\""),
@@ -422,20 +427,7 @@ fn retries_back_off_and_timeouts_stop_the_step() {
 #[test]
 fn one_run_per_cluster() {
     let s = Scratch::new("name: l\nsteps:\n  - id: hold\n    on: n1\n    run: 'sleep 3'\n");
-    let mut first = s
-        .cmd(&[
-            "apply",
-            "plan.yaml",
-            "-i",
-            "inventory.yaml",
-            "--local",
-            "--run-dir",
-            "run1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = s.spawn_apply("run1", &[]);
     wait_for_journal(&s.path("run1/journal.jsonl"), "step_started");
     let r = s.run(&[
         "apply",
@@ -597,20 +589,7 @@ fn ctrl_c_lets_running_steps_finish_and_starts_nothing_new() {
         ),
     )
     .unwrap();
-    let child = s
-        .cmd(&[
-            "apply",
-            "plan.yaml",
-            "-i",
-            "inventory.yaml",
-            "--local",
-            "--run-dir",
-            "run",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = s.spawn_apply("run", &[]);
     wait_for_journal(&s.path("run/journal.jsonl"), "step_started");
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),

@@ -78,16 +78,11 @@ pub enum StatusError {
 
 /// Reads a snapshot (or a raw db file) and checks it completely.
 pub fn status(path: &Path) -> Result<Status, StatusError> {
-    let p = path.display().to_string();
+    let (file, size, p) = open_nonempty(path)?;
     let io = |error| StatusError::Io {
         path: p.clone(),
         error,
     };
-    let file = File::open(path).map_err(io)?;
-    let size = file.metadata().map_err(io)?.len();
-    if size == 0 {
-        return Err(StatusError::Empty { path: p });
-    }
     let body_len = body_len(size);
     // Two cores, two jobs: the digest reads the file front to back while the walk reads pages.
     let (digests, figures) = std::thread::scope(|scope| {
@@ -106,6 +101,14 @@ pub fn status(path: &Path) -> Result<Status, StatusError> {
 /// The same check for a file whose digests are already known (computed while it was written),
 /// so a freshly saved snapshot is not hashed twice.
 pub fn status_with(path: &Path, digests: Digests) -> Result<Status, StatusError> {
+    let (file, size, p) = open_nonempty(path)?;
+    let mut st = figures(&file, body_len(size)).map_err(|e| e.at(&p))?;
+    digests.apply(&mut st, size);
+    Ok(st)
+}
+
+/// Opens a file that must not be empty: the file, its size, its path for messages.
+fn open_nonempty(path: &Path) -> Result<(File, u64, String), StatusError> {
     let p = path.display().to_string();
     let io = |error| StatusError::Io {
         path: p.clone(),
@@ -116,9 +119,7 @@ pub fn status_with(path: &Path, digests: Digests) -> Result<Status, StatusError>
     if size == 0 {
         return Err(StatusError::Empty { path: p });
     }
-    let mut st = figures(&file, body_len(size)).map_err(|e| e.at(&p))?;
-    digests.apply(&mut st, size);
-    Ok(st)
+    Ok((file, size, p))
 }
 
 /// A snapshot has a trailer iff its size is 32 more than a multiple of 512.
