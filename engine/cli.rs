@@ -99,6 +99,17 @@ pub enum Command {
     /// A local lab of real hosts (network namespaces, sshd, etcd, kubelet-like supervisor); Linux, root.
     #[command(subcommand)]
     Lab(LabCommand),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  runbook completions bash > /etc/bash_completion.d/runbook\n  runbook completions zsh > \"${fpath[1]}/_runbook\""
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    #[command(after_help = "Example:\n  runbook man > /usr/local/share/man/man1/runbook.1")]
+    Man,
     /// Print the JSON Schema (draft-07) of plans or inventories, for editors and CI.
     #[command(after_help = "Example:\n  runbook schema inventory > schemas/inventory.schema.json")]
     Schema {
@@ -195,11 +206,13 @@ pub enum LabCommand {
         keep: bool,
     },
     /// Stop everything the lab runs and remove its namespaces, links, mounts and files.
+    #[command(after_help = "Example:\n  runbook lab down --name lab")]
     Down {
         #[command(flatten)]
         lab: LabName,
     },
     /// Show each node: address, sshd, etcd and the apiserver stand-in.
+    #[command(after_help = "Example:\n  runbook lab status --name lab")]
     Status {
         #[command(flatten)]
         lab: LabName,

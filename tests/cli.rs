@@ -306,3 +306,49 @@ fn backup_plan_for_each_kind_of_destination() {
         insta::assert_snapshot!(format!("plan_text_backup_{name}"), r.stdout);
     }
 }
+
+#[test]
+fn every_command_shows_an_example_in_its_help() {
+    use clap::CommandFactory;
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for sub in cmd.get_subcommands() {
+            if sub.is_hide_set() || sub.get_name() == "help" {
+                continue;
+            }
+            let name = format!("{path} {}", sub.get_name());
+            if sub.has_subcommands() {
+                walk(sub, &name, missing);
+                continue;
+            }
+            let after = sub
+                .get_after_help()
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            if !after.contains("Example") || !after.contains(&format!("{name} ")) {
+                missing.push(name);
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    walk(&runbook::cli::Cli::command(), "runbook", &mut missing);
+    assert!(
+        missing.is_empty(),
+        "commands without an example of themselves: {missing:?}"
+    );
+}
+
+#[test]
+fn completions_and_man_page_are_generated() {
+    let bash = runbook(&["completions", "bash"]);
+    assert_eq!(bash.code, 0);
+    for word in ["apply", "resume", "snapshot", "lab", "--approve"] {
+        assert!(bash.stdout.contains(word), "bash completion lacks {word}");
+    }
+    let man = runbook(&["man"]);
+    assert_eq!(man.code, 0);
+    assert!(
+        man.stdout.contains(".TH runbook 1"),
+        "{}",
+        &man.stdout[..200.min(man.stdout.len())]
+    );
+}

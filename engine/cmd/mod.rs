@@ -1,6 +1,7 @@
 //! Command implementations: one file per subcommand, sharing input handling and exit codes.
 
 mod apply;
+mod docs;
 mod drill;
 mod lab;
 mod plan;
@@ -29,6 +30,8 @@ pub fn run(cli: Cli) -> ExitCode {
         } => validate::run(&input, format, deny_warnings),
         Command::Plan { input, format, out } => plan::run(&input, format, out.as_deref()),
         Command::Schema { kind } => schema::run(kind),
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man => docs::man(),
         Command::Lab(cmd) => lab::run(cmd),
         Command::Snapshot(cmd) => snapshot::run(cmd),
         Command::Apply {
