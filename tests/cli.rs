@@ -352,3 +352,54 @@ fn completions_and_man_page_are_generated() {
         &man.stdout[..200.min(man.stdout.len())]
     );
 }
+
+#[test]
+fn the_ci_example_checks_every_plan_and_fails_on_warnings() {
+    let out_dir = tempfile::tempdir().unwrap();
+    let run = |matrix: &std::path::Path| {
+        std::process::Command::new("sh")
+            .arg("examples/ci/check-plans.sh")
+            .arg(matrix)
+            .arg(out_dir.path())
+            .current_dir(common::root())
+            .env("RUNBOOK", env!("CARGO_BIN_EXE_runbook"))
+            .output()
+            .unwrap()
+    };
+    let out = run(std::path::Path::new("examples/ci/plans.matrix"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("checked 5 plan/inventory pairs, 0 failed"),
+        "{stdout}"
+    );
+    assert!(
+        out_dir
+            .path()
+            .join("etcd-backup-kubeadm-ha-3.json")
+            .exists()
+    );
+    // Every bundled plan is in the matrix.
+    let matrix = std::fs::read_to_string(common::root().join("examples/ci/plans.matrix")).unwrap();
+    for plan in std::fs::read_dir(common::root().join("plans")).unwrap() {
+        let name = plan.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(
+            matrix.contains(&format!("plans/{name}")),
+            "{name} is not checked by the CI example"
+        );
+    }
+    // A warning fails the job unless the line allows it.
+    let strict = out_dir.path().join("strict.matrix");
+    std::fs::write(
+        &strict,
+        "plans/etcd-restore-single.yaml examples/kubeadm-single.yaml snapshot=/b/e.db\n",
+    )
+    .unwrap();
+    let out = run(&strict);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 failed"));
+}
