@@ -93,6 +93,16 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = DiagFormat::Text)]
         format: DiagFormat,
     },
+    /// A report of a run: timeline, durations, RTO, snapshot age (RPO), verification, pass or fail.
+    #[command(
+        after_help = "Exit status: 0 the run passed; 1 it did not; 2 no such run.\n\nExamples:\n  runbook report 20261121T101500Z-3f9a --format markdown > drill.md\n  runbook report 20261121T101500Z-3f9a --format junit > drill.xml"
+    )]
+    Report {
+        /// The run: its id (under .runbook/runs) or its directory.
+        run: String,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
+        format: ReportFormat,
+    },
     /// Check snapshots natively (no etcd binary needed) and save them from a member over SSH.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -161,6 +171,13 @@ pub struct PlanInput {
 pub enum DiagFormat {
     Text,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Markdown,
+    Json,
+    Junit,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -180,6 +180,31 @@ steps:
     );
     assert!(w < p, "{notes}");
     assert!(r.stderr.contains("restore the wiped data on n1"));
+    // The report says it failed, where, and why; JUnit marks the failure and the skips.
+    let report = s.run(&["report", "run", "--format", "junit"]);
+    assert_eq!(report.code, 1);
+    assert!(
+        report.stdout.contains("name=\"broken\" time="),
+        "{}",
+        report.stdout
+    );
+    assert!(
+        report
+            .stdout
+            .contains("<failure message=\"exit 7: the disk is full\"/>"),
+        "{}",
+        report.stdout
+    );
+    assert!(
+        report
+            .stdout
+            .contains("<skipped message=\"skipped (upstream failed: broken)\"/>"),
+        "{}",
+        report.stdout
+    );
+    let md = s.run(&["report", "run"]);
+    assert!(md.stdout.starts_with("# fail on "), "{}", md.stdout);
+    assert!(md.stdout.contains("FAILED"));
     // The step log keeps the command and what it printed.
     let log = std::fs::read_to_string(s.path("run/logs/broken.log")).unwrap();
     assert!(

@@ -255,6 +255,37 @@ fn restore_ha(etcd: &str, name: &str) {
     let j = journal(&run_dir);
     assert_eq!(j.last().unwrap()["status"], "succeeded");
     assert_no_masters_left(&run_dir);
+    // The drill report: passed, with RTO, snapshot figures and the verification's findings.
+    let report: serde_json::Value = serde_json::from_str(&check(
+        runbook()
+            .args(["report", "--format", "json"])
+            .arg(&run_dir)
+            .output()
+            .unwrap(),
+        "report",
+    ))
+    .unwrap();
+    assert_eq!(report["passed"], true);
+    assert!(report["rto_s"].as_f64().unwrap() > 0.0);
+    assert!(report["rpo_s"].as_f64().unwrap() >= 0.0);
+    assert_eq!(
+        report["snapshot"]["live_keys_36"].as_u64().unwrap(),
+        BEFORE as u64
+    );
+    let findings = report["verification"].to_string();
+    assert!(
+        findings.contains("member list equals the inventory") && findings.contains("HashKV"),
+        "{findings}"
+    );
+    let junit = check(
+        runbook()
+            .args(["report", "--format", "junit"])
+            .arg(&run_dir)
+            .output()
+            .unwrap(),
+        "junit",
+    );
+    assert!(junit.contains("tests=\"35\" failures=\"0\""), "{junit}");
     // The run's lock files are gone from every node.
     for n in &lab.nodes {
         lab.sh(n, "! test -e /var/lib/runbook/runbook.lock");

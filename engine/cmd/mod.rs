@@ -5,6 +5,7 @@ mod docs;
 mod drill;
 mod lab;
 mod plan;
+mod report;
 mod schema;
 mod snapshot;
 mod status;
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Schema { kind } => schema::run(kind),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man => docs::man(),
+        Command::Report { run, format } => report::run(&run, format),
         Command::Lab(cmd) => lab::run(cmd),
         Command::Snapshot(cmd) => snapshot::run(cmd),
         Command::Apply {
