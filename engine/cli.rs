@@ -51,11 +51,11 @@ pub enum Command {
     },
     /// Run a plan on its hosts: gates for destructive steps, a journal to resume from, one run per cluster.
     #[command(
-        after_help = "Exit status: 0 every step succeeded; 1 invalid plan, a step failed or a host was unreachable; 2 refused before starting (usage, gate, lock); 130 interrupted.\n\nExamples:\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db --approve sha256:…  # CI, after review\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db --dry-run"
+        after_help = "Exit status: 0 every step succeeded; 1 invalid plan, a step failed or a host was unreachable; 2 refused before starting (usage, gate, lock); 130 interrupted.\n\nExamples:\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db --approve sha256:…  # CI, after review\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db --dry-run\n  runbook plan plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db --format json --out restore.json\n  runbook apply restore.json --approve sha256:…  # exactly the reviewed plan"
     )]
     Apply {
         #[command(flatten)]
-        input: PlanInput,
+        input: ApplyInput,
         #[command(flatten)]
         run: RunOptions,
         /// Walk the plan in order without reaching any host.
@@ -149,6 +149,23 @@ pub struct RunOptions {
     /// text: progress on a terminal, plain lines otherwise, summary on stdout; json: one event per line on stdout.
     #[arg(long, value_enum, default_value_t = OutputMode::Text)]
     pub output: OutputMode,
+}
+
+/// What `apply` runs: a plan with its inventory and parameters, or a saved plan
+/// (`runbook plan --format json --out FILE`), which carries its own.
+#[derive(Debug, Args)]
+pub struct ApplyInput {
+    /// The plan file (YAML), or a saved plan (JSON).
+    pub plan: PathBuf,
+    /// The inventory file (YAML); not with a saved plan.
+    #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
+    pub inventory: Option<PathBuf>,
+    /// Set a plan parameter (repeatable). The value is taken literally.
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_assignment)]
+    pub set: Vec<(String, String)>,
+    /// Set a plan parameter to the contents of a file (repeatable).
+    #[arg(long = "set-file", value_name = "NAME=PATH", value_parser = parse_assignment)]
+    pub set_file: Vec<(String, String)>,
 }
 
 /// The inputs of a compile, shared by `validate` and `plan`.

@@ -680,3 +680,123 @@ fn distribute_copies_the_file_and_checks_its_digest_on_the_node() {
         "the digest is checked on the node: {log}"
     );
 }
+
+#[test]
+fn a_saved_plan_runs_exactly_as_reviewed_or_not_at_all() {
+    let s = Scratch::new("");
+    std::fs::write(s.path("input.db"), "reviewed bytes").unwrap();
+    std::fs::write(
+        s.path("plan.yaml"),
+        format!(
+            "name: saved\nparams:\n  src: {{ required: true }}\nsteps:\n  - id: use\n    on: n1\n    run: 'cat {{{{ params.src }}}} > {out}'\n    destructive: true\n    rollback: none\n",
+            out = s.path("out").display()
+        ),
+    )
+    .unwrap();
+    let src = format!("src={}", s.path("input.db").display());
+    let r = s.run(&[
+        "plan",
+        "plan.yaml",
+        "-i",
+        "inventory.yaml",
+        "--set",
+        &src,
+        "--format",
+        "json",
+        "--out",
+        "saved.json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.path("saved.json")).unwrap()).unwrap();
+    let fp = saved["fingerprint"].as_str().unwrap().to_string();
+    assert_eq!(saved["saved_plan"]["files"][0]["param"], "src");
+
+    let r = s.run(&["apply", "saved.json", "--local"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains(&format!("--approve {fp}")),
+        "{}",
+        r.stderr
+    );
+    let r = s.run(&[
+        "apply",
+        "saved.json",
+        "-i",
+        "inventory.yaml",
+        "--approve",
+        &fp,
+        "--local",
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("carries its own inventory"),
+        "{}",
+        r.stderr
+    );
+    let r = s.run(&[
+        "apply",
+        "saved.json",
+        "--approve",
+        "sha256:00",
+        "--local",
+        "--run-dir",
+        "r0",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(!s.path("out").exists());
+
+    let r = s.run(&[
+        "apply",
+        "saved.json",
+        "--approve",
+        &fp,
+        "--local",
+        "--run-dir",
+        "r1",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        std::fs::read_to_string(s.path("out")).unwrap(),
+        "reviewed bytes"
+    );
+
+    // The snapshot-like input changed after the review: refused, nothing runs.
+    std::fs::remove_file(s.path("out")).unwrap();
+    std::fs::write(s.path("input.db"), "other bytes").unwrap();
+    let r = s.run(&[
+        "apply",
+        "saved.json",
+        "--approve",
+        &fp,
+        "--local",
+        "--run-dir",
+        "r2",
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("its inputs changed") && r.stderr.contains("parameter `src`"),
+        "{}",
+        r.stderr
+    );
+    assert!(!s.path("out").exists());
+    // So is a changed inventory.
+    std::fs::write(s.path("input.db"), "reviewed bytes").unwrap();
+    let inv = std::fs::read_to_string(s.path("inventory.yaml")).unwrap();
+    std::fs::write(s.path("inventory.yaml"), format!("{inv}# edited\n")).unwrap();
+    let r = s.run(&[
+        "apply",
+        "saved.json",
+        "--approve",
+        &fp,
+        "--local",
+        "--run-dir",
+        "r3",
+    ]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("inventory") && r.stderr.contains("changed"),
+        "{}",
+        r.stderr
+    );
+}

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_USAGE, param_values, usage_error};
-use crate::cli::{PlanInput, RunOptions};
+use crate::cli::{ApplyInput, PlanInput, RunOptions};
 use crate::compile::ParamValue;
 use crate::execute::gate::{Approval, Gate};
 use crate::execute::journal::{self, Decision, Event, Journal, RunStatus};
@@ -20,20 +20,14 @@ use crate::inventory::model::Node;
 use crate::pipeline;
 
 pub fn apply(
-    input: &PlanInput,
+    input: &ApplyInput,
     opts: &RunOptions,
     dry_run: bool,
     run_dir: Option<&Path>,
     local: bool,
 ) -> u8 {
-    let sets = match param_values(input) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let plan = absolute(&input.plan);
-    let inventory = absolute(&input.inventory);
-    let graph = match compile(&plan, &inventory, &sets) {
-        Ok(g) => g,
+    let (plan, inventory, sets, graph) = match inputs(input, opts, dry_run) {
+        Ok(v) => v,
         Err(code) => return code,
     };
     let approval = match approval(&graph, opts, dry_run) {
@@ -95,6 +89,72 @@ pub fn apply(
         resumed: false,
         dry_run: false,
     })
+}
+
+/// The plan to run: compiled from a plan and inventory, or from a saved plan's recorded
+/// inputs after checking that none of them changed and that they compile to what was saved.
+fn inputs(
+    input: &ApplyInput,
+    opts: &RunOptions,
+    dry_run: bool,
+) -> Result<(PathBuf, PathBuf, Vec<ParamValue>, StepGraph), u8> {
+    if let Some(saved) = crate::execute::saved::read(&input.plan) {
+        let (fingerprint, rec) =
+            saved.map_err(|e| usage_error("cannot read the saved plan", &e, None))?;
+        if input.inventory.is_some() || !input.set.is_empty() || !input.set_file.is_empty() {
+            return Err(usage_error(
+                "a saved plan carries its own inventory and parameters",
+                &format!("{} was given -i or --set", input.plan.display()),
+                Some("run it as it was reviewed: runbook apply FILE --approve FINGERPRINT"),
+            ));
+        }
+        if opts.approve.is_none() && !dry_run {
+            return Err(usage_error(
+                "a saved plan runs only with the approval of its fingerprint",
+                &format!("{} is {fingerprint}", input.plan.display()),
+                Some(&format!(
+                    "runbook apply {} --approve {fingerprint}",
+                    input.plan.display()
+                )),
+            ));
+        }
+        let changed = crate::execute::saved::changed(&rec);
+        if !changed.is_empty() {
+            return Err(usage_error(
+                "refusing to run the saved plan: its inputs changed since it was reviewed",
+                &changed.join("; "),
+                Some("compile and review it again with `runbook plan ... --out FILE`"),
+            ));
+        }
+        let sets = crate::execute::saved::params(&rec);
+        let graph = compile(&rec.plan.path, &rec.inventory.path, &sets)?;
+        if graph.fingerprint != fingerprint {
+            return Err(usage_error(
+                "refusing to run the saved plan: it no longer compiles to what was saved",
+                &format!("saved {fingerprint}, now {}", graph.fingerprint),
+                Some("this runbook version compiles the plan differently; review it again"),
+            ));
+        }
+        return Ok((rec.plan.path, rec.inventory.path, sets, graph));
+    }
+    let Some(inv) = &input.inventory else {
+        return Err(usage_error(
+            &format!("{} needs an inventory", input.plan.display()),
+            &"no -i INVENTORY was given",
+            Some("runbook apply PLAN -i INVENTORY [--set NAME=VALUE ...]"),
+        ));
+    };
+    let as_plan_input = PlanInput {
+        plan: input.plan.clone(),
+        inventory: inv.clone(),
+        set: input.set.clone(),
+        set_file: input.set_file.clone(),
+    };
+    let sets = param_values(&as_plan_input)?;
+    let plan = absolute(&input.plan);
+    let inventory = absolute(inv);
+    let graph = compile(&plan, &inventory, &sets)?;
+    Ok((plan, inventory, sets, graph))
 }
 
 pub fn resume(run: &str, retry: &[String], skip: &[String], opts: &RunOptions) -> u8 {

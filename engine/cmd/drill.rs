@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE};
-use crate::cli::{PlanInput, RunOptions};
+use crate::cli::{ApplyInput, RunOptions};
 use crate::execute::report::OutputMode;
 use crate::lab::{self, Flavor};
 
@@ -86,9 +86,9 @@ fn drill(
     );
 
     let restore_started = Instant::now();
-    let input = PlanInput {
+    let input = ApplyInput {
         plan: plan.to_path_buf(),
-        inventory: inventory.to_path_buf(),
+        inventory: Some(inventory.to_path_buf()),
         set: vec![("snapshot".into(), snapshot.display().to_string())],
         set_file: Vec::new(),
     };

@@ -27,7 +27,19 @@ pub fn run(input: &PlanInput, format: PlanFormat, out: Option<&Path>) -> u8 {
         );
         return EXIT_INVALID;
     };
-    let text = render::render(&graph, format);
+    let mut text = render::render(&graph, format);
+    // A JSON plan written to a file is a saved plan: it carries what it was compiled from, so
+    // `runbook apply FILE --approve FINGERPRINT` can run exactly it, and refuse if that changed.
+    if let (Some(_), PlanFormat::Json) = (out, format) {
+        match crate::execute::saved::record(&input.plan, &input.inventory, &sets) {
+            Ok(inputs) => {
+                let mut v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                v[crate::execute::saved::KEY] = serde_json::to_value(inputs).unwrap_or_default();
+                text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
+            }
+            Err(e) => return usage_error("cannot record the plan's inputs", &e, None),
+        }
+    }
     match out {
         None => {
             let mut stdout = std::io::stdout().lock();

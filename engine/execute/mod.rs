@@ -5,6 +5,7 @@ pub mod journal;
 pub mod lock;
 pub mod report;
 pub mod rundir;
+pub mod saved;
 pub mod state;
 pub mod tools;
 pub mod walk;
