@@ -1005,3 +1005,72 @@ fn backup_plan_etcd_3_4() {
 fn backup_plan_etcd_3_5() {
     backup("3.5", "e2e-bak35");
 }
+
+/// The read-only health plan, then the defrag plan: every member shrinks, one at a time, the
+/// leader last, and the cluster still agrees afterwards.
+fn health_and_defrag(etcd: &str, name: &str) {
+    let lab = Lab::up(name, etcd, 3);
+    let plan = |file: &str, run: &str| {
+        let out = runbook()
+            .args(["apply", file, "-i"])
+            .arg(&lab.inventory)
+            .arg("--run-dir")
+            .arg(lab.work.path().join(run))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        check(out, file);
+        stderr
+    };
+    let health = plan("plans/etcd-health.yaml", "health");
+    assert!(
+        health.contains("LEADER") && health.contains("HashKV"),
+        "{health}"
+    );
+    assert!(
+        health.contains("member list equals the inventory"),
+        "{health}"
+    );
+
+    // Freed space: many large values written, deleted and compacted away.
+    lab.sh(
+        "cp1",
+        "big=$(head -c 20000 /dev/zero | tr '\\0' x) && for i in $(seq 1 150); do etcdctl put /d/$i \"$big\" >/dev/null; done \
+         && etcdctl del --prefix /d/ >/dev/null \
+         && rev=$(etcdctl endpoint status -w json | sed 's/.*\"revision\":\\([0-9]*\\).*/\\1/') && etcdctl compact $rev >/dev/null",
+    );
+    let sizes = |lab: &Lab| -> Vec<u64> {
+        let v: serde_json::Value = serde_json::from_str(
+            &lab.etcdctl("cp1", &["endpoint", "status", "--cluster", "-w", "json"]),
+        )
+        .unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Status"]["dbSize"].as_u64().unwrap())
+            .collect()
+    };
+    let before = sizes(&lab);
+    let out = plan("plans/etcd-defrag.yaml", "defrag");
+    let after = sizes(&lab);
+    for (b, a) in before.iter().zip(&after) {
+        assert!(
+            a * 4 < *b,
+            "a member did not shrink: {before:?} -> {after:?}"
+        );
+    }
+    let defrag_lines: Vec<&str> = out.lines().filter(|l| l.contains(" kB -> ")).collect();
+    assert_eq!(defrag_lines.len(), 3, "{out}");
+    assert!(defrag_lines[2].contains("(leader, last)"), "{out}");
+}
+
+#[test]
+fn health_and_defrag_etcd_3_4() {
+    health_and_defrag("3.4", "e2e-defrag34");
+}
+
+#[test]
+fn health_and_defrag_etcd_3_5() {
+    health_and_defrag("3.5", "e2e-defrag35");
+}

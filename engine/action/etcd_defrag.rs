@@ -35,3 +35,39 @@ impl EtcdDefrag {
         ))]
     }
 }
+
+/// Arguments of `etcd.defrag_cluster`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[schemars(rename = "EtcdDefragClusterArgs")]
+#[serde(deny_unknown_fields)]
+pub struct ClusterArgs {}
+
+/// `etcd.defrag_cluster`: every member in turn, followers first, the leader last — an order
+/// only known at run time, which is why runbook does it over etcd's API rather than as steps.
+#[derive(Debug, Clone)]
+pub struct EtcdDefragCluster {
+    pub members: Vec<String>,
+}
+
+impl EtcdDefragCluster {
+    pub fn new(_args: ClusterArgs, ctx: &Ctx) -> Result<Self, ArgError> {
+        Ok(EtcdDefragCluster {
+            members: ctx
+                .inventory
+                .etcd_members()
+                .iter()
+                .map(|n| n.name.clone())
+                .collect(),
+        })
+    }
+
+    pub fn commands(&self) -> Vec<super::Command> {
+        vec![super::Command::native(
+            super::Native::DefragCluster,
+            format!(
+                "defragment {} over etcd's API one at a time, followers first and the leader last, every member answering a quorum read before the next; then disarm alarms",
+                self.members.join(", ")
+            ),
+        )]
+    }
+}

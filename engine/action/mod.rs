@@ -44,6 +44,8 @@ pub enum Native {
     Upload { source: String, dest: String },
     /// Ask every etcd member over its API; fail on alarms or no leader.
     Preflight,
+    /// Defragment every member in turn, the leader last, then disarm alarms.
+    DefragCluster,
     /// Stream a snapshot from a member (or the one preflight picks) to a local file and verify it.
     SaveSnapshot {
         dest: String,
@@ -135,6 +137,7 @@ pub enum Action {
     WaitHttp(wait_http::WaitHttp),
     EtcdDefrag(etcd_defrag::EtcdDefrag),
     EtcdPreflight(etcd_preflight::EtcdPreflight),
+    EtcdDefragCluster(etcd_defrag::EtcdDefragCluster),
     SnapshotSave(snapshot_save::SnapshotSave),
     SnapshotCopy(snapshot_copy::SnapshotCopy),
     SnapshotPrune(snapshot_copy::SnapshotPrune),
@@ -156,6 +159,7 @@ impl Action {
             Action::WaitHttp(a) => a.commands(),
             Action::EtcdDefrag(a) => a.commands(),
             Action::EtcdPreflight(a) => a.commands(),
+            Action::EtcdDefragCluster(a) => a.commands(),
             Action::SnapshotSave(a) => a.commands(),
             Action::SnapshotCopy(a) => a.commands(),
             Action::SnapshotPrune(a) => a.commands(),
@@ -395,6 +399,19 @@ pub static ACTIONS: &[ActionInfo] = &[
                 args(v)?,
                 ctx,
             )?))
+        },
+    },
+    ActionInfo {
+        name: "etcd.defrag_cluster",
+        summary: "defragment every member in turn over etcd's API, followers first and the leader last, with a health gate; then disarm alarms",
+        default_timeout: secs(1800),
+        destructive: false,
+        idempotent: true,
+        schema: schema_of::<etcd_defrag::ClusterArgs>,
+        parse: |v, ctx| {
+            Ok(Action::EtcdDefragCluster(
+                etcd_defrag::EtcdDefragCluster::new(args(v)?, ctx)?,
+            ))
         },
     },
 ];

@@ -195,7 +195,7 @@ fn build(dir: &RunDir) -> Result<Report, String> {
     let verification = plan
         .steps
         .iter()
-        .filter(|s| s.action == "etcd.verify_cluster")
+        .filter(|s| s.action == "etcd.verify_cluster" || s.action == "etcd.preflight")
         .filter_map(|s| std::fs::read_to_string(dir.log(&s.id)).ok())
         .flat_map(|log| {
             log.lines()

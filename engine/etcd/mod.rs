@@ -2,6 +2,7 @@
 //! forward to the member's loopback client port, with the client certificate read from the
 //! node into memory — never written to the operator's disk.
 
+pub mod defrag;
 pub mod preflight;
 pub mod save;
 pub mod verify;

@@ -13,6 +13,29 @@ use crate::executor::Executor;
 use crate::inventory::model::Inventory;
 use crate::snapshot::status::status;
 
+/// HashKV of every member at `revision` (0: each member's latest): name, hash, compact
+/// revision, the revision hashed.
+async fn hash_all(
+    clients: &mut [(String, Client)],
+    revision: i64,
+) -> Result<Vec<(String, u32, i64, i64)>, String> {
+    let mut out = Vec::new();
+    for (name, c) in clients.iter_mut() {
+        let h = c
+            .hash_kv(revision)
+            .await
+            .map_err(|e| format!("HashKV({revision}) on {name}: {e}"))?;
+        let at = h.header().map_or(revision, |hd| hd.revision());
+        out.push((
+            name.clone(),
+            h.hash(),
+            h.compact_version(),
+            if revision > 0 { revision } else { at },
+        ));
+    }
+    Ok(out)
+}
+
 pub async fn verify_cluster<E: Executor>(
     exec: &E,
     inventory: &Inventory,
@@ -85,14 +108,25 @@ pub async fn verify_cluster<E: Executor>(
     ));
 
     // HashKV at one revision on every member; equal compact revisions make a difference divergence.
-    let mut hashes = Vec::new();
-    for (name, c) in clients.iter_mut() {
-        let h = c
-            .hash_kv(revision)
-            .await
-            .map_err(|e| format!("HashKV({revision}) on {name}: {e}"))?;
-        hashes.push((name.clone(), h.hash(), h.compact_version()));
-    }
+    let hashes = match hash_all(&mut clients, revision).await {
+        Ok(h) => h,
+        // Compacted up to the newest revision (after a defrag plan, say): hash the latest
+        // revision instead, retrying until every member answers at the same one.
+        Err(e) if e.contains("compacted") => {
+            let mut found = Err(e);
+            for _ in 0..20 {
+                let h = hash_all(&mut clients, 0).await?;
+                if h.windows(2).all(|w| w[0].3 == w[1].3) {
+                    found = Ok(h);
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            found?
+        }
+        Err(e) => return Err(e),
+    };
+    let revision = hashes.first().map_or(revision, |h| h.3);
     if hashes
         .windows(2)
         .any(|w| w[0].1 != w[1].1 || w[0].2 != w[1].2)
@@ -101,7 +135,7 @@ pub async fn verify_cluster<E: Executor>(
             "members disagree on HashKV at revision {revision}: {}",
             hashes
                 .iter()
-                .map(|(n, h, c)| format!("{n}={h:x} (compacted {c})"))
+                .map(|(n, h, c, _)| format!("{n}={h:x} (compacted {c})"))
                 .collect::<Vec<_>>()
                 .join(", ")
         ));

@@ -400,7 +400,21 @@ async fn attempt_once<E: Executor + 'static>(sh: &Shared<E>, i: usize, attempt: 
                 match r {
                     Err(_) => return timed_out(sh, &inst.id, inst.timeout),
                     Ok(Err(e)) => return failed(sh, &inst.id, e),
-                    Ok(Ok(msg)) => sh.log(&inst.id, format!("{msg}\n").as_bytes()),
+                    Ok(Ok(msg)) => {
+                        sh.log(&inst.id, format!("{msg}\n").as_bytes());
+                        // What etcd said is the point of these steps: show it, not only log it.
+                        if matches!(
+                            op,
+                            Native::Preflight
+                                | Native::DefragCluster
+                                | Native::VerifyCluster { .. }
+                                | Native::SaveSnapshot { .. }
+                        ) {
+                            let shown: Vec<String> =
+                                msg.lines().map(|l| format!("           {l}")).collect();
+                            sh.reporter.say(&shown.join("\n"));
+                        }
+                    }
                 }
             }
             Command::Shell(_) => {
@@ -616,6 +630,14 @@ async fn native<E: Executor + 'static>(
                 saved.status.total_keys,
                 saved.status.hash
             ))
+        }
+        Native::DefragCluster => {
+            crate::etcd::defrag::defrag_cluster(
+                sh.exec.as_ref(),
+                &sh.graph.runbook.inventory,
+                Duration::from_secs(60),
+            )
+            .await
         }
         Native::VerifyCluster {
             snapshot,
