@@ -1074,3 +1074,57 @@ fn health_and_defrag_etcd_3_4() {
 fn health_and_defrag_etcd_3_5() {
     health_and_defrag("3.5", "e2e-defrag35");
 }
+
+/// NOSPACE: a small quota filled by history (one key overwritten), the cluster read-only;
+/// the recovery plan compacts, defragments, disarms, and writes work again.
+fn nospace(etcd: &str, name: &str) {
+    let lab = Lab::up(name, etcd, 3);
+    for n in &lab.nodes {
+        lab.sh(
+            n,
+            "sed -i 's/^\\( *\\)- --snapshot-count=10000$/&\\n\\1- --quota-backend-bytes=16777216/' /etc/kubernetes/manifests/etcd.yaml && grep -q quota-backend /etc/kubernetes/manifests/etcd.yaml",
+        );
+    }
+    // kubelet restarts every member with the quota; wait until the cluster answers again.
+    lab.sh("cp1", "for i in $(seq 1 100); do etcdctl endpoint health --cluster >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1");
+    let filled = lab.sh(
+        "cp1",
+        "head -c 1000000 /dev/urandom | base64 -w0 | head -c 1000000 > /tmp/big; \
+         for i in $(seq 1 60); do etcdctl put /fill < /tmp/big >/dev/null 2>/tmp/err || { cat /tmp/err; exit 0; }; done; echo never-full",
+    );
+    assert!(filled.contains("database space exceeded"), "{filled}");
+    assert!(lab.etcdctl("cp1", &["alarm", "list"]).contains("NOSPACE"));
+
+    let out = runbook()
+        .args(["apply", "plans/etcd-nospace-recovery.yaml", "-i"])
+        .arg(&lab.inventory)
+        .args(["--yes", "--run-dir"])
+        .arg(lab.work.path().join("run"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    check(out, "nospace recovery");
+    assert!(stderr.contains("accepted by this plan"), "{stderr}");
+    assert!(
+        stderr.contains("disarmed") && stderr.contains("writes work"),
+        "{stderr}"
+    );
+    assert!(!lab.etcdctl("cp1", &["alarm", "list"]).contains("NOSPACE"));
+    lab.etcdctl("cp2", &["put", "/after-recovery", "ok"]);
+    assert_eq!(
+        lab.etcdctl("cp3", &["get", "/after-recovery", "--print-value-only"])
+            .trim(),
+        "ok"
+    );
+}
+
+#[test]
+fn nospace_recovery_etcd_3_4() {
+    nospace("3.4", "e2e-nospace34");
+}
+
+#[test]
+fn nospace_recovery_etcd_3_5() {
+    nospace("3.5", "e2e-nospace35");
+}

@@ -2,6 +2,7 @@
 //! and whether it is safe to re-run. One file per action; this file is the registry.
 
 pub mod etcd_defrag;
+pub mod etcd_maintenance;
 pub mod etcd_preflight;
 pub mod etcd_restore;
 pub mod etcd_verify_cluster;
@@ -42,8 +43,12 @@ pub enum Native {
     CheckSha256 { path: String, expected: String },
     /// Copy a local file to the step's node (mode 0600, written beside `dest` and renamed).
     Upload { source: String, dest: String },
-    /// Ask every etcd member over its API; fail on alarms or no leader.
-    Preflight,
+    /// Ask every etcd member over its API; fail on alarms (but those allowed) or no leader.
+    Preflight { allow_alarms: Vec<String> },
+    /// Compact the keyspace to the current revision (physically).
+    Compact,
+    /// Put, read back and delete a probe key: writes work.
+    CheckWrites,
     /// Defragment every member in turn, the leader last, then disarm alarms.
     DefragCluster,
     /// Stream a snapshot from a member (or the one preflight picks) to a local file and verify it.
@@ -138,6 +143,8 @@ pub enum Action {
     EtcdDefrag(etcd_defrag::EtcdDefrag),
     EtcdPreflight(etcd_preflight::EtcdPreflight),
     EtcdDefragCluster(etcd_defrag::EtcdDefragCluster),
+    EtcdCompact(etcd_maintenance::EtcdCompact),
+    EtcdCheckWrites(etcd_maintenance::EtcdCheckWrites),
     SnapshotSave(snapshot_save::SnapshotSave),
     SnapshotCopy(snapshot_copy::SnapshotCopy),
     SnapshotPrune(snapshot_copy::SnapshotPrune),
@@ -160,6 +167,8 @@ impl Action {
             Action::EtcdDefrag(a) => a.commands(),
             Action::EtcdPreflight(a) => a.commands(),
             Action::EtcdDefragCluster(a) => a.commands(),
+            Action::EtcdCompact(a) => a.commands(),
+            Action::EtcdCheckWrites(a) => a.commands(),
             Action::SnapshotSave(a) => a.commands(),
             Action::SnapshotCopy(a) => a.commands(),
             Action::SnapshotPrune(a) => a.commands(),
@@ -411,6 +420,33 @@ pub static ACTIONS: &[ActionInfo] = &[
         parse: |v, ctx| {
             Ok(Action::EtcdDefragCluster(
                 etcd_defrag::EtcdDefragCluster::new(args(v)?, ctx)?,
+            ))
+        },
+    },
+    ActionInfo {
+        name: "etcd.compact",
+        summary: "compact the keyspace to the current revision over etcd's API (old revisions are gone for good)",
+        default_timeout: secs(600),
+        destructive: true,
+        idempotent: true,
+        schema: schema_of::<etcd_maintenance::Args>,
+        parse: |v, ctx| {
+            Ok(Action::EtcdCompact(etcd_maintenance::EtcdCompact::new(
+                args(v)?,
+                ctx,
+            )?))
+        },
+    },
+    ActionInfo {
+        name: "etcd.check_writes",
+        summary: "put a probe key, read it back from every member, delete it: the cluster takes writes",
+        default_timeout: secs(60),
+        destructive: false,
+        idempotent: true,
+        schema: schema_of::<etcd_maintenance::Args>,
+        parse: |v, ctx| {
+            Ok(Action::EtcdCheckWrites(
+                etcd_maintenance::EtcdCheckWrites::new(args(v)?, ctx)?,
             ))
         },
     },

@@ -211,7 +211,7 @@ async fn save_with(exec: &Ssh, members: &[&Node], member: Option<&str>, file: &P
         }
         return EXIT_INVALID;
     }
-    let mut pre = match crate::etcd::preflight::run(exec, members).await {
+    let mut pre = match crate::etcd::preflight::run(exec, members, &[]).await {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");

@@ -3,6 +3,7 @@
 //! node into memory — never written to the operator's disk.
 
 pub mod defrag;
+pub mod maintenance;
 pub mod preflight;
 pub mod save;
 pub mod verify;

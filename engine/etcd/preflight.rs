@@ -49,7 +49,12 @@ pub fn describe(m: &MemberStatus) -> String {
     )
 }
 
-pub async fn run<E: Executor>(exec: &E, members: &[&Node]) -> Result<Preflight, String> {
+/// `allow`: alarm types (e.g. "NOSPACE") reported but accepted, for plans that clear them.
+pub async fn run<E: Executor>(
+    exec: &E,
+    members: &[&Node],
+    allow: &[String],
+) -> Result<Preflight, String> {
     let reached = join_all(members.iter().map(|n| async move {
         let mut client = connect_member(exec, n).await?;
         let st = status(n, &mut client).await?;
@@ -72,13 +77,36 @@ pub async fn run<E: Executor>(exec: &E, members: &[&Node]) -> Result<Preflight, 
     if let Some(c) = clients.values_mut().next() {
         found_alarms = alarms(c).await?;
     }
-    if !found_alarms.is_empty() {
-        problems.push(format!("active alarms: {}", found_alarms.join(", ")));
+    let blocking: Vec<&String> = found_alarms
+        .iter()
+        .filter(|a| {
+            !allow
+                .iter()
+                .any(|ok| a.to_ascii_uppercase().starts_with(&ok.to_ascii_uppercase()))
+        })
+        .collect();
+    if !blocking.is_empty() {
+        problems.push(format!(
+            "active alarms: {}",
+            blocking
+                .iter()
+                .map(|a| a.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
     if !statuses.is_empty() && !statuses.iter().any(|m| m.is_leader) {
         problems.push("no member reports itself leader: the cluster has no quorum".into());
     }
-    for m in &statuses {
+    // A member reports an active alarm among its errors too; an accepted alarm is no error.
+    let accepted = |e: &String| {
+        allow.iter().any(|a| {
+            e.to_ascii_uppercase()
+                .contains(&format!("ALARM:{}", a.to_ascii_uppercase()))
+        })
+    };
+    for m in statuses.iter_mut() {
+        m.errors.retain(|e| !accepted(e));
         if !m.errors.is_empty() {
             problems.push(format!(
                 "{} reports errors: {}",

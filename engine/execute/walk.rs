@@ -405,8 +405,10 @@ async fn attempt_once<E: Executor + 'static>(sh: &Shared<E>, i: usize, attempt: 
                         // What etcd said is the point of these steps: show it, not only log it.
                         if matches!(
                             op,
-                            Native::Preflight
+                            Native::Preflight { .. }
                                 | Native::DefragCluster
+                                | Native::Compact
+                                | Native::CheckWrites
                                 | Native::VerifyCluster { .. }
                                 | Native::SaveSnapshot { .. }
                         ) {
@@ -599,22 +601,30 @@ async fn native<E: Executor + 'static>(
                 .map(|d| format!("{path}: sha256 {d} as expected"))
                 .map_err(|e| e.to_string())
         }
-        Native::Preflight => {
+        Native::Preflight { allow_alarms } => {
             let inv = &sh.graph.runbook.inventory;
             let members = inv.etcd_members();
-            let pre = crate::etcd::preflight::run(sh.exec.as_ref(), &members).await?;
+            let pre = crate::etcd::preflight::run(sh.exec.as_ref(), &members, allow_alarms).await?;
             let mut lines: Vec<String> = pre
                 .members
                 .iter()
                 .map(crate::etcd::preflight::describe)
                 .collect();
-            lines.push(format!("no alarms; snapshot source: {}", pre.source));
+            if pre.alarms.is_empty() {
+                lines.push(format!("no alarms; snapshot source: {}", pre.source));
+            } else {
+                lines.push(format!(
+                    "alarms (accepted by this plan): {}; snapshot source: {}",
+                    pre.alarms.join(", "),
+                    pre.source
+                ));
+            }
             Ok(lines.join("\n"))
         }
         Native::SaveSnapshot { dest, member } => {
             let inv = &sh.graph.runbook.inventory;
             let members = inv.etcd_members();
-            let mut pre = crate::etcd::preflight::run(sh.exec.as_ref(), &members).await?;
+            let mut pre = crate::etcd::preflight::run(sh.exec.as_ref(), &members, &[]).await?;
             let source = member.clone().unwrap_or_else(|| pre.source.clone());
             let client = pre
                 .clients
@@ -630,6 +640,13 @@ async fn native<E: Executor + 'static>(
                 saved.status.total_keys,
                 saved.status.hash
             ))
+        }
+        Native::Compact => {
+            crate::etcd::maintenance::compact(sh.exec.as_ref(), &sh.graph.runbook.inventory).await
+        }
+        Native::CheckWrites => {
+            crate::etcd::maintenance::check_writes(sh.exec.as_ref(), &sh.graph.runbook.inventory)
+                .await
         }
         Native::DefragCluster => {
             crate::etcd::defrag::defrag_cluster(
