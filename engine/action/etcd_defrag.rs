@@ -52,12 +52,7 @@ pub struct EtcdDefragCluster {
 impl EtcdDefragCluster {
     pub fn new(_args: ClusterArgs, ctx: &Ctx) -> Result<Self, ArgError> {
         Ok(EtcdDefragCluster {
-            members: ctx
-                .inventory
-                .etcd_members()
-                .iter()
-                .map(|n| n.name.clone())
-                .collect(),
+            members: ctx.member_names(),
         })
     }
 

@@ -34,12 +34,7 @@ impl EtcdPreflight {
         }
         Ok(EtcdPreflight {
             allow_alarms: args.allow_alarms,
-            members: ctx
-                .inventory
-                .etcd_members()
-                .iter()
-                .map(|n| n.name.clone())
-                .collect(),
+            members: ctx.member_names(),
         })
     }
 

@@ -42,12 +42,7 @@ impl EtcdVerifyCluster {
         Ok(EtcdVerifyCluster {
             snapshot: args.snapshot,
             bump_revision: args.bump_revision,
-            members: ctx
-                .inventory
-                .etcd_members()
-                .iter()
-                .map(|n| n.name.clone())
-                .collect(),
+            members: ctx.member_names(),
         })
     }
 

@@ -94,6 +94,15 @@ pub struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
+    /// The etcd members' names, for actions that talk to the whole cluster.
+    pub fn member_names(&self) -> Vec<String> {
+        self.inventory
+            .etcd_members()
+            .iter()
+            .map(|n| n.name.clone())
+            .collect()
+    }
+
     /// The node an action must run on, or an error for actions that make no sense locally.
     pub fn require_node(&self, action: &str) -> Result<&'a Node, ArgError> {
         self.node.ok_or_else(|| ArgError {

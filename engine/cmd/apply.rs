@@ -58,14 +58,7 @@ pub fn apply(
         run_id,
         plan,
         inventory,
-        params: sets
-            .iter()
-            .map(|p| SetParam {
-                name: p.name.clone(),
-                value: p.value.clone(),
-                origin: p.origin.clone(),
-            })
-            .collect(),
+        params: sets.iter().map(SetParam::from).collect(),
         fingerprint: graph.fingerprint.clone(),
         cluster: graph.runbook.inventory.cluster.clone(),
         created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
@@ -172,15 +165,7 @@ pub fn resume(run: &str, retry: &[String], skip: &[String], opts: &RunOptions) -
         Ok(i) => i,
         Err(e) => return usage_error("cannot resume", &e, None),
     };
-    let sets: Vec<ParamValue> = info
-        .params
-        .iter()
-        .map(|p| ParamValue {
-            name: p.name.clone(),
-            value: p.value.clone(),
-            origin: p.origin.clone(),
-        })
-        .collect();
+    let sets: Vec<ParamValue> = info.params.iter().map(ParamValue::from).collect();
     let graph = match compile(&info.plan, &info.inventory, &sets) {
         Ok(g) => g,
         Err(code) => return code,

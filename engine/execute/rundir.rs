@@ -33,6 +33,26 @@ pub struct SetParam {
     pub origin: String,
 }
 
+impl From<&crate::compile::ParamValue> for SetParam {
+    fn from(p: &crate::compile::ParamValue) -> SetParam {
+        SetParam {
+            name: p.name.clone(),
+            value: p.value.clone(),
+            origin: p.origin.clone(),
+        }
+    }
+}
+
+impl From<&SetParam> for crate::compile::ParamValue {
+    fn from(p: &SetParam) -> crate::compile::ParamValue {
+        crate::compile::ParamValue {
+            name: p.name.clone(),
+            value: p.value.clone(),
+            origin: p.origin.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RunDir {
     pub path: PathBuf,

@@ -57,14 +57,7 @@ pub fn record(plan: &Path, inventory: &Path, sets: &[ParamValue]) -> Result<Inpu
     Ok(Inputs {
         plan: file_ref(plan)?,
         inventory: file_ref(inventory)?,
-        params: sets
-            .iter()
-            .map(|p| SetParam {
-                name: p.name.clone(),
-                value: p.value.clone(),
-                origin: p.origin.clone(),
-            })
-            .collect(),
+        params: sets.iter().map(SetParam::from).collect(),
         files,
     })
 }
@@ -93,15 +86,7 @@ pub fn changed(inputs: &Inputs) -> Vec<String> {
 }
 
 pub fn params(inputs: &Inputs) -> Vec<ParamValue> {
-    inputs
-        .params
-        .iter()
-        .map(|p| ParamValue {
-            name: p.name.clone(),
-            value: p.value.clone(),
-            origin: p.origin.clone(),
-        })
-        .collect()
+    inputs.params.iter().map(ParamValue::from).collect()
 }
 
 /// A saved plan's fingerprint and inputs, if `path` is one (JSON with a `saved_plan` key).
