@@ -1128,3 +1128,80 @@ fn nospace_recovery_etcd_3_4() {
 fn nospace_recovery_etcd_3_5() {
     nospace("3.5", "e2e-nospace35");
 }
+
+/// `runbook discover` reads the nodes' etcd manifests into an inventory that plans accept
+/// and that works: the health plan runs with it.
+fn discover(etcd: &str, name: &str) {
+    let lab = Lab::up(name, etcd, 3);
+    let inv = std::fs::read_to_string(&lab.inventory).unwrap();
+    let field = |k: &str| {
+        inv.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{k}: ")))
+            .unwrap()
+            .trim_matches('"')
+            .to_string()
+    };
+    let hosts: Vec<String> = lab
+        .endpoints()
+        .split(',')
+        .map(|e| {
+            e.trim_start_matches("https://")
+                .trim_end_matches(":2379")
+                .to_string()
+        })
+        .collect();
+    let out_file = lab.work.path().join("discovered.yaml");
+    let out = runbook()
+        .arg("discover")
+        .args(&hosts)
+        .args([
+            "--cluster",
+            name,
+            "--identity",
+            &field("identity_file"),
+            "--known-hosts",
+            &field("known_hosts"),
+        ])
+        .arg("--out")
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    check(out, "discover");
+    let found = std::fs::read_to_string(&out_file).unwrap();
+    assert!(
+        found.contains(&format!("version: \"{}\"", field("version"))),
+        "{found}"
+    );
+    assert!(
+        found.contains("cert: \"/etc/kubernetes/pki/etcd/server.crt\""),
+        "{found}"
+    );
+    for (i, h) in hosts.iter().enumerate() {
+        assert!(
+            found.contains(&format!(
+                "{{ name: \"cp{}\", address: \"{h}\", roles: [etcd, control-plane] }}",
+                i + 1
+            )),
+            "{found}"
+        );
+    }
+    let out = runbook()
+        .args(["apply", "plans/etcd-health.yaml", "-i"])
+        .arg(&out_file)
+        .arg("--run-dir")
+        .arg(lab.work.path().join("health"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    check(out, "health with the discovered inventory");
+}
+
+#[test]
+fn discover_etcd_3_4() {
+    discover("3.4", "e2e-disc34");
+}
+
+#[test]
+fn discover_etcd_3_5() {
+    discover("3.5", "e2e-disc35");
+}

@@ -1,6 +1,7 @@
 //! Command implementations: one file per subcommand, sharing input handling and exit codes.
 
 mod apply;
+mod discover;
 mod docs;
 mod drill;
 mod lab;
@@ -34,6 +35,27 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Completions { shell } => docs::completions(shell),
         Command::Man => docs::man(),
         Command::Report { run, format } => report::run(&run, format),
+        Command::Discover {
+            hosts,
+            cluster,
+            user,
+            port,
+            identity,
+            known_hosts,
+            ssh_config,
+            manifests_dir,
+            out,
+        } => discover::run(&discover::Discover {
+            hosts,
+            cluster,
+            user,
+            port,
+            identity,
+            known_hosts,
+            ssh_config,
+            manifests_dir,
+            out,
+        }),
         Command::Lab(cmd) => lab::run(cmd),
         Command::Snapshot(cmd) => snapshot::run(cmd),
         Command::Apply {
