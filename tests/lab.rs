@@ -1085,12 +1085,18 @@ fn nospace(etcd: &str, name: &str) {
             "sed -i 's/^\\( *\\)- --snapshot-count=10000$/&\\n\\1- --quota-backend-bytes=16777216/' /etc/kubernetes/manifests/etcd.yaml && grep -q quota-backend /etc/kubernetes/manifests/etcd.yaml",
         );
     }
-    // kubelet restarts every member with the quota; wait until the cluster answers again.
+    // kubelet restarts every member with the quota: wait for the new processes, then quorum.
+    for n in &lab.nodes {
+        lab.sh(n, "for i in $(seq 1 100); do pgrep -a -x etcd | grep -q quota-backend-bytes && exit 0; sleep 0.1; done; exit 1");
+    }
     lab.sh("cp1", "for i in $(seq 1 100); do etcdctl endpoint health --cluster >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1");
+    // History fills the quota: one key overwritten with 1 MB values. A put that fails for any
+    // other reason (a member still electing) is retried.
     let filled = lab.sh(
         "cp1",
         "head -c 1000000 /dev/urandom | base64 -w0 | head -c 1000000 > /tmp/big; \
-         for i in $(seq 1 60); do etcdctl put /fill < /tmp/big >/dev/null 2>/tmp/err || { cat /tmp/err; exit 0; }; done; echo never-full",
+         for i in $(seq 1 80); do etcdctl put /fill < /tmp/big >/dev/null 2>/tmp/err && continue; \
+           grep -q 'database space exceeded' /tmp/err && { cat /tmp/err; exit 0; }; sleep 0.2; done; echo never-full; cat /tmp/err",
     );
     assert!(filled.contains("database space exceeded"), "{filled}");
     assert!(lab.etcdctl("cp1", &["alarm", "list"]).contains("NOSPACE"));
