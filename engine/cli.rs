@@ -97,32 +97,7 @@ pub enum Command {
     #[command(
         after_help = "Example:\n  runbook discover 10.0.0.11 10.0.0.12 10.0.0.13 --cluster prod-eu1 --identity ~/.ssh/id_ed25519 --out inventory.yaml"
     )]
-    Discover {
-        /// The nodes to read, as ssh reaches them.
-        #[arg(required = true)]
-        hosts: Vec<String>,
-        /// The cluster's name in the inventory (locks, reports and default tokens use it).
-        #[arg(long)]
-        cluster: String,
-        #[arg(long, default_value = "root")]
-        user: String,
-        #[arg(long, default_value_t = 22)]
-        port: u16,
-        /// Private key for ssh.
-        #[arg(long, value_name = "FILE")]
-        identity: Option<PathBuf>,
-        /// known_hosts checked strictly.
-        #[arg(long, value_name = "FILE")]
-        known_hosts: Option<PathBuf>,
-        /// An ssh_config to use instead of ~/.ssh/config.
-        #[arg(long, value_name = "FILE")]
-        ssh_config: Option<PathBuf>,
-        #[arg(long, default_value = "/etc/kubernetes/manifests", value_name = "DIR")]
-        manifests_dir: String,
-        /// Write the inventory here instead of standard output.
-        #[arg(long, value_name = "FILE")]
-        out: Option<PathBuf>,
-    },
+    Discover(DiscoverArgs),
     /// A report of a run: timeline, durations, RTO, snapshot age (RPO), verification, pass or fail.
     #[command(
         after_help = "Exit status: 0 the run passed; 1 it did not; 2 no such run.\n\nExamples:\n  runbook report 20261121T101500Z-3f9a --format markdown > drill.md\n  runbook report 20261121T101500Z-3f9a --format junit > drill.xml"
@@ -376,4 +351,36 @@ pub enum SnapshotCommand {
 pub enum SnapshotFormat {
     Table,
     Json,
+}
+
+/// `runbook discover`: the hosts and how ssh reaches them.
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    /// The nodes to read, as ssh reaches them.
+    #[arg(required = true)]
+    pub hosts: Vec<String>,
+    /// The cluster's name in the inventory (locks, reports and default tokens use it).
+    #[arg(long)]
+    pub cluster: String,
+    /// The ssh user.
+    #[arg(long, default_value = "root")]
+    pub user: String,
+    /// The ssh port.
+    #[arg(long, default_value_t = 22)]
+    pub port: u16,
+    /// Private key for ssh.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// known_hosts checked strictly.
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// An ssh_config to use instead of ~/.ssh/config.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// Where kubelet's static pod manifests are on the nodes.
+    #[arg(long, default_value = "/etc/kubernetes/manifests", value_name = "DIR")]
+    pub manifests_dir: String,
+    /// Write the inventory here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }

@@ -17,6 +17,7 @@ pub mod lint;
 pub mod located;
 pub mod pipeline;
 pub mod plan;
+pub mod pod;
 pub mod schema;
 pub mod shell;
 pub mod snapshot;

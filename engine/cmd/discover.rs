@@ -3,49 +3,16 @@
 //! paths, the etcd version from the image — checked by the same loader plans use.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use super::{EXIT_INVALID, EXIT_OK, usage_error};
+use crate::cli::DiscoverArgs as Discover;
 use crate::diag::SourceMap;
 use crate::executor::ssh::Ssh;
 use crate::executor::{Executor, Target};
 use crate::inventory::model::Node;
 use crate::shell::quote;
 use crate::yaml::LoadFailure;
-
-pub struct Discover {
-    pub hosts: Vec<String>,
-    pub cluster: String,
-    pub user: String,
-    pub port: u16,
-    pub identity: Option<PathBuf>,
-    pub known_hosts: Option<PathBuf>,
-    pub ssh_config: Option<PathBuf>,
-    pub manifests_dir: String,
-    pub out: Option<PathBuf>,
-}
-
-/// The part of a kubeadm static pod manifest discovery reads.
-#[derive(Deserialize)]
-struct Pod {
-    spec: PodSpec,
-}
-#[derive(Deserialize)]
-struct PodSpec {
-    containers: Vec<Container>,
-}
-#[derive(Deserialize)]
-struct Container {
-    #[serde(default)]
-    image: String,
-    #[serde(default)]
-    command: Vec<String>,
-    #[serde(default)]
-    args: Vec<String>,
-}
 
 /// What one node's manifest says.
 struct Found {
@@ -86,15 +53,7 @@ fn bootstrap_inventory(d: &Discover) -> String {
         quote_yaml(&d.user),
         d.port
     );
-    for (k, v) in [
-        ("identity_file", &d.identity),
-        ("known_hosts", &d.known_hosts),
-        ("config_file", &d.ssh_config),
-    ] {
-        if let Some(p) = v {
-            let _ = writeln!(y, "  {k}: {}", quote_yaml(&p.display().to_string()));
-        }
-    }
+    ssh_files(&mut y, d);
     y.push_str("nodes:\n");
     for (i, h) in d.hosts.iter().enumerate() {
         let _ = writeln!(
@@ -105,6 +64,19 @@ fn bootstrap_inventory(d: &Discover) -> String {
         );
     }
     y
+}
+
+/// The ssh files given on the command line, as inventory `ssh:` fields.
+fn ssh_files(y: &mut String, d: &Discover) {
+    for (k, v) in [
+        ("identity_file", &d.identity),
+        ("known_hosts", &d.known_hosts),
+        ("config_file", &d.ssh_config),
+    ] {
+        if let Some(p) = v {
+            let _ = writeln!(y, "  {k}: {}", quote_yaml(&p.display().to_string()));
+        }
+    }
 }
 
 fn quote_yaml(s: &str) -> String {
@@ -247,18 +219,14 @@ async fn read_node(exec: &Ssh, n: &Node, dir: &str) -> Result<Found, String> {
     let parts: Vec<&str> = text.split("---runbook---\n").collect();
     let manifest = parts.first().copied().unwrap_or("");
     let file: std::sync::Arc<str> = format!("{}:{dir}/etcd.yaml", n.address).into();
-    let pod: Pod = crate::yaml::parse(manifest, &file, "manifest").map_err(|ds| {
-        format!(
-            "{dir}/etcd.yaml is not a pod manifest: {}",
-            ds.render(&SourceMap::default())
-        )
-    })?;
-    let c = pod
-        .spec
-        .containers
-        .first()
-        .ok_or("the etcd pod has no container")?;
-    let words: Vec<String> = c.command.iter().chain(&c.args).cloned().collect();
+    let pod: crate::pod::StaticPod =
+        crate::yaml::parse(manifest, &file, "manifest").map_err(|ds| {
+            format!(
+                "{dir}/etcd.yaml is not a pod manifest: {}",
+                ds.render(&SourceMap::default())
+            )
+        })?;
+    let (image, words) = pod.first()?;
     let name = flag(&words, "name")
         .ok_or("etcd has no --name")?
         .to_string();
@@ -268,8 +236,7 @@ async fn read_node(exec: &Ssh, n: &Node, dir: &str) -> Result<Found, String> {
         .ok_or_else(|| format!("cannot read the peer URL {peer:?}"))?;
     let client = flag(&words, "advertise-client-urls").unwrap_or("");
     let client_port = url_parts(client.split(',').next().unwrap_or(client)).map_or(2379, |p| p.2);
-    let version = c
-        .image
+    let version = image
         .rsplit_once(':')
         .map(|(_, tag)| {
             tag.trim_start_matches('v')
@@ -279,7 +246,7 @@ async fn read_node(exec: &Ssh, n: &Node, dir: &str) -> Result<Found, String> {
                 .to_string()
         })
         .filter(|v| crate::inventory::version::EtcdVersion::parse(v).is_some())
-        .ok_or_else(|| format!("cannot read an etcd version from the image {:?}", c.image))?;
+        .ok_or_else(|| format!("cannot read an etcd version from the image {image:?}"))?;
     let tls = match (
         flag(&words, "trusted-ca-file"),
         flag(&words, "cert-file"),
@@ -348,15 +315,7 @@ fn render(d: &Discover, found: &[Found]) -> String {
     }
     y.push_str("ssh:\n");
     let _ = writeln!(y, "  user: {}\n  port: {}", quote_yaml(&d.user), d.port);
-    for (k, v) in [
-        ("identity_file", &d.identity),
-        ("known_hosts", &d.known_hosts),
-        ("config_file", &d.ssh_config),
-    ] {
-        if let Some(p) = v {
-            let _ = writeln!(y, "  {k}: {}", quote_yaml(&p.display().to_string()));
-        }
-    }
+    ssh_files(&mut y, d);
     y.push_str("nodes:\n");
     for f in found {
         let roles = if f.control_plane {

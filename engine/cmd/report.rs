@@ -5,30 +5,13 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{EXIT_INVALID, EXIT_OK, usage_error};
 use crate::cli::ReportFormat;
 use crate::execute::journal::{self, Event, Finish, Record, RunStatus};
 use crate::execute::rundir::RunDir;
 use crate::snapshot::status::status;
-
-#[derive(Deserialize)]
-struct RecordedPlan {
-    fingerprint: String,
-    plan: String,
-    cluster: String,
-    steps: Vec<RecordedStep>,
-}
-
-#[derive(Deserialize)]
-struct RecordedStep {
-    id: String,
-    step: String,
-    node: Option<String>,
-    destructive: bool,
-    action: String,
-}
 
 #[derive(Serialize)]
 struct StepLine {
@@ -90,9 +73,7 @@ pub fn run(run: &str, format: ReportFormat) -> u8 {
 
 fn build(dir: &RunDir) -> Result<Report, String> {
     let info = dir.info()?;
-    let plan: RecordedPlan = std::fs::read_to_string(dir.path.join("plan.json"))
-        .map_err(|e| e.to_string())
-        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))?;
+    let plan = dir.recorded_plan()?;
     let records = journal::read(&dir.journal())?;
     let first = records.iter().find_map(time);
     let last = records.iter().rev().find_map(time);

@@ -1,7 +1,5 @@
 //! `runbook status RUN`: every step's state, from the run's journal and its recorded plan.
 
-use serde::Deserialize;
-
 use super::{EXIT_OK, usage_error};
 use crate::cli::DiagFormat;
 use crate::execute::journal::{self, Event, RunStatus};
@@ -10,32 +8,12 @@ use crate::execute::rundir::RunDir;
 use crate::execute::state::{RunState, Status};
 
 /// The part of the recorded `plan.json` that status needs.
-#[derive(Deserialize)]
-struct RecordedPlan {
-    fingerprint: String,
-    plan: String,
-    cluster: String,
-    steps: Vec<RecordedStep>,
-}
-
-#[derive(Deserialize)]
-struct RecordedStep {
-    id: String,
-    step: String,
-    node: Option<String>,
-    destructive: bool,
-    idempotent: bool,
-}
-
 pub fn run(run: &str, format: DiagFormat) -> u8 {
     let dir = match RunDir::find(run) {
         Ok(d) => d,
         Err(e) => return usage_error("cannot show the run", &e, None),
     };
-    let plan: RecordedPlan = match std::fs::read_to_string(dir.path.join("plan.json"))
-        .map_err(|e| e.to_string())
-        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
-    {
+    let plan = match dir.recorded_plan() {
         Ok(p) => p,
         Err(e) => return usage_error("cannot read the run's plan.json", &e, None),
     };

@@ -53,6 +53,25 @@ impl From<&SetParam> for crate::compile::ParamValue {
     }
 }
 
+/// The part of a run's recorded `plan.json` that `status` and `report` read back.
+#[derive(Debug, Deserialize)]
+pub struct RecordedPlan {
+    pub fingerprint: String,
+    pub plan: String,
+    pub cluster: String,
+    pub steps: Vec<RecordedStep>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RecordedStep {
+    pub id: String,
+    pub step: String,
+    pub node: Option<String>,
+    pub destructive: bool,
+    pub idempotent: bool,
+    pub action: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct RunDir {
     pub path: PathBuf,
@@ -100,6 +119,13 @@ impl RunDir {
 
     pub fn log(&self, id: &str) -> PathBuf {
         self.path.join("logs").join(format!("{id}.log"))
+    }
+
+    pub fn recorded_plan(&self) -> Result<RecordedPlan, String> {
+        let p = self.path.join("plan.json");
+        let text =
+            fs::read_to_string(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{} is damaged: {e}", p.display()))
     }
 
     pub fn info(&self) -> Result<RunInfo, String> {

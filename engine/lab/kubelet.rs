@@ -28,7 +28,6 @@ use nix::sys::signal::{SigSet, Signal, kill, killpg};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
-use serde::Deserialize;
 
 use super::LabError;
 use super::node::InitConfig;
@@ -160,40 +159,12 @@ fn signal_events() -> Option<mpsc::Receiver<Event>> {
     }
 }
 
-/// The part of a kubeadm static pod manifest the stand-in reads; everything else is ignored.
-#[derive(Deserialize)]
-struct Manifest {
-    spec: PodSpec,
-}
-
-#[derive(Deserialize)]
-struct PodSpec {
-    containers: Vec<Container>,
-}
-
-#[derive(Deserialize)]
-struct Container {
-    #[serde(default)]
-    command: Vec<String>,
-    #[serde(default)]
-    args: Vec<String>,
-}
-
 /// The argv of a manifest's first container: `command` then `args`.
 fn parse_manifest(content: &[u8]) -> Result<Vec<String>, String> {
     let text = std::str::from_utf8(content).map_err(|e| format!("not UTF-8: {e}"))?;
-    let manifest: Manifest = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
-    let container = manifest
-        .spec
-        .containers
-        .into_iter()
-        .next()
-        .ok_or("spec.containers is empty")?;
-    let argv: Vec<String> = container
-        .command
-        .into_iter()
-        .chain(container.args)
-        .collect();
+    let manifest: crate::pod::StaticPod =
+        serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
+    let (_, argv) = manifest.first()?;
     if argv.is_empty() {
         return Err("spec.containers[0] has no command".to_string());
     }
