@@ -14,12 +14,16 @@ pub struct Args {
     /// Alarms reported but accepted, for plans that clear them (e.g. [NOSPACE]).
     #[serde(default)]
     pub allow_alarms: Vec<String>,
+    /// Members not asked, by node name: the failed member a plan is about to replace.
+    #[serde(default)]
+    pub skip: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct EtcdPreflight {
     pub members: Vec<String>,
     pub allow_alarms: Vec<String>,
+    pub skip: Vec<String>,
 }
 
 impl EtcdPreflight {
@@ -32,9 +36,26 @@ impl EtcdPreflight {
                 );
             }
         }
+        let members = ctx.member_names();
+        for n in &args.skip {
+            if !members.contains(n) {
+                return Err(ArgError::field(
+                    "skip",
+                    format!("{n:?} is not an etcd member of the inventory"),
+                )
+                .hint(format!("members: {}", members.join(", "))));
+            }
+        }
+        if args.skip.len() >= members.len() {
+            return Err(ArgError::field("skip", "every member is skipped: nothing to ask"));
+        }
         Ok(EtcdPreflight {
             allow_alarms: args.allow_alarms,
-            members: ctx.member_names(),
+            members: members
+                .into_iter()
+                .filter(|m| !args.skip.contains(m))
+                .collect(),
+            skip: args.skip,
         })
     }
 
@@ -50,10 +71,16 @@ impl EtcdPreflight {
         vec![Command::native(
             Native::Preflight {
                 allow_alarms: self.allow_alarms.clone(),
+                skip: self.skip.clone(),
             },
             format!(
-                "ask {} over etcd's API: status, leader, alarms (NOSPACE, CORRUPT), learners; {alarms}",
-                self.members.join(", ")
+                "ask {} over etcd's API: status, leader, alarms (NOSPACE, CORRUPT), learners; {alarms}{}",
+                self.members.join(", "),
+                if self.skip.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} not asked)", self.skip.join(", "))
+                }
             ),
         )]
     }

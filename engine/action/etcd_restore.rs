@@ -95,6 +95,19 @@ pub const RESTORE_TMP: &str = ".runbook-restore";
 /// Where earlier contents of the data dir are kept.
 pub const PREVIOUS: &str = ".runbook-previous";
 
+/// Moves everything in the data dir (but runbook's own dirs and lost+found) into
+/// `.runbook-previous/<time>/`: never deleted, and the data dir itself never moved, because
+/// it may be a mount point.
+pub fn move_aside(data_dir: &str) -> String {
+    let dq = quote(data_dir);
+    let prev = quote(&format!("{data_dir}/{PREVIOUS}"));
+    format!(
+        "prev={prev}/$(date -u +%Y%m%dT%H%M%SZ) && mkdir -p \"$prev\" && \
+find {dq} -mindepth 1 -maxdepth 1 ! -name '.runbook-*' ! -name lost+found -exec mv -t \"$prev\" -- {{}} + && \
+echo \"previous contents kept in $prev\""
+    )
+}
+
 /// `name=peer_url,...` over the given members, in inventory order.
 pub fn initial_cluster(members: &[&Node]) -> String {
     members
@@ -196,12 +209,7 @@ impl EtcdRestore {
             Command::Shell(restore.join(" ")),
         ];
         if self.move_aside {
-            let prev = quote(&format!("{d}/{PREVIOUS}"));
-            out.push(Command::Shell(format!(
-                "prev={prev}/$(date -u +%Y%m%dT%H%M%SZ) && mkdir -p \"$prev\" && \
-find {dq} -mindepth 1 -maxdepth 1 ! -name '.runbook-*' ! -name lost+found -exec mv -t \"$prev\" -- {{}} + && \
-echo \"previous contents kept in $prev\""
-            )));
+            out.push(Command::Shell(move_aside(d)));
         } else {
             out.push(Command::Shell(format!(
                 "test ! -e {} || {{ echo {dq} is not empty: refusing to restore over it >&2; exit 1; }}",

@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{ArgError, Command, Ctx, node_path};
+use crate::inventory::model::Node;
 use crate::shell::quote;
 
 /// Arguments of `manifest.stop` and `manifest.start`.
@@ -27,6 +28,43 @@ pub struct ManifestMove {
     pub parking_dir: String,
 }
 
+/// A manifest is a plain file name in the manifests directory.
+pub fn manifest_name(field: &str, m: &str) -> Result<(), ArgError> {
+    let valid = !m.is_empty()
+        && !m.starts_with('.')
+        && m.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && (m.ends_with(".yaml") || m.ends_with(".yml") || m.ends_with(".json"));
+    if valid {
+        Ok(())
+    } else {
+        Err(
+            ArgError::field(field, format!("{m:?} is not a manifest file name"))
+                .hint("a plain file name ending in .yaml, .yml or .json, without directories"),
+        )
+    }
+}
+
+/// The parking directory: the plan's, or `<manifests_dir>/../runbook-parked` on the node.
+pub fn parking_dir(node: &Node, given: Option<String>) -> Result<String, ArgError> {
+    Ok(match given {
+        Some(p) => {
+            node_path("parking_dir", &p)?;
+            crate::check::normalize(&p)
+        }
+        None => {
+            let parent = crate::check::normalize(&format!("{}/..", node.etcd.manifests_dir));
+            format!("{}/runbook-parked", parent.trim_end_matches('/'))
+        }
+    })
+}
+
+/// Where a parked manifest file lives.
+pub fn parked_path(node: &Node, given: Option<String>, manifest: &str) -> Result<String, ArgError> {
+    let dir = parking_dir(node, given)?;
+    Ok(format!("{}/{manifest}", dir.trim_end_matches('/')))
+}
+
 impl ManifestMove {
     pub fn new(args: Args, ctx: &Ctx, action: &str) -> Result<Self, ArgError> {
         let node = ctx.require_node(action)?;
@@ -35,30 +73,10 @@ impl ManifestMove {
                 .hint("name the files, e.g. [kube-apiserver.yaml, etcd.yaml]"));
         }
         for m in &args.manifests {
-            let valid = !m.is_empty()
-                && !m.starts_with('.')
-                && m.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-                && (m.ends_with(".yaml") || m.ends_with(".yml") || m.ends_with(".json"));
-            if !valid {
-                return Err(ArgError::field(
-                    "manifests",
-                    format!("{m:?} is not a manifest file name"),
-                )
-                .hint("a plain file name ending in .yaml, .yml or .json, without directories"));
-            }
+            manifest_name("manifests", m)?;
         }
         let manifests_dir = node.etcd.manifests_dir.clone();
-        let parking_dir = match args.parking_dir {
-            Some(p) => {
-                node_path("parking_dir", &p)?;
-                crate::check::normalize(&p)
-            }
-            None => {
-                let parent = crate::check::normalize(&format!("{manifests_dir}/.."));
-                format!("{}/runbook-parked", parent.trim_end_matches('/'))
-            }
-        };
+        let parking_dir = parking_dir(node, args.parking_dir)?;
         Ok(ManifestMove {
             manifests: args.manifests,
             manifests_dir,

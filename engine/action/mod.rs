@@ -1,14 +1,17 @@
 //! Typed actions: each knows its arguments (with a schema), the exact commands it renders
 //! and whether it is safe to re-run. One file per action; this file is the registry.
 
+pub mod etcd_clear_data;
 pub mod etcd_defrag;
 pub mod etcd_maintenance;
+pub mod etcd_members;
 pub mod etcd_preflight;
 pub mod etcd_restore;
 pub mod etcd_verify_cluster;
 pub mod etcdctl;
 pub mod file_chown;
 pub mod manifest;
+pub mod manifest_flags;
 pub mod run;
 pub mod snapshot_copy;
 pub mod snapshot_distribute;
@@ -44,7 +47,15 @@ pub enum Native {
     /// Copy a local file to the step's node (mode 0600, written beside `dest` and renamed).
     Upload { source: String, dest: String },
     /// Ask every etcd member over its API; fail on alarms (but those allowed) or no leader.
-    Preflight { allow_alarms: Vec<String> },
+    Preflight {
+        allow_alarms: Vec<String>,
+        skip: Vec<String>,
+    },
+    /// Remove the step's node from the member list, through the other members, keeping quorum.
+    MemberRemove,
+    /// Add the step's node as a voter once the cluster can take one; write its join flags
+    /// into its parked manifest.
+    MemberAdd { manifest: String },
     /// Compact the keyspace to the current revision (physically).
     Compact,
     /// Put, read back and delete a probe key: writes work.
@@ -157,6 +168,10 @@ pub enum Action {
     SnapshotSave(snapshot_save::SnapshotSave),
     SnapshotCopy(snapshot_copy::SnapshotCopy),
     SnapshotPrune(snapshot_copy::SnapshotPrune),
+    EtcdClearData(etcd_clear_data::EtcdClearData),
+    EtcdMemberRemove(etcd_members::EtcdMemberRemove),
+    EtcdMemberAdd(etcd_members::EtcdMemberAdd),
+    ManifestEtcdFlags(manifest_flags::ManifestFlags),
     Run(run::Run),
 }
 
@@ -181,6 +196,10 @@ impl Action {
             Action::SnapshotSave(a) => a.commands(),
             Action::SnapshotCopy(a) => a.commands(),
             Action::SnapshotPrune(a) => a.commands(),
+            Action::EtcdClearData(a) => a.commands(),
+            Action::EtcdMemberRemove(a) => a.commands(),
+            Action::EtcdMemberAdd(a) => a.commands(),
+            Action::ManifestEtcdFlags(a) => a.commands(),
             Action::Run(a) => a.commands(),
         }
     }
@@ -457,6 +476,61 @@ pub static ACTIONS: &[ActionInfo] = &[
             Ok(Action::EtcdCheckWrites(
                 etcd_maintenance::EtcdCheckWrites::new(args(v)?, ctx)?,
             ))
+        },
+    },
+    ActionInfo {
+        name: "manifest.etcd_flags",
+        summary: "set or drop --flags in a parked etcd manifest (e.g. --initial-cluster-state, --force-new-cluster), keeping the original beside it",
+        default_timeout: secs(60),
+        destructive: false,
+        idempotent: true,
+        schema: schema_of::<manifest_flags::Args>,
+        parse: |v, ctx| {
+            Ok(Action::ManifestEtcdFlags(manifest_flags::ManifestFlags::new(
+                args(v)?,
+                ctx,
+            )?))
+        },
+    },
+    ActionInfo {
+        name: "etcd.clear_data",
+        summary: "move a stopped member's data aside (never deleted) so it can join again as a new member",
+        default_timeout: secs(300),
+        destructive: true,
+        idempotent: true,
+        schema: schema_of::<etcd_clear_data::Args>,
+        parse: |v, ctx| {
+            Ok(Action::EtcdClearData(etcd_clear_data::EtcdClearData::new(
+                args(v)?,
+                ctx,
+            )?))
+        },
+    },
+    ActionInfo {
+        name: "etcd.member_remove",
+        summary: "remove the node's member through the other members, refusing if the voters left could not keep quorum",
+        default_timeout: secs(60),
+        destructive: true,
+        idempotent: true,
+        schema: schema_of::<etcd_members::RemoveArgs>,
+        parse: |v, ctx| {
+            Ok(Action::EtcdMemberRemove(
+                etcd_members::EtcdMemberRemove::new(args(v)?, ctx)?,
+            ))
+        },
+    },
+    ActionInfo {
+        name: "etcd.member_add",
+        summary: "add the node as a voting member once every voter is started (one at a time) and write its join flags into its parked manifest",
+        default_timeout: secs(300),
+        destructive: true,
+        idempotent: true,
+        schema: schema_of::<etcd_members::AddArgs>,
+        parse: |v, ctx| {
+            Ok(Action::EtcdMemberAdd(etcd_members::EtcdMemberAdd::new(
+                args(v)?,
+                ctx,
+            )?))
         },
     },
 ];

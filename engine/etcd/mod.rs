@@ -4,6 +4,7 @@
 
 pub mod defrag;
 pub mod maintenance;
+pub mod members;
 pub mod preflight;
 pub mod save;
 pub mod verify;

@@ -396,7 +396,7 @@ async fn attempt_once<E: Executor + 'static>(sh: &Shared<E>, i: usize, attempt: 
                 if sh.exec.is_dry_run() {
                     continue;
                 }
-                let r = tokio::time::timeout(remaining, native(sh, op, node)).await;
+                let r = tokio::time::timeout(remaining, native(sh, op, node, remaining)).await;
                 match r {
                     Err(_) => return timed_out(sh, &inst.id, inst.timeout),
                     Ok(Err(e)) => return failed(sh, &inst.id, e),
@@ -406,6 +406,8 @@ async fn attempt_once<E: Executor + 'static>(sh: &Shared<E>, i: usize, attempt: 
                         if matches!(
                             op,
                             Native::Preflight { .. }
+                                | Native::MemberAdd { .. }
+                                | Native::MemberRemove
                                 | Native::DefragCluster
                                 | Native::Compact
                                 | Native::CheckWrites
@@ -562,6 +564,7 @@ async fn native<E: Executor + 'static>(
     sh: &Shared<E>,
     op: &Native,
     node: Option<&crate::inventory::model::Node>,
+    remaining: Duration,
 ) -> Result<String, String> {
     match op {
         Native::VerifySnapshot { path } => {
@@ -601,9 +604,13 @@ async fn native<E: Executor + 'static>(
                 .map(|d| format!("{path}: sha256 {d} as expected"))
                 .map_err(|e| e.to_string())
         }
-        Native::Preflight { allow_alarms } => {
+        Native::Preflight { allow_alarms, skip } => {
             let inv = &sh.graph.runbook.inventory;
-            let members = inv.etcd_members();
+            let members: Vec<_> = inv
+                .etcd_members()
+                .into_iter()
+                .filter(|n| !skip.contains(&n.name))
+                .collect();
             let pre = crate::etcd::preflight::run(sh.exec.as_ref(), &members, allow_alarms).await?;
             let mut lines: Vec<String> = pre
                 .members
@@ -667,6 +674,41 @@ async fn native<E: Executor + 'static>(
                 *bump_revision,
             )
             .await
+        }
+        Native::MemberRemove => {
+            let node = node.ok_or_else(|| "a member removal needs a node".to_string())?;
+            crate::etcd::members::remove(sh.exec.as_ref(), &sh.graph.runbook.inventory, node).await
+        }
+        Native::MemberAdd { manifest } => {
+            let node = node.ok_or_else(|| "a member add needs a node".to_string())?;
+            // The step's own time limit cuts the wait; leave a little for the manifest edit.
+            let deadline = Instant::now() + remaining.saturating_sub(Duration::from_secs(10));
+            let added =
+                crate::etcd::members::add(sh.exec.as_ref(), &sh.graph.runbook.inventory, node, deadline)
+                    .await?;
+            let set = [
+                ("initial-cluster".to_string(), added.initial_cluster.clone()),
+                ("initial-cluster-state".to_string(), "existing".to_string()),
+            ];
+            let cmds = crate::action::manifest_flags::edit_commands(manifest, &set, &[]);
+            let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
+            let out = sh
+                .exec
+                .shell(Target::Node(node), &group_script(&refs), &[], Duration::from_secs(30))
+                .await
+                .map_err(|e| e.0)?;
+            if !out.success() {
+                return Err(format!(
+                    "{} (member {:x} is added: resume re-runs this step, which reuses it)\nsetting the join flags in {manifest}: {}",
+                    added.message,
+                    added.id,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            Ok(format!(
+                "{}\n{manifest}: --initial-cluster-state=existing --initial-cluster={}",
+                added.message, added.initial_cluster
+            ))
         }
         Native::Upload { source, dest } => {
             let node = node.ok_or_else(|| "an upload needs a node".to_string())?;

@@ -4,6 +4,7 @@
 mod apiserver;
 mod defrag;
 mod manifest;
+mod membership;
 mod restore;
 mod safety;
 mod topology;
@@ -84,6 +85,14 @@ pub const RULES: &[(&str, &str)] = &[
         "raw-restore",
         "a restore in raw shell that runbook cannot check",
     ),
+    (
+        "clear-data-while-running",
+        "a member's data cleared while etcd may still run there",
+    ),
+    (
+        "member-add-with-old-data",
+        "a member added back onto a data dir that was not cleared",
+    ),
     ("even-members", "an even number of etcd members"),
     ("single-member", "a single etcd member"),
 ];
@@ -94,6 +103,7 @@ pub fn run(g: &StepGraph) -> Diagnostics {
     manifest::check(g, &mut ds);
     apiserver::check(g, &mut ds);
     safety::check(g, &mut ds);
+    membership::check(g, &mut ds);
     defrag::check(g, &mut ds);
     topology::check(g, &mut ds);
     ds

@@ -40,6 +40,9 @@ pub fn check(g: &StepGraph, ds: &mut Diagnostics) {
                 );
             }
         }
+        if matches!(&inst.action, Action::ManifestEtcdFlags(f) if f.sets("force-new-cluster")) {
+            force_new_cluster(g, i, ds);
+        }
         let Action::Run(run) = &inst.action else {
             continue;
         };

@@ -1,0 +1,291 @@
+//! Membership changes over etcd's API: remove a member without losing quorum, add one back
+//! once the cluster can take a new voter, and the `--initial-cluster` it must join with.
+//!
+//! etcd applies one configuration change at a time and (with `--strict-reconfig-check`, the
+//! default) refuses a voter whose addition would leave fewer started members than a quorum.
+//! So this process makes one membership change at a time, and an add waits until every
+//! listed voter is started and answers before it asks.
+
+use std::time::{Duration, Instant};
+
+use etcd_client::Client;
+use futures_util::future::join_all;
+use tokio::sync::Mutex;
+
+use super::{connect_member, status};
+use crate::executor::Executor;
+use crate::inventory::model::{Inventory, Node};
+
+/// Serialises membership changes of one run (parallel fan-outs included).
+static MEMBERSHIP: Mutex<()> = Mutex::const_new(());
+
+/// How long one member may take to answer before it counts as not answering.
+const ASK: Duration = Duration::from_secs(5);
+
+/// A member as etcd lists it.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    pub id: u64,
+    /// Empty until the member has started and published itself.
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub is_learner: bool,
+}
+
+impl Listed {
+    fn from(m: &etcd_client::Member) -> Listed {
+        Listed {
+            id: m.id(),
+            name: m.name().to_string(),
+            peer_urls: m.peer_urls().to_vec(),
+            is_learner: m.is_learner(),
+        }
+    }
+
+    fn is(&self, node: &Node) -> bool {
+        self.peer_urls.iter().any(|u| same_url(u, &node.peer_url()))
+    }
+
+    fn label(&self) -> String {
+        let name = if self.name.is_empty() {
+            "(not started)"
+        } else {
+            &self.name
+        };
+        format!("{name} {:x} {}", self.id, self.peer_urls.join(","))
+    }
+}
+
+fn same_url(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// The member list, from the first of `ask` (in inventory order) that answers, with its client.
+async fn list_from(
+    exec: &impl Executor,
+    ask: &[&Node],
+) -> Result<(String, Client, Vec<Listed>), String> {
+    if ask.is_empty() {
+        return Err("no other etcd member in the inventory to ask".into());
+    }
+    let tries = join_all(ask.iter().map(|n| async move {
+        let attempt = async {
+            let mut c = connect_member(exec, n).await?;
+            let r = c
+                .member_list()
+                .await
+                .map_err(|e| format!("member list from {}: {e}", n.name))?;
+            let list = r.members().iter().map(Listed::from).collect::<Vec<_>>();
+            Ok::<_, String>((n.name.clone(), c, list))
+        };
+        tokio::time::timeout(ASK, attempt)
+            .await
+            .unwrap_or_else(|_| Err(format!("{} did not answer within {ASK:?}", n.name)))
+    }))
+    .await;
+    let mut why = Vec::new();
+    for t in tries {
+        match t {
+            Ok(found) => return Ok(found),
+            Err(e) => why.push(e),
+        }
+    }
+    Err(format!("no member answered: {}", why.join("; ")))
+}
+
+/// The inventory node a listed member is, by peer URL.
+fn node_of<'a>(inv: &'a Inventory, m: &Listed) -> Option<&'a Node> {
+    inv.etcd_members().into_iter().find(|n| m.is(n))
+}
+
+/// Which of `voters` answer a status call (through their own tunnels), and why the others do not.
+async fn answering(
+    exec: &impl Executor,
+    inv: &Inventory,
+    voters: &[&Listed],
+) -> (Vec<String>, Vec<String>) {
+    let asked = join_all(voters.iter().map(|m| async move {
+        let label = m.label();
+        let Some(n) = node_of(inv, m) else {
+            return Err(format!(
+                "{label} is not in the inventory (add it, or remove that member first)"
+            ));
+        };
+        let attempt = async {
+            let mut c = connect_member(exec, n).await?;
+            status(n, &mut c).await
+        };
+        match tokio::time::timeout(ASK, attempt).await {
+            Ok(Ok(_)) => Ok(n.name.clone()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(format!("{} did not answer within {ASK:?}", n.name)),
+        }
+    }))
+    .await;
+    let mut ok = Vec::new();
+    let mut not = Vec::new();
+    for a in asked {
+        match a {
+            Ok(n) => ok.push(n),
+            Err(e) => not.push(e),
+        }
+    }
+    (ok, not)
+}
+
+fn others<'a>(inv: &'a Inventory, node: &Node) -> Vec<&'a Node> {
+    inv.etcd_members()
+        .into_iter()
+        .filter(|n| n.name != node.name)
+        .collect()
+}
+
+/// Removes `node`'s member, asking the other members; refuses when the voters left behind
+/// that answer would not be a quorum of the smaller cluster. Absent already is success.
+pub async fn remove(exec: &impl Executor, inv: &Inventory, node: &Node) -> Result<String, String> {
+    let _one = MEMBERSHIP.lock().await;
+    let (asked, mut client, list) = list_from(exec, &others(inv, node)).await?;
+    let Some(target) = list
+        .iter()
+        .find(|m| m.is(node) || (!m.name.is_empty() && m.name == node.name))
+    else {
+        return Ok(format!(
+            "{} ({}) is not a member (already removed); members: {}",
+            node.name,
+            node.peer_url(),
+            list.iter().map(Listed::label).collect::<Vec<_>>().join("; ")
+        ));
+    };
+    let left: Vec<&Listed> = list
+        .iter()
+        .filter(|m| m.id != target.id && !m.is_learner)
+        .collect();
+    if !target.is_learner {
+        let quorum = left.len() / 2 + 1;
+        let (ok, not) = answering(exec, inv, &left).await;
+        if left.is_empty() || ok.len() < quorum {
+            return Err(format!(
+                "removing {} leaves {} voting members, of which {} answer ({}); {quorum} are needed for a quorum{}",
+                node.name,
+                left.len(),
+                ok.len(),
+                if ok.is_empty() { "none".into() } else { ok.join(", ") },
+                if not.is_empty() {
+                    format!(": {}", not.join("; "))
+                } else {
+                    String::new()
+                }
+            ));
+        }
+    }
+    let id = target.id;
+    client
+        .member_remove(id)
+        .await
+        .map_err(|e| format!("removing member {id:x} ({}) via {asked}: {e}", node.name))?;
+    Ok(format!(
+        "removed member {id:x} ({}, {}) via {asked}; {} voting members left",
+        node.name,
+        node.peer_url(),
+        left.len()
+    ))
+}
+
+/// What an add leaves behind: the member's id and the `--initial-cluster` it must start with.
+pub struct Added {
+    pub id: u64,
+    pub initial_cluster: String,
+    pub message: String,
+}
+
+/// Adds `node` as a voting member once every listed voter is started and answers (polling
+/// until `deadline`); a member already listed with its peer URL is reused (a resumed run).
+pub async fn add(
+    exec: &impl Executor,
+    inv: &Inventory,
+    node: &Node,
+    deadline: Instant,
+) -> Result<Added, String> {
+    let _one = MEMBERSHIP.lock().await;
+    let ask = others(inv, node);
+    loop {
+        let (asked, mut client, list) = list_from(exec, &ask).await?;
+        if let Some(m) = list.iter().find(|m| m.is(node)) {
+            if m.is_learner {
+                return Err(format!(
+                    "{} is listed as a learner ({:x}); promote or remove it first",
+                    node.name, m.id
+                ));
+            }
+            let initial_cluster = initial_cluster(inv, node, &list)?;
+            return Ok(Added {
+                id: m.id,
+                message: format!(
+                    "{} is already listed as member {:x} (added by an earlier attempt); joins with --initial-cluster={initial_cluster}",
+                    node.name, m.id
+                ),
+                initial_cluster,
+            });
+        }
+        let voters: Vec<&Listed> = list.iter().filter(|m| !m.is_learner).collect();
+        let unstarted: Vec<String> = voters
+            .iter()
+            .filter(|m| m.name.is_empty())
+            .map(|m| m.label())
+            .collect();
+        let (_, not) = answering(exec, inv, &voters).await;
+        let mut waiting = unstarted;
+        waiting.extend(not);
+        if waiting.is_empty() {
+            let r = client
+                .member_add([node.peer_url()], None)
+                .await
+                .map_err(|e| format!("adding {} via {asked}: {e}", node.name))?;
+            let id = r.member().map(|m| m.id()).unwrap_or(0);
+            let after: Vec<Listed> = r.member_list().iter().map(Listed::from).collect();
+            let initial_cluster = initial_cluster(inv, node, &after)?;
+            return Ok(Added {
+                id,
+                message: format!(
+                    "added {} ({}) as member {id:x} via {asked}; {} voting members; joins with --initial-cluster={initial_cluster}",
+                    node.name,
+                    node.peer_url(),
+                    after.iter().filter(|m| !m.is_learner).count()
+                ),
+                initial_cluster,
+            });
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the cluster cannot take a new voter: {}",
+                waiting.join("; ")
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `name=peer_url,...` over the members etcd lists, in inventory order: a joining member
+/// must name exactly the current membership, or etcd refuses it ("member count is unequal").
+fn initial_cluster(inv: &Inventory, joining: &Node, list: &[Listed]) -> Result<String, String> {
+    let mut parts = Vec::new();
+    for n in inv.etcd_members() {
+        if let Some(m) = list.iter().find(|m| m.is(n)) {
+            if m.name.is_empty() && n.name != joining.name {
+                return Err(format!(
+                    "{} is listed but has not started; it must join before {} can",
+                    m.label(),
+                    joining.name
+                ));
+            }
+            parts.push(format!("{}={}", n.name, n.peer_url()));
+        }
+    }
+    if let Some(stranger) = list.iter().find(|m| node_of(inv, m).is_none()) {
+        return Err(format!(
+            "member {} is not in the inventory: add it to the inventory or remove it from the cluster",
+            stranger.label()
+        ));
+    }
+    Ok(parts.join(","))
+}

@@ -1,0 +1,50 @@
+//! Membership changes: a member's data is cleared only with its etcd stopped, and a member
+//! is added back only onto a cleared data dir (old data carries the removed member's identity).
+
+use super::{instances, same_node_ancestors};
+use crate::action::Action;
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::graph::StepGraph;
+
+pub fn check(g: &StepGraph, ds: &mut Diagnostics) {
+    for (i, inst) in instances(g) {
+        match &inst.action {
+            Action::EtcdClearData(_) => {
+                let stopped = same_node_ancestors(g, i).any(
+                    |(_, a)| matches!(&a.action, Action::WaitProcessGone(w) if w.process == "etcd"),
+                );
+                if !stopped {
+                    ds.push(
+                        Diagnostic::error(
+                            "clear-data-while-running",
+                            inst.loc.clone(),
+                            format!(
+                                "{} clears etcd's data without first waiting for etcd to be gone there",
+                                inst.id
+                            ),
+                        )
+                        .hint("stop etcd on the node (manifest.stop of etcd.yaml) and add a `wait.process_gone { process: etcd }` step on the same node to `needs`"),
+                    );
+                }
+            }
+            Action::EtcdMemberAdd(_) => {
+                let cleared = same_node_ancestors(g, i)
+                    .any(|(_, a)| matches!(&a.action, Action::EtcdClearData(_)));
+                if !cleared {
+                    ds.push(
+                        Diagnostic::error(
+                            "member-add-with-old-data",
+                            inst.loc.clone(),
+                            format!(
+                                "{} adds a member whose data dir is not cleared first",
+                                inst.id
+                            ),
+                        )
+                        .hint("a new member must start empty: add an `etcd.clear_data` step on the same node to `needs`"),
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+}
