@@ -212,6 +212,64 @@ impl Lab {
         }
     }
 
+    /// `runbook apply PLAN` against the lab with `args` (e.g. `--set`, `--yes`), in run dir `run`.
+    fn run(&self, plan: &str, run: &str, args: &[&str]) -> Output {
+        runbook()
+            .args(["apply", plan, "-i"])
+            .arg(&self.inventory)
+            .arg("--run-dir")
+            .arg(self.work.path().join(run))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Member id (hex) by name, as cp-`via` lists them.
+    fn member_ids(&self, via: &str) -> BTreeMap<String, String> {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.etcdctl(via, &["member", "list", "-w", "json"])).unwrap();
+        v["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap_or("").to_string(),
+                    format!("{:x}", m["ID"].as_u64().unwrap()),
+                )
+            })
+            .collect()
+    }
+
+    /// Every member answers, HashKV agrees, and every member serves `expected` under `prefix`.
+    fn assert_agree(&self, prefix: &str, expected: &BTreeMap<String, String>) {
+        let health = self.sh("cp1", "etcdctl endpoint health --cluster 2>&1");
+        assert_eq!(
+            health.matches("is healthy").count(),
+            self.nodes.len(),
+            "{health}"
+        );
+        let hashes: serde_json::Value = serde_json::from_str(
+            &self.etcdctl("cp1", &["endpoint", "hashkv", "--cluster", "-w", "json"]),
+        )
+        .unwrap();
+        let hs: Vec<u64> = hashes
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["HashKV"]["hash"].as_u64().unwrap())
+            .collect();
+        assert_eq!(hs.len(), self.nodes.len());
+        assert!(
+            hs.windows(2).all(|w| w[0] == w[1]),
+            "HashKV differs: {hs:?}"
+        );
+        for n in &self.nodes {
+            assert!(self.read_keys(n, prefix) == *expected, "keys differ on {n}");
+        }
+    }
+
     fn endpoints(&self) -> String {
         let inv = std::fs::read_to_string(&self.inventory).unwrap();
         inv.lines()
@@ -1210,4 +1268,85 @@ fn discover_etcd_3_4() {
 #[test]
 fn discover_etcd_3_5() {
     discover("3.5", "e2e-disc35");
+}
+
+/// A member whose data is lost (kubelet restarts it on an empty dir, where it cannot rejoin)
+/// is replaced while the other two keep serving: new member id, same name, every key there.
+fn member_replace(etcd: &str, name: &str) {
+    let lab = Lab::up(name, etcd, 3);
+    let mut keys = lab.write_keys("/drill/", BEFORE, "before");
+    let old = lab.member_ids("cp1");
+    lab.sh("cp2", "rm -rf /var/lib/etcd/member && pkill -9 -x etcd; true");
+    // The cluster keeps quorum on cp1 and cp3 (after an election if cp2 led) and takes writes.
+    lab.sh("cp1", "for i in $(seq 1 100); do etcdctl put /probe x >/dev/null 2>&1 && etcdctl del /probe >/dev/null && exit 0; sleep 0.2; done; exit 1");
+    keys.extend(lab.write_keys("/drill/during-", AFTER, "during"));
+
+    // A member outside the inventory is a compile error, before any host is reached.
+    let out = lab.run(
+        "plans/etcd-member-replace.yaml",
+        "typo",
+        &["--set", "member=cp9", "--yes"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("\"cp9\" is not an etcd member of the inventory"),
+        "{err}"
+    );
+
+    let out = lab.run(
+        "plans/etcd-member-replace.yaml",
+        "replace",
+        &["--set", "member=cp2", "--yes"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    check(out, "member replace");
+    // Preflight asked the two others only.
+    assert!(
+        stderr.contains("cp1: member") && !stderr.contains("cp2: member"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&format!("removed member {}", old["cp2"])), "{stderr}");
+    assert!(stderr.contains("member list equals the inventory"), "{stderr}");
+
+    let new = lab.member_ids("cp3");
+    assert_eq!(new.keys().collect::<Vec<_>>(), ["cp1", "cp2", "cp3"]);
+    assert_ne!(new["cp2"], old["cp2"], "cp2 is a new member");
+    assert_eq!((new["cp1"].as_str(), new["cp3"].as_str()), (old["cp1"].as_str(), old["cp3"].as_str()));
+    lab.assert_agree("/drill/", &keys);
+    // The old data is kept aside; the manifest joins the existing cluster; its earlier form is kept.
+    lab.sh("cp2", "ls -d /var/lib/etcd/.runbook-previous/*/member");
+    let manifest = lab.sh("cp2", "cat /etc/kubernetes/manifests/etcd.yaml");
+    assert!(manifest.contains("- --initial-cluster-state=existing"), "{manifest}");
+    assert_eq!(manifest.matches("- --initial-cluster=cp1=https://").count(), 1, "{manifest}");
+    lab.sh("cp2", "ls /etc/kubernetes/runbook-parked/etcd.yaml.before-runbook-*");
+    // The stand-in kube-apiserver followed etcd back on cp2.
+    lab.sh("cp2", "for i in $(seq 1 50); do curl -fsS --max-time 3 --cacert /etc/kubernetes/pki/ca.crt https://127.0.0.1:6443/readyz >/dev/null && exit 0; sleep 0.1; done; exit 1");
+
+    // With cp1 down as well, replacing cp3 would leave one voter of two: refused up front,
+    // and cp3 keeps its member and its manifest.
+    lab.sh("cp1", "mv /etc/kubernetes/manifests/etcd.yaml /etc/kubernetes/etcd.yaml.away");
+    lab.sh("cp1", "for i in $(seq 1 100); do pgrep -x etcd >/dev/null || exit 0; sleep 0.1; done; exit 1");
+    let out = lab.run(
+        "plans/etcd-member-replace.yaml",
+        "refused",
+        &["--set", "member=cp3", "--yes"],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("preflight failed") && err.contains("cp1"), "{err}");
+    lab.sh("cp3", "test -e /etc/kubernetes/manifests/etcd.yaml && pgrep -x etcd >/dev/null");
+    lab.sh("cp1", "mv /etc/kubernetes/etcd.yaml.away /etc/kubernetes/manifests/etcd.yaml");
+    lab.sh("cp1", "for i in $(seq 1 100); do etcdctl endpoint health >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1");
+    assert_eq!(lab.member_ids("cp1"), new);
+}
+
+#[test]
+fn member_replace_etcd_3_4() {
+    member_replace("3.4", "e2e-replace34");
+}
+
+#[test]
+fn member_replace_etcd_3_5() {
+    member_replace("3.5", "e2e-replace35");
 }

@@ -237,10 +237,16 @@ pub async fn add(
         let mut waiting = unstarted;
         waiting.extend(not);
         if waiting.is_empty() {
-            let r = client
-                .member_add([node.peer_url()], None)
-                .await
-                .map_err(|e| format!("adding {} via {asked}: {e}", node.name))?;
+            let r = match client.member_add([node.peer_url()], None).await {
+                Ok(r) => r,
+                // etcd's own readiness rules (strict reconfig check): every voter started, and
+                // the member asked connected to all of them for 5 s. Both pass with time.
+                Err(e) if not_yet(&e.to_string()) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                Err(e) => return Err(format!("adding {} via {asked}: {e}", node.name)),
+            };
             let id = r.member().map(|m| m.id()).unwrap_or(0);
             let after: Vec<Listed> = r.member_list().iter().map(Listed::from).collect();
             let initial_cluster = initial_cluster(inv, node, &after)?;
@@ -263,6 +269,11 @@ pub async fn add(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// etcd's answers meaning "not now": retried until the step's deadline.
+fn not_yet(err: &str) -> bool {
+    err.contains("unhealthy cluster") || err.contains("not enough started members")
 }
 
 /// `name=peer_url,...` over the members etcd lists, in inventory order: a joining member
