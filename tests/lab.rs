@@ -1350,3 +1350,61 @@ fn member_replace_etcd_3_4() {
 fn member_replace_etcd_3_5() {
     member_replace("3.5", "e2e-replace35");
 }
+
+/// Two of three members lose their data for good (etcd crash-loops on a damaged backend):
+/// no quorum. The survivor is forced into a one-member cluster and the others rejoin.
+fn quorum_recovery(etcd: &str, name: &str) {
+    let lab = Lab::up(name, etcd, 3);
+    let keys = lab.write_keys("/drill/", BEFORE, "before");
+    let old = lab.member_ids("cp1");
+    for n in ["cp2", "cp3"] {
+        lab.sh(
+            n,
+            "mv /etc/kubernetes/manifests/etcd.yaml /etc/kubernetes/etcd.yaml.away \
+             && for i in $(seq 1 100); do pgrep -x etcd >/dev/null || break; sleep 0.1; done \
+             && head -c 65536 /dev/urandom > /var/lib/etcd/member/snap/db \
+             && mv /etc/kubernetes/etcd.yaml.away /etc/kubernetes/manifests/etcd.yaml",
+        );
+    }
+    let lost = lab.exec("cp1", &["etcdctl", "--command-timeout=2s", "put", "/x", "y"]);
+    assert!(!lost.status.success(), "the cluster still has quorum");
+
+    let out = lab.run(
+        "plans/etcd-quorum-recovery.yaml",
+        "recover",
+        &["--set", "survivor=cp1", "--yes"],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    check(out, "quorum recovery");
+    assert!(stderr.contains("member list equals the inventory"), "{stderr}");
+
+    let new = lab.member_ids("cp2");
+    assert_eq!(new.keys().collect::<Vec<_>>(), ["cp1", "cp2", "cp3"]);
+    assert_eq!(new["cp1"], old["cp1"], "the survivor keeps its member");
+    assert_ne!(new["cp2"], old["cp2"]);
+    assert_ne!(new["cp3"], old["cp3"]);
+    lab.assert_agree("/drill/", &keys);
+    // The survivor runs without --force-new-cluster now: a restart cannot reset the members.
+    let manifest = lab.sh("cp1", "cat /etc/kubernetes/manifests/etcd.yaml");
+    assert!(!manifest.contains("force-new-cluster"), "{manifest}");
+    assert!(!lab.sh("cp1", "pgrep -a -x etcd").contains("force-new-cluster"));
+    for n in ["cp2", "cp3"] {
+        lab.sh(n, "ls -d /var/lib/etcd/.runbook-previous/*/member");
+    }
+    lab.etcdctl("cp3", &["put", "/after-recovery", "ok"]);
+    assert_eq!(
+        lab.etcdctl("cp1", &["get", "/after-recovery", "--print-value-only"])
+            .trim(),
+        "ok"
+    );
+}
+
+#[test]
+fn quorum_recovery_etcd_3_4() {
+    quorum_recovery("3.4", "e2e-quorum34");
+}
+
+#[test]
+fn quorum_recovery_etcd_3_5() {
+    quorum_recovery("3.5", "e2e-quorum35");
+}

@@ -13,6 +13,7 @@ use crate::action::{self, Action, ArgError, Ctx, run::Run};
 use crate::check;
 use crate::diag::{Diagnostic, Diagnostics, Loc};
 use crate::inventory::model::{Inventory, Node};
+use crate::located::Sp;
 use crate::plan::load::LoadedPlan;
 use crate::plan::{Need, StepSpec};
 use template::{TemplateError, Templates};
@@ -98,6 +99,31 @@ pub fn compile(
 
     let params = params::resolve(raw, file, inventory, sets, &templates, &mut ds);
 
+    // Node names in `on` and `for_each.nodes` may be templates over `params` and `cluster`
+    // (e.g. `on: "{{ params.survivor }}"`), resolved here so an unknown node is a located error.
+    let names_ctx = context::for_instance(inventory, &raw.name, &params, None, None);
+    // A wrong parameter is reported once, where it is first used, not at every step using it.
+    let reported = std::cell::RefCell::new(std::collections::HashSet::new());
+    let node_name = |s: &Sp<String>, ds: &mut Diagnostics| -> Option<String> {
+        if !s.value.contains("{{") {
+            return Some(s.value.clone());
+        }
+        let name = templates
+            .render_text(&s.value, &names_ctx)
+            .map(|v| v.trim().to_string())
+            .map_err(|err| ds.push(template_error(&err, s.loc(file), "a node name")))
+            .ok()?;
+        if name == "local" || inventory.node(&name).is_some() {
+            return Some(name);
+        }
+        if reported.borrow_mut().insert(name.clone()) {
+            let mut d = unknown_node(&name, s.loc(file), inventory);
+            d.message = format!("node `{name}` (from `{}`) is not in the inventory", s.value);
+            ds.push(d);
+        }
+        None
+    };
+
     // Pass 1: step ids and targets.
     let mut entries: Vec<StepEntry> = Vec::new();
     let mut ids: HashMap<&str, Loc> = HashMap::new();
@@ -171,7 +197,7 @@ pub fn compile(
             ),
             _ => {}
         }
-        let targets = targets(spec, file, inventory, &mut ds);
+        let targets = targets(spec, file, inventory, &node_name, &mut ds);
         entries.push(StepEntry {
             spec,
             index,
@@ -410,10 +436,14 @@ fn is_step_id(s: &str) -> bool {
     s.starts_with(|c: char| c.is_ascii_lowercase()) && check::is_label(s)
 }
 
+/// Renders a node name that may be a template; `None` after reporting why it cannot be.
+type NodeName<'f> = dyn Fn(&Sp<String>, &mut Diagnostics) -> Option<String> + 'f;
+
 fn targets<'a>(
     spec: &'a StepSpec,
     file: &Arc<str>,
     inv: &'a Inventory,
+    node_name: &NodeName,
     ds: &mut Diagnostics,
 ) -> Targets<'a> {
     if let (Some(on), Some(_)) = (&spec.on, &spec.for_each) {
@@ -428,14 +458,18 @@ fn targets<'a>(
         return Targets::Local;
     }
     if let Some(on) = &spec.on {
-        if on.value == "local" {
+        // A step placed on no valid node gets no instance, so nothing else cascades from it.
+        let Some(name) = node_name(on, ds) else {
+            return Targets::Nodes(Vec::new());
+        };
+        if name == "local" {
             return Targets::Local;
         }
-        return match inv.node(on) {
+        return match inv.node(&name) {
             Some(n) => Targets::Nodes(vec![n]),
             None => {
-                ds.push(unknown_node(&on.value, on.loc(file), inv));
-                Targets::Local
+                ds.push(unknown_node(&name, on.loc(file), inv));
+                Targets::Nodes(Vec::new())
             }
         };
     }
@@ -454,7 +488,7 @@ fn targets<'a>(
         Some(l) => l.value as usize,
         None => usize::MAX,
     };
-    let mut targets = for_each_nodes(fe, file, inv, ds);
+    let mut targets = for_each_nodes(fe, file, inv, node_name, ds);
     if let Targets::Nodes(ns) = &mut targets {
         ns.truncate(limit);
     }
@@ -465,6 +499,7 @@ fn for_each_nodes<'a>(
     fe: &'a crate::located::Sp<crate::plan::ForEach>,
     file: &Arc<str>,
     inv: &'a Inventory,
+    node_name: &NodeName,
     ds: &mut Diagnostics,
 ) -> Targets<'a> {
     match (&fe.role, &fe.nodes) {
@@ -489,9 +524,12 @@ fn for_each_nodes<'a>(
         (None, Some(names)) => {
             let mut nodes = Vec::new();
             for n in names {
-                match inv.node(n) {
+                let Some(name) = node_name(n, ds) else {
+                    continue;
+                };
+                match inv.node(&name) {
                     Some(node) => nodes.push(node),
-                    None => ds.push(unknown_node(&n.value, n.loc(file), inv)),
+                    None => ds.push(unknown_node(&name, n.loc(file), inv)),
                 }
             }
             if names.is_empty() {
