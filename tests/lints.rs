@@ -165,6 +165,14 @@ const CASES: &[Case] = &[
         ..edit("force-new-cluster-unguarded", &[])
     },
     Case {
+        standalone: Some((REJOIN, REJOIN_CLEAR_UNGUARDED)),
+        ..edit("clear-data-while-running", &[])
+    },
+    Case {
+        standalone: Some((REJOIN, REJOIN_OLD_DATA)),
+        ..edit("member-add-with-old-data", &[])
+    },
+    Case {
         standalone: Some((RAW_RESTORE_BESIDE, RAW_RESTORE_INTO_LIVE)),
         ..edit("restore-data-dir-not-cleared", &[])
     },
@@ -248,6 +256,25 @@ steps:
     run: etcd --force-new-cluster --data-dir {{ etcd.data_dir }}
     destructive: true
     rollback: restore from the last snapshot
+";
+const REJOIN: &str = "name: rejoin
+steps:
+  - { id: stop, on: cp2, action: manifest.stop, with: { manifests: [etcd.yaml] }, destructive: true, rollback: move etcd.yaml back }
+  - { id: gone, on: cp2, action: wait.process_gone, with: { process: etcd }, needs: [stop] }
+  - { id: clear, on: cp2, action: etcd.clear_data, needs: [gone], destructive: true, rollback: the old data is kept aside }
+  - { id: add, on: cp2, action: etcd.member_add, needs: [clear], destructive: true, rollback: remove the unstarted member }
+";
+const REJOIN_CLEAR_UNGUARDED: &str = "name: rejoin
+steps:
+  - { id: stop, on: cp2, action: manifest.stop, with: { manifests: [etcd.yaml] }, destructive: true, rollback: move etcd.yaml back }
+  - { id: clear, on: cp2, action: etcd.clear_data, needs: [stop], destructive: true, rollback: the old data is kept aside }
+  - { id: add, on: cp2, action: etcd.member_add, needs: [clear], destructive: true, rollback: remove the unstarted member }
+";
+const REJOIN_OLD_DATA: &str = "name: rejoin
+steps:
+  - { id: stop, on: cp2, action: manifest.stop, with: { manifests: [etcd.yaml] }, destructive: true, rollback: move etcd.yaml back }
+  - { id: gone, on: cp2, action: wait.process_gone, with: { process: etcd }, needs: [stop] }
+  - { id: add, on: cp2, action: etcd.member_add, needs: [gone], destructive: true, rollback: remove the unstarted member }
 ";
 const RAW_RESTORE_BESIDE: &str = "name: raw
 steps:
@@ -369,4 +396,22 @@ fn every_rule_has_a_case() {
             "lint `{code}` has no failing/passing case"
         );
     }
+}
+
+/// The bundled quorum plan sets --force-new-cluster in a manifest; without the barrier on
+/// every member's etcd being gone, the same lint refuses it.
+#[test]
+fn force_new_cluster_in_a_manifest_needs_every_other_member_gone() {
+    let plan = "plans/etcd-quorum-recovery.yaml";
+    let good = workspace(&[]);
+    let ok = validate(good.path(), plan, HA3, &["survivor=cp1"]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    let bad = workspace(&[(plan, "    needs: [etcd-gone]\n", "    needs: [survivor-has-data]\n")]);
+    let r = validate(bad.path(), plan, HA3, &["survivor=cp1"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("error[force-new-cluster-unguarded]: force-flag uses --force-new-cluster while etcd may still run on cp2, cp3"),
+        "{}",
+        r.stderr
+    );
 }

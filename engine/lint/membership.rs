@@ -19,8 +19,9 @@ pub fn check(g: &StepGraph, ds: &mut Diagnostics) {
                             "clear-data-while-running",
                             inst.loc.clone(),
                             format!(
-                                "{} clears etcd's data without first waiting for etcd to be gone there",
-                                inst.id
+                                "`{}` clears etcd's data on {} before etcd is seen gone there",
+                                inst.id,
+                                inst.node.as_deref().unwrap_or("the node")
                             ),
                         )
                         .hint("stop etcd on the node (manifest.stop of etcd.yaml) and add a `wait.process_gone { process: etcd }` step on the same node to `needs`"),
@@ -36,8 +37,9 @@ pub fn check(g: &StepGraph, ds: &mut Diagnostics) {
                             "member-add-with-old-data",
                             inst.loc.clone(),
                             format!(
-                                "{} adds a member whose data dir is not cleared first",
-                                inst.id
+                                "`{}` adds {} back as a member onto a data dir that was not cleared",
+                                inst.id,
+                                inst.node.as_deref().unwrap_or("the node")
                             ),
                         )
                         .hint("a new member must start empty: add an `etcd.clear_data` step on the same node to `needs`"),
