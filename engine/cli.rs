@@ -228,9 +228,9 @@ pub enum LabCommand {
         #[command(flatten)]
         shape: LabShape,
     },
-    /// A restore drill end to end: lab up, keys, snapshot, outage, `runbook apply` of the bundled restore plan, verification.
+    /// A restore drill end to end: lab up, keys, snapshot, outage, `runbook apply` of the bundled restore plan, verification; or, with --snapshot, a given snapshot restored into the lab and reported.
     #[command(
-        after_help = "Exit status: 0 the drill passed; 1 it failed (the lab is removed unless --keep); 2 usage.\n\nExample:\n  runbook lab drill --etcd 3.4 --nodes 3"
+        after_help = "Exit status: 0 the drill passed; 1 it failed (the lab is removed unless --keep); 2 usage.\n\nExamples:\n  runbook lab drill --etcd 3.4 --nodes 3\n  runbook lab drill --etcd 3.5 --snapshot backups/etcd-prod-eu1-20261121T0300Z.db"
     )]
     Drill {
         #[command(flatten)]
@@ -243,6 +243,13 @@ pub enum LabCommand {
         /// Leave the lab up afterwards, to look around.
         #[arg(long)]
         keep: bool,
+        /// Restore this snapshot (e.g. from production) into the lab with
+        /// plans/etcd-restore-drill.yaml and print the drill report, instead of making one.
+        #[arg(long, value_name = "FILE")]
+        snapshot: Option<std::path::PathBuf>,
+        /// Where the drill's run directory goes (with --snapshot), for `runbook report` later.
+        #[arg(long, value_name = "DIR", requires = "snapshot")]
+        run_dir: Option<std::path::PathBuf>,
     },
     /// Stop everything the lab runs and remove its namespaces, links, mounts and files.
     #[command(after_help = "Example:\n  runbook lab down --name lab")]

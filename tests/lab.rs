@@ -1408,3 +1408,76 @@ fn quorum_recovery_etcd_3_4() {
 fn quorum_recovery_etcd_3_5() {
     quorum_recovery("3.5", "e2e-quorum35");
 }
+
+/// A production snapshot restored into scratch hosts by `runbook lab drill --snapshot`:
+/// reported as passed, and the source cluster untouched. Pointed at the source cluster
+/// itself, the drill plan refuses before it copies or stops anything.
+fn restore_drill(etcd: &str, source: &str, scratch: &str) {
+    let src = Lab::up(source, etcd, 3);
+    let keys = src.write_keys("/drill/", BEFORE, "before");
+    let snapshot = src.snapshot();
+    src.etcdctl("cp1", &["put", "/after-snapshot", "kept"]);
+    let ids = src.member_ids("cp1");
+
+    let out = src.run(
+        "plans/etcd-restore-drill.yaml",
+        "wrong-target",
+        &["--set", &format!("snapshot={}", snapshot.display()), "--yes"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("these hosts are the snapshot's own cluster") && err.contains("FAILED   not-source"),
+        "{err}"
+    );
+    for n in &src.nodes {
+        src.sh(
+            n,
+            "test -e /etc/kubernetes/manifests/etcd.yaml && test -e /etc/kubernetes/manifests/kube-apiserver.yaml && ! ls /var/lib/runbook/snapshots/*.db 2>/dev/null",
+        );
+    }
+
+    let run_dir = src.work.path().join("drill-run");
+    let out = runbook()
+        .args(["lab", "drill", "--name", scratch, "--etcd", etcd, "--nodes", "3", "--snapshot"])
+        .arg(&snapshot)
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let report = check(out, "lab drill --snapshot");
+    assert!(report.contains("\n# etcd-restore-drill on "), "{report}");
+    assert!(report.contains(": PASSED"), "{report}");
+    assert!(report.contains("member list equals the inventory"), "{report}");
+    assert!(report.contains("none of them is here"), "{report}");
+    // The scratch lab is gone again; the source serves everything, its members unchanged.
+    let status = runbook().args(["lab", "status", "--name", scratch]).output().unwrap();
+    assert!(!status.status.success(), "the scratch lab was left behind");
+    src.assert_agree("/drill/", &keys);
+    assert_eq!(
+        src.etcdctl("cp2", &["get", "/after-snapshot", "--print-value-only"]).trim(),
+        "kept"
+    );
+    assert_eq!(src.member_ids("cp3"), ids);
+    // The JUnit form of the same run, for CI dashboards.
+    let junit = check(
+        runbook()
+            .args(["report", "--format", "junit"])
+            .arg(&run_dir)
+            .output()
+            .unwrap(),
+        "report --format junit",
+    );
+    assert!(junit.contains("<testsuite") && junit.contains("failures=\"0\""), "{junit}");
+}
+
+#[test]
+fn restore_drill_etcd_3_4() {
+    restore_drill("3.4", "e2e-drillsrc34", "e2e-drill34");
+}
+
+#[test]
+fn restore_drill_etcd_3_5() {
+    restore_drill("3.5", "e2e-drillsrc35", "e2e-drill35");
+}

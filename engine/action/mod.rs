@@ -15,6 +15,7 @@ pub mod manifest_flags;
 pub mod run;
 pub mod snapshot_copy;
 pub mod snapshot_distribute;
+pub mod snapshot_not_source;
 pub mod snapshot_save;
 pub mod snapshot_verify;
 pub mod wait_etcd_healthy;
@@ -56,6 +57,8 @@ pub enum Native {
     /// Add the step's node as a voter once the cluster can take one; write its join flags
     /// into its parked manifest.
     MemberAdd { manifest: String },
+    /// Refuse inventory members that belong to the snapshot's own cluster (drills).
+    NotSource { snapshot: String },
     /// Compact the keyspace to the current revision (physically).
     Compact,
     /// Put, read back and delete a probe key: writes work.
@@ -172,6 +175,7 @@ pub enum Action {
     EtcdMemberRemove(etcd_members::EtcdMemberRemove),
     EtcdMemberAdd(etcd_members::EtcdMemberAdd),
     ManifestEtcdFlags(manifest_flags::ManifestFlags),
+    SnapshotNotSource(snapshot_not_source::SnapshotNotSource),
     Run(run::Run),
 }
 
@@ -200,6 +204,7 @@ impl Action {
             Action::EtcdMemberRemove(a) => a.commands(),
             Action::EtcdMemberAdd(a) => a.commands(),
             Action::ManifestEtcdFlags(a) => a.commands(),
+            Action::SnapshotNotSource(a) => a.commands(),
             Action::Run(a) => a.commands(),
         }
     }
@@ -475,6 +480,19 @@ pub static ACTIONS: &[ActionInfo] = &[
         parse: |v, ctx| {
             Ok(Action::EtcdCheckWrites(
                 etcd_maintenance::EtcdCheckWrites::new(args(v)?, ctx)?,
+            ))
+        },
+    },
+    ActionInfo {
+        name: "snapshot.not_source",
+        summary: "refuse hosts that belong to the snapshot's own cluster (by peer URL or running member id): drills touch scratch hosts only",
+        default_timeout: secs(120),
+        destructive: false,
+        idempotent: true,
+        schema: schema_of::<snapshot_not_source::Args>,
+        parse: |v, ctx| {
+            Ok(Action::SnapshotNotSource(
+                snapshot_not_source::SnapshotNotSource::new(args(v)?, ctx)?,
             ))
         },
     },

@@ -16,6 +16,8 @@ pub fn run(cmd: LabCommand) -> u8 {
             shape,
             keys,
             keep,
+            snapshot,
+            run_dir,
         } => {
             return super::drill::run(&super::drill::Drill {
                 name: lab.name,
@@ -23,6 +25,8 @@ pub fn run(cmd: LabCommand) -> u8 {
                 flavor: flavor(shape.etcd),
                 keys,
                 keep,
+                snapshot,
+                run_dir,
             });
         }
         LabCommand::Down { lab } => lab::down(&lab.name),

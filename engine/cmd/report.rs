@@ -176,7 +176,12 @@ fn build(dir: &RunDir) -> Result<Report, String> {
     let verification = plan
         .steps
         .iter()
-        .filter(|s| s.action == "etcd.verify_cluster" || s.action == "etcd.preflight")
+        .filter(|s| {
+            matches!(
+                s.action.as_str(),
+                "etcd.verify_cluster" | "etcd.preflight" | "snapshot.not_source"
+            )
+        })
         .filter_map(|s| std::fs::read_to_string(dir.log(&s.id)).ok())
         .flat_map(|log| {
             log.lines()

@@ -300,3 +300,82 @@ fn initial_cluster(inv: &Inventory, joining: &Node, list: &[Listed]) -> Result<S
     }
     Ok(parts.join(","))
 }
+
+/// The drill guard: none of the inventory's members is a member of the snapshot's cluster,
+/// by peer URL (from the snapshot) or by member id (asked of whatever etcd runs there now).
+pub async fn not_source(
+    exec: &impl Executor,
+    inv: &Inventory,
+    snapshot: &std::path::Path,
+) -> Result<String, String> {
+    let path = snapshot.to_path_buf();
+    let st = tokio::task::spawn_blocking(move || crate::snapshot::status::status(&path))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    if st.members.is_empty() {
+        return Err(format!(
+            "{} records no members: cannot tell which cluster it came from",
+            snapshot.display()
+        ));
+    }
+    let mut clashes = Vec::new();
+    for n in inv.etcd_members() {
+        for m in &st.members {
+            if m.peer_urls.iter().any(|u| same_url(u, &n.peer_url())) {
+                clashes.push(format!(
+                    "{} has peer URL {}, which is member {} ({}) of the snapshot's cluster",
+                    n.name,
+                    n.peer_url(),
+                    m.name,
+                    m.id
+                ));
+            }
+        }
+    }
+    // Whatever runs on the scratch hosts now must not be one of the snapshot's members.
+    let running = join_all(inv.etcd_members().into_iter().map(|n| async move {
+        let attempt = async {
+            let mut c = connect_member(exec, n).await?;
+            status(n, &mut c).await
+        };
+        (n.name.clone(), tokio::time::timeout(ASK, attempt).await)
+    }))
+    .await;
+    let mut seen = Vec::new();
+    for (name, r) in running {
+        match r {
+            Ok(Ok(s)) => {
+                let id = |hex: &str| u64::from_str_radix(hex, 16).ok();
+                if let Some(m) = st
+                    .members
+                    .iter()
+                    .find(|m| id(&m.id).is_some() && id(&m.id) == id(&s.member_id))
+                {
+                    clashes.push(format!(
+                        "{name} runs member {} ({}) of the snapshot's cluster",
+                        s.member_id, m.name
+                    ));
+                }
+                seen.push(format!("{name} runs member {}", s.member_id));
+            }
+            _ => seen.push(format!("{name} runs no etcd that answers")),
+        }
+    }
+    if !clashes.is_empty() {
+        return Err(format!(
+            "these hosts are the snapshot's own cluster, not scratch hosts: {}",
+            clashes.join("; ")
+        ));
+    }
+    Ok(format!(
+        "{} came from members {}; none of them is here ({})",
+        snapshot.display(),
+        st.members
+            .iter()
+            .map(|m| format!("{} {}", m.name, m.peer_urls.join(",")))
+            .collect::<Vec<_>>()
+            .join(", "),
+        seen.join(", ")
+    ))
+}

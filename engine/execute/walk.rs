@@ -408,6 +408,7 @@ async fn attempt_once<E: Executor + 'static>(sh: &Shared<E>, i: usize, attempt: 
                             Native::Preflight { .. }
                                 | Native::MemberAdd { .. }
                                 | Native::MemberRemove
+                                | Native::NotSource { .. }
                                 | Native::DefragCluster
                                 | Native::Compact
                                 | Native::CheckWrites
@@ -672,6 +673,14 @@ async fn native<E: Executor + 'static>(
                 &sh.graph.runbook.inventory,
                 snapshot.as_deref().map(std::path::Path::new),
                 *bump_revision,
+            )
+            .await
+        }
+        Native::NotSource { snapshot } => {
+            crate::etcd::members::not_source(
+                sh.exec.as_ref(),
+                &sh.graph.runbook.inventory,
+                std::path::Path::new(snapshot),
             )
             .await
         }

@@ -1,0 +1,56 @@
+//! `snapshot.not_source`: before a drill restores a snapshot into scratch hosts, prove the
+//! hosts are not the cluster the snapshot came from — no node's peer URL is one of the
+//! snapshot's members, and no node runs one of the snapshot's members — so a drill pointed
+//! at the wrong inventory stops before it stops anything.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{ArgError, Command, Ctx, Native};
+
+/// Arguments of `snapshot.not_source`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(rename = "SnapshotNotSourceArgs")]
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    /// The snapshot file on this machine.
+    pub snapshot: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SnapshotNotSource {
+    pub snapshot: String,
+    pub members: Vec<String>,
+}
+
+impl SnapshotNotSource {
+    pub fn new(args: Args, ctx: &Ctx) -> Result<Self, ArgError> {
+        if ctx.node.is_some() {
+            return Err(ArgError::field(
+                "snapshot",
+                "`snapshot.not_source` reads the snapshot on the operator's machine",
+            )
+            .hint("run the step `on: local`"));
+        }
+        if args.snapshot.trim().is_empty() {
+            return Err(ArgError::field("snapshot", "`snapshot` is empty"));
+        }
+        Ok(SnapshotNotSource {
+            snapshot: args.snapshot,
+            members: ctx.member_names(),
+        })
+    }
+
+    pub fn commands(&self) -> Vec<Command> {
+        vec![Command::native(
+            Native::NotSource {
+                snapshot: self.snapshot.clone(),
+            },
+            format!(
+                "refuse if any of {} has a peer URL of a member recorded in {}, or runs one of those members",
+                self.members.join(", "),
+                self.snapshot
+            ),
+        )]
+    }
+}
