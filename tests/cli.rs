@@ -38,6 +38,20 @@ fn plan_text_and_json_for_each_bundled_plan() {
     }
 }
 
+/// The membership and drill plans as an operator reviews them before a change.
+#[test]
+fn plan_text_for_member_replace_quorum_recovery_and_drill() {
+    for (name, plan, set) in [
+        ("member_replace", "plans/etcd-member-replace.yaml", "member=cp2"),
+        ("quorum_recovery", "plans/etcd-quorum-recovery.yaml", "survivor=cp1"),
+        ("restore_drill", "plans/etcd-restore-drill.yaml", SNAP),
+    ] {
+        let text = runbook(&["plan", plan, "-i", "examples/kubeadm-ha-3.yaml", "--set", set]);
+        assert_eq!(text.code, 0, "{}", text.stderr);
+        insta::assert_snapshot!(format!("plan_text_{name}"), text.stdout);
+    }
+}
+
 #[test]
 fn json_steps_are_in_a_valid_execution_order() {
     let r = runbook(&[
@@ -374,7 +388,7 @@ fn the_ci_example_checks_every_plan_and_fails_on_warnings() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("checked 9 plan/inventory pairs, 0 failed"),
+        stdout.contains("checked 14 plan/inventory pairs, 0 failed"),
         "{stdout}"
     );
     assert!(
