@@ -42,11 +42,26 @@ fn plan_text_and_json_for_each_bundled_plan() {
 #[test]
 fn plan_text_for_member_replace_quorum_recovery_and_drill() {
     for (name, plan, set) in [
-        ("member_replace", "plans/etcd-member-replace.yaml", "member=cp2"),
-        ("quorum_recovery", "plans/etcd-quorum-recovery.yaml", "survivor=cp1"),
+        (
+            "member_replace",
+            "plans/etcd-member-replace.yaml",
+            "member=cp2",
+        ),
+        (
+            "quorum_recovery",
+            "plans/etcd-quorum-recovery.yaml",
+            "survivor=cp1",
+        ),
         ("restore_drill", "plans/etcd-restore-drill.yaml", SNAP),
     ] {
-        let text = runbook(&["plan", plan, "-i", "examples/kubeadm-ha-3.yaml", "--set", set]);
+        let text = runbook(&[
+            "plan",
+            plan,
+            "-i",
+            "examples/kubeadm-ha-3.yaml",
+            "--set",
+            set,
+        ]);
         assert_eq!(text.code, 0, "{}", text.stderr);
         insta::assert_snapshot!(format!("plan_text_{name}"), text.stdout);
     }

@@ -1276,7 +1276,10 @@ fn member_replace(etcd: &str, name: &str) {
     let lab = Lab::up(name, etcd, 3);
     let mut keys = lab.write_keys("/drill/", BEFORE, "before");
     let old = lab.member_ids("cp1");
-    lab.sh("cp2", "rm -rf /var/lib/etcd/member && pkill -9 -x etcd; true");
+    lab.sh(
+        "cp2",
+        "rm -rf /var/lib/etcd/member && pkill -9 -x etcd; true",
+    );
     // The cluster keeps quorum on cp1 and cp3 (after an election if cp2 led) and takes writes.
     lab.sh("cp1", "for i in $(seq 1 100); do etcdctl put /probe x >/dev/null 2>&1 && etcdctl del /probe >/dev/null && exit 0; sleep 0.2; done; exit 1");
     keys.extend(lab.write_keys("/drill/during-", AFTER, "during"));
@@ -1306,27 +1309,52 @@ fn member_replace(etcd: &str, name: &str) {
         stderr.contains("cp1: member") && !stderr.contains("cp2: member"),
         "{stderr}"
     );
-    assert!(stderr.contains(&format!("removed member {}", old["cp2"])), "{stderr}");
-    assert!(stderr.contains("member list equals the inventory"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("removed member {}", old["cp2"])),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("member list equals the inventory"),
+        "{stderr}"
+    );
 
     let new = lab.member_ids("cp3");
     assert_eq!(new.keys().collect::<Vec<_>>(), ["cp1", "cp2", "cp3"]);
     assert_ne!(new["cp2"], old["cp2"], "cp2 is a new member");
-    assert_eq!((new["cp1"].as_str(), new["cp3"].as_str()), (old["cp1"].as_str(), old["cp3"].as_str()));
+    assert_eq!(
+        (new["cp1"].as_str(), new["cp3"].as_str()),
+        (old["cp1"].as_str(), old["cp3"].as_str())
+    );
     lab.assert_agree("/drill/", &keys);
     // The old data is kept aside; the manifest joins the existing cluster; its earlier form is kept.
     lab.sh("cp2", "ls -d /var/lib/etcd/.runbook-previous/*/member");
     let manifest = lab.sh("cp2", "cat /etc/kubernetes/manifests/etcd.yaml");
-    assert!(manifest.contains("- --initial-cluster-state=existing"), "{manifest}");
-    assert_eq!(manifest.matches("- --initial-cluster=cp1=https://").count(), 1, "{manifest}");
-    lab.sh("cp2", "ls /etc/kubernetes/runbook-parked/etcd.yaml.before-runbook-*");
+    assert!(
+        manifest.contains("- --initial-cluster-state=existing"),
+        "{manifest}"
+    );
+    assert_eq!(
+        manifest.matches("- --initial-cluster=cp1=https://").count(),
+        1,
+        "{manifest}"
+    );
+    lab.sh(
+        "cp2",
+        "ls /etc/kubernetes/runbook-parked/etcd.yaml.before-runbook-*",
+    );
     // The stand-in kube-apiserver followed etcd back on cp2.
     lab.sh("cp2", "for i in $(seq 1 50); do curl -fsS --max-time 3 --cacert /etc/kubernetes/pki/ca.crt https://127.0.0.1:6443/readyz >/dev/null && exit 0; sleep 0.1; done; exit 1");
 
     // With cp1 down as well, replacing cp3 would leave one voter of two: refused up front,
     // and cp3 keeps its member and its manifest.
-    lab.sh("cp1", "mv /etc/kubernetes/manifests/etcd.yaml /etc/kubernetes/etcd.yaml.away");
-    lab.sh("cp1", "for i in $(seq 1 100); do pgrep -x etcd >/dev/null || exit 0; sleep 0.1; done; exit 1");
+    lab.sh(
+        "cp1",
+        "mv /etc/kubernetes/manifests/etcd.yaml /etc/kubernetes/etcd.yaml.away",
+    );
+    lab.sh(
+        "cp1",
+        "for i in $(seq 1 100); do pgrep -x etcd >/dev/null || exit 0; sleep 0.1; done; exit 1",
+    );
     let out = lab.run(
         "plans/etcd-member-replace.yaml",
         "refused",
@@ -1334,9 +1362,18 @@ fn member_replace(etcd: &str, name: &str) {
     );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("preflight failed") && err.contains("cp1"), "{err}");
-    lab.sh("cp3", "test -e /etc/kubernetes/manifests/etcd.yaml && pgrep -x etcd >/dev/null");
-    lab.sh("cp1", "mv /etc/kubernetes/etcd.yaml.away /etc/kubernetes/manifests/etcd.yaml");
+    assert!(
+        err.contains("preflight failed") && err.contains("cp1"),
+        "{err}"
+    );
+    lab.sh(
+        "cp3",
+        "test -e /etc/kubernetes/manifests/etcd.yaml && pgrep -x etcd >/dev/null",
+    );
+    lab.sh(
+        "cp1",
+        "mv /etc/kubernetes/etcd.yaml.away /etc/kubernetes/manifests/etcd.yaml",
+    );
     lab.sh("cp1", "for i in $(seq 1 100); do etcdctl endpoint health >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1");
     assert_eq!(lab.member_ids("cp1"), new);
 }
@@ -1366,7 +1403,10 @@ fn quorum_recovery(etcd: &str, name: &str) {
              && mv /etc/kubernetes/etcd.yaml.away /etc/kubernetes/manifests/etcd.yaml",
         );
     }
-    let lost = lab.exec("cp1", &["etcdctl", "--command-timeout=2s", "put", "/x", "y"]);
+    let lost = lab.exec(
+        "cp1",
+        &["etcdctl", "--command-timeout=2s", "put", "/x", "y"],
+    );
     assert!(!lost.status.success(), "the cluster still has quorum");
 
     let out = lab.run(
@@ -1376,7 +1416,10 @@ fn quorum_recovery(etcd: &str, name: &str) {
     );
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     check(out, "quorum recovery");
-    assert!(stderr.contains("member list equals the inventory"), "{stderr}");
+    assert!(
+        stderr.contains("member list equals the inventory"),
+        "{stderr}"
+    );
 
     let new = lab.member_ids("cp2");
     assert_eq!(new.keys().collect::<Vec<_>>(), ["cp1", "cp2", "cp3"]);
@@ -1387,7 +1430,10 @@ fn quorum_recovery(etcd: &str, name: &str) {
     // The survivor runs without --force-new-cluster now: a restart cannot reset the members.
     let manifest = lab.sh("cp1", "cat /etc/kubernetes/manifests/etcd.yaml");
     assert!(!manifest.contains("force-new-cluster"), "{manifest}");
-    assert!(!lab.sh("cp1", "pgrep -a -x etcd").contains("force-new-cluster"));
+    assert!(
+        !lab.sh("cp1", "pgrep -a -x etcd")
+            .contains("force-new-cluster")
+    );
     for n in ["cp2", "cp3"] {
         lab.sh(n, "ls -d /var/lib/etcd/.runbook-previous/*/member");
     }
@@ -1422,12 +1468,17 @@ fn restore_drill(etcd: &str, source: &str, scratch: &str) {
     let out = src.run(
         "plans/etcd-restore-drill.yaml",
         "wrong-target",
-        &["--set", &format!("snapshot={}", snapshot.display()), "--yes"],
+        &[
+            "--set",
+            &format!("snapshot={}", snapshot.display()),
+            "--yes",
+        ],
     );
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("these hosts are the snapshot's own cluster") && err.contains("FAILED   not-source"),
+        err.contains("these hosts are the snapshot's own cluster")
+            && err.contains("FAILED   not-source"),
         "{err}"
     );
     for n in &src.nodes {
@@ -1439,7 +1490,17 @@ fn restore_drill(etcd: &str, source: &str, scratch: &str) {
 
     let run_dir = src.work.path().join("drill-run");
     let out = runbook()
-        .args(["lab", "drill", "--name", scratch, "--etcd", etcd, "--nodes", "3", "--snapshot"])
+        .args([
+            "lab",
+            "drill",
+            "--name",
+            scratch,
+            "--etcd",
+            etcd,
+            "--nodes",
+            "3",
+            "--snapshot",
+        ])
         .arg(&snapshot)
         .arg("--run-dir")
         .arg(&run_dir)
@@ -1449,14 +1510,21 @@ fn restore_drill(etcd: &str, source: &str, scratch: &str) {
     let report = check(out, "lab drill --snapshot");
     assert!(report.contains("\n# etcd-restore-drill on "), "{report}");
     assert!(report.contains(": PASSED"), "{report}");
-    assert!(report.contains("member list equals the inventory"), "{report}");
+    assert!(
+        report.contains("member list equals the inventory"),
+        "{report}"
+    );
     assert!(report.contains("none of them is here"), "{report}");
     // The scratch lab is gone again; the source serves everything, its members unchanged.
-    let status = runbook().args(["lab", "status", "--name", scratch]).output().unwrap();
+    let status = runbook()
+        .args(["lab", "status", "--name", scratch])
+        .output()
+        .unwrap();
     assert!(!status.status.success(), "the scratch lab was left behind");
     src.assert_agree("/drill/", &keys);
     assert_eq!(
-        src.etcdctl("cp2", &["get", "/after-snapshot", "--print-value-only"]).trim(),
+        src.etcdctl("cp2", &["get", "/after-snapshot", "--print-value-only"])
+            .trim(),
         "kept"
     );
     assert_eq!(src.member_ids("cp3"), ids);
@@ -1469,7 +1537,10 @@ fn restore_drill(etcd: &str, source: &str, scratch: &str) {
             .unwrap(),
         "report --format junit",
     );
-    assert!(junit.contains("<testsuite") && junit.contains("failures=\"0\""), "{junit}");
+    assert!(
+        junit.contains("<testsuite") && junit.contains("failures=\"0\""),
+        "{junit}"
+    );
 }
 
 #[test]

@@ -406,7 +406,11 @@ fn force_new_cluster_in_a_manifest_needs_every_other_member_gone() {
     let good = workspace(&[]);
     let ok = validate(good.path(), plan, HA3, &["survivor=cp1"]);
     assert_eq!(ok.code, 0, "{}", ok.stderr);
-    let bad = workspace(&[(plan, "    needs: [etcd-gone]\n", "    needs: [survivor-has-data]\n")]);
+    let bad = workspace(&[(
+        plan,
+        "    needs: [etcd-gone]\n",
+        "    needs: [survivor-has-data]\n",
+    )]);
     let r = validate(bad.path(), plan, HA3, &["survivor=cp1"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(

@@ -47,7 +47,10 @@ impl EtcdPreflight {
             }
         }
         if args.skip.len() >= members.len() {
-            return Err(ArgError::field("skip", "every member is skipped: nothing to ask"));
+            return Err(ArgError::field(
+                "skip",
+                "every member is skipped: nothing to ask",
+            ));
         }
         Ok(EtcdPreflight {
             allow_alarms: args.allow_alarms,

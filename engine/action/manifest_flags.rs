@@ -63,13 +63,18 @@ impl ManifestFlags {
         let node = ctx.require_node("manifest.etcd_flags")?;
         let path = parked_path(node, args.parking_dir, &manifest)?;
         if args.set.is_empty() && args.remove.is_empty() {
-            return Err(ArgError::field("set", "nothing to change: `set` and `remove` are empty")
-                .hint("e.g. set: { initial-cluster-state: existing }"));
+            return Err(
+                ArgError::field("set", "nothing to change: `set` and `remove` are empty")
+                    .hint("e.g. set: { initial-cluster-state: existing }"),
+            );
         }
         for (f, v) in &args.set {
             if !flag_name_ok(f) {
-                return Err(ArgError::field("set", format!("{f:?} is not an etcd flag name"))
-                    .hint("write the flag without its leading dashes, e.g. initial-cluster-state"));
+                return Err(
+                    ArgError::field("set", format!("{f:?} is not an etcd flag name")).hint(
+                        "write the flag without its leading dashes, e.g. initial-cluster-state",
+                    ),
+                );
             }
             if !flag_value_ok(v) {
                 return Err(ArgError::field(
@@ -81,11 +86,16 @@ impl ManifestFlags {
         }
         for f in &args.remove {
             if !flag_name_ok(f) {
-                return Err(ArgError::field("remove", format!("{f:?} is not an etcd flag name"))
-                    .hint("write the flag without its leading dashes, e.g. force-new-cluster"));
+                return Err(
+                    ArgError::field("remove", format!("{f:?} is not an etcd flag name"))
+                        .hint("write the flag without its leading dashes, e.g. force-new-cluster"),
+                );
             }
             if args.set.contains_key(f) {
-                return Err(ArgError::field("remove", format!("{f} is both set and removed")));
+                return Err(ArgError::field(
+                    "remove",
+                    format!("{f} is both set and removed"),
+                ));
             }
         }
         Ok(ManifestFlags {
@@ -163,7 +173,11 @@ mod tests {
             .args(["-c", &script])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let backups = std::fs::read_dir(dir.path())
             .unwrap()
             .filter(|e| {
@@ -182,7 +196,10 @@ mod tests {
     fn replaces_in_place_and_appends_missing_flags_after_the_last() {
         let got = edit(
             &[
-                ("initial-cluster", "cp1=https://10.0.0.11:2380,cp2=https://10.0.0.12:2380"),
+                (
+                    "initial-cluster",
+                    "cp1=https://10.0.0.11:2380,cp2=https://10.0.0.12:2380",
+                ),
                 ("initial-cluster-state", "existing"),
                 ("force-new-cluster", "true"),
             ],
@@ -197,6 +214,9 @@ mod tests {
     #[test]
     fn removes_flags_and_leaves_the_rest_untouched() {
         let got = edit(&[], &["initial-cluster-state"]);
-        assert_eq!(got, MANIFEST.replace("    - --initial-cluster-state=new\n", ""));
+        assert_eq!(
+            got,
+            MANIFEST.replace("    - --initial-cluster-state=new\n", "")
+        );
     }
 }

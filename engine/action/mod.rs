@@ -504,10 +504,9 @@ pub static ACTIONS: &[ActionInfo] = &[
         idempotent: true,
         schema: schema_of::<manifest_flags::Args>,
         parse: |v, ctx| {
-            Ok(Action::ManifestEtcdFlags(manifest_flags::ManifestFlags::new(
-                args(v)?,
-                ctx,
-            )?))
+            Ok(Action::ManifestEtcdFlags(
+                manifest_flags::ManifestFlags::new(args(v)?, ctx)?,
+            ))
         },
     },
     ActionInfo {

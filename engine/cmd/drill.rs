@@ -196,14 +196,19 @@ fn drill_snapshot(d: &Drill, snapshot: &Path) -> u8 {
         return super::usage_error(
             "cannot drill",
             &format!("{}: no such file", snapshot.display()),
-            Some("pass the snapshot file written by `runbook snapshot save` or `etcdctl snapshot save`"),
+            Some(
+                "pass the snapshot file written by `runbook snapshot save` or `etcdctl snapshot save`",
+            ),
         );
     }
     let plan = match bundled_plan("etcd-restore-drill.yaml") {
         Ok(p) => p,
         Err(code) => return code,
     };
-    eprintln!("drill: bringing up scratch lab {:?} ({} nodes)", d.name, d.nodes);
+    eprintln!(
+        "drill: bringing up scratch lab {:?} ({} nodes)",
+        d.name, d.nodes
+    );
     let inventory = match lab::up(&d.name, d.nodes, d.flavor) {
         Ok(i) => i,
         Err(e) => return super::lab::report(e),

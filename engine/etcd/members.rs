@@ -153,7 +153,10 @@ pub async fn remove(exec: &impl Executor, inv: &Inventory, node: &Node) -> Resul
             "{} ({}) is not a member (already removed); members: {}",
             node.name,
             node.peer_url(),
-            list.iter().map(Listed::label).collect::<Vec<_>>().join("; ")
+            list.iter()
+                .map(Listed::label)
+                .collect::<Vec<_>>()
+                .join("; ")
         ));
     };
     let left: Vec<&Listed> = list
@@ -169,7 +172,11 @@ pub async fn remove(exec: &impl Executor, inv: &Inventory, node: &Node) -> Resul
                 node.name,
                 left.len(),
                 ok.len(),
-                if ok.is_empty() { "none".into() } else { ok.join(", ") },
+                if ok.is_empty() {
+                    "none".into()
+                } else {
+                    ok.join(", ")
+                },
                 if not.is_empty() {
                     format!(": {}", not.join("; "))
                 } else {

@@ -692,9 +692,13 @@ async fn native<E: Executor + 'static>(
             let node = node.ok_or_else(|| "a member add needs a node".to_string())?;
             // The step's own time limit cuts the wait; leave a little for the manifest edit.
             let deadline = Instant::now() + remaining.saturating_sub(Duration::from_secs(10));
-            let added =
-                crate::etcd::members::add(sh.exec.as_ref(), &sh.graph.runbook.inventory, node, deadline)
-                    .await?;
+            let added = crate::etcd::members::add(
+                sh.exec.as_ref(),
+                &sh.graph.runbook.inventory,
+                node,
+                deadline,
+            )
+            .await?;
             let set = [
                 ("initial-cluster".to_string(), added.initial_cluster.clone()),
                 ("initial-cluster-state".to_string(), "existing".to_string()),
@@ -703,7 +707,12 @@ async fn native<E: Executor + 'static>(
             let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
             let out = sh
                 .exec
-                .shell(Target::Node(node), &group_script(&refs), &[], Duration::from_secs(30))
+                .shell(
+                    Target::Node(node),
+                    &group_script(&refs),
+                    &[],
+                    Duration::from_secs(30),
+                )
                 .await
                 .map_err(|e| e.0)?;
             if !out.success() {
