@@ -184,32 +184,22 @@ impl Lab {
             .collect();
         names.sort();
         assert_eq!(names, self.nodes, "member list");
-        // --cluster asks every member the member list names (ETCDCTL_ENDPOINTS is cp1 alone).
-        // etcdctl 3.4 prints health to stderr, 3.5 to stdout.
-        let health = self.sh("cp1", "etcdctl endpoint health --cluster 2>&1");
-        assert_eq!(
-            health.matches("is healthy").count(),
-            self.nodes.len(),
-            "{health}"
-        );
-        let hashes: serde_json::Value = serde_json::from_str(
-            &self.etcdctl("cp1", &["endpoint", "hashkv", "--cluster", "-w", "json"]),
-        )
-        .unwrap();
-        let hs: Vec<u64> = hashes
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|h| h["HashKV"]["hash"].as_u64().unwrap())
-            .collect();
-        assert_eq!(hs.len(), self.nodes.len());
-        assert!(
-            hs.windows(2).all(|w| w[0] == w[1]),
-            "HashKV differs: {hs:?}"
-        );
+        self.assert_healthy_and_equal();
         for n in &self.nodes {
             self.sh(n, "curl -fsS --max-time 3 --cacert /etc/kubernetes/pki/ca.crt https://127.0.0.1:6443/readyz");
         }
+    }
+
+    /// A member's backend is damaged for good: etcd is stopped, its bbolt file overwritten
+    /// with random bytes, and kubelet left restarting it (it crash-loops from then on).
+    fn damage_backend(&self, node: &str) {
+        self.sh(
+            node,
+            "mv /etc/kubernetes/manifests/etcd.yaml /etc/kubernetes/etcd.yaml.away \
+             && for i in $(seq 1 100); do pgrep -x etcd >/dev/null || break; sleep 0.1; done \
+             && head -c 65536 /dev/urandom > /var/lib/etcd/member/snap/db \
+             && mv /etc/kubernetes/etcd.yaml.away /etc/kubernetes/manifests/etcd.yaml",
+        );
     }
 
     /// `runbook apply PLAN` against the lab with `args` (e.g. `--set`, `--yes`), in run dir `run`.
@@ -242,8 +232,10 @@ impl Lab {
             .collect()
     }
 
-    /// Every member answers, HashKV agrees, and every member serves `expected` under `prefix`.
-    fn assert_agree(&self, prefix: &str, expected: &BTreeMap<String, String>) {
+    /// Every member the member list names answers, and HashKV is equal on all of them.
+    fn assert_healthy_and_equal(&self) {
+        // --cluster asks every member the member list names (ETCDCTL_ENDPOINTS is cp1 alone).
+        // etcdctl 3.4 prints health to stderr, 3.5 to stdout.
         let health = self.sh("cp1", "etcdctl endpoint health --cluster 2>&1");
         assert_eq!(
             health.matches("is healthy").count(),
@@ -265,6 +257,11 @@ impl Lab {
             hs.windows(2).all(|w| w[0] == w[1]),
             "HashKV differs: {hs:?}"
         );
+    }
+
+    /// Every member answers, HashKV agrees, and every member serves `expected` under `prefix`.
+    fn assert_agree(&self, prefix: &str, expected: &BTreeMap<String, String>) {
+        self.assert_healthy_and_equal();
         for n in &self.nodes {
             assert!(self.read_keys(n, prefix) == *expected, "keys differ on {n}");
         }
@@ -1270,16 +1267,12 @@ fn discover_etcd_3_5() {
     discover("3.5", "e2e-disc35");
 }
 
-/// A member whose data is lost (kubelet restarts it on an empty dir, where it cannot rejoin)
-/// is replaced while the other two keep serving: new member id, same name, every key there.
+/// A member whose backend is damaged (etcd crash-loops on it) is replaced while the other two keep serving: new member id, same name, every key there.
 fn member_replace(etcd: &str, name: &str) {
     let lab = Lab::up(name, etcd, 3);
     let mut keys = lab.write_keys("/drill/", BEFORE, "before");
     let old = lab.member_ids("cp1");
-    lab.sh(
-        "cp2",
-        "rm -rf /var/lib/etcd/member && pkill -9 -x etcd; true",
-    );
+    lab.damage_backend("cp2");
     // The cluster keeps quorum on cp1 and cp3 (after an election if cp2 led) and takes writes.
     lab.sh("cp1", "for i in $(seq 1 100); do etcdctl put /probe x >/dev/null 2>&1 && etcdctl del /probe >/dev/null && exit 0; sleep 0.2; done; exit 1");
     keys.extend(lab.write_keys("/drill/during-", AFTER, "during"));
@@ -1395,13 +1388,7 @@ fn quorum_recovery(etcd: &str, name: &str) {
     let keys = lab.write_keys("/drill/", BEFORE, "before");
     let old = lab.member_ids("cp1");
     for n in ["cp2", "cp3"] {
-        lab.sh(
-            n,
-            "mv /etc/kubernetes/manifests/etcd.yaml /etc/kubernetes/etcd.yaml.away \
-             && for i in $(seq 1 100); do pgrep -x etcd >/dev/null || break; sleep 0.1; done \
-             && head -c 65536 /dev/urandom > /var/lib/etcd/member/snap/db \
-             && mv /etc/kubernetes/etcd.yaml.away /etc/kubernetes/manifests/etcd.yaml",
-        );
+        lab.damage_backend(n);
     }
     let lost = lab.exec(
         "cp1",

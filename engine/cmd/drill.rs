@@ -82,22 +82,7 @@ fn drill(
     );
 
     let restore_started = Instant::now();
-    let input = ApplyInput {
-        plan: plan.to_path_buf(),
-        inventory: Some(inventory.to_path_buf()),
-        set: vec![("snapshot".into(), snapshot.display().to_string())],
-        set_file: Vec::new(),
-    };
-    // The lab is scratch by construction: its gates are approved for the operator.
-    let opts = RunOptions {
-        yes: true,
-        approve: None,
-        step: false,
-        parallel: 16,
-        per_host: 8,
-        output: OutputMode::Text,
-    };
-    let applied = super::apply::apply(&input, &opts, false, None, false);
+    let applied = apply_in_lab(plan, inventory, &snapshot, None);
     let restore = restore_started.elapsed();
     if applied != EXIT_OK {
         return Err(format!("`runbook apply` exited {applied}"));
@@ -221,22 +206,7 @@ fn drill_snapshot(d: &Drill, snapshot: &Path) -> u8 {
             .collect();
         PathBuf::from(".runbook/runs").join(format!("drill-{}-{stamp}", d.name))
     });
-    let input = ApplyInput {
-        plan,
-        inventory: Some(inventory.clone()),
-        set: vec![("snapshot".into(), snapshot.display().to_string())],
-        set_file: Vec::new(),
-    };
-    // Scratch hosts by construction (and the plan's guard checks it): gates are approved.
-    let opts = RunOptions {
-        yes: true,
-        approve: None,
-        step: false,
-        parallel: 16,
-        per_host: 8,
-        output: OutputMode::Text,
-    };
-    let applied = super::apply::apply(&input, &opts, false, Some(&run_dir), false);
+    let applied = apply_in_lab(&plan, &inventory, snapshot, Some(&run_dir));
     let reported = if run_dir.join("journal.jsonl").is_file() {
         super::report::run(
             &run_dir.display().to_string(),
@@ -253,6 +223,26 @@ fn drill_snapshot(d: &Drill, snapshot: &Path) -> u8 {
         eprintln!("error: restore drill FAILED (`runbook apply` exited {applied})");
         EXIT_INVALID
     }
+}
+
+/// `runbook apply PLAN --set snapshot=FILE --yes` against the lab's inventory. The lab is
+/// scratch by construction (and the drill plan's guard checks it): its gates are approved.
+fn apply_in_lab(plan: &Path, inventory: &Path, snapshot: &Path, run_dir: Option<&Path>) -> u8 {
+    let input = ApplyInput {
+        plan: plan.to_path_buf(),
+        inventory: Some(inventory.to_path_buf()),
+        set: vec![("snapshot".into(), snapshot.display().to_string())],
+        set_file: Vec::new(),
+    };
+    let opts = RunOptions {
+        yes: true,
+        approve: None,
+        step: false,
+        parallel: 16,
+        per_host: 8,
+        output: OutputMode::Text,
+    };
+    super::apply::apply(&input, &opts, false, run_dir, false)
 }
 
 /// Removes the lab, or says how to when `--keep` asked for it to stay.
