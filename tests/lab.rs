@@ -1382,7 +1382,8 @@ fn member_replace_etcd_3_5() {
 }
 
 /// Two of three members lose their data for good (etcd crash-loops on a damaged backend):
-/// no quorum. The survivor is forced into a one-member cluster and the others rejoin.
+/// no quorum. The survivor is forced into a one-member cluster and the others rejoin; the
+/// engine is killed mid-rejoin and the resumed run reuses the member etcd already added.
 fn quorum_recovery(etcd: &str, name: &str) {
     let lab = Lab::up(name, etcd, 3);
     let keys = lab.write_keys("/drill/", BEFORE, "before");
@@ -1396,18 +1397,65 @@ fn quorum_recovery(etcd: &str, name: &str) {
     );
     assert!(!lost.status.success(), "the cluster still has quorum");
 
-    let out = lab.run(
-        "plans/etcd-quorum-recovery.yaml",
-        "recover",
-        &["--set", "survivor=cp1", "--yes"],
+    // The engine is killed in the window `etcd.member_add` must survive: the first member
+    // to rejoin has just been started, and the second one's add is pending or under way.
+    let run_dir = lab.work.path().join("recover");
+    let mut child = runbook()
+        .args(["apply", "plans/etcd-quorum-recovery.yaml", "-i"])
+        .arg(&lab.inventory)
+        .args(["--set", "survivor=cp1", "--yes", "--run-dir"])
+        .arg(&run_dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = |n: &str| format!("\"event\":\"step_finished\",\"id\":\"start-etcd@{n}\"");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let first = loop {
+        let j = std::fs::read_to_string(run_dir.join("journal.jsonl")).unwrap_or_default();
+        if let Some(n) = ["cp2", "cp3"].into_iter().find(|n| j.contains(&started(n))) {
+            break n;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended early: {j}"
+        );
+        assert!(Instant::now() < deadline, "no member rejoined: {j}");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // As if the engine had died just after etcd accepted the second add and before the
+    // journal said so: the member is listed, unstarted, with no flags written for it.
+    let second = if first == "cp2" { "cp3" } else { "cp2" };
+    let peer = lab
+        .endpoints()
+        .split(',')
+        .nth(if second == "cp2" { 1 } else { 2 })
+        .unwrap()
+        .replace(":2379", ":2380");
+    lab.sh(
+        "cp1",
+        &format!("for i in $(seq 1 300); do etcdctl member add {second} --peer-urls={peer} >/dev/null 2>&1 && exit 0; sleep 0.1; done; exit 1"),
     );
+    let out = runbook()
+        .args(["resume"])
+        .arg(&run_dir)
+        .arg("--yes")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    check(out, "quorum recovery");
+    check(out, "resume of the quorum recovery");
+    assert!(
+        stderr.contains(&format!("{second} is already listed as member")),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("member list equals the inventory"),
         "{stderr}"
     );
-
     let new = lab.member_ids("cp2");
     assert_eq!(new.keys().collect::<Vec<_>>(), ["cp1", "cp2", "cp3"]);
     assert_eq!(new["cp1"], old["cp1"], "the survivor keeps its member");

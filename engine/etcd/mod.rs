@@ -15,7 +15,7 @@ use std::time::Duration;
 use etcd_client::{Certificate, Client, ConnectOptions, Identity, TlsOptions};
 use serde::Serialize;
 
-use crate::executor::{Executor, Target};
+use crate::executor::{Executor, output_on};
 use crate::inventory::model::Node;
 use crate::shell::quote;
 
@@ -40,23 +40,8 @@ pub async fn read_tls<E: Executor>(exec: &E, node: &Node) -> Result<Option<TlsMa
     };
     let mut parts = Vec::new();
     for path in [&tls.ca, &tls.cert, &tls.key] {
-        let out = exec
-            .shell(
-                Target::Node(node),
-                &format!("cat -- {}", quote(path)),
-                &[],
-                Duration::from_secs(30),
-            )
-            .await
-            .map_err(|e| e.0)?;
-        if !out.success() {
-            return Err(format!(
-                "cannot read {path} on {}: {}",
-                node.name,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        parts.push(out.stdout);
+        let what = format!("cannot read {path}");
+        parts.push(output_on(exec, node, &format!("cat -- {}", quote(path)), &what).await?);
     }
     let key = parts.pop().unwrap_or_default();
     let cert = parts.pop().unwrap_or_default();

@@ -705,24 +705,15 @@ async fn native<E: Executor + 'static>(
             ];
             let cmds = crate::action::manifest_flags::edit_commands(manifest, &set, &[]);
             let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
-            let out = sh
-                .exec
-                .shell(
-                    Target::Node(node),
-                    &group_script(&refs),
-                    &[],
-                    Duration::from_secs(30),
-                )
+            let what = format!("setting the join flags in {manifest}");
+            crate::executor::output_on(sh.exec.as_ref(), node, &group_script(&refs), &what)
                 .await
-                .map_err(|e| e.0)?;
-            if !out.success() {
-                return Err(format!(
-                    "{} (member {:x} is added: resume re-runs this step, which reuses it)\nsetting the join flags in {manifest}: {}",
-                    added.message,
-                    added.id,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ));
-            }
+                .map_err(|e| {
+                    format!(
+                        "{} (member {:x} is added: resume re-runs this step, which reuses it)\n{e}",
+                        added.message, added.id
+                    )
+                })?;
             Ok(format!(
                 "{}\n{manifest}: --initial-cluster-state=existing --initial-cluster={}",
                 added.message, added.initial_cluster

@@ -97,6 +97,28 @@ pub trait Executor: Send + Sync {
     }
 }
 
+/// Runs a short script of runbook's own on a node (30 s at most) and returns its stdout;
+/// any failure is an error saying `what` failed there, with the host's stderr.
+pub async fn output_on<E: Executor>(
+    exec: &E,
+    node: &Node,
+    script: &str,
+    what: &str,
+) -> Result<Vec<u8>, String> {
+    let out = exec
+        .shell(Target::Node(node), script, &[], Duration::from_secs(30))
+        .await
+        .map_err(|e| e.0)?;
+    if !out.success() {
+        return Err(format!(
+            "{what} on {}: {}",
+            node.name,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(out.stdout)
+}
+
 /// The command line a host runs: environment exported, then the script under coreutils
 /// `timeout`, so the host itself kills the work when the step's time is up even if this
 /// machine has gone away.
