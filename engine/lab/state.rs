@@ -18,13 +18,15 @@ pub struct LabState {
     pub gateway: String,
     pub bridge: String,
     pub etcd: EtcdTools,
-    /// The interpreter named in the kube-apiserver stand-in's shebang.
-    pub python: String,
-    /// Holds the kube-apiserver stand-in.
-    pub bin_dir: String,
-    /// PATH of the static pods and of `lab exec`: etcd's directory first.
+    /// kube-apiserver, kube-controller-manager, kube-scheduler and kubectl (`lab bin --kubernetes`).
+    pub kubernetes_dir: String,
+    /// The Kubernetes release they are, e.g. "1.34.4".
+    pub kubernetes_version: String,
+    /// PATH of the static pods and of `lab exec`: etcd's directory first, then Kubernetes'.
     pub pod_path: String,
     pub inventory: String,
+    /// The lab admin's kubeconfig (system:masters), beside the inventory.
+    pub kubeconfig: String,
     pub identity_file: String,
     pub known_hosts: String,
     pub ssh_config: String,
