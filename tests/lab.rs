@@ -12,6 +12,33 @@ use std::time::{Duration, Instant};
 
 use common::root;
 
+/// The etcd versions of the lab: Debian's 3.4.23 and PyPI's 3.5.1 (before the restore's
+/// --bump-revision), and the newest 3.5 and 3.6 built from etcd's Go modules.
+/// `each_version!(body, "lab-prefix": test => version, ...)` makes one test per version,
+/// named `body::test`, calling `body(version, lab name)`; every lab gets its own name.
+macro_rules! each_version {
+    ($body:ident, $lab:literal: $($test:ident => $v:literal),+ $(,)?) => {
+        mod $body {
+            $(
+                #[test]
+                fn $test() {
+                    super::$body($v, &super::lab_name($lab, $v));
+                }
+            )+
+        }
+    };
+}
+
+/// "e2e-ha" and "3.5.1" -> "e2e-ha351".
+fn lab_name(prefix: &str, version: &str) -> String {
+    format!("{prefix}{}", version.replace('.', ""))
+}
+
+/// Whether this etcd restores with --bump-revision and --mark-compacted (3.5.10+, 3.6).
+fn bumps(etcd: &str) -> bool {
+    etcd == "3.5" || etcd == "3.6"
+}
+
 const BEFORE: usize = 1000;
 const AFTER: usize = 100;
 
@@ -267,6 +294,44 @@ impl Lab {
         }
     }
 
+    /// kubectl on this machine as the lab admin (the kubeconfig `lab up` wrote beside the
+    /// inventory), talking to cp1's kube-apiserver.
+    fn kubectl(&self, args: &[&str]) -> String {
+        let dir = check(
+            runbook()
+                .args(["lab", "bin", "--kubernetes"])
+                .output()
+                .unwrap(),
+            "lab bin --kubernetes",
+        );
+        let out = Command::new(Path::new(dir.trim()).join("kubectl"))
+            .env("KUBECONFIG", self.inventory.with_file_name("admin.conf"))
+            .args(["--request-timeout=20s"])
+            .args(args)
+            .output()
+            .unwrap();
+        check(out, &format!("kubectl {}", args.join(" ")))
+    }
+
+    /// Names of the objects of one kind in one namespace, sorted.
+    fn kube_names(&self, kind: &str, namespace: Option<&str>) -> Vec<String> {
+        let mut args = vec!["get", kind, "-o", "name"];
+        if let Some(ns) = namespace {
+            args.extend(["-n", ns]);
+        }
+        let mut names: Vec<String> = self.kubectl(&args).lines().map(str::to_string).collect();
+        names.sort();
+        names
+    }
+
+    /// The store's current revision, as cp1 reports it.
+    fn revision(&self) -> u64 {
+        let v: serde_json::Value =
+            serde_json::from_str(&self.etcdctl("cp1", &["endpoint", "status", "-w", "json"]))
+                .unwrap();
+        v[0]["Status"]["header"]["revision"].as_u64().unwrap()
+    }
+
     fn endpoints(&self) -> String {
         let inv = std::fs::read_to_string(&self.inventory).unwrap();
         inv.lines()
@@ -296,17 +361,127 @@ fn journal(run_dir: &Path) -> Vec<serde_json::Value> {
 fn restore_ha(etcd: &str, name: &str) {
     let lab = Lab::up(name, etcd, 3);
     let before = lab.write_keys("/drill/", BEFORE, "before");
+    let namespaces = lab.kube_names("namespaces", None);
+    assert!(
+        namespaces.contains(&"namespace/shop".to_string()),
+        "{namespaces:?}"
+    );
+    let deployments = lab.kube_names("deployments", Some("shop"));
     let snapshot = lab.snapshot();
+    let status: serde_json::Value = serde_json::from_str(&check(
+        runbook()
+            .args(["snapshot", "status", "--format", "json"])
+            .arg(&snapshot)
+            .output()
+            .unwrap(),
+        "snapshot status",
+    ))
+    .unwrap();
+    let snapshot_revision = status["revision"].as_u64().unwrap();
     lab.write_keys("/later/", AFTER, "after");
+    // Kubernetes objects made after the snapshot, through the real API: the restore drops them.
+    lab.kubectl(&["create", "namespace", "later"]);
+    lab.kubectl(&[
+        "create",
+        "deployment",
+        "late",
+        "-n",
+        "shop",
+        "--image=registry.k8s.io/pause:3.10",
+    ]);
     lab.destroy_all_data();
     let (out, took, run_dir) = lab.apply("plans/etcd-restore-ha.yaml", &snapshot, &["--yes"]);
     let stdout = check(out, "runbook apply");
+    let wait_etcd_gone = journal(&run_dir)
+        .iter()
+        .filter(|e| {
+            e["event"] == "step_finished"
+                && e["id"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("wait-etcd-gone@")
+        })
+        .filter_map(|e| e["duration_ms"].as_f64().map(|ms| ms / 1000.0))
+        .fold(0.0, f64::max);
     eprintln!(
-        "3-member restore on etcd {etcd}: {:.2}s",
+        "3-member restore on etcd {etcd}: {:.2}s (slowest wait-etcd-gone {wait_etcd_gone:.2}s)",
         took.as_secs_f64()
     );
     assert!(stdout.contains("wait-apiserver-ready"), "{stdout}");
+    // The controllers come back after kube-apiserver is ready, controller-manager first.
+    let order: Vec<String> = journal(&run_dir)
+        .iter()
+        .filter(|e| e["event"] == "step_started")
+        .filter_map(|e| e["id"].as_str().map(str::to_string))
+        .collect();
+    let first = |prefix: &str| order.iter().position(|id| id.starts_with(prefix)).unwrap();
+    let last = |prefix: &str| order.iter().rposition(|id| id.starts_with(prefix)).unwrap();
+    assert!(
+        last("wait-apiserver-ready@") < first("restart-controller-manager@"),
+        "{order:?}"
+    );
+    assert!(
+        last("restart-controller-manager@") < first("restart-scheduler@"),
+        "{order:?}"
+    );
     lab.assert_restored(&before);
+    // Kubernetes sees exactly the snapshot: the later namespace and deployment are gone.
+    assert_eq!(lab.kube_names("namespaces", None), namespaces);
+    assert_eq!(lab.kube_names("deployments", Some("shop")), deployments);
+    // Secrets were stored encrypted (aescbc) and read back with the same key.
+    let raw = lab.etcdctl(
+        "cp1",
+        &[
+            "get",
+            "/registry/secrets/shop/shop-db",
+            "--print-value-only",
+        ],
+    );
+    assert!(raw.starts_with("k8s:enc:aescbc:v1:key1:"), "{raw:?}");
+    let password = lab.kubectl(&[
+        "get",
+        "secret",
+        "shop-db",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.data.password}",
+    ]);
+    assert_eq!(password.trim(), "bGFiLXNlY3JldC12YWx1ZQ==");
+    // A write through the restored API works.
+    lab.kubectl(&[
+        "create",
+        "configmap",
+        "after-restore",
+        "-n",
+        "shop",
+        "--from-literal=ok=yes",
+    ]);
+    if bumps(etcd) {
+        // The restore ran with --bump-revision/--mark-compacted: the store's revision is past
+        // the snapshot's by the bump, and a watch from before the restore is refused.
+        let plan: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run_dir.join("plan.json")).unwrap())
+                .unwrap();
+        assert!(
+            plan.to_string()
+                .contains("--bump-revision=1000000000 --mark-compacted")
+        );
+        let revision = lab.revision();
+        assert!(
+            revision >= snapshot_revision + 1_000_000_000,
+            "revision {revision} after restoring a snapshot at {snapshot_revision}"
+        );
+        let watch = lab.exec(
+            "cp1",
+            &["sh", "-c", &format!("timeout 10 etcdctl watch /registry --prefix --rev={snapshot_revision} 2>&1; true")],
+        );
+        let text = String::from_utf8_lossy(&watch.stdout);
+        assert!(
+            text.contains("required revision has been compacted"),
+            "{text}"
+        );
+    }
     let j = journal(&run_dir);
     assert_eq!(j.last().unwrap()["status"], "succeeded");
     assert_no_masters_left(&run_dir);
@@ -323,10 +498,12 @@ fn restore_ha(etcd: &str, name: &str) {
     assert_eq!(report["passed"], true);
     assert!(report["rto_s"].as_f64().unwrap() > 0.0);
     assert!(report["rpo_s"].as_f64().unwrap() >= 0.0);
+    // The report's figures are the snapshot's: the drill keys plus Kubernetes' own objects.
     assert_eq!(
-        report["snapshot"]["live_keys_36"].as_u64().unwrap(),
-        BEFORE as u64
+        report["snapshot"]["live_keys_36"], status["live_keys_36"],
+        "{report}"
     );
+    assert!(status["live_keys_36"].as_u64().unwrap() > BEFORE as u64);
     let findings = report["verification"].to_string();
     assert!(
         findings.contains("member list equals the inventory") && findings.contains("HashKV"),
@@ -340,7 +517,7 @@ fn restore_ha(etcd: &str, name: &str) {
             .unwrap(),
         "junit",
     );
-    assert!(junit.contains("tests=\"35\" failures=\"0\""), "{junit}");
+    assert!(junit.contains("tests=\"41\" failures=\"0\""), "{junit}");
     // The run's lock files are gone from every node.
     for n in &lab.nodes {
         lab.sh(n, "! test -e /var/lib/runbook/runbook.lock");
@@ -368,16 +545,6 @@ fn assert_no_masters_left(run_dir: &Path) {
         "ssh masters left running:\n{}",
         String::from_utf8_lossy(&out.stdout)
     );
-}
-
-#[test]
-fn restore_ha_etcd_3_4() {
-    restore_ha("3.4", "e2e-ha34");
-}
-
-#[test]
-fn restore_ha_etcd_3_5() {
-    restore_ha("3.5", "e2e-ha35");
 }
 
 /// kill -9 the engine as soon as the first restore starts, then resume it as an operator would:
@@ -515,16 +682,6 @@ fn kill_and_resume(etcd: &str, name: &str) {
     }
 }
 
-#[test]
-fn kill_during_restore_then_resume_etcd_3_4() {
-    kill_and_resume("3.4", "e2e-kill34");
-}
-
-#[test]
-fn kill_during_restore_then_resume_etcd_3_5() {
-    kill_and_resume("3.5", "e2e-kill35");
-}
-
 fn restore_single(etcd: &str, name: &str) {
     let lab = Lab::up(name, etcd, 1);
     let before = lab.write_keys("/drill/", BEFORE, "before");
@@ -538,16 +695,6 @@ fn restore_single(etcd: &str, name: &str) {
         took.as_secs_f64()
     );
     lab.assert_restored(&before);
-}
-
-#[test]
-fn single_node_restore_etcd_3_4() {
-    restore_single("3.4", "e2e-one34");
-}
-
-#[test]
-fn single_node_restore_etcd_3_5() {
-    restore_single("3.5", "e2e-one35");
 }
 
 /// Runs that must not start: another run's lock on a node, a host key that changed,
@@ -705,16 +852,6 @@ fn refused(etcd: &str, name: &str) {
     }
 }
 
-#[test]
-fn refused_runs_etcd_3_4() {
-    refused("3.4", "e2e-down34");
-}
-
-#[test]
-fn refused_runs_etcd_3_5() {
-    refused("3.5", "e2e-down35");
-}
-
 /// The native reader against etcd's own tools, on a snapshot with many keys (branch pages),
 /// values larger than a page (overflow pages), a lease, deletions and a compaction; then the
 /// same file damaged in the ways a backup gets damaged.
@@ -828,16 +965,6 @@ fn snapshot_status(etcd: &str, name: &str) {
     }
 }
 
-#[test]
-fn snapshot_status_matches_etcdctl_3_4() {
-    snapshot_status("3.4", "e2e-snap34");
-}
-
-#[test]
-fn snapshot_status_matches_etcdutl_3_5() {
-    snapshot_status("3.5", "e2e-snap35");
-}
-
 /// `runbook snapshot save`: preflight, the stream through an SSH forward, the files it leaves.
 fn snapshot_save(etcd: &str, name: &str) {
     let lab = Lab::up(name, etcd, 3);
@@ -934,16 +1061,6 @@ fn snapshot_save(etcd: &str, name: &str) {
         "{stderr}"
     );
     assert!(!second.exists() && !dir.join("second.db.part").exists());
-}
-
-#[test]
-fn snapshot_save_etcd_3_4() {
-    snapshot_save("3.4", "e2e-save34");
-}
-
-#[test]
-fn snapshot_save_etcd_3_5() {
-    snapshot_save("3.5", "e2e-save35");
 }
 
 /// plans/etcd-backup.yaml end to end: preflight, save, verify, copy to another host over scp
@@ -1051,16 +1168,6 @@ fn backup(etcd: &str, name: &str) {
     );
 }
 
-#[test]
-fn backup_plan_etcd_3_4() {
-    backup("3.4", "e2e-bak34");
-}
-
-#[test]
-fn backup_plan_etcd_3_5() {
-    backup("3.5", "e2e-bak35");
-}
-
 /// The read-only health plan, then the defrag plan: every member shrinks, one at a time, the
 /// leader last, and the cluster still agrees afterwards.
 fn health_and_defrag(etcd: &str, name: &str) {
@@ -1120,16 +1227,6 @@ fn health_and_defrag(etcd: &str, name: &str) {
     assert!(defrag_lines[2].contains("(leader, last)"), "{out}");
 }
 
-#[test]
-fn health_and_defrag_etcd_3_4() {
-    health_and_defrag("3.4", "e2e-defrag34");
-}
-
-#[test]
-fn health_and_defrag_etcd_3_5() {
-    health_and_defrag("3.5", "e2e-defrag35");
-}
-
 /// NOSPACE: a small quota filled by history (one key overwritten), the cluster read-only;
 /// the recovery plan compacts, defragments, disarms, and writes work again.
 fn nospace(etcd: &str, name: &str) {
@@ -1178,16 +1275,6 @@ fn nospace(etcd: &str, name: &str) {
             .trim(),
         "ok"
     );
-}
-
-#[test]
-fn nospace_recovery_etcd_3_4() {
-    nospace("3.4", "e2e-nospace34");
-}
-
-#[test]
-fn nospace_recovery_etcd_3_5() {
-    nospace("3.5", "e2e-nospace35");
 }
 
 /// `runbook discover` reads the nodes' etcd manifests into an inventory that plans accept
@@ -1255,16 +1342,6 @@ fn discover(etcd: &str, name: &str) {
         .output()
         .unwrap();
     check(out, "health with the discovered inventory");
-}
-
-#[test]
-fn discover_etcd_3_4() {
-    discover("3.4", "e2e-disc34");
-}
-
-#[test]
-fn discover_etcd_3_5() {
-    discover("3.5", "e2e-disc35");
 }
 
 /// A member whose backend is damaged (etcd crash-loops on it) is replaced while the other two keep serving: new member id, same name, every key there.
@@ -1371,16 +1448,6 @@ fn member_replace(etcd: &str, name: &str) {
     assert_eq!(lab.member_ids("cp1"), new);
 }
 
-#[test]
-fn member_replace_etcd_3_4() {
-    member_replace("3.4", "e2e-replace34");
-}
-
-#[test]
-fn member_replace_etcd_3_5() {
-    member_replace("3.5", "e2e-replace35");
-}
-
 /// Two of three members lose their data for good (etcd crash-loops on a damaged backend):
 /// no quorum. The survivor is forced into a one-member cluster and the others rejoin; the
 /// engine is killed mid-rejoin and the resumed run reuses the member etcd already added.
@@ -1480,20 +1547,11 @@ fn quorum_recovery(etcd: &str, name: &str) {
     );
 }
 
-#[test]
-fn quorum_recovery_etcd_3_4() {
-    quorum_recovery("3.4", "e2e-quorum34");
-}
-
-#[test]
-fn quorum_recovery_etcd_3_5() {
-    quorum_recovery("3.5", "e2e-quorum35");
-}
-
 /// A production snapshot restored into scratch hosts by `runbook lab drill --snapshot`:
 /// reported as passed, and the source cluster untouched. Pointed at the source cluster
 /// itself, the drill plan refuses before it copies or stops anything.
-fn restore_drill(etcd: &str, source: &str, scratch: &str) {
+fn restore_drill(etcd: &str, scratch: &str) {
+    let source = &format!("{scratch}src");
     let src = Lab::up(source, etcd, 3);
     let keys = src.write_keys("/drill/", BEFORE, "before");
     let snapshot = src.snapshot();
@@ -1578,12 +1636,16 @@ fn restore_drill(etcd: &str, source: &str, scratch: &str) {
     );
 }
 
-#[test]
-fn restore_drill_etcd_3_4() {
-    restore_drill("3.4", "e2e-drillsrc34", "e2e-drill34");
-}
-
-#[test]
-fn restore_drill_etcd_3_5() {
-    restore_drill("3.5", "e2e-drillsrc35", "e2e-drill35");
-}
+each_version!(restore_ha, "e2e-ha": etcd_3_4 => "3.4", etcd_3_5_1 => "3.5.1", etcd_3_5 => "3.5", etcd_3_6 => "3.6");
+each_version!(kill_and_resume, "e2e-kill": etcd_3_4 => "3.4", etcd_3_5_1 => "3.5.1", etcd_3_5 => "3.5", etcd_3_6 => "3.6");
+each_version!(restore_single, "e2e-one": etcd_3_4 => "3.4", etcd_3_5_1 => "3.5.1", etcd_3_5 => "3.5", etcd_3_6 => "3.6");
+each_version!(refused, "e2e-down": etcd_3_4 => "3.4", etcd_3_5_1 => "3.5.1", etcd_3_5 => "3.5", etcd_3_6 => "3.6");
+each_version!(snapshot_status, "e2e-snap": etcd_3_4 => "3.4", etcd_3_5_1 => "3.5.1", etcd_3_5 => "3.5", etcd_3_6 => "3.6");
+each_version!(snapshot_save, "e2e-save": etcd_3_4 => "3.4", etcd_3_5_1 => "3.5.1", etcd_3_5 => "3.5", etcd_3_6 => "3.6");
+each_version!(backup, "e2e-bak": etcd_3_4 => "3.4", etcd_3_5_1 => "3.5.1", etcd_3_5 => "3.5", etcd_3_6 => "3.6");
+each_version!(health_and_defrag, "e2e-defrag": etcd_3_4 => "3.4", etcd_3_5_1 => "3.5.1", etcd_3_5 => "3.5", etcd_3_6 => "3.6");
+each_version!(nospace, "e2e-nospace": etcd_3_4 => "3.4", etcd_3_5_1 => "3.5.1", etcd_3_5 => "3.5", etcd_3_6 => "3.6");
+each_version!(discover, "e2e-disc": etcd_3_4 => "3.4", etcd_3_5_1 => "3.5.1", etcd_3_5 => "3.5", etcd_3_6 => "3.6");
+each_version!(member_replace, "e2e-replace": etcd_3_4 => "3.4", etcd_3_5_1 => "3.5.1", etcd_3_5 => "3.5", etcd_3_6 => "3.6");
+each_version!(quorum_recovery, "e2e-quorum": etcd_3_4 => "3.4", etcd_3_5_1 => "3.5.1", etcd_3_5 => "3.5", etcd_3_6 => "3.6");
+each_version!(restore_drill, "e2e-drill": etcd_3_4 => "3.4", etcd_3_5_1 => "3.5.1", etcd_3_5 => "3.5", etcd_3_6 => "3.6");
