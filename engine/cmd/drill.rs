@@ -11,12 +11,11 @@ use std::time::Instant;
 use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE};
 use crate::cli::{ApplyInput, RunOptions};
 use crate::execute::report::OutputMode;
-use crate::lab::{self, Flavor};
+use crate::lab;
 
 pub struct Drill {
     pub name: String,
-    pub nodes: u8,
-    pub flavor: Flavor,
+    pub spec: lab::Spec,
     pub keys: usize,
     pub keep: bool,
     /// A snapshot to restore into the lab with the drill plan, instead of the lab's own.
@@ -29,7 +28,7 @@ pub fn run(d: &Drill) -> u8 {
         return drill_snapshot(d, snapshot);
     }
     let started = Instant::now();
-    let plan = match bundled_plan(if d.nodes == 1 {
+    let plan = match bundled_plan(if d.spec.nodes == 1 {
         "etcd-restore-single.yaml"
     } else {
         "etcd-restore-ha.yaml"
@@ -37,12 +36,15 @@ pub fn run(d: &Drill) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    eprintln!("drill: bringing up lab {:?} ({} nodes)", d.name, d.nodes);
-    let inventory = match lab::up(&d.name, d.nodes, d.flavor) {
+    eprintln!(
+        "drill: bringing up lab {:?} ({} nodes)",
+        d.name, d.spec.nodes
+    );
+    let inventory = match lab::up(&d.name, &d.spec) {
         Ok(i) => i,
         Err(e) => return super::lab::report(e),
     };
-    let nodes: Vec<String> = (1..=d.nodes).map(|i| format!("cp{i}")).collect();
+    let nodes: Vec<String> = (1..=d.spec.nodes).map(|i| format!("cp{i}")).collect();
     let code = match drill(d, &plan, &inventory, &nodes, started) {
         Ok(()) => EXIT_OK,
         Err(e) => {
@@ -63,13 +65,20 @@ fn drill(
 ) -> Result<(), String> {
     let before = write_keys(&d.name, "/drill/", d.keys, "before")?;
     eprintln!("drill: wrote {} keys under /drill/", before.len());
+    let namespaces = kubectl(&d.name, &["get", "namespaces", "-o", "name"])?;
     let snapshot = take_snapshot(&d.name, inventory)?;
+    let snapshot_revision = crate::snapshot::status::status(&snapshot)
+        .map_err(|e| format!("the drill's own snapshot is unusable: {e}"))?
+        .revision;
     eprintln!(
-        "drill: snapshot saved on cp1, copied to {}",
+        "drill: snapshot (revision {snapshot_revision}) saved on cp1, copied to {}",
         snapshot.display()
     );
     write_keys(&d.name, "/later/", d.keys / 10 + 1, "after")?;
-    eprintln!("drill: wrote keys under /later/ after the snapshot (the restore must drop them)");
+    kubectl(&d.name, &["create", "namespace", "drill-later"])?;
+    eprintln!(
+        "drill: wrote keys under /later/ and created namespace drill-later after the snapshot (the restore must drop them)"
+    );
     for n in nodes {
         sh(
             &d.name,
@@ -133,10 +142,33 @@ fn drill(
         health.matches("is healthy").count(),
         nodes.len()
     ));
+    // At one revision every member has applied: kube-apiserver is writing again, so each
+    // member's latest revision moves from moment to moment.
+    let statuses = etcdctl(
+        &d.name,
+        "cp1",
+        &["endpoint", "status", "--cluster", "-w", "json"],
+    )?;
+    let sv: serde_json::Value = serde_json::from_str(&statuses).map_err(|e| e.to_string())?;
+    let revision = sv
+        .as_array()
+        .and_then(|a| {
+            a.iter()
+                .filter_map(|s| s["Status"]["header"]["revision"].as_u64())
+                .min()
+        })
+        .ok_or_else(|| format!("no revisions in `etcdctl endpoint status`: {statuses}"))?;
     let hashes = etcdctl(
         &d.name,
         "cp1",
-        &["endpoint", "hashkv", "--cluster", "-w", "json"],
+        &[
+            "endpoint",
+            "hashkv",
+            "--cluster",
+            &format!("--rev={revision}"),
+            "-w",
+            "json",
+        ],
     )?;
     let hv: serde_json::Value = serde_json::from_str(&hashes).map_err(|e| e.to_string())?;
     let hs: Vec<u64> = hv
@@ -150,16 +182,42 @@ fn drill(
     if hs.len() != nodes.len() || hs.windows(2).any(|w| w[0] != w[1]) {
         return Err(format!("HashKV differs between members: {hs:?}"));
     }
-    report.push(format!("HashKV equal on every member ({})", hs[0]));
+    report.push(format!(
+        "HashKV equal on every member at revision {revision} ({})",
+        hs[0]
+    ));
+    report.push(bump_finding(&d.name, snapshot_revision)?);
     for n in nodes {
         sh(
             &d.name,
             n,
             "curl -fsS --max-time 3 --cacert /etc/kubernetes/pki/ca.crt https://127.0.0.1:6443/readyz >/dev/null",
         )
-        .map_err(|e| format!("kube-apiserver stand-in on {n} is not ready: {e}"))?;
+        .map_err(|e| format!("kube-apiserver on {n} is not ready: {e}"))?;
     }
-    report.push("kube-apiserver (stand-in) ready on every node".into());
+    let restored = kubectl(&d.name, &["get", "namespaces", "-o", "name"])?;
+    if restored != namespaces {
+        return Err(format!(
+            "kube-apiserver lists the namespaces {:?}, the snapshot held {:?}",
+            restored.lines().collect::<Vec<_>>(),
+            namespaces.lines().collect::<Vec<_>>()
+        ));
+    }
+    // Secrets are stored encrypted (aescbc): reading one proves the key still matches.
+    kubectl(&d.name, &["get", "secrets", "-A", "-o", "name"])?;
+    kubectl(
+        &d.name,
+        &[
+            "create",
+            "configmap",
+            "drill-after-restore",
+            "-n",
+            "default",
+        ],
+    )?;
+    report.push(
+        "kube-apiserver ready on every node: the snapshot's namespaces (drill-later gone), encrypted Secrets readable, a write accepted".into(),
+    );
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "\nRestore drill: PASSED");
     for line in &report {
@@ -172,6 +230,58 @@ fn drill(
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// What the restore did to the store's revision: with `--bump-revision` (etcd 3.5.10+, 3.6)
+/// it is past the snapshot's by the bump and a watch from before the restore is refused as
+/// compacted, so every informer relists; without it (older etcd) it is the snapshot's.
+fn bump_finding(lab: &str, snapshot_revision: i64) -> Result<String, String> {
+    let status = etcdctl(lab, "cp1", &["endpoint", "status", "-w", "json"])?;
+    let v: serde_json::Value = serde_json::from_str(&status).map_err(|e| e.to_string())?;
+    let revision = v[0]["Status"]["header"]["revision"]
+        .as_i64()
+        .ok_or_else(|| format!("no revision in `etcdctl endpoint status`: {status}"))?;
+    let bump = revision - snapshot_revision;
+    if bump < 1_000_000 {
+        return Ok(format!(
+            "revision {revision} (snapshot {snapshot_revision}): this etcd restores without --bump-revision"
+        ));
+    }
+    let watch = sh(
+        lab,
+        "cp1",
+        &format!(
+            "timeout 10 etcdctl watch /registry --prefix --rev={snapshot_revision} 2>&1; true"
+        ),
+    )?;
+    if !watch.contains("required revision has been compacted") {
+        return Err(format!(
+            "a watch from the snapshot's revision {snapshot_revision} was not refused as compacted: {}",
+            watch.trim()
+        ));
+    }
+    Ok(format!(
+        "revision bumped: {revision} = snapshot {snapshot_revision} + {bump}; a watch from before the restore is refused as compacted"
+    ))
+}
+
+/// kubectl as the lab admin; stdout.
+fn kubectl(lab: &str, args: &[&str]) -> Result<String, String> {
+    let mut cmd = lab::kubectl(lab).map_err(|e| format!("{e:?}"))?;
+    let out = cmd
+        .arg("--request-timeout=20s")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run kubectl: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "`kubectl {}`: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// A given snapshot restored into a fresh lab (scratch hosts) with etcd-restore-drill.yaml;
@@ -192,9 +302,9 @@ fn drill_snapshot(d: &Drill, snapshot: &Path) -> u8 {
     };
     eprintln!(
         "drill: bringing up scratch lab {:?} ({} nodes)",
-        d.name, d.nodes
+        d.name, d.spec.nodes
     );
-    let inventory = match lab::up(&d.name, d.nodes, d.flavor) {
+    let inventory = match lab::up(&d.name, &d.spec) {
         Ok(i) => i,
         Err(e) => return super::lab::report(e),
     };

@@ -1,15 +1,14 @@
 //! `runbook lab`: bring a local lab of real hosts up and down, inspect it, run commands in it.
 
 use super::{EXIT_INVALID, EXIT_OK, usage_error};
-use crate::cli::{LabCommand, LabEtcd};
+use crate::cli::{LabCommand, LabEtcd, LabShape};
 use crate::lab::{self, Flavor, LabError};
 
 pub fn run(cmd: LabCommand) -> u8 {
     let result = match cmd {
         LabCommand::Up { lab, shape } => {
             // The inventory path is the command's data: the only thing on stdout.
-            lab::up(&lab.name, shape.nodes, flavor(shape.etcd))
-                .map(|inventory| println!("{}", inventory.display()))
+            lab::up(&lab.name, &spec(shape)).map(|inventory| println!("{}", inventory.display()))
         }
         LabCommand::Drill {
             lab,
@@ -21,8 +20,7 @@ pub fn run(cmd: LabCommand) -> u8 {
         } => {
             return super::drill::run(&super::drill::Drill {
                 name: lab.name,
-                nodes: shape.nodes,
-                flavor: flavor(shape.etcd),
+                spec: spec(shape),
                 keys,
                 keep,
                 snapshot,
@@ -46,6 +44,14 @@ pub fn run(cmd: LabCommand) -> u8 {
     match result {
         Ok(()) => EXIT_OK,
         Err(e) => report(e),
+    }
+}
+
+fn spec(shape: LabShape) -> lab::Spec {
+    lab::Spec {
+        nodes: shape.nodes,
+        flavor: flavor(shape.etcd),
+        encryption_config: shape.encryption_config,
     }
 }
 

@@ -46,7 +46,14 @@ pub fn run(cmd: SnapshotCommand) -> u8 {
             Ok(s) => {
                 match format {
                     SnapshotFormat::Json => {
-                        println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default())
+                        // Both counts stay (total_keys: every pair; live_keys_36), plus the one
+                        // etcdutl of the snapshot's own version prints, and what it counts.
+                        let mut v = serde_json::to_value(&s).unwrap_or_default();
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert("etcdutl_total_keys".into(), s.etcdutl_total_keys().into());
+                            o.insert("total_keys_meaning".into(), s.total_keys_meaning().into());
+                        }
+                        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())
                     }
                     SnapshotFormat::Table => print!("{}", table(&s)),
                 }
@@ -74,7 +81,7 @@ fn table(s: &Status) -> String {
     let row = [
         s.hash.clone(),
         s.revision.to_string(),
-        s.total_keys.to_string(),
+        s.etcdutl_total_keys().to_string(),
         human_bytes(s.total_size),
     ];
     let w: Vec<usize> = head
@@ -102,6 +109,11 @@ fn table(s: &Status) -> String {
     out.push_str(&format!("sha256 trailer:        {trailer}\n"));
     out.push_str(&format!("file sha256:           {}\n", s.file_sha256));
     out.push_str(&format!("file size:             {} bytes\n", s.file_size));
+    out.push_str(&format!(
+        "TOTAL KEYS counts:     {}\n",
+        s.total_keys_meaning()
+    ));
+    out.push_str(&format!("all pairs (etcd 3.5):  {}\n", s.total_keys));
     out.push_str(&format!("live keys (etcd 3.6):  {}\n", s.live_keys_36));
     out.push_str(&format!(
         "storage version:       {}\n",

@@ -52,7 +52,9 @@ pub async fn verify_cluster<E: Executor>(
 
     // Every member answers a linearizable read (what `endpoint health` asks).
     let mut cluster_ids = BTreeSet::new();
-    let mut revision = 0i64;
+    // The lowest revision any member reported: every member has applied it. (The highest
+    // may be a future revision on a member that lags while kube-apiserver writes.)
+    let mut revision = i64::MAX;
     for (name, c) in clients.iter_mut() {
         let r = c
             .get("health", None)
@@ -62,7 +64,10 @@ pub async fn verify_cluster<E: Executor>(
             .header()
             .ok_or_else(|| format!("{name}: a response without a header"))?;
         cluster_ids.insert(h.cluster_id());
-        revision = revision.max(h.revision());
+        revision = revision.min(h.revision());
+    }
+    if revision == i64::MAX {
+        revision = 0;
     }
     if cluster_ids.len() != 1 {
         return Err(format!(

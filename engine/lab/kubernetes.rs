@@ -70,11 +70,41 @@ spec:
       containers: [{name: invoicer, image: registry.k8s.io/pause:3.10}]
 ";
 
-/// Writes every node's kubeconfigs and encryption config, and the admin kubeconfig.
-pub fn write_all(lab_dir: &Path, pki_dir: &Path, nodes: &[NodeState]) -> anyhow::Result<()> {
+/// An EncryptionConfiguration given by the operator (a drill of a production snapshot needs
+/// production's keys). Checked only for what it is: kube-apiserver validates the rest.
+pub fn read_encryption_config(path: &Path) -> anyhow::Result<String> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !meta.is_file() || meta.len() > 1 << 20 {
+        anyhow::bail!("{} is not a regular file of at most 1 MiB", path.display());
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read {} as UTF-8 text", path.display()))?;
+    if !text
+        .lines()
+        .any(|l| l.trim() == "kind: EncryptionConfiguration")
+    {
+        anyhow::bail!(
+            "{} has no `kind: EncryptionConfiguration` line",
+            path.display()
+        );
+    }
+    Ok(text)
+}
+
+/// Writes every node's kubeconfigs and encryption config (`given`, else a new aescbc key),
+/// and the admin kubeconfig.
+pub fn write_all(
+    lab_dir: &Path,
+    pki_dir: &Path,
+    nodes: &[NodeState],
+    given: Option<&str>,
+) -> anyhow::Result<()> {
     let ca = read(&pki_dir.join("ca.crt"))?;
-    let key = encryption_key()?;
-    let encryption = encryption_config(&key);
+    let encryption = match given {
+        Some(text) => text.to_string(),
+        None => encryption_config(&encryption_key()?),
+    };
     for n in nodes {
         let kube = Path::new(&n.dir).join("etc-kubernetes");
         let server = format!("https://{}:{APISERVER_PORT}", n.address);
@@ -188,13 +218,25 @@ pub fn seed(state: &LabState) -> anyhow::Result<()> {
     let dir = Path::new(&state.dir);
     let file = dir.join("seed.yaml");
     write_file(&file, SEED, 0o644)?;
-    super::run(
-        kubectl(state)
-            .args(["apply", "--request-timeout=30s", "-f"])
-            .arg(&file),
-    )
-    .context("cannot seed the lab's Kubernetes objects")?;
-    Ok(())
+    // Ready API servers may still be creating the default namespaces' service accounts and
+    // RBAC roles; `apply` is idempotent, so a failed first try is simply repeated.
+    let mut last = None;
+    for attempt in 0..5 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
+        match super::run(
+            kubectl(state)
+                .args(["apply", "--request-timeout=30s", "-f"])
+                .arg(&file),
+        ) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last
+        .unwrap_or_else(|| anyhow::anyhow!("no attempt made"))
+        .context("cannot seed the lab's Kubernetes objects"))
 }
 
 #[cfg(test)]

@@ -158,8 +158,18 @@ fn progress(lab: &str, message: &str) {
     eprintln!("lab {lab}: {message}");
 }
 
+/// What `up` makes.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub nodes: u8,
+    pub flavor: Flavor,
+    /// An EncryptionConfiguration to give every kube-apiserver instead of a new key.
+    pub encryption_config: Option<PathBuf>,
+}
+
 /// `runbook lab up`: returns the inventory path.
-pub fn up(name: &str, nodes: u8, flavor: Flavor) -> Result<PathBuf, LabError> {
+pub fn up(name: &str, spec: &Spec) -> Result<PathBuf, LabError> {
+    let (nodes, flavor) = (spec.nodes, spec.flavor);
     preflight("up")?;
     let id = LabId::new(name)?;
     if nodes == 0 || nodes > MAX_NODES {
@@ -169,6 +179,16 @@ pub fn up(name: &str, nodes: u8, flavor: Flavor) -> Result<PathBuf, LabError> {
             None,
         ));
     }
+    let encryption = match &spec.encryption_config {
+        Some(path) => Some(kubernetes::read_encryption_config(path).map_err(|e| {
+            LabError::usage(
+                format!("cannot use --encryption-config {}", path.display()),
+                format!("{e:#}"),
+                Some("give the EncryptionConfiguration file kube-apiserver's --encryption-provider-config names"),
+            )
+        })?),
+        None => None,
+    };
     let started = Instant::now();
     let tools = deps::ensure(flavor, &id.name)?;
     if teardown(&id)? {
@@ -182,7 +202,8 @@ pub fn up(name: &str, nodes: u8, flavor: Flavor) -> Result<PathBuf, LabError> {
         "see what is left with `runbook lab status --name {0}`; remove it with `runbook lab down --name {0}`",
         id.name
     ));
-    let state = build(&id, &layout, &tools).map_err(|e| LabError::failed(e, hint.clone()))?;
+    let state = build(&id, &layout, &tools, encryption.as_deref())
+        .map_err(|e| LabError::failed(e, hint.clone()))?;
     progress(
         &id.name,
         &format!(
@@ -224,7 +245,12 @@ pub fn up(name: &str, nodes: u8, flavor: Flavor) -> Result<PathBuf, LabError> {
 
 /// Everything `up` makes, in order; lab.json is written as soon as processes exist, so that a
 /// failure after that point can still be cleaned up precisely.
-fn build(id: &LabId, layout: &net::Layout, tools: &deps::Tools) -> anyhow::Result<LabState> {
+fn build(
+    id: &LabId,
+    layout: &net::Layout,
+    tools: &deps::Tools,
+    encryption: Option<&str>,
+) -> anyhow::Result<LabState> {
     std::fs::create_dir_all(&id.dir)
         .with_context(|| format!("cannot create the lab directory {}", id.dir.display()))?;
     let kubernetes_dir = tools.kubernetes.display().to_string();
@@ -254,7 +280,7 @@ fn build(id: &LabId, layout: &net::Layout, tools: &deps::Tools) -> anyhow::Resul
     }
     node::ssh_keys(id, &nodes)?;
     pki::generate(&id.dir.join("pki"), &nodes)?;
-    kubernetes::write_all(&id.dir, &id.dir.join("pki"), &nodes)?;
+    kubernetes::write_all(&id.dir, &id.dir.join("pki"), &nodes, encryption)?;
     manifests::write_all(&nodes, &tools.etcd)?;
     let dir_text = id.dir.display().to_string();
     let needed = [
@@ -463,6 +489,13 @@ pub fn exec(name: &str, node_name: &str, command: &[String]) -> LabError {
         .env("ETCDCTL_KEY", manifests::ETCD_SERVER_KEY)
         .exec();
     LabError::failed(anyhow!(err).context("cannot run nsenter"), None)
+}
+
+/// kubectl on this machine as the admin of lab `name` (the kubeconfig beside its inventory).
+pub fn kubectl(name: &str) -> Result<Command, LabError> {
+    let id = LabId::new(name)?;
+    let state = load_state(&id)?;
+    Ok(kubernetes::kubectl(&state))
 }
 
 /// Runs an external command to completion and returns its stdout; a failure names the

@@ -64,6 +64,36 @@ pub struct Status {
     pub buckets: Vec<(String, u64)>,
 }
 
+impl Status {
+    /// Whether etcd 3.6 or later wrote this snapshot: only they record a storage version.
+    /// It decides what etcdutl of that version prints as TOTAL KEYS.
+    pub fn counts_live_keys(&self) -> bool {
+        self.storage_version.as_deref().is_some_and(|v| {
+            let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+            (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (3, 6)
+        })
+    }
+
+    /// TOTAL KEYS as the etcdutl of the snapshot's own etcd version prints it: live keys at
+    /// the latest revision from 3.6 on, every pair of every bucket before.
+    pub fn etcdutl_total_keys(&self) -> u64 {
+        if self.counts_live_keys() {
+            self.live_keys_36
+        } else {
+            self.total_keys
+        }
+    }
+
+    /// What `etcdutl_total_keys` counts, in words.
+    pub fn total_keys_meaning(&self) -> &'static str {
+        if self.counts_live_keys() {
+            "live keys at the latest revision (etcd 3.6 counting: a 3.6 snapshot)"
+        } else {
+            "every key-value pair of every bucket (etcd <= 3.5 counting: a snapshot without a 3.6 storage version)"
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
     #[error("cannot read {path}: {error}")]
