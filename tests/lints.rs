@@ -144,7 +144,7 @@ const CASES: &[Case] = &[
         "destructive-without-rollback",
         &[(
             HA,
-            "    rollback: >-\n      mv {{ params.parking_dir }}/kube-apiserver.yaml {{ etcd.manifests_dir }}/ on {{ node.name }};\n      kubelet starts kube-apiserver again.\n",
+            "    rollback: >-\n      mv {{ params.parking_dir }}/kube-apiserver.yaml {{ params.parking_dir }}/kube-controller-manager.yaml\n      {{ params.parking_dir }}/kube-scheduler.yaml {{ etcd.manifests_dir }}/ on {{ node.name }};\n      kubelet starts the control plane again.\n",
             "",
         )],
     ),
@@ -152,8 +152,8 @@ const CASES: &[Case] = &[
         "undeclared-destructive",
         &[(
             HA,
-            "    needs: [stop-apiserver]\n    destructive: true\n",
-            "    needs: [stop-apiserver]\n",
+            "    needs: [wait-apiserver-gone]\n    destructive: true\n",
+            "    needs: [wait-apiserver-gone]\n",
         )],
     ),
     Case {

@@ -198,7 +198,7 @@ mod tests {
             "broken\t127\tcannot execute: required file not found"
         );
         let silent = ask(Some("exit 0"));
-        assert_eq!(silent, "broken\t0\t");
+        assert_eq!(silent, "broken\t0");
     }
 
     #[test]
