@@ -763,29 +763,35 @@ fn refused(etcd: &str, name: &str) {
         .unwrap()
         .trim_matches('"')
         .to_string();
-    let no_tool = lab.work.path().join("no-tool.yaml");
-    std::fs::write(&no_tool, inv.replace(&etcdctl, "/opt/nowhere/etcdctl")).unwrap();
-    let out = runbook()
-        .args(["apply", "plans/etcd-restore-ha.yaml", "-i"])
-        .arg(&no_tool)
-        .arg("--set")
-        .arg(format!("snapshot={}", snapshot.display()))
-        .args(["--yes", "--run-dir"])
-        .arg(lab.work.path().join("no-tool-run"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // The restore plan with the inventory's etcdctl replaced by `tool`: refused (exit 2)
+    // before any step starts; returns stderr.
+    let refused_with_tool = |run: &str, tool: &str| -> String {
+        let edited = lab.work.path().join(format!("{run}.yaml"));
+        std::fs::write(&edited, inv.replace(&etcdctl, tool)).unwrap();
+        let out = runbook()
+            .args(["apply", "plans/etcd-restore-ha.yaml", "-i"])
+            .arg(&edited)
+            .arg("--set")
+            .arg(format!("snapshot={}", snapshot.display()))
+            .args(["--yes", "--run-dir"])
+            .arg(lab.work.path().join(run))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            !journal(&lab.work.path().join(run))
+                .iter()
+                .any(|e| e["event"] == "step_started")
+        );
+        stderr
+    };
+    let stderr = refused_with_tool("no-tool", "/opt/nowhere/etcdctl");
     assert!(
         stderr.contains("cp1 has no /opt/nowhere/etcdctl (needed by ")
             && stderr.contains("set etcd.etcdctl in the inventory"),
         "{stderr}"
-    );
-    assert!(
-        !journal(&lab.work.path().join("no-tool-run"))
-            .iter()
-            .any(|e| e["event"] == "step_started")
     );
 
     // A tool that is there but cannot run (a truncated download, a missing library): refused
@@ -796,29 +802,11 @@ fn refused(etcd: &str, name: &str) {
             "printf '#!/bin/sh\\necho \"exec format error\" >&2\\nexit 126\\n' > /var/lib/runbook/etcdctl && chmod 755 /var/lib/runbook/etcdctl",
         );
     }
-    let broken = lab.work.path().join("broken-tool.yaml");
-    std::fs::write(&broken, inv.replace(&etcdctl, "/var/lib/runbook/etcdctl")).unwrap();
-    let out = runbook()
-        .args(["apply", "plans/etcd-restore-ha.yaml", "-i"])
-        .arg(&broken)
-        .arg("--set")
-        .arg(format!("snapshot={}", snapshot.display()))
-        .args(["--yes", "--run-dir"])
-        .arg(lab.work.path().join("broken-tool-run"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = refused_with_tool("broken-tool", "/var/lib/runbook/etcdctl");
     assert!(
         stderr.contains("cp1: /var/lib/runbook/etcdctl is there but does not run")
             && stderr.contains("exited 126 with `exec format error`"),
         "{stderr}"
-    );
-    assert!(
-        !journal(&lab.work.path().join("broken-tool-run"))
-            .iter()
-            .any(|e| e["event"] == "step_started")
     );
 
     // A known_hosts whose keys are not the nodes' keys: strict checking refuses to connect.

@@ -55,8 +55,11 @@ pub struct Args {
     pub move_aside: bool,
 }
 
+/// The default `--bump-revision`: far above any revision a cluster reaches between snapshots.
+pub const DEFAULT_BUMP: u64 = 1_000_000_000;
+
 fn default_bump() -> u64 {
-    1_000_000_000
+    DEFAULT_BUMP
 }
 
 fn yes() -> bool {
