@@ -283,9 +283,9 @@ fn cache_root() -> anyhow::Result<PathBuf> {
 
 /// The Go toolchain: `go` on PATH, else where its installers put it.
 fn find_go() -> anyhow::Result<PathBuf> {
-    let on_path = std::env::var_os("PATH")
+    let on_path: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).map(|d| d.join("go")).collect())
-        .unwrap_or_else(Vec::new);
+        .unwrap_or_default();
     on_path
         .into_iter()
         .chain(["/usr/local/go/bin/go", "/usr/lib/go/bin/go"].map(PathBuf::from))

@@ -338,9 +338,13 @@ pub enum Binaries {
 /// or `kube-apiserver`, `kube-controller-manager`, `kube-scheduler` and `kubectl`.
 pub fn bin(which: Binaries) -> Result<PathBuf, LabError> {
     let lab = "bin";
-    let hint = Some(
-        "the build log is named above; `go env GOPROXY` must reach the Go module proxy".to_string(),
+    let built = matches!(
+        which,
+        Binaries::Kubernetes | Binaries::Etcd(Flavor::V3_5 | Flavor::V3_6)
     );
+    let hint = built.then(|| {
+        "the build log is named above; `go env GOPROXY` must reach the Go module proxy".to_string()
+    });
     match which {
         Binaries::Etcd(flavor) => deps::etcd_tools(flavor, lab)
             .map(|t| PathBuf::from(t.bin_dir))
