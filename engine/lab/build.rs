@@ -293,7 +293,7 @@ fn find_go() -> anyhow::Result<PathBuf> {
         .ok_or_else(|| {
             anyhow!(
                 "the lab builds etcd 3.5/3.6 and Kubernetes from their Go modules, and no `go` was found \
-                 (on PATH, /usr/local/go/bin, /usr/lib/go/bin); install Go 1.24 or later"
+                 (on PATH, /usr/local/go/bin, /usr/lib/go/bin); install Go (1.26, or any Go from 1.21 on, which fetches the toolchain the modules name)"
             )
         })
 }
