@@ -274,7 +274,7 @@ fn bump_finding(lab: &str, snapshot_revision: i64, expected: bool) -> Result<Str
 
 /// kubectl as the lab admin; stdout.
 fn kubectl(lab: &str, args: &[&str]) -> Result<String, String> {
-    let mut cmd = lab::kubectl(lab).map_err(|e| format!("{e:?}"))?;
+    let mut cmd = lab::kubectl(lab).map_err(|e| e.to_string())?;
     let out = cmd
         .arg("--request-timeout=20s")
         .args(args)

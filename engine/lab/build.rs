@@ -186,11 +186,18 @@ impl GoBuild {
             ),
         );
         let started = Instant::now();
-        let work = root.join(format!(".build-{}-{}", self.dir_name(), std::process::id()));
-        if work.exists() {
-            std::fs::remove_dir_all(&work)
-                .with_context(|| format!("cannot clear {}", work.display()))?;
+        // A failed build keeps its work directory (the error names its log) until the next
+        // build of this version, which runs under the lock and clears every earlier one.
+        let prefix = format!(".build-{}-", self.dir_name());
+        if let Ok(entries) = std::fs::read_dir(root) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    std::fs::remove_dir_all(e.path())
+                        .with_context(|| format!("cannot clear {}", e.path().display()))?;
+                }
+            }
         }
+        let work = root.join(format!("{prefix}{}", std::process::id()));
         let src = work.join("src");
         let bin = work.join("bin");
         for d in [&src, &bin] {

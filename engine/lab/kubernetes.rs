@@ -252,6 +252,28 @@ mod tests {
     }
 
     #[test]
+    fn a_given_encryption_config_must_be_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("enc.yaml");
+        std::fs::write(&good, encryption_config("c2VjcmV0")).unwrap();
+        assert!(read_encryption_config(&good).unwrap().contains("aescbc"));
+        let other = dir.path().join("kubeconfig.yaml");
+        std::fs::write(&other, "apiVersion: v1\nkind: Config\n").unwrap();
+        let e = format!("{:#}", read_encryption_config(&other).unwrap_err());
+        assert!(
+            e.contains("has no `kind: EncryptionConfiguration` line"),
+            "{e}"
+        );
+        let e = format!("{:#}", read_encryption_config(dir.path()).unwrap_err());
+        assert!(e.contains("is not a regular file"), "{e}");
+        let e = format!(
+            "{:#}",
+            read_encryption_config(&dir.path().join("nope")).unwrap_err()
+        );
+        assert!(e.contains("cannot read"), "{e}");
+    }
+
+    #[test]
     fn encryption_config_names_the_key_first() {
         let c = encryption_config("c2VjcmV0");
         let aescbc = c.find("aescbc").unwrap();

@@ -71,6 +71,16 @@ impl LabError {
     }
 }
 
+/// One line for callers that report a lab failure inside their own message (the drill).
+impl std::fmt::Display for LabError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LabError::Usage { what, cause, .. } => write!(f, "{what}: {cause}"),
+            LabError::Failed { error, .. } => write!(f, "{error:#}"),
+        }
+    }
+}
+
 impl From<anyhow::Error> for LabError {
     fn from(error: anyhow::Error) -> Self {
         LabError::Failed { error, hint: None }
