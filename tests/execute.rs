@@ -299,9 +299,9 @@ fn kill_when_started(s: &Scratch, id: &str, marker: Option<&str>) {
     child.wait().unwrap();
 }
 
-#[test]
-fn resume_after_kill_refuses_to_rerun_an_unknown_destructive_step_blindly() {
-    let s = Scratch::new("");
+/// A plan whose destructive middle step outlives a killed engine: it marks `wipe`, then
+/// works for two more seconds.
+fn crash_plan(s: &Scratch) {
     let d = s.dir.path();
     std::fs::write(
         s.path("plan.yaml"),
@@ -313,7 +313,7 @@ steps:
     run: '{first}'
   - id: slow-wipe
     on: n1
-    run: '{wipe}; sleep 30'
+    run: '{wipe}; sleep 2; echo wiped'
     destructive: true
     rollback: restore from the copy
     needs: [first]
@@ -328,66 +328,106 @@ steps:
         ),
     )
     .unwrap();
+}
+
+fn lines(p: &Path) -> usize {
+    std::fs::read_to_string(p).unwrap_or_default().lines().count()
+}
+
+/// The run's record on the (local) node, where the killed step's work left its status.
+fn node_record(s: &Scratch) -> PathBuf {
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.path("run/run.json")).unwrap()).unwrap();
+    Path::new("/var/lib/runbook/runs").join(info["run_id"].as_str().unwrap())
+}
+
+#[test]
+fn resume_after_kill_settles_the_unknown_step_from_the_hosts_record() {
+    let s = Scratch::new("");
+    crash_plan(&s);
     kill_when_started(&s, "slow-wipe", Some("wipe"));
     let st = s.run(&["status", "run"]);
     assert!(st.stdout.contains("State: incomplete"), "{}", st.stdout);
     assert!(
         st.stdout
-            .contains("slow-wipe started and never finished; not safe to re-run blindly"),
+            .contains("slow-wipe started and never finished; resume settles it from the host's record"),
         "{}",
         st.stdout
     );
+
+    // No decision asked for: the work finished on the host after the engine died (or is
+    // still running, and is waited for); its recorded status settles the step.
+    let r = s.run(&["resume", "run", "--yes"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("settle   slow-wipe from the record of attempt 1 on n1"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(lines(&s.path("wipe")), 1, "the destructive step ran twice");
+    assert_eq!(lines(&s.path("first")), 1, "a succeeded step ran again");
+    assert_eq!(lines(&s.path("last")), 1);
+    let ok = s
+        .journal()
+        .into_iter()
+        .filter(|e| e["event"] == "step_finished" && e["id"] == "slow-wipe")
+        .collect::<Vec<_>>();
+    assert_eq!(ok.len(), 1);
+    assert_eq!(ok[0]["status"], "succeeded");
+    // What the work printed after the engine died reached the step's log.
+    let log = std::fs::read_to_string(s.path("run/logs/slow-wipe.log")).unwrap();
+    assert!(log.contains("wiped"), "{log}");
+    let st = s.run(&["status", "run"]);
+    assert!(st.stdout.contains("State: succeeded"), "{}", st.stdout);
+}
+
+#[test]
+fn without_the_hosts_record_an_unknown_destructive_step_needs_the_operator() {
+    let s = Scratch::new("");
+    crash_plan(&s);
+    kill_when_started(&s, "slow-wipe", Some("wipe"));
+    // The node was rebuilt: its record of the run is gone.
+    std::thread::sleep(Duration::from_millis(2500));
+    std::fs::remove_dir_all(node_record(&s)).unwrap();
 
     let before = s.journal().len();
     let r = s.run(&["resume", "run", "--yes"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
-        r.stderr.contains("slow-wipe  on n1  [run]  DESTRUCTIVE"),
+        r.stderr.contains("slow-wipe  [run]  DESTRUCTIVE: n1 has no /var/lib/runbook/runs/"),
         "{}",
         r.stderr
     );
     assert!(r.stderr.contains("--retry STEP@NODE") && r.stderr.contains("--skip STEP@NODE"));
-    assert_eq!(
-        s.journal().len(),
-        before,
-        "a refused resume wrote to the journal"
+    assert!(
+        s.journal()
+            .iter()
+            .skip(before)
+            .all(|e| e["event"] != "step_started"),
+        "a refused resume started steps"
+    );
+    let st = s.run(&["status", "run"]);
+    assert!(
+        st.stdout.contains("slow-wipe  n1    UNKNOWN"),
+        "the refusal settled the step: {}",
+        st.stdout
     );
 
     // The operator checked the host: the wipe is done. Skip it; the rest runs once.
     let r = s.run(&["resume", "run", "--yes", "--skip", "slow-wipe"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(
-        s.count("step_started", "first"),
-        1,
-        "a succeeded step ran again"
-    );
-    assert_eq!(
-        s.count("step_started", "slow-wipe"),
-        1,
-        "the destructive step ran twice"
-    );
+    assert_eq!(s.count("step_started", "first"), 1, "a succeeded step ran again");
+    assert_eq!(s.count("step_started", "slow-wipe"), 1, "the destructive step ran twice");
     assert_eq!(s.count("step_finished", "last"), 1);
-    assert_eq!(
-        std::fs::read_to_string(s.path("first"))
-            .unwrap()
-            .lines()
-            .count(),
-        1
-    );
-    assert_eq!(
-        std::fs::read_to_string(s.path("wipe"))
-            .unwrap()
-            .lines()
-            .count(),
-        1
-    );
+    assert_eq!(lines(&s.path("first")), 1);
+    assert_eq!(lines(&s.path("wipe")), 1);
     let st = s.run(&["status", "run"]);
     assert!(st.stdout.contains("State: succeeded"), "{}", st.stdout);
     assert!(st.stdout.contains("skipped (--skip)"), "{}", st.stdout);
 }
 
 #[test]
-fn resume_reruns_an_unknown_step_that_is_safe_to_rerun() {
+fn an_unknown_step_safe_to_rerun_runs_again_when_the_record_is_gone() {
     let s = Scratch::new("");
     let d = s.dir.path();
     std::fs::write(
@@ -399,11 +439,14 @@ fn resume_reruns_an_unknown_step_that_is_safe_to_rerun() {
         ),
     )
     .unwrap();
-    kill_when_started(&s, "wait", None);
+    kill_when_started(&s, "wait", Some("wait"));
+    std::fs::remove_dir_all(node_record(&s)).unwrap();
     std::fs::write(s.path("flag"), "").unwrap();
     let r = s.run(&["resume", "run"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("rerun    wait (no record of it on n1"), "{}", r.stderr);
     assert_eq!(s.count("step_started", "wait"), 2);
+    assert_eq!(lines(&s.path("wait")), 2);
     assert_eq!(s.count("step_finished", "next"), 1);
 }
 

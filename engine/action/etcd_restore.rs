@@ -15,7 +15,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{ArgError, Command, Ctx, node_path};
+use super::{ArgError, Command, Ctx, RuntimeValue, node_path};
 use crate::inventory::model::Node;
 use crate::inventory::version::EtcdVersion;
 use crate::shell::quote;
@@ -95,6 +95,12 @@ pub struct EtcdRestore {
 
 /// Scratch directory for the restore, inside the data dir.
 pub const RESTORE_TMP: &str = ".runbook-restore";
+/// The member directory etcd reads.
+const MEMBER: &str = "member";
+/// The file inside a restored `member/` that says which run restored it, from what.
+pub const MARKER: &str = ".runbook-restored";
+/// The variable holding the run's id (set by the walk for every step).
+const RUN_ID: &str = crate::execute::walk::RUN_ID_VAR;
 /// Where earlier contents of the data dir are kept.
 pub const PREVIOUS: &str = ".runbook-previous";
 
@@ -177,6 +183,49 @@ impl EtcdRestore {
         })
     }
 
+    pub fn runtime_values(&self) -> Vec<RuntimeValue> {
+        vec![RuntimeValue {
+            var: RUN_ID.to_string(),
+            meaning: "this run's id: the restored member/ is marked with it, so a resumed run recognises its own restore".to_string(),
+        }]
+    }
+
+    /// Writes the marker into a restored member: run, token, snapshot and its digest.
+    fn write_marker(&self, member: &str) -> String {
+        let snap = quote(&self.snapshot);
+        format!(
+            "printf '%s\\n' \"run=${RUN_ID}\" {} {} \"sha256=$(sha256sum < {snap} | cut -d' ' -f1)\" \"restored=$(date -u +%Y-%m-%dT%H:%M:%SZ)\" > {marker}",
+            quote(&format!("token={}", self.token)),
+            quote(&format!("snapshot={}", self.snapshot)),
+            marker = format_args!("{member}/{MARKER}")
+        )
+    }
+
+    /// Puts the restored member in place. The old `member/` is moved aside only right
+    /// before the new one moves in, in the same command, and a `member/` missing with a
+    /// finished restore waiting (a host that stopped in between) is simply moved in: no
+    /// interruption leaves the node without one for longer than two renames.
+    fn swap(&self) -> String {
+        let d = &self.data_dir;
+        let dq = quote(d);
+        let member = quote(&format!("{d}/{MEMBER}"));
+        let tmp = quote(&format!("{d}/{RESTORE_TMP}"));
+        let restored = quote(&format!("{d}/{RESTORE_TMP}/{MEMBER}"));
+        let move_in = format!("mv -- {restored} {member} && rmdir -- {tmp}");
+        if !self.move_aside {
+            return format!(
+                "test ! -e {member} || {{ echo {dq} is not empty: refusing to restore over it >&2; exit 1; }}; {move_in}"
+            );
+        }
+        let prev = quote(&format!("{d}/{PREVIOUS}"));
+        format!(
+            "prev={prev}/$(date -u +%Y%m%dT%H%M%SZ) && mkdir -p \"$prev\" && \
+find {dq} -mindepth 1 -maxdepth 1 ! -name '.runbook-*' ! -name lost+found ! -name {MEMBER} -exec mv -t \"$prev\" -- {{}} + && \
+{{ ! [ -e {member} ] || mv -- {member} \"$prev/\"; }} && {move_in} && \
+echo \"previous contents kept in $prev\""
+        )
+    }
+
     pub fn commands(&self) -> Vec<Command> {
         let d = &self.data_dir;
         let dq = quote(d);
@@ -204,25 +253,35 @@ impl EtcdRestore {
         if self.skip_hash_check {
             restore.push("--skip-hash-check".into());
         }
+        let member = quote(&format!("{d}/{MEMBER}"));
+        let restored = quote(&format!("{d}/{RESTORE_TMP}/{MEMBER}"));
+        let marker = |m: &str| format!("{m}/{MARKER}");
+        // Is this member (or the one waiting in the scratch dir) this run's own restore?
+        let ours = |m: &str| {
+            format!(
+                "[ -n \"${{{RUN_ID}:-}}\" ] && grep -qxF \"run=${RUN_ID}\" {} 2>/dev/null",
+                marker(m)
+            )
+        };
         let mut out = vec![
             Command::Shell(format!("mkdir -p {dq}")),
-            // A half-written restore from an earlier attempt blocks the next one (3.4 refuses
-            // even an empty target): it is runbook's own scratch, so it is cleared.
-            Command::Shell(format!("rm -rf -- {tmp}")),
-            Command::Shell(restore.join(" ")),
+            // Run again after an interruption (a resume without the host's record, or by
+            // hand), a finished restore is recognised by its marker and left alone.
+            Command::Shell(format!(
+                "if {}; then echo \"{d}/{MEMBER} is already this run's restore (${RUN_ID})\"; exit 0; fi",
+                ours(&member)
+            )),
+            // A restore that finished in the scratch dir is reused; anything else there is
+            // runbook's own half-written scratch (3.4 refuses even an empty target): cleared.
+            Command::Shell(format!(
+                "if {}; then echo \"reusing the restore finished earlier in {d}/{RESTORE_TMP}\"; \
+else rm -rf -- {tmp} && {} && {}; fi",
+                ours(&restored),
+                restore.join(" "),
+                self.write_marker(&restored)
+            )),
         ];
-        if self.move_aside {
-            out.push(Command::Shell(move_aside(d)));
-        } else {
-            out.push(Command::Shell(format!(
-                "test ! -e {} || {{ echo {dq} is not empty: refusing to restore over it >&2; exit 1; }}",
-                quote(&format!("{d}/member"))
-            )));
-        }
-        out.push(Command::Shell(format!(
-            "mv -- {tmp}/member {} && rmdir -- {tmp}",
-            quote(&format!("{d}/member"))
-        )));
+        out.push(Command::Shell(self.swap()));
         out
     }
 }

@@ -212,6 +212,7 @@ impl Action {
     pub fn runtime_values(&self) -> Vec<RuntimeValue> {
         match self {
             Action::SnapshotDistribute(a) => a.runtime_values(),
+            Action::EtcdRestore(a) => a.runtime_values(),
             Action::Run(a) => a.runtime_values(),
             _ => Vec::new(),
         }
@@ -315,7 +316,9 @@ pub static ACTIONS: &[ActionInfo] = &[
         summary: "restore the member's data dir from a snapshot, keeping the old data aside",
         default_timeout: secs(900),
         destructive: true,
-        idempotent: false,
+        // The restored member carries a marker naming the run: run again, it finds its own
+        // result (or a finished restore waiting to be moved in) and does not restore twice.
+        idempotent: true,
         schema: schema_of::<etcd_restore::Args>,
         parse: |v, ctx| {
             Ok(Action::EtcdRestore(etcd_restore::EtcdRestore::new(

@@ -10,10 +10,11 @@ use crate::compile::ParamValue;
 use crate::execute::gate::{Approval, Gate};
 use crate::execute::journal::{self, Decision, Event, Journal, RunStatus};
 use crate::execute::lock::{self, Holder, LocalLock};
+use crate::execute::record;
 use crate::execute::report::Reporter;
 use crate::execute::rundir::{self, RunDir, RunInfo, SetParam};
 use crate::execute::state::{RunState, Status};
-use crate::execute::walk::{self, Limits, Shared};
+use crate::execute::walk::{self, Limits, Records, Shared};
 use crate::executor::{Executor, dry_run::DryRun, local::Local, ssh::Ssh};
 use crate::graph::{StepGraph, render};
 use crate::inventory::model::Node;
@@ -220,40 +221,12 @@ pub fn resume(run: &str, retry: &[String], skip: &[String], opts: &RunOptions) -
             Decision::Skip => Status::SkippedByOperator,
         };
     }
-    // Unknown steps: re-run only what is safe to re-run; the rest needs the operator.
-    let undecided: Vec<usize> = (0..state.status.len())
-        .filter(|&i| state.status[i] == Status::Unknown && !graph.instance(i).idempotent)
-        .collect();
-    if !undecided.is_empty() {
-        eprintln!(
-            "error: refusing to resume run {}: these steps started and never finished, and are not safe to re-run blindly:",
-            info.run_id
-        );
-        for &i in &undecided {
-            let inst = graph.instance(i);
-            eprintln!(
-                "  {}  on {}  [{}]{}",
-                inst.id,
-                inst.node.as_deref().unwrap_or("this machine"),
-                inst.action_name,
-                if inst.destructive {
-                    "  DESTRUCTIVE"
-                } else {
-                    ""
-                }
-            );
-            eprintln!("      log: {}", dir.log(&inst.id).display());
-        }
-        eprintln!(
-            "  hint: check each host, then resume with --retry STEP@NODE (run it again) or --skip STEP@NODE (it is done)"
-        );
-        return EXIT_USAGE;
-    }
+    // Unknown steps stay unknown until the hosts' record of the run has been read (once
+    // connected): settled from it, re-run if safe, or left to the operator.
     for s in state.status.iter_mut() {
         if matches!(
             s,
-            Status::Unknown
-                | Status::Failed
+            Status::Failed
                 | Status::TimedOut
                 | Status::Declined
                 | Status::Skipped(_)
@@ -393,6 +366,10 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
         reporter,
         journal,
         run_dir.clone(),
+        run_dir.as_ref().filter(|_| !s.dry_run).map(|d| Records {
+            run_id: run_id.clone(),
+            local: record::Place::local(&d.path),
+        }),
     ));
     shared.emit(Event::RunStarted {
         run_id: run_id.clone(),
@@ -441,6 +418,23 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
             shared.reporter.say(&format!("error: {p}"));
         }
         refused = Some("not started: etcd tools missing or mismatched".to_string());
+        refused_early = true;
+    } else if let Some(dir) = run_dir.as_ref().filter(|_| !s.dry_run)
+        && let Err(problems) = settle_from_records(
+            exec.as_ref(),
+            &graph,
+            &nodes,
+            &run_id,
+            dir,
+            &mut state,
+            &shared.reporter,
+        )
+        .await
+    {
+        for p in &problems {
+            shared.reporter.say(&format!("error: {p}"));
+        }
+        refused = Some("not started: steps of unknown outcome need a decision".to_string());
         refused_early = true;
     } else if !s.dry_run
         && let Err(e) = lock::acquire_nodes(exec.as_ref(), &nodes, &holder).await
@@ -522,6 +516,84 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
         RunStatus::Failed if refused_early => EXIT_USAGE,
         RunStatus::Failed => EXIT_INVALID,
     }
+}
+
+/// Reads (on resume) and opens this run's record on every host, then settles each step the
+/// journal saw start but never end: with a record, the walk re-attaches to that attempt
+/// (finished → its recorded status, running → waited for, never launched → run); without
+/// one, a step safe to re-run starts afresh, and any other needs the operator, who is told
+/// what was found.
+async fn settle_from_records<E: Executor>(
+    exec: &E,
+    graph: &StepGraph,
+    nodes: &[&Node],
+    run_id: &str,
+    dir: &RunDir,
+    state: &mut RunState,
+    reporter: &Reporter,
+) -> Result<(), Vec<String>> {
+    let local = record::Place::local(&dir.path);
+    let local_kept = std::path::Path::new(local.dir()).is_dir();
+    let unknown: Vec<usize> = (0..state.status.len())
+        .filter(|&i| state.status[i] == Status::Unknown)
+        .collect();
+    let found = record::prepare(exec, nodes, run_id, unknown.is_empty()).await?;
+    let mut undecided = Vec::new();
+    for &i in &unknown {
+        let inst = graph.instance(i);
+        let recorded = match &inst.node {
+            Some(n) => !found.without_record.contains(n),
+            None => local_kept,
+        };
+        if recorded {
+            state.status[i] = Status::Pending;
+            state.reattach[i] = true;
+            reporter.say(&format!(
+                "settle   {} from the record of attempt {} on {}",
+                inst.id,
+                state.attempts[i].max(1),
+                inst.node.as_deref().unwrap_or("this machine")
+            ));
+        } else if inst.idempotent {
+            state.status[i] = Status::Pending;
+            reporter.say(&format!(
+                "rerun    {} (no record of it on {}; safe to run again)",
+                inst.id,
+                inst.node.as_deref().unwrap_or("this machine")
+            ));
+        } else {
+            undecided.push(i);
+        }
+    }
+    if !undecided.is_empty() {
+        let mut problems = vec![format!(
+            "refusing to resume run {run_id}: these steps started and never finished, the hosts keep no record of them, and they are not safe to re-run blindly:"
+        )];
+        for &i in &undecided {
+            let inst = graph.instance(i);
+            let (host, place) = match &inst.node {
+                Some(n) => (n.as_str(), record::Place::node(run_id).dir().to_string()),
+                None => ("this machine", local.dir().to_string()),
+            };
+            problems.push(format!(
+                "  {}  [{}]{}: {host} has no {place} (the host was rebuilt, or its record removed); log: {}",
+                inst.id,
+                inst.action_name,
+                if inst.destructive { "  DESTRUCTIVE" } else { "" },
+                dir.log(&inst.id).display()
+            ));
+        }
+        problems.push(
+            "  hint: check each host, then resume with --retry STEP@NODE (run it again) or --skip STEP@NODE (it is done)".to_string(),
+        );
+        return Err(problems);
+    }
+    if !unknown.is_empty() {
+        record::prepare(exec, nodes, run_id, true).await?;
+    }
+    crate::execute::rundir::private_dir(std::path::Path::new(local.dir()))
+        .map_err(|e| vec![e])?;
+    Ok(())
 }
 
 fn count(state: &RunState) -> (usize, usize) {

@@ -102,9 +102,9 @@ pub fn run(run: &str, format: DiagFormat) -> u8 {
             for (i, s) in plan.steps.iter().enumerate() {
                 if state.status[i] == Status::Unknown {
                     let what = if s.idempotent {
-                        "safe to re-run: resume runs it again"
+                        "resume settles it from the host's record of the run, or runs it again (safe to re-run)"
                     } else {
-                        "not safe to re-run blindly: check the host, then resume with --retry or --skip"
+                        "resume settles it from the host's record of the run; without one it asks for --retry or --skip"
                     };
                     println!("{} started and never finished; {what}", s.id);
                 }

@@ -3,6 +3,7 @@
 pub mod gate;
 pub mod journal;
 pub mod lock;
+pub mod record;
 pub mod report;
 pub mod rundir;
 pub mod saved;

@@ -146,6 +146,15 @@ impl RunDir {
     }
 }
 
+/// Creates a directory (and its parents) 0700 if it does not exist yet.
+pub fn private_dir(path: &Path) -> Result<(), String> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))
+}
+
 fn write_private(path: &Path, content: &[u8], append: bool) -> Result<(), String> {
     let mut f = OpenOptions::new()
         .create(true)

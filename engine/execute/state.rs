@@ -64,6 +64,9 @@ pub struct RunState {
     pub captures: HashMap<(String, Option<String>), String>,
     /// When each destructive instance finished, in order (for rollback notes, newest last).
     pub finished_order: Vec<usize>,
+    /// Started and never seen to finish, to be settled from the hosts' record of that
+    /// attempt (a resume sets it; the walk goes on with the same attempt number).
+    pub reattach: Vec<bool>,
 }
 
 impl RunState {
@@ -80,6 +83,7 @@ impl RunState {
             error: vec![None; n],
             captures: HashMap::new(),
             finished_order: Vec::new(),
+            reattach: vec![false; n],
         }
     }
 

@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 
 use super::gate::{Gate, Verdict};
 use super::journal::{Event, Finish, Journal, Record};
+use super::record::{Place, launcher};
 use super::report::Reporter;
 use super::rundir::RunDir;
 use super::state::{RunState, Status};
@@ -51,7 +52,19 @@ pub struct Shared<E> {
     /// The walk stopped scheduling (a failure or Ctrl-C): a step still waiting at its gate or
     /// between retries must not start after all.
     stop: std::sync::atomic::AtomicBool,
+    /// Where step commands leave their host-side record (none for a dry-run).
+    records: Option<Records>,
 }
+
+/// The run's host-side records: the run id names them on the nodes; `on: local` steps keep
+/// theirs in the run directory.
+pub struct Records {
+    pub run_id: String,
+    pub local: Place,
+}
+
+/// The variable every step's commands see with the run's id (the restore marks its work with it).
+pub const RUN_ID_VAR: &str = "RUNBOOK_RUN_ID";
 
 impl<E: Executor + 'static> Shared<E> {
     pub fn new(
@@ -61,8 +74,10 @@ impl<E: Executor + 'static> Shared<E> {
         reporter: Reporter,
         journal: Option<Journal>,
         run_dir: Option<RunDir>,
+        records: Option<Records>,
     ) -> Shared<E> {
         Shared {
+            records,
             graph,
             exec,
             gate,
@@ -166,7 +181,13 @@ pub async fn walk<E: Executor + 'static>(
                 };
                 state.status[i] = Status::Running;
                 let sh = shared.clone();
-                let first_attempt = state.attempts[i] + 1;
+                // A step a resume settles from the hosts' record goes on with the attempt the
+                // record is filed under; anything else starts a new one.
+                let first_attempt = if std::mem::take(&mut state.reattach[i]) {
+                    state.attempts[i].max(1)
+                } else {
+                    state.attempts[i] + 1
+                };
                 let handle = tasks.spawn(run_instance(sh, i, first_attempt, gp, hp));
                 running.insert(handle.id(), i);
             }
@@ -428,11 +449,27 @@ async fn attempt_once<E: Executor + 'static>(sh: &Shared<E>, i: usize, attempt: 
                     group.push(s.as_str());
                     k += 1;
                 }
+                let first = k - group.len();
                 let script = group_script(&group);
                 for c in &group {
                     sh.log(&inst.id, format!("$ {c}\n").as_bytes());
                 }
-                let out = match sh.exec.shell(target, &script, &env, remaining).await {
+                let sent = match (&sh.records, sh.exec.is_dry_run()) {
+                    (Some(r), false) => {
+                        let place = match node {
+                            Some(_) => Place::node(&r.run_id),
+                            None => r.local.clone(),
+                        };
+                        let prefix = place.prefix(&inst.id, attempt, first);
+                        sh.log(&inst.id, format!("# record: {prefix}.*\n").as_bytes());
+                        // The host bounds the work itself; the launcher only waits for it.
+                        let waiting = remaining + Duration::from_secs(20);
+                        let line = launcher(&prefix, &script, &env, remaining);
+                        sh.exec.shell(target, &line, &[], waiting).await
+                    }
+                    _ => sh.exec.shell(target, &script, &env, remaining).await,
+                };
+                let out = match sent {
                     Ok(o) => o,
                     Err(e) => return failed(sh, &inst.id, e.0),
                 };
@@ -451,14 +488,10 @@ async fn attempt_once<E: Executor + 'static>(sh: &Shared<E>, i: usize, attempt: 
                     return timed_out(sh, &inst.id, inst.timeout);
                 }
                 if !out.success() {
-                    let tail = last_line(&out.stderr).or_else(|| last_line(&out.stdout));
                     return Attempt {
                         status: Finish::Failed,
                         exit_code: out.code,
-                        error: Some(match tail {
-                            Some(t) => format!("exit {}: {t}", out.code.unwrap_or(-1)),
-                            None => format!("exit {}", out.code.unwrap_or(-1)),
-                        }),
+                        error: Some(failure(&group, &out)),
                         stdout: stdout_all,
                     };
                 }
@@ -494,12 +527,64 @@ fn timed_out<E>(sh: &Shared<E>, id: &str, limit: Duration) -> Attempt {
     }
 }
 
-fn last_line(bytes: &[u8]) -> Option<String> {
-    String::from_utf8_lossy(bytes)
+/// Lines of a failed command's stderr shown on the console (the log keeps everything).
+const STDERR_SHOWN: usize = 5;
+
+/// What the console says about a failed group: its status and last line of stderr (or
+/// stdout), then which command it was, as written, and the lines before (the log keeps all).
+fn failure(group: &[&str], out: &crate::executor::Outcome) -> String {
+    let code = out
+        .code
+        .map_or_else(|| "killed by a signal".to_string(), |c| format!("exit {c}"));
+    let text = String::from_utf8_lossy(&out.stderr);
+    // The group script names the failing command on its last stderr line.
+    let failed_at = text.lines().rev().find_map(|l| {
+        l.strip_prefix("runbook: command ")?
+            .split_once(" of ")?
+            .0
+            .parse::<usize>()
+            .ok()
+    });
+    let mut lines: Vec<&str> = text
         .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .map(|l| l.trim().chars().take(300).collect())
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("runbook: command "))
+        .collect();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if lines.is_empty() {
+        lines = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
+    }
+    let command = failed_at.and_then(|k| group.get(k.wrapping_sub(1)).map(|c| (k, c)));
+    let mut msg = match command {
+        Some((k, _)) if group.len() > 1 => format!("command {k} of {} ({code})", group.len()),
+        _ => code,
+    };
+    let shown = &lines[lines.len().saturating_sub(STDERR_SHOWN)..];
+    if let Some(last) = shown.last() {
+        msg.push_str(": ");
+        msg.push_str(&clip(last, 300));
+    }
+    if let Some((_, c)) = command {
+        msg.push_str(&format!("\n{CONTINUED}$ {}", clip(c, 200)));
+    }
+    if shown.len() > 1 {
+        for l in &shown[..shown.len() - 1] {
+            msg.push_str(&format!("\n{CONTINUED}| {}", clip(l, 300)));
+        }
+    }
+    msg
+}
+
+/// Indent of the lines that continue a step's line on the console.
+const CONTINUED: &str = "           ";
+
+/// The first line of `text`, at most `max` characters, marked when cut.
+fn clip(text: &str, max: usize) -> String {
+    let first = text.lines().next().unwrap_or_default().trim_end();
+    let mut s: String = first.chars().take(max).collect();
+    if s.len() < text.trim_end().len() {
+        s.push_str(" …");
+    }
+    s
 }
 
 /// Commands as one script that stops at the first failure and says which command it was.
@@ -522,6 +607,9 @@ async fn step_env<E: Executor + 'static>(
     inst: &crate::compile::Instance,
 ) -> Result<Vec<(String, String)>, String> {
     let mut env = Vec::new();
+    if let Some(r) = &sh.records {
+        env.push((RUN_ID_VAR.to_string(), r.run_id.clone()));
+    }
     match &inst.action {
         Action::SnapshotDistribute(a) if !sh.exec.is_dry_run() => {
             env.push((SOURCE_SHA256.to_string(), digest(sh, &a.source).await?));
