@@ -384,9 +384,10 @@ impl Drop for Lab {
     }
 }
 
+/// The run's journal events (none before the run has written any).
 fn journal(run_dir: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(run_dir.join("journal.jsonl"))
-        .unwrap()
+        .unwrap_or_default()
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect()
@@ -581,138 +582,186 @@ fn assert_no_masters_left(run_dir: &Path) {
     );
 }
 
-/// kill -9 the engine as soon as the first restore starts, then resume it as an operator would:
-/// the journal must show that no destructive step was run twice without being asked to.
-fn kill_and_resume(etcd: &str, name: &str) {
+/// kill -9 the engine at every step boundary and inside every destructive step of the HA
+/// restore, one after the other in the same run: each time a plain `runbook resume --yes`
+/// takes over (no --retry, no --skip), settles what was in flight from the hosts' record, and
+/// the last one reaches a verified cluster. After every kill every node still has a
+/// `member/`; in the end each destructive step succeeded once and each member was restored
+/// (its old data moved aside) exactly once.
+fn kill_anywhere(etcd: &str, name: &str) {
     let lab = Lab::up(name, etcd, 3);
     let before = lab.write_keys("/drill/", BEFORE, "before");
     let snapshot = lab.snapshot();
     lab.write_keys("/later/", AFTER, "after");
     lab.destroy_all_data();
+    let member_everywhere = |when: &str| {
+        for n in &lab.nodes {
+            let ok = lab
+                .exec(n, &["test", "-d", "/var/lib/etcd/member"])
+                .status
+                .success();
+            assert!(ok, "{n} has no /var/lib/etcd/member {when}");
+        }
+    };
+    // kubelet restarts etcd on the empty data dirs; the outage starts once it has.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lab.nodes.iter().any(|n| {
+        !lab.exec(n, &["test", "-d", "/var/lib/etcd/member"])
+            .status
+            .success()
+    }) {
+        assert!(Instant::now() < deadline, "etcd never came back on the wiped dirs");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
     let run_dir = lab.work.path().join("run");
-    let mut child = runbook()
-        .args(["apply", "plans/etcd-restore-ha.yaml", "-i"])
-        .arg(&lab.inventory)
-        .arg("--set")
-        .arg(format!("snapshot={}", snapshot.display()))
-        .arg("--run-dir")
+    let compiled = check(
+        runbook()
+            .args(["plan", "plans/etcd-restore-ha.yaml", "-i"])
+            .arg(&lab.inventory)
+            .arg("--set")
+            .arg(format!("snapshot={}", snapshot.display()))
+            .args(["--format", "json"])
+            .output()
+            .unwrap(),
+        "plan",
+    );
+    let plan: serde_json::Value = serde_json::from_str(&compiled).unwrap();
+    let steps = plan["steps"].as_array().unwrap();
+    let destructive: Vec<String> = steps
+        .iter()
+        .filter(|s| s["destructive"] == true)
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    // Kill points, in the order the run reaches them: every time a step starts or finishes
+    // (a boundary), and twice inside every destructive step: 20 ms after it started, and again
+    // 350 ms into the resumed run's settling of it (the restore's etcdutl, the moves, waits).
+    let mut inside: BTreeMap<String, usize> = BTreeMap::new();
+    let mut boundaries = 0;
+    let mut kills = 0;
+    let mut outcomes = Vec::new();
+    for attempt in 0..200 {
+        let mut cmd = runbook();
+        if attempt == 0 {
+            cmd.args(["apply", "plans/etcd-restore-ha.yaml", "-i"])
+                .arg(&lab.inventory)
+                .arg("--set")
+                .arg(format!("snapshot={}", snapshot.display()))
+                .arg("--run-dir")
+                .arg(&run_dir);
+        } else {
+            cmd.arg("resume").arg(&run_dir);
+        }
+        let base = if attempt == 0 { 0 } else { journal(&run_dir).len() };
+        let log = lab.work.path().join(format!("engine-{attempt}.log"));
+        let mut child = cmd
+            .arg("--yes")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(log.with_extension("err")).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let point = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let err = std::fs::read_to_string(log.with_extension("err")).unwrap();
+                assert!(
+                    status.success(),
+                    "the engine stopped by itself after {kills} kills ({status}):\n{}\n{err}",
+                    outcomes.join("\n")
+                );
+                break None;
+            }
+            let j = journal(&run_dir);
+            let mut running: Vec<&str> = Vec::new();
+            for e in j.iter().skip(base) {
+                let id = e["id"].as_str().unwrap_or_default();
+                if e["event"] == "step_started" && destructive.iter().any(|d| d == id) {
+                    running.push(id);
+                }
+                if e["event"] == "step_finished" {
+                    running.retain(|r| *r != id);
+                }
+            }
+            if let Some(id) = running
+                .iter()
+                .find(|id| inside.get(**id).copied().unwrap_or(0) < 2)
+            {
+                let k = inside.entry(id.to_string()).or_insert(0);
+                std::thread::sleep(Duration::from_millis(if *k == 0 { 20 } else { 350 }));
+                *k += 1;
+                break Some(format!("inside {id} (#{k})"));
+            }
+            // Boundaries: each step's first start and its success.
+            let seen: std::collections::BTreeSet<(&str, &str)> = j
+                .iter()
+                .filter(|e| {
+                    e["event"] == "step_started"
+                        || (e["event"] == "step_finished" && e["status"] == "succeeded")
+                })
+                .filter_map(|e| Some((e["event"].as_str()?, e["id"].as_str()?)))
+                .collect();
+            if seen.len() > boundaries {
+                boundaries = seen.len();
+                break Some(format!("at boundary {boundaries}"));
+            }
+            assert!(Instant::now() < deadline, "no progress after {kills} kills");
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let Some(point) = point else {
+            outcomes.push("the run finished".to_string());
+            break;
+        };
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        member_everywhere(&format!("after the kill {point}"));
+        outcomes.push(point);
+    }
+    // The last resume, left alone.
+    let out = runbook()
+        .args(["resume"])
         .arg(&run_dir)
         .arg("--yes")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+        .output()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let j = std::fs::read_to_string(run_dir.join("journal.jsonl")).unwrap_or_default();
-        if j.contains("\"event\":\"step_started\",\"id\":\"restore@") {
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before any restore started"
-        );
-        assert!(Instant::now() < deadline, "no restore started");
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let run = run_dir.to_str().unwrap();
-
-    // Which restores are unknown? The operator looks at each host before deciding.
-    let status: serde_json::Value = serde_json::from_str(&check(
-        runbook()
-            .args(["status", run, "--format", "json"])
-            .output()
-            .unwrap(),
-        "status",
-    ))
-    .unwrap();
-    let unknown: Vec<String> = status["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["status"]["state"] == "unknown")
-        .map(|s| s["id"].as_str().unwrap().to_string())
-        .collect();
-    let mut decisions: Vec<String> = Vec::new();
-    let unknown_destructive: Vec<&String> = unknown
-        .iter()
-        .filter(|id| id.starts_with("restore@"))
-        .collect();
-    if !unknown_destructive.is_empty() {
-        // A plain resume must refuse: restore is not safe to re-run blindly.
-        let r = runbook()
-            .args(["resume", run, "--yes"])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert_eq!(
-            r.status.code(),
-            Some(2),
-            "{}",
-            String::from_utf8_lossy(&r.stderr)
-        );
-        assert!(String::from_utf8_lossy(&r.stderr).contains("not safe to re-run blindly"));
-    }
-    for id in unknown_destructive {
-        let node = id.split('@').nth(1).unwrap();
-        // Done iff the old data was set aside and nothing is left half-restored.
-        let done = lab
-            .exec(node, &["sh", "-c", "test -d /var/lib/etcd/.runbook-previous && ! test -e /var/lib/etcd/.runbook-restore && test -d /var/lib/etcd/member"])
-            .status
-            .success();
-        decisions.push(if done { "--skip" } else { "--retry" }.to_string());
-        decisions.push(id.clone());
-    }
-    let mut resume = runbook();
-    resume
-        .args(["resume", run, "--yes"])
-        .args(&decisions)
-        .stdin(Stdio::null());
-    check(resume.output().unwrap(), "runbook resume");
+    let code = out.status.code();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        code == Some(0),
+        "final resume ({code:?}) after {kills} kills:\n{}\n{err}",
+        outcomes.join("\n")
+    );
+    assert!(kills >= 25, "only {kills} kills landed:\n{}", outcomes.join("\n"));
+    eprintln!("{kills} kills on etcd {etcd}:\n  {}", outcomes.join("\n  "));
     lab.assert_restored(&before);
-    // Masters of the killed process were reaped by the resume, its own closed at the end.
     assert_no_masters_left(&run_dir);
 
-    // The journal: every destructive step succeeded exactly once, none started twice unless
-    // the operator asked for it with --retry.
+    // Each destructive step succeeded exactly once; no --retry or --skip was ever used.
     let j = journal(&run_dir);
-    let retried: Vec<&str> = decisions
-        .chunks(2)
-        .filter(|d| d[0] == "--retry")
-        .map(|d| d[1].as_str())
-        .collect();
-    let plan: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join("plan.json")).unwrap()).unwrap();
-    for step in plan["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["destructive"] == true)
-    {
-        let id = step["id"].as_str().unwrap();
-        let count = |ev: &str| {
-            j.iter()
-                .filter(|e| e["event"] == ev && e["id"] == id)
-                .count()
-        };
+    assert!(j.iter().all(|e| e["event"] != "decision"), "an operator decision was needed");
+    for id in &destructive {
         let ok = j
             .iter()
-            .filter(|e| {
-                e["event"] == "step_finished" && e["id"] == id && e["status"] == "succeeded"
-            })
+            .filter(|e| e["event"] == "step_finished" && e["id"] == id.as_str() && e["status"] == "succeeded")
             .count();
         assert_eq!(ok, 1, "{id} succeeded {ok} times");
-        let allowed = if retried.contains(&id) { 2 } else { 1 };
-        let started = count("step_started");
-        // An idempotent destructive step (manifest.stop) that was in flight may run again.
-        let idempotent = step["idempotent"] == true && unknown.iter().any(|u| u == id);
-        assert!(
-            started <= allowed + usize::from(idempotent),
-            "{id} started {started} times"
-        );
+    }
+    // On the hosts: each member restored once, from this run, its old data set aside once.
+    let run_id = serde_json::from_str::<serde_json::Value>(
+        &std::fs::read_to_string(run_dir.join("run.json")).unwrap(),
+    )
+    .unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for n in &lab.nodes {
+        let kept = lab.sh(n, "ls /var/lib/etcd/.runbook-previous | wc -l");
+        assert_eq!(kept.trim(), "1", "{n}: old data moved aside {kept} times");
+        let marker = lab.sh(n, "cat /var/lib/etcd/member/.runbook-restored");
+        assert!(marker.contains(&format!("run={run_id}")), "{n}: {marker}");
+        assert!(!lab.exec(n, &["test", "-e", "/var/lib/etcd/.runbook-restore"]).status.success());
     }
 }
 
@@ -1743,7 +1792,7 @@ fn restore_drill(etcd: &str, scratch: &str) {
 }
 
 each_version!(restore_ha, "e2e-ha");
-each_version!(kill_and_resume, "e2e-kill");
+each_version!(kill_anywhere, "e2e-kill");
 each_version!(restore_single, "e2e-one");
 each_version!(refused, "e2e-down");
 each_version!(snapshot_status, "e2e-snap");

@@ -191,6 +191,10 @@ pub fn resume(run: &str, retry: &[String], skip: &[String], opts: &RunOptions) -
     };
     let mut state = RunState::replay(&graph, &records);
     if state.status.iter().all(Status::satisfied) {
+        // An engine killed as it finished may have left its masters behind.
+        if !info.local {
+            crate::executor::ssh::reap_stale_masters(&control_dir(Some(&info.run_id)));
+        }
         eprintln!("run {} already succeeded; nothing to resume", info.run_id);
         return EXIT_OK;
     }
@@ -289,6 +293,9 @@ fn drive(s: Session) -> u8 {
             }
             crate::executor::ssh::reap_stale_masters(&dir);
             let code = drive_with(s, Ssh::new(dir.clone())).await;
+            // A master a killed earlier process was still starting when this run reaped the
+            // directory has come up since: it belongs to this run's directory, stop it too.
+            crate::executor::ssh::reap_stale_masters(&dir);
             let _ = std::fs::remove_dir_all(&dir);
             code
         }
