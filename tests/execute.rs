@@ -331,7 +331,10 @@ steps:
 }
 
 fn lines(p: &Path) -> usize {
-    std::fs::read_to_string(p).unwrap_or_default().lines().count()
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .count()
 }
 
 /// The run's record on the (local) node, where the killed step's work left its status.
@@ -349,8 +352,9 @@ fn resume_after_kill_settles_the_unknown_step_from_the_hosts_record() {
     let st = s.run(&["status", "run"]);
     assert!(st.stdout.contains("State: incomplete"), "{}", st.stdout);
     assert!(
-        st.stdout
-            .contains("slow-wipe started and never finished; resume settles it from the host's record"),
+        st.stdout.contains(
+            "slow-wipe started and never finished; resume settles it from the host's record"
+        ),
         "{}",
         st.stdout
     );
@@ -360,7 +364,8 @@ fn resume_after_kill_settles_the_unknown_step_from_the_hosts_record() {
     let r = s.run(&["resume", "run", "--yes"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
-        r.stderr.contains("settle   slow-wipe from the record of attempt 1 on n1"),
+        r.stderr
+            .contains("settle   slow-wipe from the record of attempt 1 on n1"),
         "{}",
         r.stderr
     );
@@ -394,7 +399,8 @@ fn without_the_hosts_record_an_unknown_destructive_step_needs_the_operator() {
     let r = s.run(&["resume", "run", "--yes"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
-        r.stderr.contains("slow-wipe  [run]  DESTRUCTIVE: n1 has no /var/lib/runbook/runs/"),
+        r.stderr
+            .contains("slow-wipe  [run]  DESTRUCTIVE: n1 has no /var/lib/runbook/runs/"),
         "{}",
         r.stderr
     );
@@ -416,8 +422,16 @@ fn without_the_hosts_record_an_unknown_destructive_step_needs_the_operator() {
     // The operator checked the host: the wipe is done. Skip it; the rest runs once.
     let r = s.run(&["resume", "run", "--yes", "--skip", "slow-wipe"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(s.count("step_started", "first"), 1, "a succeeded step ran again");
-    assert_eq!(s.count("step_started", "slow-wipe"), 1, "the destructive step ran twice");
+    assert_eq!(
+        s.count("step_started", "first"),
+        1,
+        "a succeeded step ran again"
+    );
+    assert_eq!(
+        s.count("step_started", "slow-wipe"),
+        1,
+        "the destructive step ran twice"
+    );
     assert_eq!(s.count("step_finished", "last"), 1);
     assert_eq!(lines(&s.path("first")), 1);
     assert_eq!(lines(&s.path("wipe")), 1);
@@ -444,7 +458,11 @@ fn an_unknown_step_safe_to_rerun_runs_again_when_the_record_is_gone() {
     std::fs::write(s.path("flag"), "").unwrap();
     let r = s.run(&["resume", "run"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stderr.contains("rerun    wait (no record of it on n1"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("rerun    wait (no record of it on n1"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(s.count("step_started", "wait"), 2);
     assert_eq!(lines(&s.path("wait")), 2);
     assert_eq!(s.count("step_finished", "next"), 1);

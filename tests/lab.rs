@@ -610,7 +610,10 @@ fn kill_anywhere(etcd: &str, name: &str) {
             .status
             .success()
     }) {
-        assert!(Instant::now() < deadline, "etcd never came back on the wiped dirs");
+        assert!(
+            Instant::now() < deadline,
+            "etcd never came back on the wiped dirs"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 
@@ -652,7 +655,11 @@ fn kill_anywhere(etcd: &str, name: &str) {
         } else {
             cmd.arg("resume").arg(&run_dir);
         }
-        let base = if attempt == 0 { 0 } else { journal(&run_dir).len() };
+        let base = if attempt == 0 {
+            0
+        } else {
+            journal(&run_dir).len()
+        };
         let log = lab.work.path().join(format!("engine-{attempt}.log"));
         let mut child = cmd
             .arg("--yes")
@@ -733,18 +740,29 @@ fn kill_anywhere(etcd: &str, name: &str) {
         "final resume ({code:?}) after {kills} kills:\n{}\n{err}",
         outcomes.join("\n")
     );
-    assert!(kills >= 25, "only {kills} kills landed:\n{}", outcomes.join("\n"));
+    assert!(
+        kills >= 25,
+        "only {kills} kills landed:\n{}",
+        outcomes.join("\n")
+    );
     eprintln!("{kills} kills on etcd {etcd}:\n  {}", outcomes.join("\n  "));
     lab.assert_restored(&before);
     assert_no_masters_left(&run_dir);
 
     // Each destructive step succeeded exactly once; no --retry or --skip was ever used.
     let j = journal(&run_dir);
-    assert!(j.iter().all(|e| e["event"] != "decision"), "an operator decision was needed");
+    assert!(
+        j.iter().all(|e| e["event"] != "decision"),
+        "an operator decision was needed"
+    );
     for id in &destructive {
         let ok = j
             .iter()
-            .filter(|e| e["event"] == "step_finished" && e["id"] == id.as_str() && e["status"] == "succeeded")
+            .filter(|e| {
+                e["event"] == "step_finished"
+                    && e["id"] == id.as_str()
+                    && e["status"] == "succeeded"
+            })
             .count();
         assert_eq!(ok, 1, "{id} succeeded {ok} times");
     }
@@ -761,7 +779,11 @@ fn kill_anywhere(etcd: &str, name: &str) {
         assert_eq!(kept.trim(), "1", "{n}: old data moved aside {kept} times");
         let marker = lab.sh(n, "cat /var/lib/etcd/member/.runbook-restored");
         assert!(marker.contains(&format!("run={run_id}")), "{n}: {marker}");
-        assert!(!lab.exec(n, &["test", "-e", "/var/lib/etcd/.runbook-restore"]).status.success());
+        assert!(
+            !lab.exec(n, &["test", "-e", "/var/lib/etcd/.runbook-restore"])
+                .status
+                .success()
+        );
     }
 }
 

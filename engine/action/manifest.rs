@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{ArgError, Command, Ctx, node_path};
+use super::{ArgError, Command, Ctx, Native, node_path};
 use crate::inventory::model::Node;
 use crate::shell::quote;
 
@@ -19,6 +19,12 @@ pub struct Args {
     /// runs the "parked" copy. Default: `<manifests_dir>/../runbook-parked`.
     #[serde(default)]
     pub parking_dir: Option<String>,
+    /// `manifest.stop` of etcd.yaml on every member: the leader is parked only once every
+    /// other member has stopped (default true when the step stops the whole cluster).
+    /// A leader stopped beside its peers hands leadership to one that is stopping too, and
+    /// then waits etcd's whole request timeout (about 7 s) for a transfer that never lands.
+    #[serde(default)]
+    pub leader_last: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -26,7 +32,12 @@ pub struct ManifestMove {
     pub manifests: Vec<String>,
     pub manifests_dir: String,
     pub parking_dir: String,
+    /// Wait, before parking, until this member is not the leader or is the last one up.
+    pub leader_last: bool,
 }
+
+/// kubeadm's name for etcd's static pod manifest.
+pub const ETCD_MANIFEST: &str = "etcd.yaml";
 
 /// A manifest is a plain file name in the manifests directory.
 pub fn manifest_name(field: &str, m: &str) -> Result<(), ArgError> {
@@ -77,18 +88,39 @@ impl ManifestMove {
         }
         let manifests_dir = node.etcd.manifests_dir.clone();
         let parking_dir = parking_dir(node, args.parking_dir)?;
+        let members = ctx.inventory.etcd_members();
+        let whole_cluster = members.len() > 1
+            && members
+                .iter()
+                .all(|m| ctx.selected.iter().any(|f| f.name == m.name));
+        let parks_etcd =
+            action == "manifest.stop" && args.manifests.iter().any(|m| m == ETCD_MANIFEST);
+        if args.leader_last == Some(true) && !parks_etcd {
+            return Err(ArgError::field(
+                "leader_last",
+                format!("`leader_last` applies to `manifest.stop` of {ETCD_MANIFEST}"),
+            ));
+        }
         Ok(ManifestMove {
             manifests: args.manifests,
             manifests_dir,
             parking_dir,
+            leader_last: parks_etcd && args.leader_last.unwrap_or(whole_cluster),
         })
     }
 
     pub fn stop_commands(&self) -> Vec<Command> {
-        let mut out = vec![Command::Shell(format!(
+        let mut out = Vec::new();
+        if self.leader_last {
+            out.push(Command::native(
+                Native::LeaderLast,
+                "if this member is etcd's leader, wait until every other member has stopped (at most 20s), so it has no one to hand leadership to".to_string(),
+            ));
+        }
+        out.push(Command::Shell(format!(
             "mkdir -p -m 0700 {}",
             quote(&self.parking_dir)
-        ))];
+        )));
         for m in &self.manifests {
             let live = quote(&format!("{}/{m}", self.manifests_dir));
             let parked = quote(&format!("{}/{m}", self.parking_dir));

@@ -54,6 +54,8 @@ pub enum Native {
     },
     /// Remove the step's node from the member list, through the other members, keeping quorum.
     MemberRemove,
+    /// Hold the step while its node is etcd's leader and another member still answers.
+    LeaderLast,
     /// Add the step's node as a voter once the cluster can take one; write its join flags
     /// into its parked manifest.
     MemberAdd { manifest: String },
@@ -104,6 +106,8 @@ pub struct Ctx<'a> {
     pub node: Option<&'a Node>,
     /// Every node the step fans out over (restore needs the whole member list).
     pub fanout: &'a [&'a Node],
+    /// The nodes of the fan-out the step's `when` keeps: where instances really run.
+    pub selected: &'a [&'a Node],
     pub timeout: Duration,
 }
 

@@ -230,10 +230,7 @@ pub fn resume(run: &str, retry: &[String], skip: &[String], opts: &RunOptions) -
     for s in state.status.iter_mut() {
         if matches!(
             s,
-            Status::Failed
-                | Status::TimedOut
-                | Status::Declined
-                | Status::Skipped(_)
+            Status::Failed | Status::TimedOut | Status::Declined | Status::Skipped(_)
         ) {
             *s = Status::Pending;
         }
@@ -598,8 +595,7 @@ async fn settle_from_records<E: Executor>(
     if !unknown.is_empty() {
         record::prepare(exec, nodes, run_id, true).await?;
     }
-    crate::execute::rundir::private_dir(std::path::Path::new(local.dir()))
-        .map_err(|e| vec![e])?;
+    crate::execute::rundir::private_dir(std::path::Path::new(local.dir())).map_err(|e| vec![e])?;
     Ok(())
 }
 

@@ -283,6 +283,19 @@ pub fn compile(
             Targets::Nodes(ns) => ns.iter().map(|n| Some(*n)).collect(),
         };
         let fanout: Vec<&Node> = nodes.iter().flatten().copied().collect();
+        // The nodes `when` keeps (its errors are reported once, below, per instance).
+        let selected: Vec<&Node> = fanout
+            .iter()
+            .copied()
+            .filter(|n| match &spec.when {
+                None => true,
+                Some(when) => {
+                    let ctx_text =
+                        context::for_instance(inventory, &raw.name, &params, Some(n), None);
+                    templates.eval_bool(when, &ctx_text).unwrap_or(false)
+                }
+            })
+            .collect();
         let info = spec.action.as_ref().and_then(|a| action::lookup(a));
         let timeout = step_timeout(spec, file, info, &mut ds);
         for node in nodes {
@@ -307,6 +320,7 @@ pub fn compile(
                 inventory,
                 node,
                 fanout: &fanout,
+                selected: &selected,
                 timeout,
             };
             let built = match (&spec.action, &spec.run, info) {

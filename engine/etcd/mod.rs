@@ -7,6 +7,7 @@ pub mod maintenance;
 pub mod members;
 pub mod preflight;
 pub mod save;
+pub mod stop;
 pub mod verify;
 
 use std::net::SocketAddr;

@@ -189,7 +189,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let prefix = d.path().join("step@n.1.0").display().to_string();
         let count = d.path().join("count");
-        let script = format!("echo ran >> {}; echo out; echo err >&2; exit 3", count.display());
+        let script = format!(
+            "echo ran >> {}; echo out; echo err >&2; exit 3",
+            count.display()
+        );
         let l = launcher(&prefix, &script, &[], Duration::from_secs(10));
         for _ in 0..2 {
             let out = sh(&l);

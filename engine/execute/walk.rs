@@ -427,6 +427,7 @@ async fn attempt_once<E: Executor + 'static>(sh: &Shared<E>, i: usize, attempt: 
                         if matches!(
                             op,
                             Native::Preflight { .. }
+                                | Native::LeaderLast
                                 | Native::MemberAdd { .. }
                                 | Native::MemberRemove
                                 | Native::NotSource { .. }
@@ -771,6 +772,11 @@ async fn native<E: Executor + 'static>(
                 std::path::Path::new(snapshot),
             )
             .await
+        }
+        Native::LeaderLast => {
+            let node = node.ok_or_else(|| "leader-last needs a node".to_string())?;
+            crate::etcd::stop::leader_last(sh.exec.as_ref(), &sh.graph.runbook.inventory, node)
+                .await
         }
         Native::MemberRemove => {
             let node = node.ok_or_else(|| "a member removal needs a node".to_string())?;

@@ -36,8 +36,9 @@ use super::node::InitConfig;
 const TICK: Duration = Duration::from_millis(100);
 /// Delay before a pod that exited on its own is started again.
 const RESTART_DELAY: Duration = Duration::from_secs(1);
-/// SIGTERM grace before SIGKILL, when a manifest leaves or changes.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+/// SIGTERM grace before SIGKILL, when a manifest leaves or changes: kubelet's default
+/// terminationGracePeriodSeconds, which kubeadm's static pods do not change.
+const STOP_GRACE: Duration = Duration::from_secs(30);
 
 /// `runbook lab init NODE_DIR`; returns only when asked to stop (SIGTERM) or on a setup failure.
 pub fn init(node_dir: &Path) -> Result<(), LabError> {
