@@ -1,9 +1,11 @@
 //! `cargo bench --bench lab` (Linux, root): the engine's own cost on real hosts.
-//! Brings up a 3-node lab (etcd 3.5), then measures
+//! Brings up a 3-node lab (etcd 3.6, kubelet's 30 s stop grace), then measures
 //!   - a no-op command's round trip on a warm SSH master (30 chained `true` steps),
 //!   - the gap between one step's end and the start of the step that needs it,
 //!   - the wall time of a full 3-member restore (`runbook apply plans/etcd-restore-ha.yaml`),
-//!     from an outage that wiped every member's data, several times,
+//!     from an outage that wiped every member's data, several times, and its slowest
+//!     `wait-etcd-gone`; once as bundled (etcd's leader parked last) and once with every
+//!     member parked at once (`leader_last: false`, the order before),
 //!   - the same restore by a hand-written parallel shell script (benches/peer/restore-ha.sh),
 //!     the peer the engine is compared with.
 
@@ -61,7 +63,7 @@ fn main() {
     let work = tempfile::tempdir().unwrap();
     let inventory = PathBuf::from(
         String::from_utf8(ok(
-            runbook().args(["lab", "up", "--name", LAB, "--etcd", "3.5"]),
+            runbook().args(["lab", "up", "--name", LAB, "--etcd", "3.6"]),
             "lab up",
         ))
         .unwrap()
@@ -148,60 +150,99 @@ fn main() {
             Some(format!("{name}={addr}"))
         })
         .collect();
-    let (mut engine, mut peer) = (Vec::new(), Vec::new());
+    // The bundled plan, and the same plan parking every member at once (the order before).
+    let bundled = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("plans/etcd-restore-ha.yaml");
+    let at_once = work.path().join("etcd-restore-ha-at-once.yaml");
+    let text = std::fs::read_to_string(&bundled).unwrap();
+    let parked = "with: { manifests: [etcd.yaml], parking_dir: \"{{ params.parking_dir }}\" }\n    needs: [wait-apiserver-gone]";
+    assert!(text.contains(parked), "the stop-etcd step of the bundled plan changed");
+    std::fs::write(
+        &at_once,
+        text.replace(
+            parked,
+            &parked.replace("parking_dir }}\" }", "parking_dir }}\", leader_last: false }"),
+        ),
+    )
+    .unwrap();
+    let variants: [(&str, Option<&Path>); 3] = [
+        ("runbook apply (leader parked last)", Some(&bundled)),
+        ("runbook apply (every member parked at once)", Some(&at_once)),
+        ("the hand-written parallel script", None),
+    ];
+    let mut wall: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    let mut gone: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
     for k in 0..RESTORES {
-        for by_hand in [false, true] {
-            let snap = outage(work.path(), k, by_hand);
+        for (v, (_, plan)) in variants.iter().enumerate() {
+            let snap = outage(work.path(), k, plan.is_none());
             let t = Instant::now();
-            if by_hand {
-                ok(
-                    Command::new(concat!(
-                        env!("CARGO_MANIFEST_DIR"),
-                        "/benches/peer/restore-ha.sh"
-                    ))
-                    .arg(&ssh_config)
-                    .arg(&snap)
-                    .arg(format!("peer-{k}"))
-                    .arg(&etcdutl)
-                    .arg(&etcdctl)
-                    .args(&nodes),
-                    "peer restore",
-                );
-                peer.push(t.elapsed().as_secs_f64());
-            } else {
-                ok(
-                    runbook()
-                        .args(["apply", "plans/etcd-restore-ha.yaml", "-i"])
-                        .arg(&inventory)
-                        .arg("--set")
-                        .arg(format!("snapshot={}", snap.display()))
-                        .arg(format!("--set=token=bench-{k}"))
-                        .arg("--yes")
-                        .arg("--run-dir")
-                        .arg(work.path().join(format!("restore-{k}"))),
-                    "restore apply",
-                );
-                engine.push(t.elapsed().as_secs_f64());
+            match plan {
+                None => {
+                    ok(
+                        Command::new(concat!(
+                            env!("CARGO_MANIFEST_DIR"),
+                            "/benches/peer/restore-ha.sh"
+                        ))
+                        .arg(&ssh_config)
+                        .arg(&snap)
+                        .arg(format!("peer-{k}"))
+                        .arg(&etcdutl)
+                        .arg(&etcdctl)
+                        .args(&nodes),
+                        "peer restore",
+                    );
+                }
+                Some(plan) => {
+                    let run = work.path().join(format!("restore-{k}-{v}"));
+                    ok(
+                        runbook()
+                            .arg("apply")
+                            .arg(plan)
+                            .arg("-i")
+                            .arg(&inventory)
+                            .arg("--set")
+                            .arg(format!("snapshot={}", snap.display()))
+                            .arg(format!("--set=token=bench-{k}-{v}"))
+                            .arg("--yes")
+                            .arg("--run-dir")
+                            .arg(&run),
+                        "restore apply",
+                    );
+                    let slowest = events(&run)
+                        .iter()
+                        .filter(|e| {
+                            e["event"] == "step_finished"
+                                && e["id"].as_str().is_some_and(|i| i.starts_with("wait-etcd-gone@"))
+                        })
+                        .filter_map(|e| e["duration_ms"].as_f64())
+                        .fold(0.0, f64::max);
+                    gone[v].push(slowest / 1000.0);
+                }
             }
-            // Both must leave a working cluster with the snapshot's data.
+            wall[v].push(t.elapsed().as_secs_f64());
+            // Each must leave a working cluster with the snapshot's data.
             let got = in_node("cp3", "etcdctl get /bench/k1 --print-value-only");
             assert_eq!(String::from_utf8_lossy(&got).trim(), "v1");
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    let show = |who: &str, v: &[f64]| {
-        println!(
-            "3-member restore by {who}: median {:.2} s, min {:.2} s, max {:.2} s over {RESTORES} runs",
+    let stats = |v: &[f64]| {
+        format!(
+            "median {:.2} s, min {:.2} s, max {:.2} s",
             median(v.to_vec()),
             v.iter().copied().fold(f64::MAX, f64::min),
             v.iter().copied().fold(0.0, f64::max)
         )
     };
-    show("runbook apply (35 steps, whole process)", &engine);
-    show("the hand-written parallel script", &peer);
-    println!(
-        "ratio runbook / script: {:.2}",
-        median(engine.clone()) / median(peer.clone())
-    );
+    let peer = median(wall[2].clone());
+    for (v, (who, plan)) in variants.iter().enumerate() {
+        println!("3-member restore by {who}, {RESTORES} runs: {}", stats(&wall[v]));
+        if plan.is_some() {
+            println!("    slowest wait-etcd-gone: {}", stats(&gone[v]));
+            println!(
+                "    ratio to the script: {:.2}",
+                median(wall[v].clone()) / peer
+            );
+        }
+    }
     ok(runbook().args(["lab", "down", "--name", LAB]), "lab down");
 }
