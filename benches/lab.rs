@@ -155,18 +155,27 @@ fn main() {
     let at_once = work.path().join("etcd-restore-ha-at-once.yaml");
     let text = std::fs::read_to_string(&bundled).unwrap();
     let parked = "with: { manifests: [etcd.yaml], parking_dir: \"{{ params.parking_dir }}\" }\n    needs: [wait-apiserver-gone]";
-    assert!(text.contains(parked), "the stop-etcd step of the bundled plan changed");
+    assert!(
+        text.contains(parked),
+        "the stop-etcd step of the bundled plan changed"
+    );
     std::fs::write(
         &at_once,
         text.replace(
             parked,
-            &parked.replace("parking_dir }}\" }", "parking_dir }}\", leader_last: false }"),
+            &parked.replace(
+                "parking_dir }}\" }",
+                "parking_dir }}\", leader_last: false }",
+            ),
         ),
     )
     .unwrap();
     let variants: [(&str, Option<&Path>); 3] = [
         ("runbook apply (leader parked last)", Some(&bundled)),
-        ("runbook apply (every member parked at once)", Some(&at_once)),
+        (
+            "runbook apply (every member parked at once)",
+            Some(&at_once),
+        ),
         ("the hand-written parallel script", None),
     ];
     let mut wall: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
@@ -211,7 +220,9 @@ fn main() {
                         .iter()
                         .filter(|e| {
                             e["event"] == "step_finished"
-                                && e["id"].as_str().is_some_and(|i| i.starts_with("wait-etcd-gone@"))
+                                && e["id"]
+                                    .as_str()
+                                    .is_some_and(|i| i.starts_with("wait-etcd-gone@"))
                         })
                         .filter_map(|e| e["duration_ms"].as_f64())
                         .fold(0.0, f64::max);
@@ -235,7 +246,10 @@ fn main() {
     };
     let peer = median(wall[2].clone());
     for (v, (who, plan)) in variants.iter().enumerate() {
-        println!("3-member restore by {who}, {RESTORES} runs: {}", stats(&wall[v]));
+        println!(
+            "3-member restore by {who}, {RESTORES} runs: {}",
+            stats(&wall[v])
+        );
         if plan.is_some() {
             println!("    slowest wait-etcd-gone: {}", stats(&gone[v]));
             println!(

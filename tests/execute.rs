@@ -469,6 +469,52 @@ fn an_unknown_step_safe_to_rerun_runs_again_when_the_record_is_gone() {
 }
 
 #[test]
+fn a_failed_step_shows_the_command_and_the_end_of_its_stderr() {
+    let s = Scratch::new("");
+    let d = s.dir.path();
+    let inv = std::fs::read_to_string(s.path("inventory.yaml"))
+        .unwrap()
+        .replace(
+            "etcd: { version: \"3.5.16\" }",
+            &format!(
+                "etcd: {{ version: \"3.5.16\", manifests_dir: {}/manifests }}",
+                d.display()
+            ),
+        );
+    std::fs::write(s.path("inventory.yaml"), inv).unwrap();
+    std::fs::create_dir(s.path("manifests")).unwrap();
+    std::fs::write(s.path("manifests/a.yaml"), "kind: Pod\n").unwrap();
+    // The second manifest is missing: the action's own check fails with `exit 1`.
+    std::fs::write(
+        s.path("plan.yaml"),
+        format!(
+            "name: park\nsteps:\n  - id: park\n    on: n1\n    action: manifest.stop\n    with: {{ manifests: [a.yaml, missing.yaml], parking_dir: {}/parked }}\n    destructive: true\n    rollback: move them back\n",
+            d.display()
+        ),
+    )
+    .unwrap();
+    let r = s.apply(&["--yes"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let line = r
+        .stderr
+        .lines()
+        .skip_while(|l| !l.contains("FAILED   park"))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        line.contains("command 3 of 3 (exit 1): ")
+            && line.contains("/manifests/missing.yaml: no such manifest"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        line.contains("$ if [ -e "),
+        "the failing command is not shown: {line}"
+    );
+}
+
+#[test]
 fn a_changed_plan_is_not_resumed() {
     let s = Scratch::new("name: c\nsteps:\n  - id: a\n    on: n1\n    run: 'exit 1'\n");
     assert_eq!(s.apply(&[]).code, 1);
