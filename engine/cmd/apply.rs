@@ -590,7 +590,8 @@ async fn settle_from_records<E: Executor>(
         problems.push(
             "  hint: check each host, then resume with --retry STEP@NODE (run it again) or --skip STEP@NODE (it is done)".to_string(),
         );
-        return Err(problems);
+        // One message: printed once behind `error:`.
+        return Err(vec![problems.join("\n")]);
     }
     if !unknown.is_empty() {
         record::prepare(exec, nodes, run_id, true).await?;
