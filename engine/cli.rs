@@ -168,7 +168,7 @@ pub struct ApplyInput {
     /// Set a plan parameter (repeatable). The value is taken literally.
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_assignment)]
     pub set: Vec<(String, String)>,
-    /// Set a plan parameter to the contents of a file (repeatable).
+    /// Set a plan parameter to the contents of a file (repeatable; a regular file of at most 1 MiB).
     #[arg(long = "set-file", value_name = "NAME=PATH", value_parser = parse_assignment)]
     pub set_file: Vec<(String, String)>,
 }
@@ -184,7 +184,7 @@ pub struct PlanInput {
     /// Set a plan parameter (repeatable). The value is taken literally.
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_assignment)]
     pub set: Vec<(String, String)>,
-    /// Set a plan parameter to the contents of a file (repeatable).
+    /// Set a plan parameter to the contents of a file (repeatable; a regular file of at most 1 MiB).
     #[arg(long = "set-file", value_name = "NAME=PATH", value_parser = parse_assignment)]
     pub set_file: Vec<(String, String)>,
 }

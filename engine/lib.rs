@@ -11,6 +11,7 @@ pub mod etcd;
 pub mod execute;
 pub mod executor;
 pub mod graph;
+pub mod input;
 pub mod inventory;
 pub mod lab;
 pub mod lint;

@@ -11,7 +11,10 @@ use crate::diag::{Diagnostic, Diagnostics, Loc, SourceMap};
 /// or it was read and is not valid (exit 1), with every diagnostic found.
 #[derive(Debug)]
 pub enum LoadFailure {
-    Unreadable { path: String, error: std::io::Error },
+    Unreadable {
+        path: String,
+        error: crate::input::InputError,
+    },
     Invalid(Diagnostics),
 }
 
@@ -22,9 +25,19 @@ pub fn load<T: DeserializeOwned>(
     sources: &mut SourceMap,
 ) -> Result<(T, Arc<str>), LoadFailure> {
     let name: Arc<str> = Arc::from(path.display().to_string());
-    let text = std::fs::read_to_string(path).map_err(|error| LoadFailure::Unreadable {
+    let unreadable = |error| LoadFailure::Unreadable {
         path: name.to_string(),
         error,
+    };
+    let bytes = crate::input::read_bytes(path, crate::input::DOCUMENT_LIMIT).map_err(unreadable)?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        unreadable(
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "stream did not contain valid UTF-8",
+            )
+            .into(),
+        )
     })?;
     sources.add(&name, &text);
     let value = parse(&text, &name, kind).map_err(LoadFailure::Invalid)?;

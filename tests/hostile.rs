@@ -7,7 +7,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use common::{assert_no_panic, root, runbook_in};
+use common::{assert_no_panic, root, runbook_in, runbook_within};
 
 /// Payloads that would each run `touch` (or worse) if they reached a shell unquoted.
 const PAYLOADS: &[&str] = &[
@@ -234,4 +234,121 @@ fn raw_filter_is_the_only_way_to_unquote() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["steps"][0]["commands"][0], "ls '*.db' *.db");
+}
+
+/// `--set-file`, the plan and the inventory are read only from small regular files: a FIFO
+/// would block forever, a device or a huge file would fill memory.
+#[test]
+fn inputs_that_are_not_small_regular_files_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let plan = root().join("plans/etcd-restore-ha.yaml");
+    let plan = plan.to_str().unwrap();
+    let inv = root().join("examples/kubeadm-ha-3.yaml");
+    let inv = inv.to_str().unwrap();
+    // Sparse: big on paper, nothing on disk.
+    let big = d.join("big.bin");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(280 << 20)
+        .unwrap();
+    let fifo = d.join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (big, fifo) = (big.to_str().unwrap(), fifo.to_str().unwrap());
+    let set_file = |value: &str| {
+        runbook_within(
+            d,
+            &[
+                "validate",
+                plan,
+                "-i",
+                inv,
+                "--set-file",
+                &format!("snapshot={value}"),
+            ],
+            20,
+        )
+    };
+    for (value, why) in [
+        (big, "it is larger than 1 MiB: 293601280 bytes"),
+        (fifo, "it is a FIFO (named pipe), not a regular file"),
+        ("/dev/zero", "it is a character device, not a regular file"),
+        (d.to_str().unwrap(), "it is a directory, not a regular file"),
+    ] {
+        let r = set_file(value).unwrap_or_else(|| panic!("--set-file {value} never finished"));
+        assert_no_panic(&r);
+        assert_eq!(r.code, 2, "--set-file {value}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!(
+                "error: cannot read the value of parameter `snapshot` from {value} (--set-file snapshot={value})"
+            )),
+            "{}",
+            r.stderr
+        );
+        assert!(r.stderr.contains(why), "{value}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("  hint: --set-file NAME=PATH"),
+            "{}",
+            r.stderr
+        );
+    }
+    // A value up to the limit is fine.
+    let small = d.join("small");
+    std::fs::write(&small, "/backups/etcd.db\n").unwrap();
+    let r = set_file(small.to_str().unwrap()).unwrap();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // The plan or the inventory as a FIFO, a device or a huge file.
+    let big_doc = d.join("big.yaml");
+    std::fs::File::create(&big_doc)
+        .unwrap()
+        .set_len(9 << 20)
+        .unwrap();
+    let big_doc = big_doc.to_str().unwrap();
+    for (p, i, bad, why) in [
+        (
+            fifo,
+            inv,
+            fifo,
+            "it is a FIFO (named pipe), not a regular file",
+        ),
+        (
+            plan,
+            fifo,
+            fifo,
+            "it is a FIFO (named pipe), not a regular file",
+        ),
+        (plan, "/dev/zero", "/dev/zero", "it is a character device"),
+        (
+            big_doc,
+            inv,
+            big_doc,
+            "it is larger than 8 MiB: 9437184 bytes",
+        ),
+    ] {
+        for cmd in ["validate", "plan"] {
+            let r = runbook_within(d, &[cmd, p, "-i", i, "--set", "snapshot=/s.db"], 20)
+                .unwrap_or_else(|| panic!("{cmd} {p} -i {i} never finished"));
+            assert_no_panic(&r);
+            assert_eq!(r.code, 2, "{cmd} {p} -i {i}: {}", r.stderr);
+            assert!(
+                r.stderr.contains(&format!("error: cannot read {bad}")),
+                "{}",
+                r.stderr
+            );
+            assert!(r.stderr.contains(why), "{}", r.stderr);
+            assert!(r.stderr.contains("  hint: "), "{}", r.stderr);
+        }
+    }
+    // apply reads the plan first to see whether it is a saved plan: that must not block either.
+    let r = runbook_within(d, &["apply", fifo, "-i", inv, "--dry-run"], 20)
+        .expect("apply of a FIFO never finished");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("FIFO"), "{}", r.stderr);
 }

@@ -622,13 +622,7 @@ fn approval(g: &StepGraph, opts: &RunOptions, dry_run: bool) -> Result<Approval,
 fn compile(plan: &Path, inventory: &Path, sets: &[ParamValue]) -> Result<StepGraph, u8> {
     let compiled = match pipeline::compile_files(plan, inventory, sets) {
         Ok(c) => c,
-        Err(e) => {
-            return Err(usage_error(
-                &format!("cannot read {}", e.path),
-                &e.error,
-                None,
-            ));
-        }
+        Err(e) => return Err(super::unreadable(&e)),
     };
     eprint!("{}", compiled.diagnostics.render(&compiled.sources));
     compiled.graph.ok_or_else(|| {

@@ -16,6 +16,7 @@ use std::process::ExitCode;
 
 use crate::cli::{Cli, Command, PlanInput};
 use crate::compile::ParamValue;
+use crate::input::InputError;
 
 /// Exit codes are part of the CLI contract.
 pub const EXIT_OK: u8 = 0;
@@ -66,6 +67,25 @@ pub(crate) fn usage_error(what: &str, cause: &dyn std::fmt::Display, hint: Optio
     EXIT_USAGE
 }
 
+/// A plan or inventory that could not be read at all (exit 2), with a hint for the cause.
+pub(crate) fn unreadable(e: &crate::pipeline::Unreadable) -> u8 {
+    let hint = match &e.error {
+        InputError::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
+            "check the path; plans live in plans/, inventories in examples/ or your own repository"
+                .to_string()
+        }
+        InputError::Io(_) => "check the path and its permissions".to_string(),
+        InputError::NotRegular { .. } => {
+            "plans and inventories are read from regular files: a FIFO or a device could block or never end; write it to a file first".to_string()
+        }
+        InputError::TooLarge { .. } => format!(
+            "plans and inventories are small text files (at most {}): check the path",
+            crate::input::size_text(crate::input::DOCUMENT_LIMIT)
+        ),
+    };
+    usage_error(&format!("cannot read {}", e.path), &e.error, Some(&hint))
+}
+
 /// `--set` and `--set-file` as parameter values; a `--set-file` that cannot be read is a usage error.
 pub(crate) fn param_values(input: &PlanInput) -> Result<Vec<ParamValue>, u8> {
     let mut out: Vec<ParamValue> = input
@@ -78,7 +98,17 @@ pub(crate) fn param_values(input: &PlanInput) -> Result<Vec<ParamValue>, u8> {
         })
         .collect();
     for (k, path) in &input.set_file {
-        match std::fs::read_to_string(path) {
+        let read = crate::input::read_bytes(std::path::Path::new(path), crate::input::VALUE_LIMIT)
+            .and_then(|bytes| {
+                String::from_utf8(bytes).map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        "stream did not contain valid UTF-8",
+                    )
+                    .into()
+                })
+            });
+        match read {
             Ok(text) => out.push(ParamValue {
                 name: k.clone(),
                 // A file written by an editor ends with a newline the value does not contain.
@@ -86,10 +116,24 @@ pub(crate) fn param_values(input: &PlanInput) -> Result<Vec<ParamValue>, u8> {
                 origin: format!("--set-file {k}={path}"),
             }),
             Err(e) => {
+                let hint = match &e {
+                    InputError::TooLarge { .. } => format!(
+                        "--set-file NAME=PATH reads a small file (a token, a certificate) whole, as the value, up to {}; to pass a large file, pass its path: --set {k}={path}",
+                        crate::input::size_text(crate::input::VALUE_LIMIT)
+                    ),
+                    InputError::NotRegular { .. } => format!(
+                        "--set-file NAME=PATH reads a regular file whole, as the value; a pipe or device could block or never end: write the value to a file first, or use --set {k}=VALUE"
+                    ),
+                    InputError::Io(_) => {
+                        "--set-file NAME=PATH reads the whole file as the value".to_string()
+                    }
+                };
                 return Err(usage_error(
-                    &format!("cannot read the value of parameter `{k}` from {path}"),
+                    &format!(
+                        "cannot read the value of parameter `{k}` from {path} (--set-file {k}={path})"
+                    ),
                     &e,
-                    Some("--set-file NAME=PATH reads the whole file as the value"),
+                    Some(&hint),
                 ));
             }
         }

@@ -3,7 +3,7 @@
 use std::io::Write as _;
 use std::path::Path;
 
-use super::{EXIT_INVALID, EXIT_OK, param_values, usage_error};
+use super::{EXIT_INVALID, EXIT_OK, param_values, unreadable, usage_error};
 use crate::cli::PlanInput;
 use crate::graph::render::{self, PlanFormat};
 use crate::pipeline;
@@ -15,7 +15,7 @@ pub fn run(input: &PlanInput, format: PlanFormat, out: Option<&Path>) -> u8 {
     };
     let compiled = match pipeline::compile_files(&input.plan, &input.inventory, &sets) {
         Ok(c) => c,
-        Err(e) => return usage_error(&format!("cannot read {}", e.path), &e.error, None),
+        Err(e) => return unreadable(&e),
     };
     // Warnings go with the plan (to stderr); errors mean there is no plan to show.
     eprint!("{}", compiled.diagnostics.render(&compiled.sources));

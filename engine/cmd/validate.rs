@@ -1,6 +1,6 @@
 //! `runbook validate`: compile and lint, report every diagnostic, exit 0/1/2.
 
-use super::{EXIT_INVALID, EXIT_OK, param_values, usage_error};
+use super::{EXIT_INVALID, EXIT_OK, param_values, unreadable};
 use crate::cli::{DiagFormat, PlanInput};
 use crate::diag::Severity;
 use crate::pipeline;
@@ -12,15 +12,7 @@ pub fn run(input: &PlanInput, format: DiagFormat, deny_warnings: bool) -> u8 {
     };
     let compiled = match pipeline::compile_files(&input.plan, &input.inventory, &sets) {
         Ok(c) => c,
-        Err(e) => {
-            return usage_error(
-                &format!("cannot read {}", e.path),
-                &e.error,
-                Some(
-                    "check the path; plans live in plans/, inventories in examples/ or your own repository",
-                ),
-            );
-        }
+        Err(e) => return unreadable(&e),
     };
     let ds = &compiled.diagnostics;
     let errors = ds.count(Severity::Error);
