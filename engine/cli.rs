@@ -344,7 +344,7 @@ pub enum LabEtcd {
 pub enum SnapshotCommand {
     /// Check a snapshot completely (SHA-256 trailer, every bbolt page) and print etcdutl's figures.
     #[command(
-        after_help = "Exit status: 0 usable (trailer ok, or absent as in a raw member/snap/db copy); 1 corrupt, truncated or not a snapshot; 2 unreadable.\n\nExample:\n  runbook snapshot status /backups/etcd-2026-11-20.db --format json"
+        after_help = "Exit status: 0 usable (trailer ok, or absent as in a raw member/snap/db copy); 1 corrupt, truncated, appended to or not a snapshot; 2 unreadable.\n\nExample:\n  runbook snapshot status /backups/etcd-2026-11-20.db --format json"
     )]
     Status {
         /// The snapshot file (`etcdctl snapshot save` output, or a copy of member/snap/db).

@@ -432,3 +432,94 @@ fn the_ci_example_checks_every_plan_and_fails_on_warnings() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 failed"));
 }
+
+/// A `snapshot save` file is whole pages and a 32-byte SHA-256; a raw copy of member/snap/db
+/// is whole pages. Anything else was cut or appended to, and is refused as damaged.
+#[test]
+fn snapshot_status_refuses_files_cut_padded_or_appended_to() {
+    let fixtures = common::root().join("tests/fixtures/snapshots");
+    let saved = std::fs::read(fixtures.join("etcd-3.6.db")).unwrap();
+    let raw = std::fs::read(fixtures.join("member-snap-db-3.6")).unwrap();
+    assert_eq!(saved.len(), 5 * 4096 + 32);
+    let dir = tempfile::tempdir().unwrap();
+    let status = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let r = runbook(&[
+            "snapshot",
+            "status",
+            p.to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        assert_no_panic(&r);
+        (r, p.display().to_string())
+    };
+    // The good ones.
+    for (name, bytes, trailer) in [("saved.db", &saved, "ok"), ("raw.db", &raw, "absent")] {
+        let (r, _) = status(name, bytes);
+        assert_eq!(r.code, 0, "{name}: {}", r.stderr);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(v["sha256"], trailer, "{name}");
+        assert_eq!(v["damage"], serde_json::Value::Null);
+        assert_eq!(v["revision"], 5);
+    }
+    let garbage: Vec<u8> = (0..5000u32).map(|i| (i * 7 + 13) as u8).collect();
+    let mut cases: Vec<(String, Vec<u8>, String)> = Vec::new();
+    for cut in 1..=31 {
+        cases.push((
+            format!("cut-{cut}"),
+            saved[..saved.len() - cut].to_vec(),
+            format!("{} byte", 32 - cut),
+        ));
+    }
+    for n in [1usize, 100, 480, 4096, 4096 + 32] {
+        let mut b = saved.clone();
+        b.extend_from_slice(&garbage[..n]);
+        cases.push((
+            format!("appended-{n}"),
+            b,
+            format!("{n} byte{} after the SHA-256 trailer: the first 20512 bytes are a `snapshot save` file (its trailer matches), appended to", if n == 1 { "" } else { "s" }),
+        ));
+    }
+    // Padded with zeros to whole pages: it looks like a raw copy, but its trailer is there.
+    let mut padded = saved.clone();
+    padded.resize(6 * 4096, 0);
+    cases.push((
+        "zero-padded".into(),
+        padded,
+        "4064 bytes after the SHA-256 trailer, all zero: the first 20512 bytes are a `snapshot save` file (its trailer matches), padded with zeros".into(),
+    ));
+    let mut raw_plus = raw.clone();
+    raw_plus.extend_from_slice(&garbage[..100]);
+    cases.push((
+        "raw-appended".into(),
+        raw_plus,
+        "100 bytes past the last whole page (4096-byte pages): neither a raw db copy (whole pages) nor a `snapshot save` file (whole pages + 32-byte SHA-256); truncated or appended to".into(),
+    ));
+    for (name, bytes, why) in cases {
+        let (r, path) = status(&name, &bytes);
+        assert_eq!(r.code, 1, "{name} must be refused: {}", r.stderr);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(v["sha256"], "damaged", "{name}: {v}");
+        assert!(
+            v["damage"].as_str().unwrap().contains(&why),
+            "{name}: {}",
+            v["damage"]
+        );
+        assert!(
+            r.stderr.contains(&format!("error: {path} is damaged: "))
+                && r.stderr.contains("hint: "),
+            "{name}: {}",
+            r.stderr
+        );
+        // The table says it too.
+        let t = runbook(&["snapshot", "status", &path]);
+        assert_eq!(t.code, 1);
+        assert!(
+            t.stdout.contains("sha256 trailer:        DAMAGED: "),
+            "{}",
+            t.stdout
+        );
+    }
+}

@@ -52,6 +52,12 @@ pub fn run(cmd: SnapshotCommand) -> u8 {
                         if let Some(o) = v.as_object_mut() {
                             o.insert("etcdutl_total_keys".into(), s.etcdutl_total_keys().into());
                             o.insert("total_keys_meaning".into(), s.total_keys_meaning().into());
+                            // What is wrong with a damaged file, in words (null otherwise).
+                            let damage = match s.sha256 {
+                                Trailer::Damaged(d) => d.to_string().into(),
+                                _ => serde_json::Value::Null,
+                            };
+                            o.insert("damage".into(), damage);
                         }
                         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())
                     }
@@ -62,6 +68,11 @@ pub fn run(cmd: SnapshotCommand) -> u8 {
                         "error: {}: the SHA-256 trailer does not match the content: corrupted or truncated",
                         file.display()
                     );
+                    return EXIT_INVALID;
+                }
+                if let Trailer::Damaged(damage) = s.sha256 {
+                    eprintln!("error: {} is damaged: {damage}", file.display());
+                    eprintln!("  hint: {}", damage.hint());
                     return EXIT_INVALID;
                 }
                 if s.sha256 == Trailer::Absent {
@@ -101,9 +112,10 @@ fn table(s: &Status) -> String {
     out.push_str(&line([&row[0], &row[1], &row[2], &row[3]]));
     out.push('\n');
     let trailer = match s.sha256 {
-        Trailer::Ok => "ok",
-        Trailer::Mismatch => "MISMATCH",
-        Trailer::Absent => "absent (raw db copy)",
+        Trailer::Ok => "ok".to_string(),
+        Trailer::Mismatch => "MISMATCH".to_string(),
+        Trailer::Absent => "absent (raw db copy)".to_string(),
+        Trailer::Damaged(d) => format!("DAMAGED: {d}"),
     };
     let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     out.push_str(&format!("sha256 trailer:        {trailer}\n"));
