@@ -558,27 +558,22 @@ fn restore_ha(etcd: &str, name: &str) {
     }
 }
 
-/// Every SSH master of the run was closed when it ended.
+/// Every SSH master of the run was closed when it ended: none runs with a socket in the
+/// control directory of any process of the run (recorded in the run directory).
 fn assert_no_masters_left(run_dir: &Path) {
-    let info: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join("run.json")).unwrap()).unwrap();
-    let salt = info["run_id"]
-        .as_str()
-        .unwrap()
-        .rsplit('-')
-        .next()
-        .unwrap()
-        .to_string();
-    let pattern = format!("runbook-{}-{salt}/", nix::unistd::getuid());
-    let out = Command::new("pgrep")
-        .args(["-af", &pattern])
-        .output()
-        .unwrap();
-    assert!(
-        out.stdout.is_empty(),
-        "ssh masters left running:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let recorded = std::fs::read_to_string(run_dir.join("ssh-control-dirs")).unwrap();
+    assert!(!recorded.trim().is_empty(), "no control directory recorded");
+    for dir in recorded.lines().filter(|l| !l.is_empty()) {
+        let out = Command::new("pgrep")
+            .args(["-af", &format!("{dir}/")])
+            .output()
+            .unwrap();
+        assert!(
+            out.stdout.is_empty(),
+            "ssh masters left running:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
 }
 
 /// kill -9 the engine as soon as the first restore starts, then resume it as an operator would:

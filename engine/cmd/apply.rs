@@ -44,6 +44,7 @@ pub fn apply(
             local,
             resumed: false,
             dry_run: true,
+            control: None,
         });
     }
     let run_id = rundir::new_run_id();
@@ -81,6 +82,7 @@ pub fn apply(
         local,
         resumed: false,
         dry_run: false,
+        control: None,
     })
 }
 
@@ -275,6 +277,7 @@ pub fn resume(run: &str, retry: &[String], skip: &[String], opts: &RunOptions) -
         local,
         resumed: true,
         dry_run: false,
+        control: None,
     })
 }
 
@@ -289,6 +292,8 @@ struct Session<'a> {
     local: bool,
     resumed: bool,
     dry_run: bool,
+    /// This process's private SSH control directory, when steps run over SSH.
+    control: Option<PathBuf>,
 }
 
 fn drive(s: Session) -> u8 {
@@ -306,17 +311,23 @@ fn drive(s: Session) -> u8 {
         } else if s.local {
             drive_with(s, Local).await
         } else {
-            let dir = control_dir(s.run.as_ref().map(|r| r.1.run_id.as_str()));
-            if let Err(e) = std::fs::create_dir_all(&dir) {
-                return usage_error(
-                    &format!("cannot create the SSH control directory {}", dir.display()),
-                    &e,
-                    None,
-                );
-            }
-            crate::executor::ssh::reap_stale_masters(&dir);
-            let code = drive_with(s, Ssh::new(dir.clone())).await;
-            let _ = std::fs::remove_dir_all(&dir);
+            let control = match crate::executor::ssh::private_control_dir("apply") {
+                Ok(d) => d,
+                Err(e) => {
+                    return usage_error("cannot create the SSH control directory", &e, None);
+                }
+            };
+            let exec = Ssh::new(control.path().to_path_buf());
+            let code = drive_with(
+                Session {
+                    control: Some(control.path().to_path_buf()),
+                    ..s
+                },
+                exec,
+            )
+            .await;
+            // Dropping it removes it (also when unwinding from a panic).
+            drop(control);
             code
         }
     })
@@ -363,6 +374,21 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
             }
         }
     };
+    // Under the lock, so a run still going keeps its masters: those of earlier processes of
+    // this run (killed, say) are stopped, and this process's directory is recorded after theirs.
+    if let (Some(control), Some((dir, _))) = (&s.control, &s.run) {
+        let earlier = std::fs::read_to_string(dir.path.join(CONTROL_RECORD)).unwrap_or_default();
+        for line in earlier.lines().filter(|l| !l.is_empty()) {
+            if let Err(e) = crate::executor::ssh::reap_stale_masters(Path::new(line)) {
+                reporter.say(&format!("warning: {e}"));
+            }
+        }
+        let mut line = control.as_os_str().as_encoded_bytes().to_vec();
+        line.push(b'\n');
+        if let Err(e) = dir.append(CONTROL_RECORD, &line) {
+            reporter.say(&format!("warning: {e}"));
+        }
+    }
     let journal = match &s.run {
         Some((dir, _)) => match Journal::open(&dir.journal()) {
             Ok(j) => Some(j),
@@ -639,18 +665,6 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// A short directory for SSH control sockets (a socket path must fit in 107 bytes).
-fn control_dir(run_id: Option<&str>) -> PathBuf {
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    let uid = nix::unistd::getuid();
-    base.join(format!(
-        "runbook-{uid}-{}",
-        run_id
-            .unwrap_or("dry-run")
-            .rsplit('-')
-            .next()
-            .unwrap_or("run")
-    ))
-}
+/// The run directory's record of the SSH control directory of every process that ran it, one
+/// a line.
+const CONTROL_RECORD: &str = "ssh-control-dirs";

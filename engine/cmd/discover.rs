@@ -125,12 +125,12 @@ pub fn run(d: &Discover) -> u8 {
         Ok(rt) => rt,
         Err(e) => return usage_error("cannot start the async runtime", &e, None),
     };
-    let control = std::env::temp_dir().join(format!("runbook-discover-{}", std::process::id()));
-    if let Err(e) = std::fs::create_dir_all(&control) {
-        return usage_error("cannot create the SSH control directory", &e, None);
-    }
+    let control = match crate::executor::ssh::private_control_dir("discover") {
+        Ok(d) => d,
+        Err(e) => return usage_error("cannot create the SSH control directory", &e, None),
+    };
     let found = rt.block_on(async {
-        let exec = Ssh::new(control.clone());
+        let exec = Ssh::new(control.path().to_path_buf());
         let nodes: Vec<&Node> = boot.nodes.iter().collect();
         let failed = exec.connect(&nodes).await;
         let result = if failed.is_empty() {
@@ -153,7 +153,7 @@ pub fn run(d: &Discover) -> u8 {
         exec.close().await;
         result
     });
-    let _ = std::fs::remove_dir_all(&control);
+    drop(control);
     let found = match found {
         Ok(f) => f,
         Err(errors) => {

@@ -213,18 +213,17 @@ fn save(file: &Path, inventory: &Path, member: Option<&str>) -> u8 {
         Ok(rt) => rt,
         Err(e) => return usage_error("cannot start the async runtime", &e, None),
     };
-    let dir = std::env::temp_dir().join(format!("runbook-save-{}", std::process::id()));
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        return usage_error("cannot create the SSH control directory", &e, None);
-    }
-    let code = rt.block_on(async {
-        let exec = Ssh::new(dir.clone());
+    let dir = match crate::executor::ssh::private_control_dir("save") {
+        Ok(d) => d,
+        Err(e) => return usage_error("cannot create the SSH control directory", &e, None),
+    };
+    // The directory is removed when `dir` is dropped, after the masters are closed.
+    rt.block_on(async {
+        let exec = Ssh::new(dir.path().to_path_buf());
         let code = save_with(&exec, &members, member, file).await;
         exec.close().await;
         code
-    });
-    let _ = std::fs::remove_dir_all(&dir);
-    code
+    })
 }
 
 async fn save_with(exec: &Ssh, members: &[&Node], member: Option<&str>, file: &Path) -> u8 {
