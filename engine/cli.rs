@@ -51,7 +51,7 @@ pub enum Command {
     },
     /// Run a plan on its hosts: gates for destructive steps, a journal to resume from, one run per cluster.
     #[command(
-        after_help = "Exit status: 0 every step succeeded; 1 invalid plan, a step failed or a host was unreachable; 2 refused before starting (usage, gate, lock); 130 interrupted.\n\nExamples:\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db --approve sha256:…  # CI, after review\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db --dry-run\n  runbook plan plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db --format json --out restore.json\n  runbook apply restore.json --approve sha256:…  # exactly the reviewed plan"
+        after_help = "Exit status: 0 every step succeeded; 1 invalid plan, a step failed, a host was unreachable or the output could not be written; 2 refused before starting (usage, gate, lock); 130 interrupted.\n\nExamples:\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db --approve sha256:…  # CI, after review\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db --dry-run\n  runbook plan plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db --format json --out restore.json\n  runbook apply restore.json --approve sha256:…  # exactly the reviewed plan"
     )]
     Apply {
         #[command(flatten)]

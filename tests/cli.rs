@@ -523,3 +523,136 @@ fn snapshot_status_refuses_files_cut_padded_or_appended_to() {
         );
     }
 }
+
+/// Output to a reader that left (`| head -1`) or to a full disk never panics: a closed pipe
+/// is the reader's choice (the command's own exit status stands), a full disk is an error.
+#[test]
+fn closed_or_full_stdout_never_panics() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("plan.yaml"),
+        "name: t\nsteps:\n  - { id: a, on: n1, run: 'true' }\n",
+    )
+    .unwrap();
+    // Port 1 refuses at once: a real run that stops at connecting, with a run directory.
+    std::fs::write(
+        d.join("inv.yaml"),
+        "cluster: out\netcd: { version: \"3.5.16\" }\nssh: { port: 1, connect_timeout: 2 }\nnodes:\n  - { name: n1, address: 127.0.0.1, roles: [etcd] }\n",
+    )
+    .unwrap();
+    let plan_ha = common::root().join("plans/etcd-restore-ha.yaml");
+    let inv_ha = common::root().join("examples/kubeadm-ha-3.yaml");
+    let fixture = common::root().join("tests/fixtures/snapshots/etcd-3.6.db");
+    let closed_pipe = || {
+        let (r, w) = std::io::pipe().unwrap();
+        drop(r);
+        Stdio::from(w)
+    };
+    let full = || {
+        Stdio::from(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        )
+    };
+    // (exit status, stderr) with stdout (and stderr too when `both`) going to `out`.
+    let run = |args: &[&str], out: Stdio, both: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_runbook"));
+        c.args(args)
+            .current_dir(d)
+            .env("NO_COLOR", "1")
+            .env("RUNBOOK_LOCK_DIR", d.join("locks"))
+            .env_remove("XDG_RUNTIME_DIR")
+            .stdin(Stdio::null())
+            .stdout(out);
+        if both {
+            c.stderr(closed_pipe());
+        } else {
+            c.stderr(Stdio::piped());
+        }
+        let o = c.output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        let r = common::Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::new(),
+            stderr,
+        };
+        assert_no_panic(&r);
+        r
+    };
+    // A run to show: stops at connecting (exit 1), its control directory removed.
+    let apply = [
+        "apply",
+        "plan.yaml",
+        "-i",
+        "inv.yaml",
+        "--run-dir",
+        "run",
+        "--yes",
+    ];
+    let r = run(&apply, closed_pipe(), false);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let (plan, inv, snap) = (
+        plan_ha.to_str().unwrap(),
+        inv_ha.to_str().unwrap(),
+        fixture.to_str().unwrap(),
+    );
+    let commands: Vec<(Vec<&str>, i32)> = vec![
+        (vec!["status", "run"], 0),
+        (vec!["status", "run", "--format", "json"], 0),
+        (vec!["report", "run"], 1),
+        (vec!["completions", "zsh"], 0),
+        (vec!["man"], 0),
+        (vec!["schema", "plan"], 0),
+        (vec!["plan", plan, "-i", inv, "--set", SNAP], 0),
+        (vec!["validate", plan, "-i", inv, "--set", SNAP], 0),
+        (vec!["validate", plan, "-i", inv, "--format", "json"], 1),
+        (vec!["snapshot", "status", snap], 0),
+        (vec!["snapshot", "status", snap, "--format", "json"], 0),
+    ];
+    for (args, code) in &commands {
+        // The reader left: quiet, and the command's own status.
+        let r = run(args, closed_pipe(), false);
+        assert_eq!(r.code, *code, "{args:?} to a closed pipe: {}", r.stderr);
+        assert!(
+            !r.stderr.contains("standard output"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        // Everything to a closed pipe, stderr too (`2>&1 | head -1`).
+        let r = run(args, closed_pipe(), true);
+        assert_eq!(r.code, *code, "{args:?} with stderr closed too");
+        // A full disk: an error and a failure.
+        let r = run(args, full(), false);
+        assert_eq!(r.code, 2, "{args:?} to /dev/full: {}", r.stderr);
+        assert!(
+            r.stderr.contains("error: cannot write to standard output")
+                && r.stderr.contains("No space left on device"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    // apply itself, to a closed pipe and to a full disk: no panic, its control directory gone.
+    for (out, both, is_full) in [
+        (closed_pipe(), false, false),
+        (closed_pipe(), true, false),
+        (full(), false, true),
+    ] {
+        let _ = std::fs::remove_dir_all(d.join("run"));
+        let r = run(&apply, out, both);
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert_eq!(
+            r.stderr.contains("error: cannot write to standard output"),
+            is_full,
+            "{}",
+            r.stderr
+        );
+        let dirs = std::fs::read_to_string(d.join("run/ssh-control-dirs")).unwrap();
+        for c in dirs.lines() {
+            assert!(!std::path::Path::new(c).exists(), "{c} was left behind");
+        }
+    }
+}

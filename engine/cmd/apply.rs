@@ -515,9 +515,19 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
     shared.emit(Event::RunFinished { status });
     exec.close().await;
 
-    if !shared.reporter.is_json() {
-        print!("{}", shared.reporter.summary(&graph, &state, s.dry_run));
-    }
+    // The run is over whatever happens to its output; output that could not be written
+    // (other than to a reader that left) fails a run that otherwise succeeded.
+    let printed = if shared.reporter.is_json() {
+        match shared.reporter.stdout_failure() {
+            Some(e) => {
+                eprintln!("error: cannot write the run's events to standard output: {e}");
+                false
+            }
+            None => true,
+        }
+    } else {
+        super::print_out(&shared.reporter.summary(&graph, &state, s.dry_run)).is_ok()
+    };
     let took = shared.reporter.elapsed().as_secs_f64();
     let counts = count(&state);
     match status {
@@ -543,6 +553,7 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
         }
     }
     match status {
+        RunStatus::Succeeded if !printed => EXIT_INVALID,
         RunStatus::Succeeded => EXIT_OK,
         RunStatus::Interrupted => EXIT_INTERRUPTED,
         RunStatus::Failed if refused_early => EXIT_USAGE,

@@ -185,11 +185,14 @@ pub fn run(d: &Discover) -> u8 {
     let _ = std::fs::remove_file(&check);
     if let Err(e) = loaded {
         eprintln!("error: the discovered inventory does not load:\n{e}");
-        print!("{yaml}");
-        return EXIT_INVALID;
+        return super::print_out(&yaml).err().unwrap_or(EXIT_INVALID);
     }
     match &d.out {
-        None => print!("{yaml}"),
+        None => {
+            if let Err(code) = super::print_out(&yaml) {
+                return code;
+            }
+        }
         Some(p) => {
             if let Err(e) = std::fs::write(p, &yaml) {
                 return usage_error(&format!("cannot write {}", p.display()), &e, None);

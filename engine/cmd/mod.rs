@@ -57,6 +57,25 @@ pub fn run(cli: Cli) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Writes a command's output to standard output, flushed.
+///
+/// A reader that went away (`runbook status RUN | head -1`: EPIPE) is not an error: the rest
+/// was not wanted, and the command's own exit status stands. Any other failure
+/// (`> /dev/full`: ENOSPC) is reported, and the caller exits with the code returned.
+///
+/// SIGPIPE stays ignored, as Rust sets it, instead of being reset so that the process dies
+/// like a C tool: `apply` prints while a run is going, and a closed pipe must never kill a
+/// run mid-step, before its journal, node locks and SSH control directory are settled.
+pub(crate) fn print_out(text: &str) -> Result<(), u8> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(usage_error("cannot write to standard output", &e, None)),
+    }
+}
+
 /// Prints a usage-level failure (unreadable input) the uv way: `error:`, `Caused by:`, `hint:`.
 pub(crate) fn usage_error(what: &str, cause: &dyn std::fmt::Display, hint: Option<&str>) -> u8 {
     eprintln!("error: {what}");

@@ -1,6 +1,5 @@
 //! `runbook plan`: compile and render the step graph (text, json, mermaid, dot).
 
-use std::io::Write as _;
 use std::path::Path;
 
 use super::{EXIT_INVALID, EXIT_OK, param_values, unreadable, usage_error};
@@ -42,9 +41,8 @@ pub fn run(input: &PlanInput, format: PlanFormat, out: Option<&Path>) -> u8 {
     }
     match out {
         None => {
-            let mut stdout = std::io::stdout().lock();
-            if let Err(e) = stdout.write_all(text.as_bytes()) {
-                return usage_error("cannot write the plan to standard output", &e, None);
+            if let Err(code) = super::print_out(&text) {
+                return code;
             }
         }
         Some(path) => {

@@ -67,7 +67,9 @@ pub fn run(run: &str, format: ReportFormat) -> u8 {
         ReportFormat::Markdown => markdown(&report),
         ReportFormat::Junit => junit(&report),
     };
-    print!("{text}");
+    if let Err(code) = super::print_out(&text) {
+        return code;
+    }
     if report.passed { EXIT_OK } else { EXIT_INVALID }
 }
 

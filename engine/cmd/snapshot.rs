@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, usage_error};
+use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, print_out, usage_error};
 use crate::cli::{SnapshotCommand, SnapshotFormat};
 use crate::diag::SourceMap;
 use crate::executor::Executor;
@@ -59,9 +59,16 @@ pub fn run(cmd: SnapshotCommand) -> u8 {
                             };
                             o.insert("damage".into(), damage);
                         }
-                        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())
+                        let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
+                        if let Err(code) = print_out(&text) {
+                            return code;
+                        }
                     }
-                    SnapshotFormat::Table => print!("{}", table(&s)),
+                    SnapshotFormat::Table => {
+                        if let Err(code) = print_out(&table(&s)) {
+                            return code;
+                        }
+                    }
                 }
                 if s.sha256 == Trailer::Mismatch {
                     eprintln!(
@@ -308,7 +315,9 @@ fn report_saved(r: Result<crate::etcd::save::Saved, String>, source: &str) -> u8
     match r {
         Ok(s) => {
             let mb = s.bytes as f64 / 1e6;
-            println!("{}", s.path.display());
+            if let Err(code) = print_out(&format!("{}\n", s.path.display())) {
+                return code;
+            }
             eprintln!(
                 "saved {} ({mb:.1} MB in {:.2}s, {:.0} MB/s) from {source}: sha256 {}, trailer ok, revision {}, {} keys, hash {}",
                 s.path.display(),
