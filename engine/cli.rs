@@ -93,6 +93,11 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = DiagFormat::Text)]
         format: DiagFormat,
     },
+    /// Remove a cluster's run lock from its nodes when the run holding it is provably gone (any lock, with --force).
+    #[command(
+        after_help = "Without --force a lock is removed only when its holder ran on this machine and is no longer\nrunning: its pid is gone or belongs to a later process, or the machine rebooted since. A lock\nfrom another machine, or of a run still going, is left in place.\n\nExit status: 0 no lock is left; 1 a lock was left in place or a node was unreachable; 2 usage.\n\nExamples:\n  runbook unlock prod-eu1 -i inventory.yaml\n  runbook unlock prod-eu1 -i inventory.yaml --force  # after making sure that run is over"
+    )]
+    Unlock(UnlockArgs),
     /// Read each control-plane node's etcd static pod manifest over SSH and write an inventory.
     #[command(
         after_help = "Example:\n  runbook discover 10.0.0.11 10.0.0.12 10.0.0.13 --cluster prod-eu1 --identity ~/.ssh/id_ed25519 --out inventory.yaml"
@@ -388,6 +393,22 @@ pub enum SnapshotCommand {
 pub enum SnapshotFormat {
     Table,
     Json,
+}
+
+/// `runbook unlock`: which cluster, and how to reach its nodes.
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// The cluster, as its inventory names it (checked, so the intended nodes are unlocked).
+    pub cluster: String,
+    /// The inventory of the cluster (its nodes hold the lock files).
+    #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
+    pub inventory: PathBuf,
+    /// The nodes are this machine (as with `apply --local`).
+    #[arg(long)]
+    pub local: bool,
+    /// Remove the lock whoever holds it: only once you made sure that run is over.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `runbook discover`: the hosts and how ssh reaches them.

@@ -656,3 +656,173 @@ fn closed_or_full_stdout_never_panics() {
         }
     }
 }
+
+/// A node lock left by a run whose process is gone (on this machine) is reported as such, and
+/// `runbook unlock` removes it; one that may still be held is removed only with --force.
+/// `--local` makes this machine the node; each runbook runs in its own mount namespace with
+/// a scratch directory over /var/lib/runbook, so the machine's real lock file is never touched.
+#[test]
+fn unlock_removes_locks_whose_holder_is_gone_and_others_only_with_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cluster = format!(
+        "ul{}",
+        d.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_lowercase()
+            .replace(['.', '_'], "")
+    );
+    std::fs::write(
+        d.join("plan.yaml"),
+        "name: t\nsteps:\n  - { id: a, on: n1, run: 'true' }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("inv.yaml"),
+        format!(
+            "cluster: {cluster}\netcd: {{ version: \"3.5.16\" }}\nnodes:\n  - {{ name: n1, address: 127.0.0.1, roles: [etcd] }}\n"
+        ),
+    )
+    .unwrap();
+    let var_lib = d.join("var-lib-runbook");
+    std::fs::create_dir(&var_lib).unwrap();
+    let lock = var_lib.join("runbook.lock");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("mount --bind \"$0\" /var/lib/runbook && exec \"$@\"")
+            .arg(&var_lib)
+            .arg(env!("CARGO_BIN_EXE_runbook"))
+            .args(args)
+            .current_dir(d)
+            .env("NO_COLOR", "1")
+            .env("RUNBOOK_LOCK_DIR", d.join("locks"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let r = common::Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        assert_no_panic(&r);
+        r
+    };
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = host.trim();
+    let plant = |host: &str, pid: u32, extra: &str| {
+        std::fs::write(
+            &lock,
+            format!(
+                "{{\"run_id\":\"old-run\",\"cluster\":\"{cluster}\",\"user\":\"alice\",\"host\":\"{host}\",\"pid\":{pid},\"since\":\"2026-11-21T00:00:00Z\"{extra}}}\n"
+            ),
+        )
+        .unwrap();
+    };
+    let apply = [
+        "apply",
+        "plan.yaml",
+        "-i",
+        "inv.yaml",
+        "--local",
+        "--run-dir",
+        "run",
+    ];
+    let unlock = ["unlock", cluster.as_str(), "-i", "inv.yaml", "--local"];
+    // A pid that was just freed.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let me = std::process::id();
+    let my_start: u64 = {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let rest = &stat[stat.rfind(')').unwrap() + 1..];
+        rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+    };
+
+    // A dead holder on this host: said so, and unlock (without --force) removes it.
+    plant(host, dead, "");
+    let r = run(&apply);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "n1 is locked by run old-run by alice@{host} (pid {dead}) since 2026-11-21T00:00:00Z: held by pid {dead} on this host, which is no longer running"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "`runbook unlock {cluster} -i {}/inv.yaml --local` removes a lock whose holder is provably gone, and with --force any lock",
+            d.display()
+        )),
+        "{}",
+        r.stderr
+    );
+    let _ = std::fs::remove_dir_all(d.join("run"));
+    let r = run(&unlock);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("n1: unlocked (was locked by run old-run"),
+        "{}",
+        r.stderr
+    );
+    assert!(!lock.exists());
+    let r = run(&unlock);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("n1: not locked"), "{}", r.stderr);
+
+    // A pid that is running, but a later process than the holder's: the pid was reused.
+    plant(host, me, &format!(",\"start_time\":{}", my_start - 1));
+    let r = run(&unlock);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("(the pid now belongs to a process started later)"),
+        "{}",
+        r.stderr
+    );
+    assert!(!lock.exists());
+
+    // A holder still running, and one on another machine: kept, unless --force.
+    for (h, extra) in [
+        (host, format!(",\"start_time\":{my_start}")),
+        ("laptop", String::new()),
+    ] {
+        plant(h, me, &extra);
+        let r = run(&apply);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(!r.stderr.contains("no longer running"), "{}", r.stderr);
+        let _ = std::fs::remove_dir_all(d.join("run"));
+        let r = run(&unlock);
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("left in place, as runbook cannot tell that run is over")
+                && r.stderr.contains("--force"),
+            "{}",
+            r.stderr
+        );
+        assert!(lock.exists());
+        let mut forced = unlock.to_vec();
+        forced.push("--force");
+        let r = run(&forced);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(r.stderr.contains("removed with --force"), "{}", r.stderr);
+        assert!(!lock.exists());
+    }
+
+    // Unlocked, the run goes; its own lock records who it was, and is gone at the end.
+    let r = run(&apply);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!lock.exists());
+    // The cluster is named, and must be the inventory's.
+    let r = run(&["unlock", "other", "-i", "inv.yaml", "--local"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("is not the inventory of other"),
+        "{}",
+        r.stderr
+    );
+}

@@ -336,20 +336,13 @@ fn drive(s: Session) -> u8 {
 async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
     let graph = Arc::new(s.graph);
     let exec = Arc::new(exec);
-    let (user, host) = rundir::who();
     let run_id = s
         .run
         .as_ref()
         .map_or_else(|| "dry-run".to_string(), |r| r.1.run_id.clone());
     let cluster = graph.runbook.inventory.cluster.clone();
-    let holder = Holder {
-        run_id: run_id.clone(),
-        cluster: cluster.clone(),
-        user: user.clone(),
-        host: host.clone(),
-        pid: std::process::id(),
-        since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-    };
+    let holder = Holder::this_process(&run_id, &cluster);
+    let (user, host) = (holder.user.clone(), holder.host.clone());
     let reporter = Reporter::new(s.opts.output, graph.runbook.instances.len());
     // Every node of the cluster: the lock covers the cluster, and etcd-native steps on this
     // machine reach every member through its master.
@@ -472,9 +465,14 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
         && let Err(e) = lock::acquire_nodes(exec.as_ref(), &nodes, &holder).await
     {
         shared.reporter.say(&format!("error: {e}"));
-        shared.reporter.say(
-            "  hint: wait for that run, or resume it; a lock left by a dead run is removed by hand on the node",
+        let inventory = s.run.as_ref().map_or_else(
+            || "INVENTORY".to_string(),
+            |r| crate::shell::quote(&r.1.inventory.display().to_string()),
         );
+        shared.reporter.say(&format!(
+            "  hint: wait for that run, or resume it; once it is over, `runbook unlock {cluster} -i {inventory}{}` removes a lock whose holder is provably gone, and with --force any lock",
+            if s.local { " --local" } else { "" }
+        ));
         refused = Some("not started: cluster locked".to_string());
         refused_early = true;
     }

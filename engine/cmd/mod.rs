@@ -10,6 +10,7 @@ mod report;
 mod schema;
 mod snapshot;
 mod status;
+mod unlock;
 mod validate;
 
 use std::process::ExitCode;
@@ -53,6 +54,7 @@ pub fn run(cli: Cli) -> ExitCode {
             run_opts,
         } => apply::resume(&run, &retry, &skip, &run_opts),
         Command::Status { run, format } => status::run(&run, format),
+        Command::Unlock(args) => unlock::run(&args),
     };
     ExitCode::from(code)
 }
