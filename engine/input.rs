@@ -1,6 +1,7 @@
 //! Reading a local input file (plan, inventory, saved plan, `--set-file` value): regular files
 //! only and bounded in size, so a FIFO, a device or a runaway file is refused instead of
-//! blocking the command or filling memory.
+//! blocking the command or filling memory; and text that is not UTF-8 located to its first
+//! bad byte.
 
 use std::fs::{Metadata, OpenOptions};
 use std::io::Read;
@@ -84,6 +85,54 @@ pub fn read_bytes(path: &Path, limit: u64) -> Result<Vec<u8>, InputError> {
     Ok(bytes)
 }
 
+/// Where a file stops being UTF-8: the first bad byte, by offset and by line and column (in
+/// characters, as an editor counts them), both 1-based except the offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotUtf8 {
+    /// Bytes before the bad one.
+    pub offset: usize,
+    pub line: u64,
+    pub column: u64,
+    /// The bad byte; `None` when the file ends inside a character.
+    pub byte: Option<u8>,
+}
+
+impl std::fmt::Display for NotUtf8 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.byte {
+            Some(b) => write!(
+                f,
+                "not UTF-8 text: byte {b:#04x} at byte offset {} cannot start or continue a UTF-8 character",
+                self.offset
+            ),
+            None => write!(
+                f,
+                "not UTF-8 text: the file ends inside a UTF-8 character that starts at byte offset {}",
+                self.offset
+            ),
+        }
+    }
+}
+
+/// The bytes as text, or where they stop being UTF-8 (with the bytes back, lossily readable).
+pub fn utf8(bytes: Vec<u8>) -> Result<String, (NotUtf8, Vec<u8>)> {
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let truncated = e.utf8_error().error_len().is_none();
+        let bytes = e.into_bytes();
+        // Everything before `offset` is valid, so it can be counted as text.
+        let before = std::str::from_utf8(&bytes[..offset]).unwrap_or_default();
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let at = NotUtf8 {
+            offset,
+            line: before.matches('\n').count() as u64 + 1,
+            column: before[line_start..].chars().count() as u64 + 1,
+            byte: if truncated { None } else { Some(bytes[offset]) },
+        };
+        (at, bytes)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +160,27 @@ mod tests {
         let e = read_bytes(&big, 1024).unwrap_err();
         assert_eq!(e.to_string(), "it is larger than 1 KiB: 2048 bytes");
         assert_eq!(read_bytes(&big, 2048).unwrap().len(), 2048);
+    }
+
+    #[test]
+    fn the_first_bad_byte_is_located() {
+        let (at, _) = utf8(b"name: x\nd\xc3\xa9j\xe0 vu\n".to_vec()).unwrap_err();
+        assert_eq!(
+            at,
+            NotUtf8 {
+                offset: 12,
+                line: 2,
+                column: 4,
+                byte: Some(0xe0)
+            }
+        );
+        assert_eq!(
+            at.to_string(),
+            "not UTF-8 text: byte 0xe0 at byte offset 12 cannot start or continue a UTF-8 character"
+        );
+        let (at, _) = utf8(b"ab\xc3".to_vec()).unwrap_err();
+        assert_eq!((at.line, at.column, at.byte), (1, 3, None));
+        assert_eq!(utf8(b"ok\n".to_vec()).unwrap(), "ok\n");
     }
 
     #[test]

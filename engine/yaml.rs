@@ -30,15 +30,22 @@ pub fn load<T: DeserializeOwned>(
         error,
     };
     let bytes = crate::input::read_bytes(path, crate::input::DOCUMENT_LIMIT).map_err(unreadable)?;
-    let text = String::from_utf8(bytes).map_err(|_| {
-        unreadable(
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                "stream did not contain valid UTF-8",
-            )
-            .into(),
-        )
-    })?;
+    let text = match crate::input::utf8(bytes) {
+        Ok(text) => text,
+        Err((at, bytes)) => {
+            // Read, but not text: located like any other problem in the file, and shown
+            // with the bad byte as U+FFFD.
+            sources.add(&name, &String::from_utf8_lossy(&bytes));
+            let mut ds = Diagnostics::default();
+            ds.push(
+                Diagnostic::error("not-utf8", Loc::new(&name, at.line, at.column), at.to_string())
+                    .hint(format!(
+                        "{kind} files are UTF-8 text: save this one as UTF-8 (from Latin-1: iconv -f latin1 -t utf-8), or remove the byte"
+                    )),
+            );
+            return Err(LoadFailure::Invalid(ds));
+        }
+    };
     sources.add(&name, &text);
     let value = parse(&text, &name, kind).map_err(LoadFailure::Invalid)?;
     Ok((value, name))

@@ -119,23 +119,26 @@ pub(crate) fn param_values(input: &PlanInput) -> Result<Vec<ParamValue>, u8> {
         })
         .collect();
     for (k, path) in &input.set_file {
+        let what =
+            format!("cannot read the value of parameter `{k}` from {path} (--set-file {k}={path})");
         let read = crate::input::read_bytes(std::path::Path::new(path), crate::input::VALUE_LIMIT)
-            .and_then(|bytes| {
-                String::from_utf8(bytes).map_err(|_| {
-                    std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        "stream did not contain valid UTF-8",
-                    )
-                    .into()
-                })
-            });
+            .map(crate::input::utf8);
         match read {
-            Ok(text) => out.push(ParamValue {
+            Ok(Ok(text)) => out.push(ParamValue {
                 name: k.clone(),
                 // A file written by an editor ends with a newline the value does not contain.
                 value: text.strip_suffix('\n').unwrap_or(&text).to_string(),
                 origin: format!("--set-file {k}={path}"),
             }),
+            Ok(Err((at, _))) => {
+                return Err(usage_error(
+                    &what,
+                    &format!("{path}:{}:{}: {at}", at.line, at.column),
+                    Some(&format!(
+                        "a parameter value is UTF-8 text: save the file as UTF-8; to pass a binary file, pass its path: --set {k}={path}"
+                    )),
+                ));
+            }
             Err(e) => {
                 let hint = match &e {
                     InputError::TooLarge { .. } => format!(
@@ -149,13 +152,7 @@ pub(crate) fn param_values(input: &PlanInput) -> Result<Vec<ParamValue>, u8> {
                         "--set-file NAME=PATH reads the whole file as the value".to_string()
                     }
                 };
-                return Err(usage_error(
-                    &format!(
-                        "cannot read the value of parameter `{k}` from {path} (--set-file {k}={path})"
-                    ),
-                    &e,
-                    Some(&hint),
-                ));
+                return Err(usage_error(&what, &e, Some(&hint)));
             }
         }
     }
