@@ -1418,6 +1418,12 @@ fn discover(etcd: &str, name: &str) {
         found.contains("cert: \"/etc/kubernetes/pki/etcd/server.crt\""),
         "{found}"
     );
+    // The tools of the members' own etcd (beside etcd itself when PATH holds Debian's 3.4),
+    // and no warning that none was found.
+    assert!(!found.contains("# warning"), "{found}");
+    if etcd != "3.4" {
+        assert!(found.contains("\n  etcdutl: \""), "{found}");
+    }
     for (i, h) in hosts.iter().enumerate() {
         assert!(
             found.contains(&format!(
