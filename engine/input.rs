@@ -3,7 +3,7 @@
 //! blocking the command or filling memory; and text that is not UTF-8 located to its first
 //! bad byte.
 
-use std::fs::{Metadata, OpenOptions};
+use std::fs::{File, Metadata, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
@@ -58,24 +58,30 @@ fn check_regular(meta: &Metadata) -> Result<(), InputError> {
     Err(InputError::NotRegular { kind })
 }
 
-/// The bytes of `path`, a regular file of at most `limit` bytes.
-pub fn read_bytes(path: &Path, limit: u64) -> Result<Vec<u8>, InputError> {
+/// Opens `path` for reading if it is a regular file, never blocking on a FIFO.
+pub fn open_regular(path: &Path) -> Result<File, InputError> {
     // The type is checked before opening: opening a FIFO for reading waits for a writer, and
     // opening some devices does something.
-    let meta = std::fs::metadata(path)?;
-    check_regular(&meta)?;
-    if meta.len() > limit {
-        return Err(InputError::TooLarge {
-            size: Some(meta.len()),
-            limit,
-        });
-    }
+    check_regular(&std::fs::metadata(path)?)?;
     // Non-blocking, and checked again once open: the path may have been replaced since.
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
         .open(path)?;
     check_regular(&file.metadata()?)?;
+    Ok(file)
+}
+
+/// The bytes of `path`, a regular file of at most `limit` bytes.
+pub fn read_bytes(path: &Path, limit: u64) -> Result<Vec<u8>, InputError> {
+    let file = open_regular(path)?;
+    let size = file.metadata()?.len();
+    if size > limit {
+        return Err(InputError::TooLarge {
+            size: Some(size),
+            limit,
+        });
+    }
     // Bounded even when the size lied (a file still growing, or one of /proc's).
     let mut bytes = Vec::new();
     file.take(limit + 1).read_to_end(&mut bytes)?;

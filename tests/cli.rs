@@ -826,3 +826,35 @@ fn unlock_removes_locks_whose_holder_is_gone_and_others_only_with_force() {
         r.stderr
     );
 }
+
+/// A FIFO or a device given to `snapshot status` is refused before it is opened (opening a
+/// FIFO for reading waits for a writer).
+#[test]
+fn snapshot_status_refuses_what_is_not_a_regular_file_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("snapshot.db");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for (path, why) in [
+        (
+            fifo.to_str().unwrap(),
+            "it is a FIFO (named pipe), not a regular file",
+        ),
+        ("/dev/zero", "it is a character device, not a regular file"),
+    ] {
+        let r = common::runbook_within(dir.path(), &["snapshot", "status", path], 20)
+            .unwrap_or_else(|| panic!("snapshot status {path} never finished"));
+        assert_no_panic(&r);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("error: cannot read {path}")) && r.stderr.contains(why),
+            "{}",
+            r.stderr
+        );
+    }
+}

@@ -231,7 +231,14 @@ fn open_nonempty(path: &Path) -> Result<(File, u64, String), StatusError> {
         path: p.clone(),
         error,
     };
-    let file = File::open(path).map_err(io)?;
+    // A FIFO or a device is refused before it is opened: opening a FIFO waits for a writer.
+    let file = crate::input::open_regular(path).map_err(|e| match e {
+        crate::input::InputError::Io(e) => io(e),
+        other => io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            other.to_string(),
+        )),
+    })?;
     let size = file.metadata().map_err(io)?.len();
     if size == 0 {
         return Err(StatusError::Empty { path: p });
@@ -319,7 +326,7 @@ pub struct Marked {
 
 impl Digests {
     fn of_file(path: &Path, mark: u64) -> std::io::Result<Digests> {
-        let mut f = File::open(path)?;
+        let mut f = crate::input::open_regular(path).map_err(std::io::Error::other)?;
         let mut d = DigestWriter::with_mark(mark);
         let mut buf = vec![0u8; 1 << 20];
         loop {
