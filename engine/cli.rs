@@ -51,7 +51,7 @@ pub enum Command {
     },
     /// Run a plan on its hosts: gates for destructive steps, a journal to resume from, one run per cluster.
     #[command(
-        after_help = "Exit status: 0 every step succeeded; 1 invalid plan, a step failed or a host was unreachable; 2 refused before starting (usage, gate, lock); 130 interrupted.\n\nExamples:\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db --approve sha256:…  # CI, after review\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db --dry-run\n  runbook plan plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db --format json --out restore.json\n  runbook apply restore.json --approve sha256:…  # exactly the reviewed plan"
+        after_help = "Exit status: 0 every step succeeded; 1 invalid plan, a step failed, a host was unreachable or the output could not be written; 2 refused before starting (usage, gate, lock); 130 interrupted.\n\nExamples:\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db --approve sha256:…  # CI, after review\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db --dry-run\n  runbook plan plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db --format json --out restore.json\n  runbook apply restore.json --approve sha256:…  # exactly the reviewed plan"
     )]
     Apply {
         #[command(flatten)]
@@ -93,6 +93,11 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = DiagFormat::Text)]
         format: DiagFormat,
     },
+    /// Remove a cluster's run lock from its nodes when the run holding it is provably gone (any lock, with --force).
+    #[command(
+        after_help = "Without --force a lock is removed only when its holder ran on this machine and is no longer\nrunning: its pid is gone or belongs to a later process, or the machine rebooted since. A lock\nfrom another machine, or of a run still going, is left in place.\n\nExit status: 0 no lock is left; 1 a lock was left in place or a node was unreachable; 2 usage.\n\nExamples:\n  runbook unlock prod-eu1 -i inventory.yaml\n  runbook unlock prod-eu1 -i inventory.yaml --force  # after making sure that run is over"
+    )]
+    Unlock(UnlockArgs),
     /// Read each control-plane node's etcd static pod manifest over SSH and write an inventory.
     #[command(
         after_help = "Example:\n  runbook discover 10.0.0.11 10.0.0.12 10.0.0.13 --cluster prod-eu1 --identity ~/.ssh/id_ed25519 --out inventory.yaml"
@@ -168,7 +173,7 @@ pub struct ApplyInput {
     /// Set a plan parameter (repeatable). The value is taken literally.
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_assignment)]
     pub set: Vec<(String, String)>,
-    /// Set a plan parameter to the contents of a file (repeatable).
+    /// Set a plan parameter to the contents of a file (repeatable; a regular file of at most 1 MiB).
     #[arg(long = "set-file", value_name = "NAME=PATH", value_parser = parse_assignment)]
     pub set_file: Vec<(String, String)>,
 }
@@ -184,7 +189,7 @@ pub struct PlanInput {
     /// Set a plan parameter (repeatable). The value is taken literally.
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_assignment)]
     pub set: Vec<(String, String)>,
-    /// Set a plan parameter to the contents of a file (repeatable).
+    /// Set a plan parameter to the contents of a file (repeatable; a regular file of at most 1 MiB).
     #[arg(long = "set-file", value_name = "NAME=PATH", value_parser = parse_assignment)]
     pub set_file: Vec<(String, String)>,
 }
@@ -344,7 +349,7 @@ pub enum LabEtcd {
 pub enum SnapshotCommand {
     /// Check a snapshot completely (SHA-256 trailer, every bbolt page) and print etcdutl's figures.
     #[command(
-        after_help = "Exit status: 0 usable (trailer ok, or absent as in a raw member/snap/db copy); 1 corrupt, truncated or not a snapshot; 2 unreadable.\n\nExample:\n  runbook snapshot status /backups/etcd-2026-11-20.db --format json"
+        after_help = "Exit status: 0 usable (trailer ok, or absent as in a raw member/snap/db copy); 1 corrupt, truncated, appended to or not a snapshot; 2 unreadable.\n\nExample:\n  runbook snapshot status /backups/etcd-2026-11-20.db --format json"
     )]
     Status {
         /// The snapshot file (`etcdctl snapshot save` output, or a copy of member/snap/db).
@@ -388,6 +393,22 @@ pub enum SnapshotCommand {
 pub enum SnapshotFormat {
     Table,
     Json,
+}
+
+/// `runbook unlock`: which cluster, and how to reach its nodes.
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// The cluster, as its inventory names it (checked, so the intended nodes are unlocked).
+    pub cluster: String,
+    /// The inventory of the cluster (its nodes hold the lock files).
+    #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
+    pub inventory: PathBuf,
+    /// The nodes are this machine (as with `apply --local`).
+    #[arg(long)]
+    pub local: bool,
+    /// Remove the lock whoever holds it: only once you made sure that run is over.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `runbook discover`: the hosts and how ssh reaches them.

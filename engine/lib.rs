@@ -1,5 +1,26 @@
 //! runbook: a declarative runbook engine for etcd backup, restore and maintenance.
 //! Pipeline: plan text -> raw model -> Runbook (compile) -> StepGraph (graph) -> lints.
+// Command output goes through `cmd::print_out`, which handles a closed or full stdout.
+#![deny(clippy::print_stdout)]
+
+/// `eprintln!` for this crate, in place of std's (it is defined before the modules, so its
+/// textual scope covers them all): std's panics when stderr cannot be written, as after
+/// `runbook plan ... 2>&1 | head -1` once `head` has exited. A message nobody can read is
+/// dropped instead; the exit status still tells.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `eprint!` likewise.
+macro_rules! eprint {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 pub mod action;
 pub mod check;
@@ -11,6 +32,7 @@ pub mod etcd;
 pub mod execute;
 pub mod executor;
 pub mod graph;
+pub mod input;
 pub mod inventory;
 pub mod lab;
 pub mod lint;

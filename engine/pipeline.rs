@@ -21,7 +21,7 @@ pub struct Compiled {
 pub struct Unreadable {
     pub path: String,
     #[source]
-    pub error: std::io::Error,
+    pub error: crate::input::InputError,
 }
 
 pub fn compile_files(

@@ -11,7 +11,10 @@ use crate::diag::{Diagnostic, Diagnostics, Loc, SourceMap};
 /// or it was read and is not valid (exit 1), with every diagnostic found.
 #[derive(Debug)]
 pub enum LoadFailure {
-    Unreadable { path: String, error: std::io::Error },
+    Unreadable {
+        path: String,
+        error: crate::input::InputError,
+    },
     Invalid(Diagnostics),
 }
 
@@ -22,10 +25,27 @@ pub fn load<T: DeserializeOwned>(
     sources: &mut SourceMap,
 ) -> Result<(T, Arc<str>), LoadFailure> {
     let name: Arc<str> = Arc::from(path.display().to_string());
-    let text = std::fs::read_to_string(path).map_err(|error| LoadFailure::Unreadable {
+    let unreadable = |error| LoadFailure::Unreadable {
         path: name.to_string(),
         error,
-    })?;
+    };
+    let bytes = crate::input::read_bytes(path, crate::input::DOCUMENT_LIMIT).map_err(unreadable)?;
+    let text = match crate::input::utf8(bytes) {
+        Ok(text) => text,
+        Err((at, bytes)) => {
+            // Read, but not text: located like any other problem in the file, and shown
+            // with the bad byte as U+FFFD.
+            sources.add(&name, &String::from_utf8_lossy(&bytes));
+            let mut ds = Diagnostics::default();
+            ds.push(
+                Diagnostic::error("not-utf8", Loc::new(&name, at.line, at.column), at.to_string())
+                    .hint(format!(
+                        "{kind} files are UTF-8 text: save this one as UTF-8 (from Latin-1: iconv -f latin1 -t utf-8), or remove the byte"
+                    )),
+            );
+            return Err(LoadFailure::Invalid(ds));
+        }
+    };
     sources.add(&name, &text);
     let value = parse(&text, &name, kind).map_err(LoadFailure::Invalid)?;
     Ok((value, name))

@@ -432,3 +432,429 @@ fn the_ci_example_checks_every_plan_and_fails_on_warnings() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 failed"));
 }
+
+/// A `snapshot save` file is whole pages and a 32-byte SHA-256; a raw copy of member/snap/db
+/// is whole pages. Anything else was cut or appended to, and is refused as damaged.
+#[test]
+fn snapshot_status_refuses_files_cut_padded_or_appended_to() {
+    let fixtures = common::root().join("tests/fixtures/snapshots");
+    let saved = std::fs::read(fixtures.join("etcd-3.6.db")).unwrap();
+    let raw = std::fs::read(fixtures.join("member-snap-db-3.6")).unwrap();
+    assert_eq!(saved.len(), 5 * 4096 + 32);
+    let dir = tempfile::tempdir().unwrap();
+    let status = |name: &str, bytes: &[u8]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let r = runbook(&[
+            "snapshot",
+            "status",
+            p.to_str().unwrap(),
+            "--format",
+            "json",
+        ]);
+        assert_no_panic(&r);
+        (r, p.display().to_string())
+    };
+    // The good ones.
+    for (name, bytes, trailer) in [("saved.db", &saved, "ok"), ("raw.db", &raw, "absent")] {
+        let (r, _) = status(name, bytes);
+        assert_eq!(r.code, 0, "{name}: {}", r.stderr);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(v["sha256"], trailer, "{name}");
+        assert_eq!(v["damage"], serde_json::Value::Null);
+        assert_eq!(v["revision"], 5);
+    }
+    let garbage: Vec<u8> = (0..5000u32).map(|i| (i * 7 + 13) as u8).collect();
+    let mut cases: Vec<(String, Vec<u8>, String)> = Vec::new();
+    for cut in 1..=31 {
+        cases.push((
+            format!("cut-{cut}"),
+            saved[..saved.len() - cut].to_vec(),
+            format!("{} byte", 32 - cut),
+        ));
+    }
+    for n in [1usize, 100, 480, 4096, 4096 + 32] {
+        let mut b = saved.clone();
+        b.extend_from_slice(&garbage[..n]);
+        cases.push((
+            format!("appended-{n}"),
+            b,
+            format!("{n} byte{} after the SHA-256 trailer: the first 20512 bytes are a `snapshot save` file (its trailer matches), appended to", if n == 1 { "" } else { "s" }),
+        ));
+    }
+    // Padded with zeros to whole pages: it looks like a raw copy, but its trailer is there.
+    let mut padded = saved.clone();
+    padded.resize(6 * 4096, 0);
+    cases.push((
+        "zero-padded".into(),
+        padded,
+        "4064 bytes after the SHA-256 trailer, all zero: the first 20512 bytes are a `snapshot save` file (its trailer matches), padded with zeros".into(),
+    ));
+    let mut raw_plus = raw.clone();
+    raw_plus.extend_from_slice(&garbage[..100]);
+    cases.push((
+        "raw-appended".into(),
+        raw_plus,
+        "100 bytes past the last whole page (4096-byte pages): neither a raw db copy (whole pages) nor a `snapshot save` file (whole pages + 32-byte SHA-256); truncated or appended to".into(),
+    ));
+    for (name, bytes, why) in cases {
+        let (r, path) = status(&name, &bytes);
+        assert_eq!(r.code, 1, "{name} must be refused: {}", r.stderr);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(v["sha256"], "damaged", "{name}: {v}");
+        assert!(
+            v["damage"].as_str().unwrap().contains(&why),
+            "{name}: {}",
+            v["damage"]
+        );
+        assert!(
+            r.stderr.contains(&format!("error: {path} is damaged: "))
+                && r.stderr.contains("hint: "),
+            "{name}: {}",
+            r.stderr
+        );
+        // The table says it too.
+        let t = runbook(&["snapshot", "status", &path]);
+        assert_eq!(t.code, 1);
+        assert!(
+            t.stdout.contains("sha256 trailer:        DAMAGED: "),
+            "{}",
+            t.stdout
+        );
+    }
+}
+
+/// Output to a reader that left (`| head -1`) or to a full disk never panics: a closed pipe
+/// is the reader's choice (the command's own exit status stands), a full disk is an error.
+#[test]
+fn closed_or_full_stdout_never_panics() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("plan.yaml"),
+        "name: t\nsteps:\n  - { id: a, on: n1, run: 'true' }\n",
+    )
+    .unwrap();
+    // Port 1 refuses at once: a real run that stops at connecting, with a run directory.
+    std::fs::write(
+        d.join("inv.yaml"),
+        "cluster: out\netcd: { version: \"3.5.16\" }\nssh: { port: 1, connect_timeout: 2 }\nnodes:\n  - { name: n1, address: 127.0.0.1, roles: [etcd] }\n",
+    )
+    .unwrap();
+    let plan_ha = common::root().join("plans/etcd-restore-ha.yaml");
+    let inv_ha = common::root().join("examples/kubeadm-ha-3.yaml");
+    let fixture = common::root().join("tests/fixtures/snapshots/etcd-3.6.db");
+    let closed_pipe = || {
+        let (r, w) = std::io::pipe().unwrap();
+        drop(r);
+        Stdio::from(w)
+    };
+    let full = || {
+        Stdio::from(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/dev/full")
+                .unwrap(),
+        )
+    };
+    // (exit status, stderr) with stdout (and stderr too when `both`) going to `out`.
+    let run = |args: &[&str], out: Stdio, both: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_runbook"));
+        c.args(args)
+            .current_dir(d)
+            .env("NO_COLOR", "1")
+            .env("RUNBOOK_LOCK_DIR", d.join("locks"))
+            .env_remove("XDG_RUNTIME_DIR")
+            .stdin(Stdio::null())
+            .stdout(out);
+        if both {
+            c.stderr(closed_pipe());
+        } else {
+            c.stderr(Stdio::piped());
+        }
+        let o = c.output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        let r = common::Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::new(),
+            stderr,
+        };
+        assert_no_panic(&r);
+        r
+    };
+    // A run to show: stops at connecting (exit 1), its control directory removed.
+    let apply = [
+        "apply",
+        "plan.yaml",
+        "-i",
+        "inv.yaml",
+        "--run-dir",
+        "run",
+        "--yes",
+    ];
+    let r = run(&apply, closed_pipe(), false);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let (plan, inv, snap) = (
+        plan_ha.to_str().unwrap(),
+        inv_ha.to_str().unwrap(),
+        fixture.to_str().unwrap(),
+    );
+    let commands: Vec<(Vec<&str>, i32)> = vec![
+        (vec!["status", "run"], 0),
+        (vec!["status", "run", "--format", "json"], 0),
+        (vec!["report", "run"], 1),
+        (vec!["completions", "zsh"], 0),
+        (vec!["man"], 0),
+        (vec!["schema", "plan"], 0),
+        (vec!["plan", plan, "-i", inv, "--set", SNAP], 0),
+        (vec!["validate", plan, "-i", inv, "--set", SNAP], 0),
+        (vec!["validate", plan, "-i", inv, "--format", "json"], 1),
+        (vec!["snapshot", "status", snap], 0),
+        (vec!["snapshot", "status", snap, "--format", "json"], 0),
+    ];
+    for (args, code) in &commands {
+        // The reader left: quiet, and the command's own status.
+        let r = run(args, closed_pipe(), false);
+        assert_eq!(r.code, *code, "{args:?} to a closed pipe: {}", r.stderr);
+        assert!(
+            !r.stderr.contains("standard output"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        // Everything to a closed pipe, stderr too (`2>&1 | head -1`).
+        let r = run(args, closed_pipe(), true);
+        assert_eq!(r.code, *code, "{args:?} with stderr closed too");
+        // A full disk: an error and a failure.
+        let r = run(args, full(), false);
+        assert_eq!(r.code, 2, "{args:?} to /dev/full: {}", r.stderr);
+        assert!(
+            r.stderr.contains("error: cannot write to standard output")
+                && r.stderr.contains("No space left on device"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    // apply itself, to a closed pipe and to a full disk: no panic, its control directory gone.
+    for (out, both, is_full) in [
+        (closed_pipe(), false, false),
+        (closed_pipe(), true, false),
+        (full(), false, true),
+    ] {
+        let _ = std::fs::remove_dir_all(d.join("run"));
+        let r = run(&apply, out, both);
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert_eq!(
+            r.stderr.contains("error: cannot write to standard output"),
+            is_full,
+            "{}",
+            r.stderr
+        );
+        let dirs = std::fs::read_to_string(d.join("run/ssh-control-dirs")).unwrap();
+        for c in dirs.lines() {
+            assert!(!std::path::Path::new(c).exists(), "{c} was left behind");
+        }
+    }
+}
+
+/// A node lock left by a run whose process is gone (on this machine) is reported as such, and
+/// `runbook unlock` removes it; one that may still be held is removed only with --force.
+/// `--local` makes this machine the node; each runbook runs in its own mount namespace with
+/// a scratch directory over /var/lib/runbook, so the machine's real lock file is never touched.
+#[test]
+fn unlock_removes_locks_whose_holder_is_gone_and_others_only_with_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let cluster = format!(
+        "ul{}",
+        d.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_lowercase()
+            .replace(['.', '_'], "")
+    );
+    std::fs::write(
+        d.join("plan.yaml"),
+        "name: t\nsteps:\n  - { id: a, on: n1, run: 'true' }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("inv.yaml"),
+        format!(
+            "cluster: {cluster}\netcd: {{ version: \"3.5.16\" }}\nnodes:\n  - {{ name: n1, address: 127.0.0.1, roles: [etcd] }}\n"
+        ),
+    )
+    .unwrap();
+    let var_lib = d.join("var-lib-runbook");
+    std::fs::create_dir(&var_lib).unwrap();
+    let lock = var_lib.join("runbook.lock");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("mount --bind \"$0\" /var/lib/runbook && exec \"$@\"")
+            .arg(&var_lib)
+            .arg(env!("CARGO_BIN_EXE_runbook"))
+            .args(args)
+            .current_dir(d)
+            .env("NO_COLOR", "1")
+            .env("RUNBOOK_LOCK_DIR", d.join("locks"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let r = common::Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        assert_no_panic(&r);
+        r
+    };
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = host.trim();
+    let plant = |host: &str, pid: u32, extra: &str| {
+        std::fs::write(
+            &lock,
+            format!(
+                "{{\"run_id\":\"old-run\",\"cluster\":\"{cluster}\",\"user\":\"alice\",\"host\":\"{host}\",\"pid\":{pid},\"since\":\"2026-11-21T00:00:00Z\"{extra}}}\n"
+            ),
+        )
+        .unwrap();
+    };
+    let apply = [
+        "apply",
+        "plan.yaml",
+        "-i",
+        "inv.yaml",
+        "--local",
+        "--run-dir",
+        "run",
+    ];
+    let unlock = ["unlock", cluster.as_str(), "-i", "inv.yaml", "--local"];
+    // A pid that was just freed.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let me = std::process::id();
+    let my_start: u64 = {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let rest = &stat[stat.rfind(')').unwrap() + 1..];
+        rest.split_whitespace().nth(19).unwrap().parse().unwrap()
+    };
+
+    // A dead holder on this host: said so, and unlock (without --force) removes it.
+    plant(host, dead, "");
+    let r = run(&apply);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "n1 is locked by run old-run by alice@{host} (pid {dead}) since 2026-11-21T00:00:00Z: held by pid {dead} on this host, which is no longer running"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "`runbook unlock {cluster} -i {}/inv.yaml --local` removes a lock whose holder is provably gone, and with --force any lock",
+            d.display()
+        )),
+        "{}",
+        r.stderr
+    );
+    let _ = std::fs::remove_dir_all(d.join("run"));
+    let r = run(&unlock);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("n1: unlocked (was locked by run old-run"),
+        "{}",
+        r.stderr
+    );
+    assert!(!lock.exists());
+    let r = run(&unlock);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("n1: not locked"), "{}", r.stderr);
+
+    // A pid that is running, but a later process than the holder's: the pid was reused.
+    plant(host, me, &format!(",\"start_time\":{}", my_start - 1));
+    let r = run(&unlock);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("(the pid now belongs to a process started later)"),
+        "{}",
+        r.stderr
+    );
+    assert!(!lock.exists());
+
+    // A holder still running, and one on another machine: kept, unless --force.
+    for (h, extra) in [
+        (host, format!(",\"start_time\":{my_start}")),
+        ("laptop", String::new()),
+    ] {
+        plant(h, me, &extra);
+        let r = run(&apply);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(!r.stderr.contains("no longer running"), "{}", r.stderr);
+        let _ = std::fs::remove_dir_all(d.join("run"));
+        let r = run(&unlock);
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert!(
+            r.stderr
+                .contains("left in place, as runbook cannot tell that run is over")
+                && r.stderr.contains("--force"),
+            "{}",
+            r.stderr
+        );
+        assert!(lock.exists());
+        let mut forced = unlock.to_vec();
+        forced.push("--force");
+        let r = run(&forced);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(r.stderr.contains("removed with --force"), "{}", r.stderr);
+        assert!(!lock.exists());
+    }
+
+    // Unlocked, the run goes; its own lock records who it was, and is gone at the end.
+    let r = run(&apply);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!lock.exists());
+    // The cluster is named, and must be the inventory's.
+    let r = run(&["unlock", "other", "-i", "inv.yaml", "--local"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("is not the inventory of other"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// A FIFO or a device given to `snapshot status` is refused before it is opened (opening a
+/// FIFO for reading waits for a writer).
+#[test]
+fn snapshot_status_refuses_what_is_not_a_regular_file_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("snapshot.db");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for (path, why) in [
+        (
+            fifo.to_str().unwrap(),
+            "it is a FIFO (named pipe), not a regular file",
+        ),
+        ("/dev/zero", "it is a character device, not a regular file"),
+    ] {
+        let r = common::runbook_within(dir.path(), &["snapshot", "status", path], 20)
+            .unwrap_or_else(|| panic!("snapshot status {path} never finished"));
+        assert_no_panic(&r);
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("error: cannot read {path}")) && r.stderr.contains(why),
+            "{}",
+            r.stderr
+        );
+    }
+}

@@ -104,3 +104,67 @@ fn cycles_print_their_path() {
         r.stderr
     );
 }
+
+/// Input that is not UTF-8 is located to its first bad byte: file:line:column and offset.
+#[test]
+fn bytes_that_are_not_utf8_are_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // An inventory with a Latin-1 "é" in a comment on line 2.
+    let inv = std::fs::read(root().join("examples/kubeadm-ha-3.yaml")).unwrap();
+    let mut bad = b"# r\xe9sum\xe9\n".to_vec();
+    bad.extend_from_slice(&inv);
+    let inv_path = d.join("inv.yaml");
+    std::fs::write(&inv_path, &bad).unwrap();
+    let inv_path = inv_path.to_str().unwrap();
+    let r = runbook(&[
+        "validate",
+        "plans/etcd-restore-ha.yaml",
+        "-i",
+        inv_path,
+        "--set",
+        "snapshot=/s.db",
+    ]);
+    assert_no_panic(&r);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "error[not-utf8]: not UTF-8 text: byte 0xe9 at byte offset 3 cannot start or continue a UTF-8 character\n --> {inv_path}:1:4"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("inventory files are UTF-8 text"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("check the path"), "{}", r.stderr);
+
+    // A --set-file value: a usage error, located the same way.
+    let value = d.join("value");
+    std::fs::write(&value, b"/backups/\n\x80.db\n").unwrap();
+    let value = value.to_str().unwrap();
+    let r = runbook(&[
+        "validate",
+        "plans/etcd-restore-ha.yaml",
+        "-i",
+        "examples/kubeadm-ha-3.yaml",
+        "--set-file",
+        &format!("snapshot={value}"),
+    ]);
+    assert_no_panic(&r);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "  Caused by: {value}:2:1: not UTF-8 text: byte 0x80 at byte offset 10 cannot start or continue a UTF-8 character"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("  hint: a parameter value is UTF-8 text"),
+        "{}",
+        r.stderr
+    );
+}

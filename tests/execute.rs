@@ -191,7 +191,7 @@ steps:
     assert!(
         report
             .stdout
-            .contains("<failure message=\"exit 7: the disk is full\"/>"),
+            .contains("<failure message=\"exit 7: the disk is full\">$ echo the disk is full"),
         "{}",
         report.stdout
     );

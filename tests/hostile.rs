@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use common::{assert_no_panic, root, runbook_in};
+use common::{assert_no_panic, root, runbook_in, runbook_within};
 
 /// Payloads that would each run `touch` (or worse) if they reached a shell unquoted.
 const PAYLOADS: &[&str] = &[
@@ -234,4 +234,236 @@ fn raw_filter_is_the_only_way_to_unquote() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["steps"][0]["commands"][0], "ls '*.db' *.db");
+}
+
+/// `--set-file`, the plan and the inventory are read only from small regular files: a FIFO
+/// would block forever, a device or a huge file would fill memory.
+#[test]
+fn inputs_that_are_not_small_regular_files_are_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let plan = root().join("plans/etcd-restore-ha.yaml");
+    let plan = plan.to_str().unwrap();
+    let inv = root().join("examples/kubeadm-ha-3.yaml");
+    let inv = inv.to_str().unwrap();
+    // Sparse: big on paper, nothing on disk.
+    let big = d.join("big.bin");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(280 << 20)
+        .unwrap();
+    let fifo = d.join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (big, fifo) = (big.to_str().unwrap(), fifo.to_str().unwrap());
+    let set_file = |value: &str| {
+        runbook_within(
+            d,
+            &[
+                "validate",
+                plan,
+                "-i",
+                inv,
+                "--set-file",
+                &format!("snapshot={value}"),
+            ],
+            20,
+        )
+    };
+    for (value, why) in [
+        (big, "it is larger than 1 MiB: 293601280 bytes"),
+        (fifo, "it is a FIFO (named pipe), not a regular file"),
+        ("/dev/zero", "it is a character device, not a regular file"),
+        (d.to_str().unwrap(), "it is a directory, not a regular file"),
+    ] {
+        let r = set_file(value).unwrap_or_else(|| panic!("--set-file {value} never finished"));
+        assert_no_panic(&r);
+        assert_eq!(r.code, 2, "--set-file {value}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!(
+                "error: cannot read the value of parameter `snapshot` from {value} (--set-file snapshot={value})"
+            )),
+            "{}",
+            r.stderr
+        );
+        assert!(r.stderr.contains(why), "{value}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("  hint: --set-file NAME=PATH"),
+            "{}",
+            r.stderr
+        );
+    }
+    // A value up to the limit is fine.
+    let small = d.join("small");
+    std::fs::write(&small, "/backups/etcd.db\n").unwrap();
+    let r = set_file(small.to_str().unwrap()).unwrap();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    // The plan or the inventory as a FIFO, a device or a huge file.
+    let big_doc = d.join("big.yaml");
+    std::fs::File::create(&big_doc)
+        .unwrap()
+        .set_len(9 << 20)
+        .unwrap();
+    let big_doc = big_doc.to_str().unwrap();
+    for (p, i, bad, why) in [
+        (
+            fifo,
+            inv,
+            fifo,
+            "it is a FIFO (named pipe), not a regular file",
+        ),
+        (
+            plan,
+            fifo,
+            fifo,
+            "it is a FIFO (named pipe), not a regular file",
+        ),
+        (plan, "/dev/zero", "/dev/zero", "it is a character device"),
+        (
+            big_doc,
+            inv,
+            big_doc,
+            "it is larger than 8 MiB: 9437184 bytes",
+        ),
+    ] {
+        for cmd in ["validate", "plan"] {
+            let r = runbook_within(d, &[cmd, p, "-i", i, "--set", "snapshot=/s.db"], 20)
+                .unwrap_or_else(|| panic!("{cmd} {p} -i {i} never finished"));
+            assert_no_panic(&r);
+            assert_eq!(r.code, 2, "{cmd} {p} -i {i}: {}", r.stderr);
+            assert!(
+                r.stderr.contains(&format!("error: cannot read {bad}")),
+                "{}",
+                r.stderr
+            );
+            assert!(r.stderr.contains(why), "{}", r.stderr);
+            assert!(r.stderr.contains("  hint: "), "{}", r.stderr);
+        }
+    }
+    // apply reads the plan first to see whether it is a saved plan: that must not block either.
+    let r = runbook_within(d, &["apply", fifo, "-i", inv, "--dry-run"], 20)
+        .expect("apply of a FIFO never finished");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("FIFO"), "{}", r.stderr);
+}
+
+/// SSH control directories are private and fresh: a directory planted at a predictable path
+/// (as another user, with files in it) is neither used nor emptied, and a recorded one that
+/// is not ours is refused on resume.
+#[test]
+fn ssh_control_directories_are_private_and_planted_ones_are_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("plan.yaml"),
+        "name: t\nsteps:\n  - { id: a, on: n1, run: 'true' }\n",
+    )
+    .unwrap();
+    // Port 1 refuses at once: the run gets as far as connecting, then stops.
+    std::fs::write(
+        d.join("inv.yaml"),
+        "cluster: ctl\netcd: { version: \"3.5.16\" }\nssh: { port: 1, connect_timeout: 2 }\nnodes:\n  - { name: n1, address: 127.0.0.1, roles: [etcd] }\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(args)
+            .current_dir(d)
+            .env("NO_COLOR", "1")
+            .env("RUNBOOK_LOCK_DIR", d.join("locks"))
+            .env_remove("XDG_RUNTIME_DIR")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let r = common::Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        assert_no_panic(&r);
+        r
+    };
+    let r = run(&[
+        "apply",
+        "plan.yaml",
+        "-i",
+        "inv.yaml",
+        "--run-dir",
+        "run",
+        "--yes",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("unreachable n1"), "{}", r.stderr);
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("run/run.json")).unwrap()).unwrap();
+    let salt = info["run_id"].as_str().unwrap().rsplit('-').next().unwrap();
+
+    // Another user's directory, where a predictable name for this run would be.
+    let nobody = 65534;
+    let plant = |path: &Path| {
+        let _ = std::fs::remove_dir_all(path);
+        std::fs::create_dir_all(path.join(".ssh-connection-planted")).unwrap();
+        std::fs::write(path.join("planted"), "mine").unwrap();
+        std::fs::write(path.join(".ssh-connection-planted/master"), "mine").unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for p in [
+            path.to_path_buf(),
+            path.join("planted"),
+            path.join(".ssh-connection-planted"),
+            path.join(".ssh-connection-planted/master"),
+        ] {
+            std::os::unix::fs::chown(&p, Some(nobody), Some(nobody)).unwrap();
+        }
+    };
+    let untouched = |path: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [".ssh-connection-planted", "planted"], "{path:?}");
+        assert!(path.join(".ssh-connection-planted/master").exists());
+        assert_eq!(std::fs::metadata(path).unwrap().uid(), nobody);
+    };
+    let predictable = Path::new("/tmp").join(format!("runbook-{}-{salt}", nix_uid()));
+    plant(&predictable);
+    let r = run(&["resume", "run", "--yes"]);
+    untouched(&predictable);
+    std::fs::remove_dir_all(&predictable).unwrap();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("unreachable n1"), "{}", r.stderr);
+
+    // The directory of each process of the run is recorded, and gone once it exited.
+    let recorded = std::fs::read_to_string(d.join("run/ssh-control-dirs")).unwrap();
+    let dirs: Vec<&str> = recorded.lines().collect();
+    assert_eq!(dirs.len(), 2, "{recorded}");
+    for d in &dirs {
+        assert!(d.starts_with("/tmp/runbook-apply-"), "{d}");
+        assert!(!Path::new(d).exists(), "{d} was left behind");
+    }
+    let recorded = Path::new(dirs[1]);
+    // Planted there, it is not ours: refused with a warning, nothing in it touched.
+    plant(recorded);
+    let r = run(&["resume", "run", "--yes"]);
+    untouched(recorded);
+    std::fs::remove_dir_all(recorded).unwrap();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "warning: {} is not the private directory a runbook process of this user made",
+            recorded.display()
+        )),
+        "{}",
+        r.stderr
+    );
+}
+
+fn nix_uid() -> u32 {
+    std::fs::metadata("/proc/self").unwrap().uid()
 }

@@ -45,6 +45,7 @@ pub fn apply(
             local,
             resumed: false,
             dry_run: true,
+            control: None,
         });
     }
     let run_id = rundir::new_run_id();
@@ -82,6 +83,7 @@ pub fn apply(
         local,
         resumed: false,
         dry_run: false,
+        control: None,
     })
 }
 
@@ -192,8 +194,8 @@ pub fn resume(run: &str, retry: &[String], skip: &[String], opts: &RunOptions) -
     let mut state = RunState::replay(&graph, &records);
     if state.status.iter().all(Status::satisfied) {
         // An engine killed as it finished may have left its masters behind.
-        if !info.local {
-            crate::executor::ssh::reap_stale_masters(&control_dir(Some(&info.run_id)));
+        for w in reap_earlier(&dir, None) {
+            eprintln!("warning: {w}");
         }
         eprintln!("run {} already succeeded; nothing to resume", info.run_id);
         return EXIT_OK;
@@ -249,6 +251,7 @@ pub fn resume(run: &str, retry: &[String], skip: &[String], opts: &RunOptions) -
         local,
         resumed: true,
         dry_run: false,
+        control: None,
     })
 }
 
@@ -263,6 +266,8 @@ struct Session<'a> {
     local: bool,
     resumed: bool,
     dry_run: bool,
+    /// This process's private SSH control directory, when steps run over SSH.
+    control: Option<PathBuf>,
 }
 
 fn drive(s: Session) -> u8 {
@@ -280,20 +285,23 @@ fn drive(s: Session) -> u8 {
         } else if s.local {
             drive_with(s, Local).await
         } else {
-            let dir = control_dir(s.run.as_ref().map(|r| r.1.run_id.as_str()));
-            if let Err(e) = std::fs::create_dir_all(&dir) {
-                return usage_error(
-                    &format!("cannot create the SSH control directory {}", dir.display()),
-                    &e,
-                    None,
-                );
-            }
-            crate::executor::ssh::reap_stale_masters(&dir);
-            let code = drive_with(s, Ssh::new(dir.clone())).await;
-            // A master a killed earlier process was still starting when this run reaped the
-            // directory has come up since: it belongs to this run's directory, stop it too.
-            crate::executor::ssh::reap_stale_masters(&dir);
-            let _ = std::fs::remove_dir_all(&dir);
+            let control = match crate::executor::ssh::private_control_dir("apply") {
+                Ok(d) => d,
+                Err(e) => {
+                    return usage_error("cannot create the SSH control directory", &e, None);
+                }
+            };
+            let exec = Ssh::new(control.path().to_path_buf());
+            let code = drive_with(
+                Session {
+                    control: Some(control.path().to_path_buf()),
+                    ..s
+                },
+                exec,
+            )
+            .await;
+            // Dropping it removes it (also when unwinding from a panic).
+            drop(control);
             code
         }
     })
@@ -302,20 +310,13 @@ fn drive(s: Session) -> u8 {
 async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
     let graph = Arc::new(s.graph);
     let exec = Arc::new(exec);
-    let (user, host) = rundir::who();
     let run_id = s
         .run
         .as_ref()
         .map_or_else(|| "dry-run".to_string(), |r| r.1.run_id.clone());
     let cluster = graph.runbook.inventory.cluster.clone();
-    let holder = Holder {
-        run_id: run_id.clone(),
-        cluster: cluster.clone(),
-        user: user.clone(),
-        host: host.clone(),
-        pid: std::process::id(),
-        since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-    };
+    let holder = Holder::this_process(&run_id, &cluster);
+    let (user, host) = (holder.user.clone(), holder.host.clone());
     let reporter = Reporter::new(s.opts.output, graph.runbook.instances.len());
     // Every node of the cluster: the lock covers the cluster, and etcd-native steps on this
     // machine reach every member through its master.
@@ -340,6 +341,18 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
             }
         }
     };
+    // Under the lock, so a run still going keeps its masters: those of earlier processes of
+    // this run (killed, say) are stopped, and this process's directory is recorded after theirs.
+    if let (Some(control), Some((dir, _))) = (&s.control, &s.run) {
+        for w in reap_earlier(dir, None) {
+            reporter.say(&format!("warning: {w}"));
+        }
+        let mut line = control.as_os_str().as_encoded_bytes().to_vec();
+        line.push(b'\n');
+        if let Err(e) = dir.append(CONTROL_RECORD, &line) {
+            reporter.say(&format!("warning: {e}"));
+        }
+    }
     let journal = match &s.run {
         Some((dir, _)) => match Journal::open(&dir.journal()) {
             Ok(j) => Some(j),
@@ -444,9 +457,14 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
         && let Err(e) = lock::acquire_nodes(exec.as_ref(), &nodes, &holder).await
     {
         shared.reporter.say(&format!("error: {e}"));
-        shared.reporter.say(
-            "  hint: wait for that run, or resume it; a lock left by a dead run is removed by hand on the node",
+        let inventory = s.run.as_ref().map_or_else(
+            || "INVENTORY".to_string(),
+            |r| crate::shell::quote(&r.1.inventory.display().to_string()),
         );
+        shared.reporter.say(&format!(
+            "  hint: wait for that run, or resume it; once it is over, `runbook unlock {cluster} -i {inventory}{}` removes a lock whose holder is provably gone, and with --force any lock",
+            if s.local { " --local" } else { "" }
+        ));
         refused = Some("not started: cluster locked".to_string());
         refused_early = true;
     }
@@ -486,10 +504,27 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
     };
     shared.emit(Event::RunFinished { status });
     exec.close().await;
-
-    if !shared.reporter.is_json() {
-        print!("{}", shared.reporter.summary(&graph, &state, s.dry_run));
+    // A master an earlier process was still starting when this one reaped its directory
+    // may have come up since: stop it too, now that nothing of the run needs the hosts.
+    if let (Some(control), Some((dir, _))) = (&s.control, &s.run) {
+        for w in reap_earlier(dir, Some(control)) {
+            shared.reporter.say(&format!("warning: {w}"));
+        }
     }
+
+    // The run is over whatever happens to its output; output that could not be written
+    // (other than to a reader that left) fails a run that otherwise succeeded.
+    let printed = if shared.reporter.is_json() {
+        match shared.reporter.stdout_failure() {
+            Some(e) => {
+                eprintln!("error: cannot write the run's events to standard output: {e}");
+                false
+            }
+            None => true,
+        }
+    } else {
+        super::print_out(&shared.reporter.summary(&graph, &state, s.dry_run)).is_ok()
+    };
     let took = shared.reporter.elapsed().as_secs_f64();
     let counts = count(&state);
     match status {
@@ -515,6 +550,7 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
         }
     }
     match status {
+        RunStatus::Succeeded if !printed => EXIT_INVALID,
         RunStatus::Succeeded => EXIT_OK,
         RunStatus::Interrupted => EXIT_INTERRUPTED,
         RunStatus::Failed if refused_early => EXIT_USAGE,
@@ -698,13 +734,7 @@ fn approval(g: &StepGraph, opts: &RunOptions, dry_run: bool) -> Result<Approval,
 fn compile(plan: &Path, inventory: &Path, sets: &[ParamValue]) -> Result<StepGraph, u8> {
     let compiled = match pipeline::compile_files(plan, inventory, sets) {
         Ok(c) => c,
-        Err(e) => {
-            return Err(usage_error(
-                &format!("cannot read {}", e.path),
-                &e.error,
-                None,
-            ));
-        }
+        Err(e) => return Err(super::unreadable(&e)),
     };
     eprint!("{}", compiled.diagnostics.render(&compiled.sources));
     compiled.graph.ok_or_else(|| {
@@ -721,18 +751,17 @@ fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// A short directory for SSH control sockets (a socket path must fit in 107 bytes).
-fn control_dir(run_id: Option<&str>) -> PathBuf {
-    let base = std::env::var_os("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    let uid = nix::unistd::getuid();
-    base.join(format!(
-        "runbook-{uid}-{}",
-        run_id
-            .unwrap_or("dry-run")
-            .rsplit('-')
-            .next()
-            .unwrap_or("run")
-    ))
+/// Stops the masters of this run's earlier processes (killed, say), from the directories
+/// they recorded, all but `own`; returns warnings about directories it left alone.
+fn reap_earlier(dir: &RunDir, own: Option<&Path>) -> Vec<String> {
+    let earlier = std::fs::read_to_string(dir.path.join(CONTROL_RECORD)).unwrap_or_default();
+    earlier
+        .lines()
+        .filter(|l| !l.is_empty() && Some(Path::new(l)) != own)
+        .filter_map(|l| crate::executor::ssh::reap_stale_masters(Path::new(l)).err())
+        .collect()
 }
+
+/// The run directory's record of the SSH control directory of every process that ran it, one
+/// a line.
+const CONTROL_RECORD: &str = "ssh-control-dirs";

@@ -1,6 +1,7 @@
 //! `runbook discover HOST...`: read each control-plane node's etcd static pod manifest over
 //! SSH and write the inventory it describes — names, addresses, data dir, URLs, certificate
-//! paths, the etcd version from the image — checked by the same loader plans use.
+//! paths, the etcd version from the image, and the etcdctl and etcdutl of that version on the
+//! node — checked by the same loader plans use.
 
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use crate::diag::SourceMap;
 use crate::executor::ssh::Ssh;
 use crate::executor::{Executor, Target};
 use crate::inventory::model::Node;
+use crate::inventory::version::EtcdVersion;
 use crate::shell::quote;
 use crate::yaml::LoadFailure;
 
@@ -25,8 +27,112 @@ struct Found {
     peer_port: u16,
     tls: Option<(String, String, String)>,
     control_plane: bool,
-    etcdctl: Option<String>,
-    etcdutl: Option<String>,
+    etcdctl: ToolChoice,
+    /// None before etcd 3.5, which has no etcdutl.
+    etcdutl: Option<ToolChoice>,
+}
+
+impl Found {
+    /// What is wrong with this node's tools, one line each.
+    fn notes(&self) -> Vec<String> {
+        [Some(&self.etcdctl), self.etcdutl.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.note(&self.name))
+            .collect()
+    }
+}
+
+/// An etcd tool found on a node, with the version `TOOL version` printed (None: it did not
+/// run, or printed none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Candidate {
+    path: String,
+    version: Option<EtcdVersion>,
+}
+
+impl Candidate {
+    /// Its path in the etcd container's image, when it was found inside the running container
+    /// (through /proc/PID/root): gone once etcd stops.
+    fn in_image(&self) -> Option<&str> {
+        let (_pid, rest) = self.path.strip_prefix("/proc/")?.split_once('/')?;
+        rest.strip_prefix("root")
+    }
+
+    fn in_container(&self) -> bool {
+        self.in_image().is_some()
+    }
+}
+
+/// Which etcdctl or etcdutl a node's inventory entry names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ToolChoice {
+    /// A build of the member's etcd version (major.minor), on the node's own filesystem.
+    Use(String),
+    /// None: what was found instead, for the operator.
+    NoMatch {
+        tool: &'static str,
+        want: EtcdVersion,
+        found: Vec<Candidate>,
+    },
+}
+
+/// Prefers the member's exact version, then the first (in probe order: PATH, etcd's own
+/// directory, the usual install directories) of its major.minor: a restore must use the tool
+/// of the snapshot's etcd, and `tools::check` refuses a run with another. A build inside the
+/// etcd container is never chosen: the path vanishes when a restore stops etcd.
+fn choose(tool: &'static str, want: EtcdVersion, found: &[Candidate]) -> ToolChoice {
+    let usable = || found.iter().filter(|c| !c.in_container());
+    let same_minor = |v: &EtcdVersion| (v.major, v.minor) == (want.major, want.minor);
+    usable()
+        .find(|c| c.version == Some(want))
+        .or_else(|| usable().find(|c| c.version.as_ref().is_some_and(same_minor)))
+        .map(|c| ToolChoice::Use(c.path.clone()))
+        .unwrap_or_else(|| ToolChoice::NoMatch {
+            tool,
+            want,
+            found: found.to_vec(),
+        })
+}
+
+impl ToolChoice {
+    /// For a node without a matching tool: what was found and what to do, in one line.
+    fn note(&self, node: &str) -> Option<String> {
+        let ToolChoice::NoMatch { tool, want, found } = self else {
+            return None;
+        };
+        let minor = format!("{}.{}", want.major, want.minor);
+        let seen: Vec<String> = found
+            .iter()
+            .filter(|c| !c.in_container())
+            .map(|c| match c.version {
+                Some(v) => format!("{} is {v}", c.path),
+                None => format!("{} does not run", c.path),
+            })
+            .collect();
+        let seen = if seen.is_empty() {
+            "none was found".to_string()
+        } else {
+            seen.join(", ")
+        };
+        let inside = found
+            .iter()
+            .find(|c| {
+                c.in_container()
+                    && c.version
+                        .is_some_and(|v| (v.major, v.minor) == (want.major, want.minor))
+            })
+            .and_then(|c| c.in_image())
+            .map(|image| {
+                format!(
+                    "; the etcd container has one ({image} in its image): copy it out while etcd runs, e.g. cp /proc/$(pgrep -xo etcd)/root{image} /usr/local/bin/{tool}-{minor}"
+                )
+            })
+            .unwrap_or_default();
+        Some(format!(
+            "{node} has no {tool} {minor} for its etcd {want} ({seen}){inside}; install one and set etcd.{tool} to it"
+        ))
+    }
 }
 
 fn flag<'a>(words: &'a [String], name: &str) -> Option<&'a str> {
@@ -125,12 +231,12 @@ pub fn run(d: &Discover) -> u8 {
         Ok(rt) => rt,
         Err(e) => return usage_error("cannot start the async runtime", &e, None),
     };
-    let control = std::env::temp_dir().join(format!("runbook-discover-{}", std::process::id()));
-    if let Err(e) = std::fs::create_dir_all(&control) {
-        return usage_error("cannot create the SSH control directory", &e, None);
-    }
+    let control = match crate::executor::ssh::private_control_dir("discover") {
+        Ok(d) => d,
+        Err(e) => return usage_error("cannot create the SSH control directory", &e, None),
+    };
     let found = rt.block_on(async {
-        let exec = Ssh::new(control.clone());
+        let exec = Ssh::new(control.path().to_path_buf());
         let nodes: Vec<&Node> = boot.nodes.iter().collect();
         let failed = exec.connect(&nodes).await;
         let result = if failed.is_empty() {
@@ -153,7 +259,7 @@ pub fn run(d: &Discover) -> u8 {
         exec.close().await;
         result
     });
-    let _ = std::fs::remove_dir_all(&control);
+    drop(control);
     let found = match found {
         Ok(f) => f,
         Err(errors) => {
@@ -164,6 +270,9 @@ pub fn run(d: &Discover) -> u8 {
         }
     };
     for (n, f) in boot.nodes.iter().zip(&found) {
+        for note in f.notes() {
+            eprintln!("warning: {note}");
+        }
         if n.address != f.address {
             eprintln!(
                 "warning: {} advertises its peer URL on {}: the inventory uses that address (restores compute member IDs from it); make sure ssh reaches it",
@@ -185,11 +294,14 @@ pub fn run(d: &Discover) -> u8 {
     let _ = std::fs::remove_file(&check);
     if let Err(e) = loaded {
         eprintln!("error: the discovered inventory does not load:\n{e}");
-        print!("{yaml}");
-        return EXIT_INVALID;
+        return super::print_out(&yaml).err().unwrap_or(EXIT_INVALID);
     }
     match &d.out {
-        None => print!("{yaml}"),
+        None => {
+            if let Err(code) = super::print_out(&yaml) {
+                return code;
+            }
+        }
         Some(p) => {
             if let Err(e) = std::fs::write(p, &yaml) {
                 return usage_error(&format!("cannot write {}", p.display()), &e, None);
@@ -200,9 +312,65 @@ pub fn run(d: &Discover) -> u8 {
     EXIT_OK
 }
 
+/// Lists every etcdctl and etcdutl on a node with its version, one line each:
+/// `TOOL<TAB>PATH<TAB>REAL PATH<TAB>VERSION LINE` (the last empty when it does not run). Where
+/// it looks, in order: PATH; the directory of etcd itself (the manifest's command when it is a
+/// path, and the running etcd's binary when it shares the host's root); the usual install
+/// directories; and the running etcd container's binary directory, through /proc/PID/root.
+/// `$1` is the manifest's command.
+const TOOL_PROBE: &str = r#"cmd=$1; dirs=$(printf '%s' "$PATH" | tr ':' '\n')
+case $cmd in /*) dirs="$dirs
+${cmd%/*}" ;; esac
+pid=$(pgrep -xo etcd 2>/dev/null)
+if [ -n "$pid" ] && exe=$(readlink "/proc/$pid/exe" 2>/dev/null) && [ -n "$exe" ]; then
+  if [ "$(stat -L -c %d:%i "/proc/$pid/root" 2>/dev/null)" = "$(stat -L -c %d:%i / 2>/dev/null)" ]; then
+    dirs="$dirs
+${exe%/*}"
+  else
+    inside="/proc/$pid/root${exe%/*}"
+  fi
+fi
+dirs="$dirs
+/usr/local/bin
+/usr/bin
+/opt/etcd/bin
+/opt/etcd
+$inside"
+t=; command -v timeout >/dev/null 2>&1 && t="timeout 10"
+for tool in etcdctl etcdutl; do
+  printf '%s\n' "$dirs" | while IFS= read -r d; do
+    p=$d/$tool
+    [ -n "$d" ] && [ -f "$p" ] && [ -x "$p" ] || continue
+    # Inside the container, the host's readlink would resolve through the wrong root.
+    case $p in /proc/*) real=$p ;; *) real=$(readlink -f "$p" 2>/dev/null) || real=$p ;; esac
+    line=$($t "$p" version </dev/null 2>/dev/null | grep -m 1 'version:' | tr '\t' ' ')
+    printf '%s\t%s\t%s\t%s\n' "$tool" "$p" "$real" "$line"
+  done
+done
+true"#;
+
+/// The probe's lines for `tool`, in order, once per real file.
+fn candidates(probe: &str, tool: &str) -> Vec<Candidate> {
+    let mut seen = std::collections::HashSet::new();
+    probe
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split('\t');
+            let (t, path, real, line) = (f.next()?, f.next()?, f.next()?, f.next().unwrap_or(""));
+            (t == tool && seen.insert(real.to_string())).then(|| Candidate {
+                path: path.to_string(),
+                version: line
+                    .split("version:")
+                    .nth(1)
+                    .and_then(|v| EtcdVersion::parse(v.trim())),
+            })
+        })
+        .collect()
+}
+
 async fn read_node(exec: &Ssh, n: &Node, dir: &str) -> Result<Found, String> {
     let script = format!(
-        "cat -- {m}/etcd.yaml && echo '---runbook---' && {{ test -e {m}/kube-apiserver.yaml && echo control-plane; true; }} && echo '---runbook---' && {{ command -v etcdctl; true; }} && echo '---runbook---' && {{ command -v etcdutl; true; }}",
+        "cat -- {m}/etcd.yaml && echo '---runbook---' && {{ test -e {m}/kube-apiserver.yaml && echo control-plane; true; }}",
         m = quote(dir)
     );
     let out = exec
@@ -263,6 +431,33 @@ async fn read_node(exec: &Ssh, n: &Node, dir: &str) -> Result<Found, String> {
             .map(|s| s.trim().to_string())
             .filter(|s| !s.is_empty())
     };
+    let command = words.first().map(String::as_str).unwrap_or("etcd");
+    let probe = exec
+        .shell(
+            Target::Node(n),
+            &format!(
+                "sh -c {} runbook-probe {}",
+                quote(TOOL_PROBE),
+                quote(command)
+            ),
+            &[],
+            Duration::from_secs(60),
+        )
+        .await
+        .map_err(|e| e.0)?;
+    if !probe.success() {
+        return Err(format!(
+            "cannot look for etcdctl and etcdutl: {}",
+            String::from_utf8_lossy(&probe.stderr).trim()
+        ));
+    }
+    let probe = String::from_utf8_lossy(&probe.stdout);
+    let want = EtcdVersion::parse(&version)
+        .ok_or_else(|| format!("cannot read an etcd version from {version:?}"))?;
+    let etcdctl = choose("etcdctl", want, &candidates(&probe, "etcdctl"));
+    let etcdutl = want
+        .has_etcdutl()
+        .then(|| choose("etcdutl", want, &candidates(&probe, "etcdutl")));
     Ok(Found {
         name,
         address,
@@ -275,8 +470,8 @@ async fn read_node(exec: &Ssh, n: &Node, dir: &str) -> Result<Found, String> {
         peer_port,
         tls,
         control_plane: line(1).is_some(),
-        etcdctl: line(2),
-        etcdutl: line(3),
+        etcdctl,
+        etcdutl,
     })
 }
 
@@ -307,11 +502,20 @@ fn render(d: &Discover, found: &[Found]) -> String {
             quote_yaml(key)
         );
     }
-    if let Some(p) = &first.etcdctl {
-        let _ = writeln!(y, "  etcdctl: {}", quote_yaml(p));
+    // The first node's tools for all; another node's own below, when they differ. A node
+    // without a build of its etcd version gets a comment here (and a warning on stderr).
+    for (tool, choice) in [
+        ("etcdctl", Some(&first.etcdctl)),
+        ("etcdutl", first.etcdutl.as_ref()),
+    ] {
+        if let Some(ToolChoice::Use(p)) = choice {
+            let _ = writeln!(y, "  {tool}: {}", quote_yaml(p));
+        }
     }
-    if let Some(p) = &first.etcdutl {
-        let _ = writeln!(y, "  etcdutl: {}", quote_yaml(p));
+    for f in found {
+        for note in f.notes() {
+            let _ = writeln!(y, "  # warning: {note}");
+        }
     }
     y.push_str("ssh:\n");
     let _ = writeln!(y, "  user: {}\n  port: {}", quote_yaml(&d.user), d.port);
@@ -337,10 +541,214 @@ fn render(d: &Discover, found: &[Found]) -> String {
         if f.data_dir != first.data_dir {
             etcd.push(format!("data_dir: {}", quote_yaml(&f.data_dir)));
         }
+        for (tool, mine, theirs) in [
+            ("etcdctl", Some(&f.etcdctl), Some(&first.etcdctl)),
+            ("etcdutl", f.etcdutl.as_ref(), first.etcdutl.as_ref()),
+        ] {
+            if let Some(ToolChoice::Use(p)) = mine
+                && mine != theirs
+            {
+                etcd.push(format!("{tool}: {}", quote_yaml(p)));
+            }
+        }
         if !etcd.is_empty() {
             let _ = write!(y, ", etcd: {{ {} }}", etcd.join(", "));
         }
         y.push_str(" }\n");
     }
     y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn v(s: &str) -> EtcdVersion {
+        EtcdVersion::parse(s).unwrap()
+    }
+
+    fn c(path: &str, version: Option<&str>) -> Candidate {
+        Candidate {
+            path: path.into(),
+            version: version.map(v),
+        }
+    }
+
+    #[test]
+    fn the_members_version_wins_over_the_first_on_path() {
+        let found = [
+            c("/usr/bin/etcdctl", Some("3.4.23")),
+            c("/usr/local/bin/etcdctl", Some("3.5.9")),
+            c("/opt/etcd/etcdctl", Some("3.5.1")),
+        ];
+        // The exact version first, then the first of the same minor.
+        assert_eq!(
+            choose("etcdctl", v("3.5.1"), &found),
+            ToolChoice::Use("/opt/etcd/etcdctl".into())
+        );
+        assert_eq!(
+            choose("etcdctl", v("3.5.4"), &found),
+            ToolChoice::Use("/usr/local/bin/etcdctl".into())
+        );
+        assert_eq!(
+            choose("etcdctl", v("3.4.30"), &found),
+            ToolChoice::Use("/usr/bin/etcdctl".into())
+        );
+    }
+
+    #[test]
+    fn without_a_match_the_note_says_what_was_found_and_what_to_do() {
+        let found = [
+            c("/usr/bin/etcdutl", Some("3.4.23")),
+            c("/usr/local/bin/etcdutl", None),
+            c("/proc/77/root/usr/local/bin/etcdutl", Some("3.5.1")),
+        ];
+        let choice = choose("etcdutl", v("3.5.1"), &found);
+        assert!(matches!(choice, ToolChoice::NoMatch { .. }), "{choice:?}");
+        assert_eq!(
+            choice.note("cp1").unwrap(),
+            "cp1 has no etcdutl 3.5 for its etcd 3.5.1 (/usr/bin/etcdutl is 3.4.23, /usr/local/bin/etcdutl does not run); the etcd container has one (/usr/local/bin/etcdutl in its image): copy it out while etcd runs, e.g. cp /proc/$(pgrep -xo etcd)/root/usr/local/bin/etcdutl /usr/local/bin/etcdutl-3.5; install one and set etcd.etcdutl to it"
+        );
+        let none = choose("etcdutl", v("3.6.0"), &[]);
+        assert!(
+            none.note("cp2")
+                .unwrap()
+                .starts_with("cp2 has no etcdutl 3.6 for its etcd 3.6.0 (none was found);")
+        );
+        assert_eq!(ToolChoice::Use("/x".into()).note("cp1"), None);
+    }
+
+    /// The probe, run by sh as a node would: PATH first, then etcd's own directory; one line
+    /// per real file, with its version.
+    #[test]
+    fn the_probe_finds_tools_on_path_and_beside_etcd() {
+        let dir = tempfile::tempdir().unwrap();
+        let tool = |sub: &str, name: &str, body: &str| {
+            let d = dir.path().join(sub);
+            std::fs::create_dir_all(&d).unwrap();
+            let p = d.join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        tool("path", "etcdctl", "echo 'etcdctl version: 3.4.23'");
+        tool("etcd", "etcd", "exit 0");
+        tool(
+            "etcd",
+            "etcdctl",
+            "echo 'etcdctl version: 3.5.1'; echo 'API version: 3.5'",
+        );
+        tool("etcd", "etcdutl", "echo 'etcdutl version: 3.5.1'");
+        tool("etcd", "broken", "exit 1");
+        // A second name for etcd's own etcdctl, later on PATH.
+        std::fs::create_dir(dir.path().join("path2")).unwrap();
+        std::os::unix::fs::symlink(
+            dir.path().join("etcd/etcdctl"),
+            dir.path().join("path2/etcdctl"),
+        )
+        .unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(TOOL_PROBE)
+            .arg("runbook-probe")
+            .arg(dir.path().join("etcd/etcd"))
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}:/usr/bin:/bin",
+                    dir.path().join("path").display(),
+                    dir.path().join("path2").display()
+                ),
+            )
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let probe = String::from_utf8(out.stdout).unwrap();
+        // Only this test's files: the machine may have etcd tools of its own.
+        let mine = |tool: &str| -> Vec<Candidate> {
+            candidates(&probe, tool)
+                .into_iter()
+                .filter(|c| c.path.starts_with(&*dir.path().to_string_lossy()))
+                .map(|c| Candidate {
+                    path: c.path[dir.path().to_string_lossy().len()..].to_string(),
+                    ..c
+                })
+                .collect()
+        };
+        // etcd's own etcdctl is listed once, under the first name found for it.
+        assert_eq!(
+            mine("etcdctl"),
+            [
+                c("/path/etcdctl", Some("3.4.23")),
+                c("/path2/etcdctl", Some("3.5.1"))
+            ]
+        );
+        assert_eq!(mine("etcdutl"), [c("/etcd/etcdutl", Some("3.5.1"))]);
+        assert_eq!(
+            choose("etcdctl", v("3.5.1"), &mine("etcdctl")),
+            ToolChoice::Use("/path2/etcdctl".into())
+        );
+    }
+
+    #[test]
+    fn the_inventory_names_matching_tools_and_comments_on_missing_ones() {
+        let d = Discover {
+            hosts: vec!["10.0.0.11".into(), "10.0.0.12".into()],
+            cluster: "prod".into(),
+            user: "root".into(),
+            port: 22,
+            identity: None,
+            known_hosts: None,
+            ssh_config: None,
+            manifests_dir: "/etc/kubernetes/manifests".into(),
+            out: None,
+        };
+        let node = |name: &str, address: &str, etcdutl: ToolChoice| Found {
+            name: name.into(),
+            address: address.into(),
+            version: "3.5.1".into(),
+            data_dir: "/var/lib/etcd".into(),
+            scheme: "https".into(),
+            client_port: 2379,
+            peer_port: 2380,
+            tls: Some((
+                "/pki/ca.crt".into(),
+                "/pki/c.crt".into(),
+                "/pki/c.key".into(),
+            )),
+            control_plane: true,
+            etcdctl: ToolChoice::Use("/opt/etcd/etcdctl".into()),
+            etcdutl: Some(etcdutl),
+        };
+        let found = [
+            node(
+                "cp1",
+                "10.0.0.11",
+                ToolChoice::Use("/opt/etcd/etcdutl".into()),
+            ),
+            node(
+                "cp2",
+                "10.0.0.12",
+                choose(
+                    "etcdutl",
+                    v("3.5.1"),
+                    &[c("/usr/bin/etcdutl", Some("3.4.23"))],
+                ),
+            ),
+        ];
+        let yaml = render(&d, &found);
+        assert!(
+            yaml.contains("  etcdctl: \"/opt/etcd/etcdctl\"\n  etcdutl: \"/opt/etcd/etcdutl\"\n"),
+            "{yaml}"
+        );
+        assert!(
+            yaml.contains("  # warning: cp2 has no etcdutl 3.5 for its etcd 3.5.1 (/usr/bin/etcdutl is 3.4.23); install one and set etcd.etcdutl to it\n"),
+            "{yaml}"
+        );
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &yaml).unwrap();
+        let inv = crate::inventory::load(file.path(), &mut SourceMap::default())
+            .unwrap_or_else(|e| panic!("{yaml}\n{e:?}"));
+        assert_eq!(inv.nodes[0].etcd.etcdutl, "/opt/etcd/etcdutl");
+    }
 }

@@ -46,7 +46,7 @@ pub fn run(d: &Drill) -> u8 {
     };
     let nodes: Vec<String> = (1..=d.spec.nodes).map(|i| format!("cp{i}")).collect();
     let code = match drill(d, &plan, &inventory, &nodes, started) {
-        Ok(()) => EXIT_OK,
+        Ok(summary) => super::print_out(&summary).err().unwrap_or(EXIT_OK),
         Err(e) => {
             eprintln!("error: restore drill FAILED: {e}");
             EXIT_INVALID
@@ -62,7 +62,7 @@ fn drill(
     inventory: &Path,
     nodes: &[String],
     started: Instant,
-) -> Result<(), String> {
+) -> Result<String, String> {
     let before = write_keys(&d.name, "/drill/", d.keys, "before")?;
     eprintln!("drill: wrote {} keys under /drill/", before.len());
     let namespaces = kubectl(&d.name, &["get", "namespaces", "-o", "name"])?;
@@ -220,18 +220,16 @@ fn drill(
     report.push(
         "kube-apiserver ready on every node: the snapshot's namespaces (drill-later gone), encrypted Secrets readable, a write accepted".into(),
     );
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "\nRestore drill: PASSED");
+    let mut out = String::from("\nRestore drill: PASSED\n");
     for line in &report {
-        let _ = writeln!(out, "  ok  {line}");
+        out.push_str(&format!("  ok  {line}\n"));
     }
-    let _ = writeln!(
-        out,
-        "  restore (runbook apply) took {:.1}s; whole drill {:.1}s",
+    out.push_str(&format!(
+        "  restore (runbook apply) took {:.1}s; whole drill {:.1}s\n",
         restore.as_secs_f64(),
         started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    ));
+    Ok(out)
 }
 
 /// What the restore did to the store's revision: with `--bump-revision` (etcd 3.5.10+, 3.6)

@@ -1,6 +1,6 @@
 //! `runbook lab`: bring a local lab of real hosts up and down, inspect it, run commands in it.
 
-use super::{EXIT_INVALID, EXIT_OK, usage_error};
+use super::{EXIT_INVALID, EXIT_OK, print_out, usage_error};
 use crate::cli::{LabCommand, LabEtcd, LabShape};
 use crate::lab::{self, Flavor, LabError};
 
@@ -8,7 +8,7 @@ pub fn run(cmd: LabCommand) -> u8 {
     let result = match cmd {
         LabCommand::Up { lab, shape } => {
             // The inventory path is the command's data: the only thing on stdout.
-            lab::up(&lab.name, &spec(shape)).map(|inventory| println!("{}", inventory.display()))
+            lab::up(&lab.name, &spec(shape)).map(|inventory| format!("{}\n", inventory.display()))
         }
         LabCommand::Drill {
             lab,
@@ -33,16 +33,17 @@ pub fn run(cmd: LabCommand) -> u8 {
                 _ => lab::Binaries::Kubernetes,
             };
             // The directory is the command's data: the only thing on stdout.
-            lab::bin(which).map(|dir| println!("{}", dir.display()))
+            lab::bin(which).map(|dir| format!("{}\n", dir.display()))
         }
-        LabCommand::Down { lab } => lab::down(&lab.name),
+        LabCommand::Down { lab } => lab::down(&lab.name).map(|()| String::new()),
+        // The table is the command's data.
         LabCommand::Status { lab } => lab::status(&lab.name),
         // Replaces this process on success: the command's exit status is the exit status.
         LabCommand::Exec { lab, node, command } => Err(lab::exec(&lab.name, &node, &command)),
-        LabCommand::Init { node_dir } => lab::init(&node_dir),
+        LabCommand::Init { node_dir } => lab::init(&node_dir).map(|()| String::new()),
     };
     match result {
-        Ok(()) => EXIT_OK,
+        Ok(out) => print_out(&out).err().unwrap_or(EXIT_OK),
         Err(e) => report(e),
     }
 }

@@ -10,12 +10,14 @@ mod report;
 mod schema;
 mod snapshot;
 mod status;
+mod unlock;
 mod validate;
 
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command, PlanInput};
 use crate::compile::ParamValue;
+use crate::input::InputError;
 
 /// Exit codes are part of the CLI contract.
 pub const EXIT_OK: u8 = 0;
@@ -52,8 +54,28 @@ pub fn run(cli: Cli) -> ExitCode {
             run_opts,
         } => apply::resume(&run, &retry, &skip, &run_opts),
         Command::Status { run, format } => status::run(&run, format),
+        Command::Unlock(args) => unlock::run(&args),
     };
     ExitCode::from(code)
+}
+
+/// Writes a command's output to standard output, flushed.
+///
+/// A reader that went away (`runbook status RUN | head -1`: EPIPE) is not an error: the rest
+/// was not wanted, and the command's own exit status stands. Any other failure
+/// (`> /dev/full`: ENOSPC) is reported, and the caller exits with the code returned.
+///
+/// SIGPIPE stays ignored, as Rust sets it, instead of being reset so that the process dies
+/// like a C tool: `apply` prints while a run is going, and a closed pipe must never kill a
+/// run mid-step, before its journal, node locks and SSH control directory are settled.
+pub(crate) fn print_out(text: &str) -> Result<(), u8> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(usage_error("cannot write to standard output", &e, None)),
+    }
 }
 
 /// Prints a usage-level failure (unreadable input) the uv way: `error:`, `Caused by:`, `hint:`.
@@ -64,6 +86,25 @@ pub(crate) fn usage_error(what: &str, cause: &dyn std::fmt::Display, hint: Optio
         eprintln!("  hint: {h}");
     }
     EXIT_USAGE
+}
+
+/// A plan or inventory that could not be read at all (exit 2), with a hint for the cause.
+pub(crate) fn unreadable(e: &crate::pipeline::Unreadable) -> u8 {
+    let hint = match &e.error {
+        InputError::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
+            "check the path; plans live in plans/, inventories in examples/ or your own repository"
+                .to_string()
+        }
+        InputError::Io(_) => "check the path and its permissions".to_string(),
+        InputError::NotRegular { .. } => {
+            "plans and inventories are read from regular files: a FIFO or a device could block or never end; write it to a file first".to_string()
+        }
+        InputError::TooLarge { .. } => format!(
+            "plans and inventories are small text files (at most {}): check the path",
+            crate::input::size_text(crate::input::DOCUMENT_LIMIT)
+        ),
+    };
+    usage_error(&format!("cannot read {}", e.path), &e.error, Some(&hint))
 }
 
 /// `--set` and `--set-file` as parameter values; a `--set-file` that cannot be read is a usage error.
@@ -78,19 +119,40 @@ pub(crate) fn param_values(input: &PlanInput) -> Result<Vec<ParamValue>, u8> {
         })
         .collect();
     for (k, path) in &input.set_file {
-        match std::fs::read_to_string(path) {
-            Ok(text) => out.push(ParamValue {
+        let what =
+            format!("cannot read the value of parameter `{k}` from {path} (--set-file {k}={path})");
+        let read = crate::input::read_bytes(std::path::Path::new(path), crate::input::VALUE_LIMIT)
+            .map(crate::input::utf8);
+        match read {
+            Ok(Ok(text)) => out.push(ParamValue {
                 name: k.clone(),
                 // A file written by an editor ends with a newline the value does not contain.
                 value: text.strip_suffix('\n').unwrap_or(&text).to_string(),
                 origin: format!("--set-file {k}={path}"),
             }),
-            Err(e) => {
+            Ok(Err((at, _))) => {
                 return Err(usage_error(
-                    &format!("cannot read the value of parameter `{k}` from {path}"),
-                    &e,
-                    Some("--set-file NAME=PATH reads the whole file as the value"),
+                    &what,
+                    &format!("{path}:{}:{}: {at}", at.line, at.column),
+                    Some(&format!(
+                        "a parameter value is UTF-8 text: save the file as UTF-8; to pass a binary file, pass its path: --set {k}={path}"
+                    )),
                 ));
+            }
+            Err(e) => {
+                let hint = match &e {
+                    InputError::TooLarge { .. } => format!(
+                        "--set-file NAME=PATH reads a small file (a token, a certificate) whole, as the value, up to {}; to pass a large file, pass its path: --set {k}={path}",
+                        crate::input::size_text(crate::input::VALUE_LIMIT)
+                    ),
+                    InputError::NotRegular { .. } => format!(
+                        "--set-file NAME=PATH reads a regular file whole, as the value; a pipe or device could block or never end: write the value to a file first, or use --set {k}=VALUE"
+                    ),
+                    InputError::Io(_) => {
+                        "--set-file NAME=PATH reads the whole file as the value".to_string()
+                    }
+                };
+                return Err(usage_error(&what, &e, Some(&hint)));
             }
         }
     }

@@ -1,9 +1,8 @@
 //! `runbook plan`: compile and render the step graph (text, json, mermaid, dot).
 
-use std::io::Write as _;
 use std::path::Path;
 
-use super::{EXIT_INVALID, EXIT_OK, param_values, usage_error};
+use super::{EXIT_INVALID, EXIT_OK, param_values, unreadable, usage_error};
 use crate::cli::PlanInput;
 use crate::graph::render::{self, PlanFormat};
 use crate::pipeline;
@@ -15,7 +14,7 @@ pub fn run(input: &PlanInput, format: PlanFormat, out: Option<&Path>) -> u8 {
     };
     let compiled = match pipeline::compile_files(&input.plan, &input.inventory, &sets) {
         Ok(c) => c,
-        Err(e) => return usage_error(&format!("cannot read {}", e.path), &e.error, None),
+        Err(e) => return unreadable(&e),
     };
     // Warnings go with the plan (to stderr); errors mean there is no plan to show.
     eprint!("{}", compiled.diagnostics.render(&compiled.sources));
@@ -42,9 +41,8 @@ pub fn run(input: &PlanInput, format: PlanFormat, out: Option<&Path>) -> u8 {
     }
     match out {
         None => {
-            let mut stdout = std::io::stdout().lock();
-            if let Err(e) = stdout.write_all(text.as_bytes()) {
-                return usage_error("cannot write the plan to standard output", &e, None);
+            if let Err(code) = super::print_out(&text) {
+                return code;
             }
         }
         Some(path) => {

@@ -67,7 +67,9 @@ pub fn run(run: &str, format: ReportFormat) -> u8 {
         ReportFormat::Markdown => markdown(&report),
         ReportFormat::Junit => junit(&report),
     };
-    print!("{text}");
+    if let Err(code) = super::print_out(&text) {
+        return code;
+    }
     if report.passed { EXIT_OK } else { EXIT_INVALID }
 }
 
@@ -312,10 +314,21 @@ fn junit(r: &Report) -> String {
             s.duration_s.unwrap_or(0.0)
         ));
         if s.status == "failed" || s.status == "timed out" {
-            o.push_str(&format!(
-                "><failure message=\"{}\"/></testcase>\n",
-                xml(s.error.as_deref().unwrap_or(&s.status))
-            ));
+            // The first line is the message; the rest (the command, its stderr) the body.
+            let error = s.error.as_deref().unwrap_or(&s.status);
+            let (message, details) = error.split_once('\n').unwrap_or((error, ""));
+            if details.is_empty() {
+                o.push_str(&format!(
+                    "><failure message=\"{}\"/></testcase>\n",
+                    xml(message)
+                ));
+            } else {
+                o.push_str(&format!(
+                    "><failure message=\"{}\">{}</failure></testcase>\n",
+                    xml(message),
+                    xml(details.trim())
+                ));
+            }
         } else if s.status.starts_with("skipped") || s.status == "not run" {
             o.push_str(&format!(
                 "><skipped message=\"{}\"/></testcase>\n",

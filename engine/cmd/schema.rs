@@ -1,6 +1,6 @@
 //! `runbook schema`: print the JSON Schema of plans or inventories.
 
-use super::EXIT_OK;
+use super::{EXIT_OK, print_out};
 use crate::cli::SchemaKind;
 
 pub fn run(kind: SchemaKind) -> u8 {
@@ -8,6 +8,8 @@ pub fn run(kind: SchemaKind) -> u8 {
         SchemaKind::Plan => crate::schema::plan(),
         SchemaKind::Inventory => crate::schema::inventory(),
     };
-    print!("{}", crate::schema::to_text(&v));
-    EXIT_OK
+    match print_out(&crate::schema::to_text(&v)) {
+        Ok(()) => EXIT_OK,
+        Err(code) => code,
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, usage_error};
+use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, print_out, usage_error};
 use crate::cli::{SnapshotCommand, SnapshotFormat};
 use crate::diag::SourceMap;
 use crate::executor::Executor;
@@ -52,16 +52,34 @@ pub fn run(cmd: SnapshotCommand) -> u8 {
                         if let Some(o) = v.as_object_mut() {
                             o.insert("etcdutl_total_keys".into(), s.etcdutl_total_keys().into());
                             o.insert("total_keys_meaning".into(), s.total_keys_meaning().into());
+                            // What is wrong with a damaged file, in words (null otherwise).
+                            let damage = match s.sha256 {
+                                Trailer::Damaged(d) => d.to_string().into(),
+                                _ => serde_json::Value::Null,
+                            };
+                            o.insert("damage".into(), damage);
                         }
-                        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())
+                        let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
+                        if let Err(code) = print_out(&text) {
+                            return code;
+                        }
                     }
-                    SnapshotFormat::Table => print!("{}", table(&s)),
+                    SnapshotFormat::Table => {
+                        if let Err(code) = print_out(&table(&s)) {
+                            return code;
+                        }
+                    }
                 }
                 if s.sha256 == Trailer::Mismatch {
                     eprintln!(
                         "error: {}: the SHA-256 trailer does not match the content: corrupted or truncated",
                         file.display()
                     );
+                    return EXIT_INVALID;
+                }
+                if let Trailer::Damaged(damage) = s.sha256 {
+                    eprintln!("error: {} is damaged: {damage}", file.display());
+                    eprintln!("  hint: {}", damage.hint());
                     return EXIT_INVALID;
                 }
                 if s.sha256 == Trailer::Absent {
@@ -101,9 +119,10 @@ fn table(s: &Status) -> String {
     out.push_str(&line([&row[0], &row[1], &row[2], &row[3]]));
     out.push('\n');
     let trailer = match s.sha256 {
-        Trailer::Ok => "ok",
-        Trailer::Mismatch => "MISMATCH",
-        Trailer::Absent => "absent (raw db copy)",
+        Trailer::Ok => "ok".to_string(),
+        Trailer::Mismatch => "MISMATCH".to_string(),
+        Trailer::Absent => "absent (raw db copy)".to_string(),
+        Trailer::Damaged(d) => format!("DAMAGED: {d}"),
     };
     let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     out.push_str(&format!("sha256 trailer:        {trailer}\n"));
@@ -201,18 +220,17 @@ fn save(file: &Path, inventory: &Path, member: Option<&str>) -> u8 {
         Ok(rt) => rt,
         Err(e) => return usage_error("cannot start the async runtime", &e, None),
     };
-    let dir = std::env::temp_dir().join(format!("runbook-save-{}", std::process::id()));
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        return usage_error("cannot create the SSH control directory", &e, None);
-    }
-    let code = rt.block_on(async {
-        let exec = Ssh::new(dir.clone());
+    let dir = match crate::executor::ssh::private_control_dir("save") {
+        Ok(d) => d,
+        Err(e) => return usage_error("cannot create the SSH control directory", &e, None),
+    };
+    // The directory is removed when `dir` is dropped, after the masters are closed.
+    rt.block_on(async {
+        let exec = Ssh::new(dir.path().to_path_buf());
         let code = save_with(&exec, &members, member, file).await;
         exec.close().await;
         code
-    });
-    let _ = std::fs::remove_dir_all(&dir);
-    code
+    })
 }
 
 async fn save_with(exec: &Ssh, members: &[&Node], member: Option<&str>, file: &Path) -> u8 {
@@ -297,7 +315,9 @@ fn report_saved(r: Result<crate::etcd::save::Saved, String>, source: &str) -> u8
     match r {
         Ok(s) => {
             let mb = s.bytes as f64 / 1e6;
-            println!("{}", s.path.display());
+            if let Err(code) = print_out(&format!("{}\n", s.path.display())) {
+                return code;
+            }
             eprintln!(
                 "saved {} ({mb:.1} MB in {:.2}s, {:.0} MB/s) from {source}: sha256 {}, trailer ok, revision {}, {} keys, hash {}",
                 s.path.display(),

@@ -1,6 +1,6 @@
 //! `runbook status RUN`: every step's state, from the run's journal and its recorded plan.
 
-use super::{EXIT_OK, usage_error};
+use super::{EXIT_OK, print_out, usage_error};
 use crate::cli::DiagFormat;
 use crate::execute::journal::{self, Event, RunStatus};
 use crate::execute::report::table;
@@ -44,7 +44,7 @@ pub fn run(run: &str, format: DiagFormat) -> u8 {
         (Some(RunStatus::Interrupted), _) => "interrupted",
         (None, _) => "not started",
     };
-    match format {
+    let text = match format {
         DiagFormat::Json => {
             let steps: Vec<_> = plan
                 .steps
@@ -72,15 +72,13 @@ pub fn run(run: &str, format: DiagFormat) -> u8 {
                 "state": overall,
                 "steps": steps,
             });
-            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
         }
         DiagFormat::Text => {
-            println!(
-                "Run {} of {} on {} (started {})",
-                info.run_id, plan.plan, plan.cluster, info.created
+            let mut out = format!(
+                "Run {} of {} on {} (started {})\nFingerprint: {}\nState: {overall}\n",
+                info.run_id, plan.plan, plan.cluster, info.created, plan.fingerprint
             );
-            println!("Fingerprint: {}", plan.fingerprint);
-            println!("State: {overall}");
             let rows: Vec<[String; 4]> = plan
                 .steps
                 .iter()
@@ -98,7 +96,7 @@ pub fn run(run: &str, format: DiagFormat) -> u8 {
                     ]
                 })
                 .collect();
-            print!("{}", table(&rows, None));
+            out.push_str(&table(&rows, None));
             for (i, s) in plan.steps.iter().enumerate() {
                 if state.status[i] == Status::Unknown {
                     let what = if s.idempotent {
@@ -106,10 +104,14 @@ pub fn run(run: &str, format: DiagFormat) -> u8 {
                     } else {
                         "resume settles it from the host's record of the run; without one it asks for --retry or --skip"
                     };
-                    println!("{} started and never finished; {what}", s.id);
+                    out.push_str(&format!("{} started and never finished; {what}\n", s.id));
                 }
             }
+            out
         }
+    };
+    match print_out(&text) {
+        Ok(()) => EXIT_OK,
+        Err(code) => code,
     }
-    EXIT_OK
 }

@@ -1,6 +1,6 @@
 //! `runbook validate`: compile and lint, report every diagnostic, exit 0/1/2.
 
-use super::{EXIT_INVALID, EXIT_OK, param_values, usage_error};
+use super::{EXIT_INVALID, EXIT_OK, param_values, print_out, unreadable};
 use crate::cli::{DiagFormat, PlanInput};
 use crate::diag::Severity;
 use crate::pipeline;
@@ -12,15 +12,7 @@ pub fn run(input: &PlanInput, format: DiagFormat, deny_warnings: bool) -> u8 {
     };
     let compiled = match pipeline::compile_files(&input.plan, &input.inventory, &sets) {
         Ok(c) => c,
-        Err(e) => {
-            return usage_error(
-                &format!("cannot read {}", e.path),
-                &e.error,
-                Some(
-                    "check the path; plans live in plans/, inventories in examples/ or your own repository",
-                ),
-            );
-        }
+        Err(e) => return unreadable(&e),
     };
     let ds = &compiled.diagnostics;
     let errors = ds.count(Severity::Error);
@@ -32,7 +24,10 @@ pub fn run(input: &PlanInput, format: DiagFormat, deny_warnings: bool) -> u8 {
                 "valid": valid,
                 "diagnostics": ds.to_json(),
             });
-            println!("{}", serde_json::to_string_pretty(&v).expect("json"));
+            let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
+            if let Err(code) = print_out(&text) {
+                return code;
+            }
         }
         DiagFormat::Text => {
             eprint!("{}", ds.render(&compiled.sources));
@@ -42,13 +37,16 @@ pub fn run(input: &PlanInput, format: DiagFormat, deny_warnings: bool) -> u8 {
                     .graph
                     .as_ref()
                     .map_or(0, |g| g.runbook.instances.len());
-                println!(
-                    "valid: {} with {} ({}, {})",
+                let line = format!(
+                    "valid: {} with {} ({}, {})\n",
                     input.plan.display(),
                     input.inventory.display(),
                     plural(steps, "step"),
                     plural(warnings, "warning")
                 );
+                if let Err(code) = print_out(&line) {
+                    return code;
+                }
             } else {
                 let why = if errors == 0 {
                     " (--deny-warnings)".to_string()

@@ -55,7 +55,7 @@ pub async fn save(client: &mut Client, dest: &Path) -> Result<Saved, String> {
         .map_err(|e| e.to_string())?;
     if st.sha256 != Trailer::Ok {
         return Err(format!(
-            "{}: the saved stream's SHA-256 trailer is {:?}: the snapshot is not usable",
+            "{}: the saved stream's SHA-256 trailer is {}: the snapshot is not usable",
             dest.display(),
             st.sha256
         ));

@@ -26,6 +26,106 @@ pub struct Holder {
     pub host: String,
     pub pid: u32,
     pub since: String,
+    /// The holder's machine (/etc/machine-id), its boot (the kernel's boot_id) and the
+    /// process's start time (clock ticks after boot, /proc/PID/stat): with them a holder on
+    /// this machine is known to be gone even when its pid was reused or a reboot ended it.
+    /// Absent from locks written before they were recorded, and read by older versions as
+    /// unknown fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<u64>,
+}
+
+impl Holder {
+    /// The holder for this process.
+    pub fn this_process(run_id: &str, cluster: &str) -> Holder {
+        let (user, host) = crate::execute::rundir::who();
+        let pid = std::process::id();
+        Holder {
+            run_id: run_id.to_string(),
+            cluster: cluster.to_string(),
+            user,
+            host,
+            pid,
+            since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            machine_id: machine_id(),
+            boot_id: boot_id(),
+            start_time: start_time(pid),
+        }
+    }
+
+    /// Why the holder is provably no longer running, when it is: it ran on this machine and
+    /// its process is gone (the pid is free, belongs to a process started at another time, or
+    /// the machine rebooted since). A holder on another machine, or one still running, gives
+    /// `None`: only its operator can tell.
+    pub fn gone(&self) -> Option<String> {
+        let this_machine = match (&self.machine_id, machine_id()) {
+            (Some(theirs), Some(ours)) => *theirs == ours,
+            // Written before machine ids were recorded (or none is readable): by host name.
+            _ => self.host == crate::execute::rundir::who().1,
+        };
+        if !this_machine {
+            return None;
+        }
+        let pid = self.pid;
+        let why = if self
+            .boot_id
+            .as_ref()
+            .zip(boot_id())
+            .is_some_and(|(theirs, ours)| *theirs != ours)
+        {
+            " (the machine has rebooted since)"
+        } else {
+            match start_time(pid) {
+                None => "",
+                Some(t) if self.start_time.is_some_and(|s| s != t) => {
+                    " (the pid now belongs to a process started later)"
+                }
+                Some(_) => return None,
+            }
+        };
+        Some(format!(
+            "held by pid {pid} on this host, which is no longer running{why}"
+        ))
+    }
+}
+
+fn machine_id() -> Option<String> {
+    first_line("/etc/machine-id")
+}
+
+fn boot_id() -> Option<String> {
+    first_line("/proc/sys/kernel/random/boot_id")
+}
+
+fn first_line(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// The start time of process `pid` (field 22 of /proc/PID/stat), or `None` if there is no
+/// such process. The command name (field 2) is in parentheses and may hold spaces and
+/// parentheses itself, so fields are counted after the last `)`.
+fn start_time(pid: u32) -> Option<u64> {
+    parse_start_time(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+fn parse_start_time(stat: &str) -> Option<u64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+/// A lock as read from a node: who holds it, and why that holder is gone if it provably is.
+pub fn describe_lock(text: &str) -> (String, Option<String>) {
+    match serde_json::from_str::<Holder>(text.trim()) {
+        Ok(h) => (h.to_string(), h.gone()),
+        Err(_) => (format!("an unreadable lock: {}", text.trim()), None),
+    }
 }
 
 impl std::fmt::Display for Holder {
@@ -124,11 +224,11 @@ pub async fn acquire_nodes<E: Executor>(
         match result {
             Ok(out) if out.success() => taken.push(node),
             Ok(out) if out.code == Some(3) => {
-                let text = String::from_utf8_lossy(&out.stdout);
-                let who = serde_json::from_str::<Holder>(text.trim())
-                    .map(|h| h.to_string())
-                    .unwrap_or_else(|_| format!("an unreadable lock: {}", text.trim()));
-                refusals.push(format!("{} is locked by {who}", node.name));
+                let (who, gone) = describe_lock(&String::from_utf8_lossy(&out.stdout));
+                refusals.push(match gone {
+                    Some(why) => format!("{} is locked by {who}: {why}", node.name),
+                    None => format!("{} is locked by {who}", node.name),
+                });
             }
             Ok(out) => refusals.push(format!(
                 "cannot take the lock {NODE_LOCK} on {}: {}",
@@ -158,4 +258,62 @@ pub async fn release_nodes<E: Executor>(exec: &E, nodes: &[&Node], run_id: &str)
             .map(|node| exec.shell(Target::Node(node), &script, &[], Duration::from_secs(30))),
     )
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_is_gone_only_when_provably_so() {
+        let me = Holder::this_process("r", "c");
+        assert!(me.start_time.is_some());
+        assert_eq!(me.gone(), None);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let was = |f: &dyn Fn(&mut Holder)| {
+            let mut h = me.clone();
+            f(&mut h);
+            h.gone()
+        };
+        assert_eq!(
+            was(&|h| h.pid = dead),
+            Some(format!(
+                "held by pid {dead} on this host, which is no longer running"
+            ))
+        );
+        let reused = was(&|h| h.start_time = h.start_time.map(|t| t + 1)).unwrap();
+        assert!(reused.ends_with("(the pid now belongs to a process started later)"));
+        let rebooted = was(&|h| h.boot_id = Some("another-boot".into())).unwrap();
+        assert!(rebooted.ends_with("(the machine has rebooted since)"));
+        // Another machine, by its id or (for locks without one) by its name: cannot tell.
+        assert_eq!(
+            was(&|h| {
+                h.pid = dead;
+                h.machine_id = Some("another-machine".into());
+            }),
+            None
+        );
+        assert_eq!(
+            was(&|h| {
+                h.pid = dead;
+                h.machine_id = None;
+                h.host = "laptop".into();
+            }),
+            None
+        );
+        // A lock written before the new fields reads, and is judged by host name and pid.
+        let old = r#"{"run_id":"x","cluster":"c","user":"u","host":"laptop","pid":1,"since":"s"}"#;
+        let (who, gone) = describe_lock(old);
+        assert_eq!(who, "run x by u@laptop (pid 1) since s");
+        assert_eq!(gone, None);
+    }
+
+    #[test]
+    fn start_time_is_read_after_the_command_name() {
+        let stat = "42 (a) b (c) R 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 777 19 20";
+        assert_eq!(parse_start_time(stat), Some(777));
+        assert_eq!(parse_start_time("42 (x"), None);
+    }
 }

@@ -34,6 +34,9 @@ pub struct Reporter {
     style: Style,
     start: Instant,
     color: bool,
+    /// Why a JSON event could not be written to stdout, other than its reader leaving (EPIPE):
+    /// the run goes on regardless, and `apply` reports it at the end.
+    stdout_failure: Mutex<Option<String>>,
 }
 
 impl Reporter {
@@ -62,6 +65,7 @@ impl Reporter {
             style,
             start: Instant::now(),
             color,
+            stdout_failure: Mutex::new(None),
         }
     }
 
@@ -88,8 +92,14 @@ impl Reporter {
             Style::Json => {
                 if let Ok(line) = serde_json::to_string(r) {
                     let mut out = std::io::stdout().lock();
-                    let _ = writeln!(out, "{line}");
-                    let _ = out.flush();
+                    if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush())
+                        && e.kind() != std::io::ErrorKind::BrokenPipe
+                    {
+                        self.stdout_failure
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert_with(|| e.to_string());
+                    }
                 }
             }
             Style::Plain => {
@@ -146,6 +156,14 @@ impl Reporter {
             }
             overall.finish_and_clear();
         }
+    }
+
+    /// Why events could not be written to stdout, if they could not.
+    pub fn stdout_failure(&self) -> Option<String> {
+        self.stdout_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn is_json(&self) -> bool {

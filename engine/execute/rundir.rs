@@ -140,6 +140,11 @@ impl RunDir {
         write_private(&self.path.join(name), content, false)
     }
 
+    /// Appends to a file of the run.
+    pub fn append(&self, name: &str, content: &[u8]) -> Result<(), String> {
+        write_private(&self.path.join(name), content, true)
+    }
+
     /// Appends to a step's log.
     pub fn append_log(&self, id: &str, content: &[u8]) -> Result<(), String> {
         write_private(&self.log(id), content, true)

@@ -91,7 +91,9 @@ pub fn params(inputs: &Inputs) -> Vec<ParamValue> {
 
 /// A saved plan's fingerprint and inputs, if `path` is one (JSON with a `saved_plan` key).
 pub fn read(path: &Path) -> Option<Result<(String, Inputs), String>> {
-    let text = std::fs::read_to_string(path).ok()?;
+    // Anything unreadable is left to the plan loader, which says why.
+    let bytes = crate::input::read_bytes(path, crate::input::DOCUMENT_LIMIT).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
     if !text.trim_start().starts_with('{') {
         return None;
     }

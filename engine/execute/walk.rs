@@ -675,6 +675,7 @@ async fn native<E: Executor + 'static>(
                         "{path} has no SHA-256 trailer: a copy of member/snap/db, not a `snapshot save` file"
                     ));
                 }
+                Trailer::Damaged(damage) => return Err(format!("{path} is damaged: {damage}")),
             }
             sh.digests
                 .lock()

@@ -42,6 +42,9 @@ fn cipher_config_text(config_file: Option<&str>) -> Option<String> {
     ))
 }
 
+/// The name runbook's cipher configuration files start with, in a control directory.
+const CIPHER_CONFIG_PREFIX: &str = "runbook-ssh-config-";
+
 /// Whether this CPU encrypts AES in hardware.
 fn aes_accelerated() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -121,7 +124,7 @@ impl Ssh {
         let text = cipher_config_text(node.ssh.config_file.as_deref())?;
         // One file per distinct text, named by its digest: nodes sharing a config share it.
         let name = format!(
-            "config-{}",
+            "{CIPHER_CONFIG_PREFIX}{}",
             &crate::snapshot::hex(&sha2::Sha256::digest(&text))[..12]
         );
         let path = self.control_dir.join(name);
@@ -357,23 +360,82 @@ impl Executor for Ssh {
     }
 }
 
-/// Stops masters left behind by an earlier process of the same run (killed with -9, say),
-/// so a resumed run does not leave one more connection per host behind.
-pub fn reap_stale_masters(control_dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(control_dir) else {
-        return;
+/// Where openssh puts one master: a directory with this prefix holding `master` (the
+/// socket) and `log`.
+const MASTER_DIR_PREFIX: &str = ".ssh-connection";
+
+/// A private directory for the masters' sockets of one process: created anew under a random
+/// name (mkdir fails on an existing path, so nobody can have prepared it), mode 0700, and
+/// removed with what is in it when dropped, panics included. It is short, in
+/// `$XDG_RUNTIME_DIR` or /tmp (not `$TMPDIR`, which may be long): a socket path is at most
+/// 107 bytes.
+pub fn private_control_dir(purpose: &str) -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    // runbook-<purpose>-XXXXXX/.ssh-connectionXXXXXX/master
+    let room = 107 - format!("/runbook-{purpose}-XXXXXX/{MASTER_DIR_PREFIX}XXXXXX/master").len();
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute() && p.as_os_str().len() <= room)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    tempfile::Builder::new()
+        .prefix(&format!("runbook-{purpose}-"))
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(base)
+}
+
+/// Stops the masters an earlier process of the same run left in its control directory
+/// (killed with -9, say), so a resumed run does not leave one more connection per host
+/// behind, and removes what openssh made there. The directory must be the one that process
+/// created: a directory (not a link) owned by us with mode 0700; anything else is refused.
+/// Only openssh's own entries are removed, and the directory itself only once empty.
+pub fn reap_stale_masters(control_dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::symlink_metadata(control_dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("cannot inspect {}: {e}", control_dir.display())),
     };
+    let uid = nix::unistd::geteuid().as_raw();
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o7777 != 0o700 {
+        return Err(format!(
+            "{} is not the private directory a runbook process of this user made (a directory owned by uid {uid}, mode 0700): it is {}, owned by uid {}, mode {:04o}; it was left alone",
+            control_dir.display(),
+            if meta.is_dir() {
+                "a directory"
+            } else if meta.file_type().is_symlink() {
+                "a symbolic link"
+            } else {
+                "not a directory"
+            },
+            meta.uid(),
+            meta.mode() & 0o7777
+        ));
+    }
+    let entries = std::fs::read_dir(control_dir)
+        .map_err(|e| format!("cannot read {}: {e}", control_dir.display()))?;
     for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        // The cipher configuration runbook wrote there is its own too.
+        if name.starts_with(CIPHER_CONFIG_PREFIX) && e.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(e.path());
+            continue;
+        }
+        let is_master_dir =
+            name.starts_with(MASTER_DIR_PREFIX) && e.file_type().is_ok_and(|t| t.is_dir());
+        if !is_master_dir {
+            continue;
+        }
         let socket = e.path().join("master");
-        if e.file_name()
-            .to_string_lossy()
-            .starts_with(".ssh-connection")
-            && socket.exists()
-        {
+        if socket.exists() {
             stop_master(&socket);
         }
-        let _ = std::fs::remove_dir_all(e.path());
+        for name in ["master", "log"] {
+            let _ = std::fs::remove_file(e.path().join(name));
+        }
+        let _ = std::fs::remove_dir(e.path());
     }
+    let _ = std::fs::remove_dir(control_dir);
+    Ok(())
 }
 
 fn stop_master(socket: &Path) {
@@ -405,6 +467,38 @@ fn describe(e: &openssh::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    #[test]
+    fn control_dirs_are_fresh_private_and_short() {
+        let a = private_control_dir("test").unwrap();
+        let b = private_control_dir("test").unwrap();
+        assert_ne!(a.path(), b.path());
+        let meta = std::fs::symlink_metadata(a.path()).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o700);
+        let socket = a.path().join(".ssh-connectionXXXXXX/master");
+        assert!(socket.as_os_str().len() <= 107, "{socket:?}");
+    }
+
+    #[test]
+    fn reaping_removes_only_what_openssh_made_and_refuses_foreign_dirs() {
+        let d = private_control_dir("test").unwrap();
+        let master = d.path().join(".ssh-connectionAbc123");
+        std::fs::create_dir(&master).unwrap();
+        std::fs::write(master.join("log"), "").unwrap();
+        std::fs::write(d.path().join("notes"), "someone's").unwrap();
+        reap_stale_masters(d.path()).unwrap();
+        assert!(!master.exists());
+        assert!(d.path().join("notes").exists());
+        // Not 0700: refused, nothing removed.
+        std::fs::create_dir(&master).unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = reap_stale_masters(d.path()).unwrap_err();
+        assert!(e.contains("mode 0755"), "{e}");
+        assert!(master.exists());
+        // A path that is gone is nothing to do.
+        reap_stale_masters(&d.path().join("gone")).unwrap();
+    }
 
     /// What ssh itself makes of a configuration for `host` (`ssh -G`).
     fn effective(config: &str, host: &str) -> String {

@@ -417,13 +417,12 @@ fn teardown(id: &LabId) -> anyhow::Result<bool> {
     Ok(found)
 }
 
-/// `runbook lab status`: prints a table on stdout. Fails only when the lab does not exist.
-pub fn status(name: &str) -> Result<(), LabError> {
+/// `runbook lab status`: the table to print. Fails only when the lab does not exist.
+pub fn status(name: &str) -> Result<String, LabError> {
     preflight("status")?;
     let id = LabId::new(name)?;
     let state = load_state(&id)?;
-    print!("{}", ready::status_table(&state));
-    Ok(())
+    Ok(ready::status_table(&state))
 }
 
 fn load_state(id: &LabId) -> Result<LabState, LabError> {

@@ -149,49 +149,52 @@ fn parse_meta(page: &[u8]) -> Result<Meta, String> {
     })
 }
 
+/// The current meta page of the first `len` bytes of `file`: the newer of the two valid ones.
+pub fn read_meta(file: &dyn ReadAt, len: u64) -> Result<Meta, BboltError> {
+    let mut first = vec![0u8; 4096.min(len as usize)];
+    file.read_exact_at(&mut first, 0)
+        .map_err(|e| BboltError::Io(e.to_string()))?;
+    let m0 = parse_meta(&first);
+    // Page 1 is one page further; if page 0 is damaged its page size is unknown: try them.
+    let sizes: Vec<u64> = match &m0 {
+        Ok(m) => vec![u64::from(m.page_size)],
+        Err(_) => vec![4096, 8192, 16384, 65536, 1024, 2048, 512],
+    };
+    let mut m1 = Err("meta page 1 is beyond the end of the file".to_string());
+    for ps in sizes {
+        if ps + HEADER as u64 + 64 > len {
+            continue;
+        }
+        let mut buf = vec![0u8; HEADER + 64];
+        file.read_exact_at(&mut buf, ps)
+            .map_err(|e| BboltError::Io(e.to_string()))?;
+        m1 = parse_meta(&buf).map_err(|e| format!("meta page 1: {e}"));
+        if let Ok(m) = &m1
+            && u64::from(m.page_size) != ps
+        {
+            m1 = Err(format!("meta page 1 says page size {}", m.page_size));
+        }
+        if m1.is_ok() {
+            break;
+        }
+    }
+    match (m0, m1) {
+        (Ok(a), Ok(b)) => {
+            if b.txid > a.txid {
+                Ok(b)
+            } else {
+                Ok(a)
+            }
+        }
+        (Ok(a), Err(_)) | (Err(_), Ok(a)) => Ok(a),
+        (Err(a), Err(b)) => Err(BboltError::NotBbolt(format!("meta page 0: {a}; {b}"))),
+    }
+}
+
 impl<'r> Db<'r> {
     /// Opens `len` bytes of `file` (a snapshot's trailer excluded) and picks the meta page.
     pub fn open(file: &'r dyn ReadAt, len: u64) -> Result<Db<'r>, BboltError> {
-        let mut first = vec![0u8; 4096.min(len as usize)];
-        file.read_exact_at(&mut first, 0)
-            .map_err(|e| BboltError::Io(e.to_string()))?;
-        let m0 = parse_meta(&first);
-        // Page 1 is one page further; if page 0 is damaged its page size is unknown: try them.
-        let sizes: Vec<u64> = match &m0 {
-            Ok(m) => vec![u64::from(m.page_size)],
-            Err(_) => vec![4096, 8192, 16384, 65536, 1024, 2048, 512],
-        };
-        let mut m1 = Err("meta page 1 is beyond the end of the file".to_string());
-        for ps in sizes {
-            if ps + HEADER as u64 + 64 > len {
-                continue;
-            }
-            let mut buf = vec![0u8; HEADER + 64];
-            file.read_exact_at(&mut buf, ps)
-                .map_err(|e| BboltError::Io(e.to_string()))?;
-            m1 = parse_meta(&buf).map_err(|e| format!("meta page 1: {e}"));
-            if let Ok(m) = &m1
-                && u64::from(m.page_size) != ps
-            {
-                m1 = Err(format!("meta page 1 says page size {}", m.page_size));
-            }
-            if m1.is_ok() {
-                break;
-            }
-        }
-        let meta = match (m0, m1) {
-            (Ok(a), Ok(b)) => {
-                if b.txid > a.txid {
-                    b
-                } else {
-                    a
-                }
-            }
-            (Ok(a), Err(_)) | (Err(_), Ok(a)) => a,
-            (Err(a), Err(b)) => {
-                return Err(BboltError::NotBbolt(format!("meta page 0: {a}; {b}")));
-            }
-        };
+        let meta = read_meta(file, len)?;
         let ps = u64::from(meta.page_size);
         let needed = meta.pgid.saturating_mul(ps);
         if meta.pgid < 2 || needed > len {

@@ -1,7 +1,7 @@
 //! Native snapshot checks: file digests here, the bbolt walk in `bbolt`, etcdutl's figures in `status`.
 //!
-//! A snapshot streamed by Maintenance.Snapshot is a bbolt file followed by the 32-byte
-//! SHA-256 of everything before it; it has the trailer iff `size % 512 == 32`.
+//! A snapshot streamed by Maintenance.Snapshot is the bbolt pages in use followed by the
+//! 32-byte SHA-256 of them; a raw copy of member/snap/db is whole pages (see `status`).
 
 pub mod bbolt;
 pub mod status;
@@ -64,5 +64,39 @@ mod tests {
         file.extend_from_slice(Sha256::digest(&body).as_slice());
         let e = status_of_bytes(&file).unwrap_err().to_string();
         assert!(e.contains("not a bbolt database"), "{e}");
+    }
+
+    #[test]
+    fn tells_a_damaged_end_from_a_raw_copy() {
+        use super::status::{Damage, Trailer};
+        let saved = include_bytes!("../../tests/fixtures/snapshots/etcd-3.6.db");
+        let raw = include_bytes!("../../tests/fixtures/snapshots/member-snap-db-3.6");
+        let trailer = |b: &[u8]| status_of_bytes(b).unwrap().sha256;
+        assert_eq!(trailer(saved), Trailer::Ok);
+        assert_eq!(trailer(raw), Trailer::Absent);
+        // The body of a save file alone is a raw copy.
+        assert_eq!(trailer(&saved[..saved.len() - 32]), Trailer::Absent);
+        assert_eq!(
+            trailer(&saved[..saved.len() - 5]),
+            Trailer::Damaged(Damage::PartialPage {
+                extra: 27,
+                page_size: 4096
+            })
+        );
+        let mut padded = saved.to_vec();
+        padded.resize(6 * 4096, 0);
+        assert_eq!(
+            trailer(&padded),
+            Trailer::Damaged(Damage::AfterTrailer {
+                saved: 20512,
+                extra: 4064,
+                zeros: true
+            })
+        );
+        // A flipped byte in the trailer of a well-shaped file is a mismatch, not damage.
+        let mut flipped = saved.to_vec();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert_eq!(trailer(&flipped), Trailer::Mismatch);
     }
 }

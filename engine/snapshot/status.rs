@@ -6,6 +6,11 @@
 //! value of it (a nested bucket contributes its name only, as bbolt's ForEach yields it);
 //! REVISION is the main revision of the last key of bucket `key`; TOTAL KEYS counts every
 //! entry of every top-level bucket; TOTAL SIZE is the high-water mark times the page size.
+//!
+//! The file's shape is judged from its size and the bbolt meta page: a raw copy of
+//! `member/snap/db` is whole pages (bbolt grows the file in steps, so usually more pages than
+//! the `pgid` in use); a `snapshot save` file is the pages in use followed by their 32-byte
+//! SHA-256. Anything else was cut short or appended to.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -15,19 +20,100 @@ use std::path::Path;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::bbolt::{BboltError, Db, Entry, Root, bucket_root};
+use super::bbolt::{BboltError, Db, Entry, ReadAt, Root, bucket_root, read_meta};
 use super::hex;
 
 /// What the trailer says about the file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trailer {
     /// A `snapshot save` file whose SHA-256 trailer matches.
     Ok,
-    /// It has a trailer's size but the digest does not match: corrupted or truncated.
+    /// Whole pages and 32 bytes, but the digest does not match: corrupted or truncated.
     Mismatch,
-    /// No trailer: a copy of `member/snap/db` (restore needs --skip-hash-check).
+    /// Whole pages, no trailer: a copy of `member/snap/db` (restore needs --skip-hash-check).
     Absent,
+    /// Neither shape: the end of the file was cut or added to.
+    Damaged(Damage),
+}
+
+impl Trailer {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Trailer::Ok => "ok",
+            Trailer::Mismatch => "mismatch",
+            Trailer::Absent => "absent",
+            Trailer::Damaged(_) => "damaged",
+        }
+    }
+}
+
+impl std::fmt::Display for Trailer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Trailer::Damaged(d) => write!(f, "damaged ({d})"),
+            other => f.write_str(other.as_str()),
+        }
+    }
+}
+
+/// JSON keeps one word per state; `snapshot status` adds the damage in words beside it.
+impl Serialize for Trailer {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// How the end of a file shows it is neither a raw db copy nor a `snapshot save` file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Damage {
+    /// `extra` bytes after the last whole page, other than a 32-byte trailer.
+    PartialPage { extra: u64, page_size: u32 },
+    /// A whole `snapshot save` file (`saved` bytes, its trailer matching) with `extra` bytes
+    /// after its trailer, all zero when `zeros` (padded to whole pages, say).
+    AfterTrailer { saved: u64, extra: u64, zeros: bool },
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bytes = |n: u64| format!("{n} byte{}", if n == 1 { "" } else { "s" });
+        match *self {
+            Damage::PartialPage { extra, page_size } => write!(
+                f,
+                "{} past the last whole page ({page_size}-byte pages): neither a raw db copy (whole pages) nor a `snapshot save` file (whole pages + 32-byte SHA-256); truncated or appended to",
+                bytes(extra)
+            ),
+            Damage::AfterTrailer {
+                saved,
+                extra,
+                zeros,
+            } => write!(
+                f,
+                "{} after the SHA-256 trailer{}: the first {saved} bytes are a `snapshot save` file (its trailer matches), {}",
+                bytes(extra),
+                if zeros { ", all zero" } else { "" },
+                if zeros {
+                    "padded with zeros"
+                } else {
+                    "appended to"
+                }
+            ),
+        }
+    }
+}
+
+impl Damage {
+    /// What the operator can do about it.
+    pub fn hint(&self) -> String {
+        match self {
+            Damage::PartialPage { .. } => {
+                "this file cannot be restored as it is; take another snapshot or use an older one"
+                    .to_string()
+            }
+            Damage::AfterTrailer { saved, .. } => format!(
+                "the snapshot as saved is the first {saved} bytes: restore from a copy cut to that size (`truncate -s {saved} COPY`) after checking it again"
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -113,18 +199,18 @@ pub fn status(path: &Path) -> Result<Status, StatusError> {
         path: p.clone(),
         error,
     };
-    let body_len = body_len(size);
+    let layout = Layout::of(&file, size).map_err(|e| Refusal::Bbolt(e).at(&p))?;
     // Two cores, two jobs: the digest reads the file front to back while the walk reads pages.
     let (digests, figures) = std::thread::scope(|scope| {
-        let hashing = scope.spawn(|| Digests::of_file(path));
-        let walked = figures(&file, body_len);
+        let hashing = scope.spawn(|| Digests::of_file(path, layout.used));
+        let walked = figures(&file, layout.whole_pages());
         (hashing.join(), walked)
     });
     let digests = digests
         .map_err(|_| io(std::io::Error::other("the digest thread panicked")))?
         .map_err(io)?;
     let mut st = figures.map_err(|e| e.at(&p))?;
-    digests.apply(&mut st, size);
+    digests.apply(&mut st, layout);
     Ok(st)
 }
 
@@ -132,8 +218,9 @@ pub fn status(path: &Path) -> Result<Status, StatusError> {
 /// so a freshly saved snapshot is not hashed twice.
 pub fn status_with(path: &Path, digests: Digests) -> Result<Status, StatusError> {
     let (file, size, p) = open_nonempty(path)?;
-    let mut st = figures(&file, body_len(size)).map_err(|e| e.at(&p))?;
-    digests.apply(&mut st, size);
+    let layout = Layout::of(&file, size).map_err(|e| Refusal::Bbolt(e).at(&p))?;
+    let mut st = figures(&file, layout.whole_pages()).map_err(|e| e.at(&p))?;
+    digests.apply(&mut st, layout);
     Ok(st)
 }
 
@@ -144,7 +231,14 @@ fn open_nonempty(path: &Path) -> Result<(File, u64, String), StatusError> {
         path: p.clone(),
         error,
     };
-    let file = File::open(path).map_err(io)?;
+    // A FIFO or a device is refused before it is opened: opening a FIFO waits for a writer.
+    let file = crate::input::open_regular(path).map_err(|e| match e {
+        crate::input::InputError::Io(e) => io(e),
+        other => io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            other.to_string(),
+        )),
+    })?;
     let size = file.metadata().map_err(io)?.len();
     if size == 0 {
         return Err(StatusError::Empty { path: p });
@@ -152,23 +246,88 @@ fn open_nonempty(path: &Path) -> Result<(File, u64, String), StatusError> {
     Ok((file, size, p))
 }
 
-/// A snapshot has a trailer iff its size is 32 more than a multiple of 512.
-fn body_len(size: u64) -> u64 {
-    if size % 512 == 32 { size - 32 } else { size }
+/// The file's size against its pages, from the bbolt meta page.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    size: u64,
+    page_size: u32,
+    /// The pages in use (meta `pgid` times the page size): where a save file's trailer starts.
+    used: u64,
+}
+
+impl Layout {
+    fn of(src: &dyn ReadAt, size: u64) -> Result<Layout, BboltError> {
+        let meta = read_meta(src, size)?;
+        Ok(Layout {
+            size,
+            page_size: meta.page_size,
+            used: meta.pgid.saturating_mul(u64::from(meta.page_size)),
+        })
+    }
+
+    /// Bytes after the last whole page: 0 for a raw copy, 32 (the trailer) for a save file.
+    fn partial(&self) -> u64 {
+        self.size % u64::from(self.page_size)
+    }
+
+    /// What the bbolt walk reads: the whole pages, without a trailer or a partial page.
+    fn whole_pages(&self) -> u64 {
+        self.size - self.partial()
+    }
+
+    /// The trailer's verdict from the digests.
+    fn judge(&self, d: &Digests) -> Trailer {
+        let partial = self.partial();
+        if partial == 32 && d.body.as_slice() == d.tail.as_slice() {
+            return Trailer::Ok;
+        }
+        // A save file with something after its trailer (zero-padding to whole pages makes it
+        // look like a raw copy): the 32 bytes right after the pages in use are their digest.
+        if let Some(m) = &d.mark
+            && m.at == self.used
+            && self.size > self.used + 32
+            && m.digest.as_slice() == m.next.as_slice()
+        {
+            return Trailer::Damaged(Damage::AfterTrailer {
+                saved: self.used + 32,
+                extra: self.size - self.used - 32,
+                zeros: m.zeros_after,
+            });
+        }
+        match partial {
+            32 => Trailer::Mismatch,
+            0 => Trailer::Absent,
+            extra => Trailer::Damaged(Damage::PartialPage {
+                extra,
+                page_size: self.page_size,
+            }),
+        }
+    }
 }
 
 /// The digests a status needs: of everything but the last 32 bytes (the body, when there is
-/// a trailer), of the whole file, and those last bytes.
+/// a trailer), of the whole file, and those last bytes; and, when asked for, of the bytes
+/// before a mark (the pages in use) with the 32 bytes after it.
 pub struct Digests {
     pub body: [u8; 32],
     pub whole: [u8; 32],
     pub tail: Vec<u8>,
+    pub mark: Option<Marked>,
+}
+
+/// The digest of the first `at` bytes, the (up to) 32 bytes from there, and whether every
+/// byte after those is zero.
+pub struct Marked {
+    pub at: u64,
+    pub digest: [u8; 32],
+    pub next: Vec<u8>,
+    pub zeros_after: bool,
 }
 
 impl Digests {
-    fn of_file(path: &Path) -> std::io::Result<Digests> {
-        let mut f = File::open(path)?;
-        let mut d = DigestWriter::default();
+    fn of_file(path: &Path, mark: u64) -> std::io::Result<Digests> {
+        let mut f = crate::input::open_regular(path).map_err(std::io::Error::other)?;
+        let mut d = DigestWriter::with_mark(mark);
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = f.read(&mut buf)?;
@@ -179,16 +338,10 @@ impl Digests {
         }
     }
 
-    fn apply(self, st: &mut Status, size: u64) {
-        st.sha256 = if body_len(size) == size {
-            Trailer::Absent
-        } else if self.body.as_slice() == self.tail.as_slice() {
-            Trailer::Ok
-        } else {
-            Trailer::Mismatch
-        };
+    fn apply(self, st: &mut Status, layout: Layout) {
+        st.sha256 = layout.judge(&self);
         st.file_sha256 = hex(&self.whole);
-        st.file_size = size;
+        st.file_size = layout.size;
     }
 }
 
@@ -199,36 +352,92 @@ impl Digests {
 pub struct DigestWriter {
     hasher: Sha256,
     held: Vec<u8>,
+    /// Bytes given to the hasher, and bytes seen.
+    hashed: u64,
+    seen: u64,
+    mark: Option<u64>,
+    at_mark: Option<[u8; 32]>,
+    after_mark: Vec<u8>,
+    nonzero_after: bool,
 }
 
 impl DigestWriter {
+    /// Also keeps the digest of the first `mark` bytes and the 32 bytes after them.
+    pub fn with_mark(mark: u64) -> DigestWriter {
+        DigestWriter {
+            mark: Some(mark),
+            ..DigestWriter::default()
+        }
+    }
+
     pub fn update(&mut self, chunk: &[u8]) {
+        if let Some(m) = self.mark {
+            let (start, end) = (self.seen, self.seen + chunk.len() as u64);
+            let (from, to) = (m.max(start), m.saturating_add(32).min(end));
+            if from < to {
+                self.after_mark
+                    .extend_from_slice(&chunk[(from - start) as usize..(to - start) as usize]);
+            }
+            let rest = m.saturating_add(32).max(start);
+            if rest < end && chunk[(rest - start) as usize..].iter().any(|&b| b != 0) {
+                self.nonzero_after = true;
+            }
+        }
+        self.seen += chunk.len() as u64;
         let total = self.held.len() + chunk.len();
         if total <= 32 {
             self.held.extend_from_slice(chunk);
             return;
         }
         let emit = total - 32;
-        if emit <= self.held.len() {
-            self.hasher.update(&self.held[..emit]);
-            self.held.drain(..emit);
-            self.held.extend_from_slice(chunk);
+        let mut held = std::mem::take(&mut self.held);
+        if emit <= held.len() {
+            self.hash(&held[..emit]);
+            held.drain(..emit);
+            held.extend_from_slice(chunk);
         } else {
-            self.hasher.update(&self.held);
-            let from_chunk = emit - self.held.len();
-            self.hasher.update(&chunk[..from_chunk]);
-            self.held.clear();
-            self.held.extend_from_slice(&chunk[from_chunk..]);
+            self.hash(&held);
+            let from_chunk = emit - held.len();
+            self.hash(&chunk[..from_chunk]);
+            held.clear();
+            held.extend_from_slice(&chunk[from_chunk..]);
         }
+        self.held = held;
+    }
+
+    /// Feeds the hasher, keeping its state at the mark on the way.
+    fn hash(&mut self, data: &[u8]) {
+        let end = self.hashed + data.len() as u64;
+        match self.mark {
+            Some(m) if self.at_mark.is_none() && (self.hashed..=end).contains(&m) => {
+                let k = (m - self.hashed) as usize;
+                self.hasher.update(&data[..k]);
+                self.at_mark = Some(self.hasher.clone().finalize().into());
+                self.hasher.update(&data[k..]);
+            }
+            _ => self.hasher.update(data),
+        }
+        self.hashed = end;
     }
 
     pub fn finish(mut self) -> Digests {
         let body: [u8; 32] = self.hasher.clone().finalize().into();
-        self.hasher.update(&self.held);
+        let held = std::mem::take(&mut self.held);
+        self.hash(&held);
+        let mark = match (self.mark, self.at_mark) {
+            (Some(at), Some(digest)) => Some(Marked {
+                at,
+                digest,
+                next: self.after_mark,
+                zeros_after: !self.nonzero_after,
+            }),
+            _ => None,
+        };
         Digests {
             body,
             whole: self.hasher.finalize().into(),
-            tail: self.held,
+            tail: held,
+            mark,
         }
     }
 }
@@ -240,10 +449,12 @@ pub fn status_of_bytes(bytes: &[u8]) -> Result<Status, StatusError> {
             path: "<memory>".into(),
         });
     }
-    let mut st = figures(&bytes, body_len(bytes.len() as u64)).map_err(|e| e.at("<memory>"))?;
-    let mut d = DigestWriter::default();
+    let layout =
+        Layout::of(&bytes, bytes.len() as u64).map_err(|e| Refusal::Bbolt(e).at("<memory>"))?;
+    let mut st = figures(&bytes, layout.whole_pages()).map_err(|e| e.at("<memory>"))?;
+    let mut d = DigestWriter::with_mark(layout.used);
     d.update(bytes);
-    d.finish().apply(&mut st, bytes.len() as u64);
+    d.finish().apply(&mut st, layout);
     Ok(st)
 }
 
@@ -269,7 +480,7 @@ impl Refusal {
 }
 
 /// Walks the whole database once: checks every page and computes every figure.
-fn figures(src: &dyn super::bbolt::ReadAt, body_len: u64) -> Result<Status, Refusal> {
+fn figures(src: &dyn ReadAt, body_len: u64) -> Result<Status, Refusal> {
     let bolt = Refusal::Bbolt;
     let mut db = Db::open(src, body_len).map_err(bolt)?;
     let meta = db.meta;
@@ -471,6 +682,25 @@ mod tests {
                 Sha256::digest(&data[..data.len() - 32]).as_slice()
             );
             assert_eq!(got.tail, &data[data.len() - 32..]);
+        }
+        // The digest at a mark, the 32 bytes after it and whether the rest is zero.
+        let mut padded = data.clone();
+        padded.resize(6000, 0);
+        for mark in [0u64, 1, 31, 32, 1000, 4967, 4968, 5000] {
+            for split in [1usize, 32, 100, 6000] {
+                let mut d = DigestWriter::with_mark(mark);
+                for chunk in padded.chunks(split) {
+                    d.update(chunk);
+                }
+                let m = d.finish().mark.unwrap();
+                let at = mark as usize;
+                assert_eq!(
+                    m.digest.as_slice(),
+                    Sha256::digest(&padded[..at]).as_slice()
+                );
+                assert_eq!(m.next, &padded[at..at + 32]);
+                assert_eq!(m.zeros_after, at + 32 >= 5000, "mark {mark} split {split}");
+            }
         }
         let mut short = DigestWriter::default();
         short.update(b"abc");

@@ -43,3 +43,43 @@ pub fn assert_no_panic(r: &Run) {
         r.stderr
     );
 }
+
+/// Like `runbook_in`, but a run still going after `secs` is killed and reported as `None`
+/// (a command blocked on a FIFO, say), so a hang fails the test instead of stalling it.
+pub fn runbook_within(dir: &Path, args: &[&str], secs: u64) -> Option<Run> {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("runbook runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    if let Some(mut o) = child.stdout.take() {
+        let _ = o.read_to_string(&mut stdout);
+    }
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    Some(Run {
+        code: status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+    })
+}

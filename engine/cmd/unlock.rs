@@ -1,0 +1,169 @@
+//! `runbook unlock CLUSTER -i INVENTORY`: remove the run lock from the cluster's nodes when
+//! the run holding it is provably gone, or, with `--force`, whatever holds it.
+
+use std::time::Duration;
+
+use super::{EXIT_INVALID, EXIT_OK, usage_error};
+use crate::cli::UnlockArgs;
+use crate::diag::SourceMap;
+use crate::execute::lock::{NODE_LOCK, describe_lock};
+use crate::executor::local::Local;
+use crate::executor::ssh::Ssh;
+use crate::executor::{Executor, Target};
+use crate::inventory::model::Node;
+use crate::shell::quote;
+use crate::yaml::LoadFailure;
+
+pub fn run(args: &UnlockArgs) -> u8 {
+    let mut sources = SourceMap::default();
+    let inv = match crate::inventory::load(&args.inventory, &mut sources) {
+        Ok(i) => i,
+        Err(LoadFailure::Unreadable { path, error }) => {
+            return usage_error(&format!("cannot read {path}"), &error, None);
+        }
+        Err(LoadFailure::Invalid(ds)) => {
+            eprint!("{}", ds.render(&sources));
+            return EXIT_INVALID;
+        }
+    };
+    if inv.cluster != args.cluster {
+        return usage_error(
+            &format!(
+                "{} is not the inventory of {}",
+                args.inventory.display(),
+                args.cluster
+            ),
+            &format!("it describes cluster {}", inv.cluster),
+            Some("name the cluster the inventory describes, or give its own inventory"),
+        );
+    }
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return usage_error("cannot start the async runtime", &e, None),
+    };
+    let nodes: Vec<&Node> = inv.nodes.iter().collect();
+    if args.local {
+        return rt.block_on(unlock(&Local, &nodes, args));
+    }
+    let control = match crate::executor::ssh::private_control_dir("unlock") {
+        Ok(d) => d,
+        Err(e) => return usage_error("cannot create the SSH control directory", &e, None),
+    };
+    rt.block_on(async {
+        let exec = Ssh::new(control.path().to_path_buf());
+        let code = unlock(&exec, &nodes, args).await;
+        exec.close().await;
+        code
+    })
+}
+
+/// What became of one node's lock.
+enum Outcome {
+    NotLocked,
+    Removed,
+    Kept,
+}
+
+async fn unlock<E: Executor>(exec: &E, nodes: &[&Node], args: &UnlockArgs) -> u8 {
+    let mut code = EXIT_OK;
+    let unreachable = exec.connect(nodes).await;
+    for (_, e) in &unreachable {
+        eprintln!("error: {e}");
+        code = EXIT_INVALID;
+    }
+    let mut kept = false;
+    for node in nodes
+        .iter()
+        .filter(|n| !unreachable.iter().any(|(name, _)| *name == n.name))
+    {
+        match unlock_node(exec, node, args.force).await {
+            Ok(Outcome::Kept) => {
+                kept = true;
+                code = EXIT_INVALID;
+            }
+            Ok(Outcome::NotLocked | Outcome::Removed) => {}
+            Err(e) => {
+                eprintln!("error: {}: {e}", node.name);
+                code = EXIT_INVALID;
+            }
+        }
+    }
+    if kept {
+        eprintln!(
+            "  hint: make sure that run is over (ask its operator, or look on its host), then `runbook unlock {} -i {}{} --force`",
+            args.cluster,
+            quote(&args.inventory.display().to_string()),
+            if args.local { " --local" } else { "" }
+        );
+    }
+    code
+}
+
+async fn unlock_node<E: Executor>(exec: &E, node: &Node, force: bool) -> Result<Outcome, String> {
+    let f = quote(NODE_LOCK);
+    let limit = Duration::from_secs(30);
+    let read = exec
+        .shell(
+            Target::Node(node),
+            &format!("if [ -e {f} ]; then cat -- {f}; else exit 3; fi"),
+            &[],
+            limit,
+        )
+        .await
+        .map_err(|e| e.0)?;
+    match read.code {
+        Some(3) => {
+            eprintln!("{}: not locked", node.name);
+            return Ok(Outcome::NotLocked);
+        }
+        Some(0) => {}
+        _ => {
+            return Err(format!(
+                "cannot read {NODE_LOCK}: {}",
+                String::from_utf8_lossy(&read.stderr).trim()
+            ));
+        }
+    }
+    let text = String::from_utf8_lossy(&read.stdout).into_owned();
+    let (who, gone) = describe_lock(&text);
+    let why = match (gone, force) {
+        (Some(why), _) => why,
+        (None, true) => "removed with --force".to_string(),
+        (None, false) => {
+            eprintln!(
+                "{}: locked by {who}: left in place, as runbook cannot tell that run is over",
+                node.name
+            );
+            return Ok(Outcome::Kept);
+        }
+    };
+    // Only the lock as read: one taken meanwhile by a new run stays.
+    let remove = format!(
+        "if [ \"$(cat -- {f} 2>/dev/null)\" = {was} ]; then rm -f -- {f}; else exit 4; fi",
+        was = quote(text.trim_end_matches('\n'))
+    );
+    let out = exec
+        .shell(Target::Node(node), &remove, &[], limit)
+        .await
+        .map_err(|e| e.0)?;
+    match out.code {
+        Some(0) => {
+            eprintln!("{}: unlocked (was locked by {who}): {why}", node.name);
+            Ok(Outcome::Removed)
+        }
+        Some(4) => {
+            eprintln!(
+                "{}: the lock changed while it was being removed (another run took it?); left in place",
+                node.name
+            );
+            Ok(Outcome::Kept)
+        }
+        _ => Err(format!(
+            "cannot remove {NODE_LOCK}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+    }
+}
