@@ -113,10 +113,15 @@ fn main() {
         );
         t.elapsed().as_secs_f64()
     };
+    // Alternating, twice each; the faster of each pair is kept (the first read of etcd's
+    // file warms the page cache for whatever comes next).
     let ours = work.path().join("ours.db");
     let chacha = work.path().join("chacha.db");
-    let chacha_secs = save(&chacha_inventory, &chacha);
-    let ours_secs = save(&inventory, &ours);
+    let (mut chacha_secs, mut ours_secs) = (f64::MAX, f64::MAX);
+    for _ in 0..2 {
+        chacha_secs = chacha_secs.min(save(&chacha_inventory, &chacha));
+        ours_secs = ours_secs.min(save(&inventory, &ours));
+    }
     std::fs::remove_file(&chacha).unwrap();
     let size = std::fs::metadata(&ours).unwrap().len() as f64 / 1e6;
     let etcdctl = field(&inventory, "etcdctl");
