@@ -20,9 +20,13 @@ for nv in "$@"; do a=${nv#*=}
   ( on "$a" 'mkdir -p /var/lib/runbook/snapshots' && on "$a" 'cat > /var/lib/runbook/snapshots/s.db' < "$snap"
     on "$a" 'mkdir -p /etc/kubernetes/runbook-parked && mv /etc/kubernetes/manifests/kube-apiserver.yaml /etc/kubernetes/runbook-parked/' ) &
 done; wait
-# park etcd, wait until both are gone
+# once every kube-apiserver is gone (one still shutting down writes to etcd, and hangs until
+# killed if etcd goes first), park etcd everywhere at once and wait until it is gone
 for nv in "$@"; do a=${nv#*=}
-  on "$a" 'mv /etc/kubernetes/manifests/etcd.yaml /etc/kubernetes/runbook-parked/ && while pgrep -x etcd >/dev/null || pgrep -x kube-apiserver >/dev/null; do sleep 0.1; done' &
+  on "$a" 'while pgrep -x kube-apiserver >/dev/null; do sleep 0.1; done' &
+done; wait
+for nv in "$@"; do a=${nv#*=}
+  on "$a" 'mv /etc/kubernetes/manifests/etcd.yaml /etc/kubernetes/runbook-parked/ && while pgrep -x etcd >/dev/null; do sleep 0.1; done' &
 done; wait
 # restore beside the data dir, swap, start etcd
 for nv in "$@"; do n=${nv%%=*} a=${nv#*=}
