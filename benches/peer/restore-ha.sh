@@ -15,10 +15,12 @@ tls="--cacert=/etc/kubernetes/pki/etcd/ca.crt --cert=/etc/kubernetes/pki/etcd/se
 for nv in "$@"; do
   ssh -F "$cfg" -o ControlMaster=yes -o ControlPath="$ctl/${nv#*=}" -o ControlPersist=60 -fN "root@${nv#*=}"
 done
-# copy, and park kube-apiserver, everywhere at once
+# copy, and park the control plane (kube-apiserver, kube-controller-manager, kube-scheduler),
+# everywhere at once
+cp_pods="kube-apiserver.yaml kube-controller-manager.yaml kube-scheduler.yaml"
 for nv in "$@"; do a=${nv#*=}
   ( on "$a" 'mkdir -p /var/lib/runbook/snapshots' && on "$a" 'cat > /var/lib/runbook/snapshots/s.db' < "$snap"
-    on "$a" 'mkdir -p /etc/kubernetes/runbook-parked && mv /etc/kubernetes/manifests/kube-apiserver.yaml /etc/kubernetes/runbook-parked/' ) &
+    on "$a" "mkdir -p /etc/kubernetes/runbook-parked && cd /etc/kubernetes/manifests && mv $cp_pods /etc/kubernetes/runbook-parked/" ) &
 done; wait
 # once every kube-apiserver is gone (one still shutting down writes to etcd, and hangs until
 # killed if etcd goes first), park etcd everywhere at once and wait until it is gone
@@ -38,4 +40,8 @@ for nv in "$@"; do a=${nv#*=}
 done; wait
 for nv in "$@"; do a=${nv#*=}
   on "$a" 'mv /etc/kubernetes/runbook-parked/kube-apiserver.yaml /etc/kubernetes/manifests/ && until curl -fsS --max-time 2 --cacert /etc/kubernetes/pki/ca.crt https://127.0.0.1:6443/readyz >/dev/null 2>&1; do sleep 0.1; done' &
+done; wait
+# then the controllers
+for nv in "$@"; do a=${nv#*=}
+  on "$a" 'mv /etc/kubernetes/runbook-parked/kube-controller-manager.yaml /etc/kubernetes/runbook-parked/kube-scheduler.yaml /etc/kubernetes/manifests/' &
 done; wait
