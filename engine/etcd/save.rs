@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use etcd_client::Client;
 
-use crate::snapshot::hex;
 use crate::snapshot::status::{DigestWriter, Digests, Status, Trailer, status_with};
 
 /// A saved, verified snapshot.
@@ -25,14 +24,42 @@ pub async fn save(client: &mut Client, dest: &Path) -> Result<Saved, String> {
     let started = Instant::now();
     let part = PathBuf::from(format!("{}.part", dest.display()));
     let result = stream_to(client, &part).await;
-    let (bytes, digests) = match result {
+    let (file, bytes, digests) = match result {
         Ok(v) => v,
         Err(e) => {
             let _ = std::fs::remove_file(&part);
             return Err(e);
         }
     };
-    let sha256 = hex(&digests.whole);
+    // etcdctl never checks what it saved; this does, before anyone relies on the file. The
+    // digests were taken on the way in, so only the bbolt walk reads the file again, from the
+    // page cache, while the same pages go to the disk: the check costs no time of its own.
+    let sync = tokio::task::spawn_blocking(move || file.sync_all());
+    let p = part.clone();
+    let check = tokio::task::spawn_blocking(move || status_with(&p, digests));
+    let (synced, checked) = tokio::join!(sync, check);
+    let failed = |e: String| {
+        let _ = std::fs::remove_file(&part);
+        Err(e)
+    };
+    match synced {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return failed(format!("cannot fsync {}: {e}", part.display())),
+        Err(e) => return failed(format!("fsync of {}: {e}", part.display())),
+    }
+    let st = match checked {
+        Ok(Ok(st)) => st,
+        Ok(Err(e)) => return failed(e.to_string()),
+        Err(e) => return failed(format!("verifying {}: {e}", part.display())),
+    };
+    if st.sha256 != Trailer::Ok {
+        return failed(format!(
+            "{}: the saved stream's SHA-256 trailer is {:?}: the snapshot is not usable",
+            dest.display(),
+            st.sha256
+        ));
+    }
+    let sha256 = st.file_sha256.clone();
     std::fs::rename(&part, dest).map_err(|e| {
         format!(
             "cannot rename {} to {}: {e}",
@@ -46,20 +73,6 @@ pub async fn save(client: &mut Client, dest: &Path) -> Result<Saved, String> {
         .unwrap_or_default();
     let sidecar = PathBuf::from(format!("{}.sha256", dest.display()));
     write_private(&sidecar, format!("{sha256}  {name}\n").as_bytes())?;
-    // etcdctl never checks what it saved; this does, before anyone relies on the file. The
-    // digests were taken on the way in, so only the bbolt walk reads the file again.
-    let d = dest.to_path_buf();
-    let st = tokio::task::spawn_blocking(move || status_with(&d, digests))
-        .await
-        .map_err(|e| format!("verifying {}: {e}", dest.display()))?
-        .map_err(|e| e.to_string())?;
-    if st.sha256 != Trailer::Ok {
-        return Err(format!(
-            "{}: the saved stream's SHA-256 trailer is {}: the snapshot is not usable",
-            dest.display(),
-            st.sha256
-        ));
-    }
     Ok(Saved {
         path: dest.to_path_buf(),
         bytes,
@@ -69,7 +82,12 @@ pub async fn save(client: &mut Client, dest: &Path) -> Result<Saved, String> {
     })
 }
 
-async fn stream_to(client: &mut Client, part: &Path) -> Result<(u64, Digests), String> {
+/// Streams the snapshot into `part`; returns the file (written, not yet fsynced), its size
+/// and digests.
+async fn stream_to(
+    client: &mut Client,
+    part: &Path,
+) -> Result<(std::fs::File, u64, Digests), String> {
     if let Some(dir) = part.parent().filter(|d| !d.as_os_str().is_empty()) {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
@@ -102,12 +120,10 @@ async fn stream_to(client: &mut Client, part: &Path) -> Result<(u64, Digests), S
             .map_err(|e| format!("cannot write {}: {e}", part.display()))?;
         bytes += blob.len() as u64;
     }
-    file.sync_all()
-        .map_err(|e| format!("cannot fsync {}: {e}", part.display()))?;
     if bytes == 0 {
         return Err("etcd sent an empty snapshot".into());
     }
-    Ok((bytes, h.finish()))
+    Ok((file, bytes, h.finish()))
 }
 
 fn write_private(path: &Path, content: &[u8]) -> Result<(), String> {
