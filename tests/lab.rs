@@ -236,7 +236,7 @@ impl Lab {
         self.sh(
             node,
             "mv /etc/kubernetes/manifests/etcd.yaml /etc/kubernetes/etcd.yaml.away \
-             && for i in $(seq 1 100); do pgrep -x etcd >/dev/null || break; sleep 0.1; done \
+             && for i in $(seq 1 400); do pgrep -x etcd >/dev/null || break; sleep 0.1; done \
              && head -c 65536 /dev/urandom > /var/lib/etcd/member/snap/db \
              && mv /etc/kubernetes/etcd.yaml.away /etc/kubernetes/manifests/etcd.yaml",
         );
@@ -1430,9 +1430,11 @@ fn nospace(etcd: &str, name: &str) {
             "sed -i 's/^\\( *\\)- --snapshot-count=10000$/&\\n\\1- --quota-backend-bytes=16777216/' /etc/kubernetes/manifests/etcd.yaml && grep -q quota-backend /etc/kubernetes/manifests/etcd.yaml",
         );
     }
-    // kubelet restarts every member with the quota: wait for the new processes, then quorum.
+    // kubelet restarts every member with the quota: wait for the new processes (a leader
+    // stopped beside its peers may take etcd's ~7 s hand-over timeout, within kubelet's
+    // 30 s grace), then quorum.
     for n in &lab.nodes {
-        lab.sh(n, "for i in $(seq 1 100); do pgrep -a -x etcd | grep -q quota-backend-bytes && exit 0; sleep 0.1; done; exit 1");
+        lab.sh(n, "for i in $(seq 1 400); do pgrep -a -x etcd | grep -q quota-backend-bytes && exit 0; sleep 0.1; done; exit 1");
     }
     lab.sh("cp1", "for i in $(seq 1 100); do etcdctl endpoint health --cluster >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1");
     // History fills the quota: one key overwritten with 1 MB values. A put that fails for any
@@ -1622,7 +1624,7 @@ fn member_replace(etcd: &str, name: &str) {
     );
     lab.sh(
         "cp1",
-        "for i in $(seq 1 100); do pgrep -x etcd >/dev/null || exit 0; sleep 0.1; done; exit 1",
+        "for i in $(seq 1 400); do pgrep -x etcd >/dev/null || exit 0; sleep 0.1; done; exit 1",
     );
     let out = lab.run(
         "plans/etcd-member-replace.yaml",
