@@ -512,6 +512,14 @@ fn a_failed_step_shows_the_command_and_the_end_of_its_stderr() {
         line.contains("$ if [ -e "),
         "the failing command is not shown: {line}"
     );
+    // a.yaml was parked before the step failed: the run does not claim nothing changed.
+    assert!(!r.stderr.contains("was not changed"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("did not finish cleanly")
+            && r.stderr.contains("park (on n1, FAILED): move them back"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

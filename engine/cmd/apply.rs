@@ -660,14 +660,43 @@ fn rollback_notes(g: &StepGraph, state: &RunState, run_dir: Option<&RunDir>) {
             )
         })
         .collect();
-    if notes.is_empty() {
-        eprintln!("No destructive step completed; the cluster was not changed by this run.");
+    // A destructive step that started and did not succeed may have done part of its work
+    // (a manifest parked before the next one failed): its note is shown too, said as such.
+    let partial: Vec<String> = (0..state.status.len())
+        .filter(|&i| {
+            g.instance(i).destructive
+                && state.attempts[i] > 0
+                && (state.status[i].failed() || state.status[i] == Status::Unknown)
+        })
+        .map(|i| {
+            let inst = g.instance(i);
+            format!(
+                "{} (on {}, {}): {}",
+                inst.id,
+                inst.node.as_deref().unwrap_or("this machine"),
+                state.status[i].label(),
+                inst.rollback.as_deref().unwrap_or("no rollback note")
+            )
+        })
+        .collect();
+    if notes.is_empty() && partial.is_empty() {
+        eprintln!("No destructive step started; the cluster was not changed by this run.");
         return;
     }
-    let mut text =
-        String::from("Completed destructive steps, newest first, with their rollback notes:\n");
-    for n in &notes {
-        text.push_str(&format!("  - {n}\n"));
+    let mut text = String::new();
+    if !notes.is_empty() {
+        text.push_str("Completed destructive steps, newest first, with their rollback notes:\n");
+        for n in &notes {
+            text.push_str(&format!("  - {n}\n"));
+        }
+    }
+    if !partial.is_empty() {
+        text.push_str(
+            "Destructive steps that started and did not finish cleanly (they may have done part of their work):\n",
+        );
+        for n in &partial {
+            text.push_str(&format!("  - {n}\n"));
+        }
     }
     eprint!("{text}");
     if let Some(d) = run_dir {
