@@ -529,19 +529,9 @@ fn snapshot_status_refuses_files_cut_padded_or_appended_to() {
 #[test]
 fn closed_or_full_stdout_never_panics() {
     use std::process::{Command, Stdio};
-    let dir = tempfile::tempdir().unwrap();
+    // Port 1 refuses at once: a real run that stops at connecting.
+    let dir = common::unreachable_scratch("out");
     let d = dir.path();
-    std::fs::write(
-        d.join("plan.yaml"),
-        "name: t\nsteps:\n  - { id: a, on: n1, run: 'true' }\n",
-    )
-    .unwrap();
-    // Port 1 refuses at once: a real run that stops at connecting, with a run directory.
-    std::fs::write(
-        d.join("inv.yaml"),
-        "cluster: out\netcd: { version: \"3.5.16\" }\nssh: { port: 1, connect_timeout: 2 }\nnodes:\n  - { name: n1, address: 127.0.0.1, roles: [etcd] }\n",
-    )
-    .unwrap();
     let plan_ha = common::root().join("plans/etcd-restore-ha.yaml");
     let inv_ha = common::root().join("examples/kubeadm-ha-3.yaml");
     let fixture = common::root().join("tests/fixtures/snapshots/etcd-3.6.db");

@@ -358,19 +358,9 @@ fn inputs_that_are_not_small_regular_files_are_refused_at_once() {
 /// is not ours is refused on resume.
 #[test]
 fn ssh_control_directories_are_private_and_planted_ones_are_left_alone() {
-    let dir = tempfile::tempdir().unwrap();
+    // Port 1 refuses at once: a real run that stops at connecting.
+    let dir = common::unreachable_scratch("ctl");
     let d = dir.path();
-    std::fs::write(
-        d.join("plan.yaml"),
-        "name: t\nsteps:\n  - { id: a, on: n1, run: 'true' }\n",
-    )
-    .unwrap();
-    // Port 1 refuses at once: the run gets as far as connecting, then stops.
-    std::fs::write(
-        d.join("inv.yaml"),
-        "cluster: ctl\netcd: { version: \"3.5.16\" }\nssh: { port: 1, connect_timeout: 2 }\nnodes:\n  - { name: n1, address: 127.0.0.1, roles: [etcd] }\n",
-    )
-    .unwrap();
     let run = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
             .args(args)

@@ -25,6 +25,22 @@ pub const EXIT_INVALID: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_INTERRUPTED: u8 = 130;
 
+/// Loads an inventory for a command that needs nothing else: its diagnostics are printed
+/// and the exit code returned on failure.
+pub fn load_inventory(path: &std::path::Path) -> Result<crate::inventory::model::Inventory, u8> {
+    let mut sources = crate::diag::SourceMap::default();
+    match crate::inventory::load(path, &mut sources) {
+        Ok(i) => Ok(i),
+        Err(crate::yaml::LoadFailure::Unreadable { path, error }) => {
+            Err(usage_error(&format!("cannot read {path}"), &error, None))
+        }
+        Err(crate::yaml::LoadFailure::Invalid(ds)) => {
+            eprint!("{}", ds.render(&sources));
+            Err(EXIT_INVALID)
+        }
+    }
+}
+
 pub fn run(cli: Cli) -> ExitCode {
     let code = match cli.command {
         Command::Validate {

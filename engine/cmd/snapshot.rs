@@ -4,12 +4,10 @@ use std::path::Path;
 
 use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, print_out, usage_error};
 use crate::cli::{SnapshotCommand, SnapshotFormat};
-use crate::diag::SourceMap;
 use crate::executor::Executor;
 use crate::executor::ssh::Ssh;
 use crate::inventory::model::Node;
 use crate::snapshot::status::{Status, StatusError, Trailer, status};
-use crate::yaml::LoadFailure;
 
 pub fn run(cmd: SnapshotCommand) -> u8 {
     match cmd {
@@ -184,16 +182,9 @@ fn human_bytes(n: u64) -> String {
 }
 
 fn save(file: &Path, inventory: &Path, member: Option<&str>) -> u8 {
-    let mut sources = SourceMap::default();
-    let inv = match crate::inventory::load(inventory, &mut sources) {
+    let inv = match super::load_inventory(inventory) {
         Ok(i) => i,
-        Err(LoadFailure::Unreadable { path, error }) => {
-            return usage_error(&format!("cannot read {path}"), &error, None);
-        }
-        Err(LoadFailure::Invalid(ds)) => {
-            eprint!("{}", ds.render(&sources));
-            return EXIT_INVALID;
-        }
+        Err(code) => return code,
     };
     let members = inv.etcd_members();
     if let Some(m) = member

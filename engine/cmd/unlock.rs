@@ -5,26 +5,17 @@ use std::time::Duration;
 
 use super::{EXIT_INVALID, EXIT_OK, usage_error};
 use crate::cli::UnlockArgs;
-use crate::diag::SourceMap;
 use crate::execute::lock::{NODE_LOCK, describe_lock};
 use crate::executor::local::Local;
 use crate::executor::ssh::Ssh;
 use crate::executor::{Executor, Target};
 use crate::inventory::model::Node;
 use crate::shell::quote;
-use crate::yaml::LoadFailure;
 
 pub fn run(args: &UnlockArgs) -> u8 {
-    let mut sources = SourceMap::default();
-    let inv = match crate::inventory::load(&args.inventory, &mut sources) {
+    let inv = match super::load_inventory(&args.inventory) {
         Ok(i) => i,
-        Err(LoadFailure::Unreadable { path, error }) => {
-            return usage_error(&format!("cannot read {path}"), &error, None);
-        }
-        Err(LoadFailure::Invalid(ds)) => {
-            eprint!("{}", ds.render(&sources));
-            return EXIT_INVALID;
-        }
+        Err(code) => return code,
     };
     if inv.cluster != args.cluster {
         return usage_error(

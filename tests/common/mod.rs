@@ -83,3 +83,21 @@ pub fn runbook_within(dir: &Path, args: &[&str], secs: u64) -> Option<Run> {
         stderr,
     })
 }
+
+/// A scratch directory with `plan.yaml` (one no-op step on n1) and `inv.yaml` (cluster
+/// `cluster`, n1 on 127.0.0.1 port 1, which refuses at once): a real run that stops at
+/// connecting, with a run directory.
+pub fn unreachable_scratch(cluster: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("plan.yaml"),
+        "name: t\nsteps:\n  - { id: a, on: n1, run: 'true' }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("inv.yaml"),
+        format!("cluster: {cluster}\netcd: {{ version: \"3.5.16\" }}\nssh: {{ port: 1, connect_timeout: 2 }}\nnodes:\n  - {{ name: n1, address: 127.0.0.1, roles: [etcd] }}\n"),
+    )
+    .unwrap();
+    dir
+}
