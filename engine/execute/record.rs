@@ -71,7 +71,8 @@ impl Place {
 
 /// The script that runs `script` detached under a record at `prefix`, or re-attaches to it.
 ///
-/// First time: marks the group launched, starts it in a session of its own (`setsid`, so a
+/// First time: marks the group launched (`true`, not `:`: a failed redirection on a special
+/// builtin would end the shell before it could say why), starts it in a session of its own (`setsid`, so a
 /// hangup or a dying connection does not reach it) with its output in files, and waits.
 /// Again (a resume): a finished group reports its recorded output and status without
 /// running again; a running one is waited for. Either way the launcher ends with the work's
@@ -92,7 +93,7 @@ pub fn launcher(prefix: &str, script: &str, env: &[(String, String)], timeout: D
     format!(
         "r={r}\n\
 if [ ! -e \"$r.launched\" ]; then\n\
-  : > \"$r.launched\" || exit {LOST}\n\
+  true > \"$r.launched\" || {{ echo \"runbook: cannot write the run's record $r.launched on this host (was /var/lib/runbook/runs removed?); nothing was run\" >&2; exit {LOST}; }}\n\
   setsid -f -w sh -c {job} < /dev/null > /dev/null 2>&1\n\
 fi\n\
 n=0\n\
@@ -233,6 +234,22 @@ mod tests {
         let out = sh(&launcher(&prefix, "true", &[], Duration::from_secs(5)));
         assert_eq!(out.status.code(), Some(LOST));
         assert!(String::from_utf8_lossy(&out.stderr).contains("without recording its status"));
+    }
+
+    #[test]
+    fn a_missing_record_directory_is_said_and_nothing_runs() {
+        let d = tempfile::tempdir().unwrap();
+        let prefix = d.path().join("gone/s.1.0").display().to_string();
+        let ran = d.path().join("ran");
+        let out = sh(&launcher(
+            &prefix,
+            &format!("touch {}", ran.display()),
+            &[],
+            Duration::from_secs(5),
+        ));
+        assert_eq!(out.status.code(), Some(LOST));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("cannot write the run's record"));
+        assert!(!ran.exists());
     }
 
     #[test]
