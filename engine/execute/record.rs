@@ -71,9 +71,10 @@ impl Place {
 
 /// The script that runs `script` detached under a record at `prefix`, or re-attaches to it.
 ///
-/// First time: marks the group launched (`true`, not `:`: a failed redirection on a special
-/// builtin would end the shell before it could say why), starts it in a session of its own (`setsid`, so a
-/// hangup or a dying connection does not reach it) with its output in files, and waits.
+/// First time: marks the group launched (with `true`, not `:`: a failed redirection on a
+/// special builtin ends the shell before it can say why), starts it in a session of its own
+/// (`setsid`, so a hangup or a dying connection does not reach it) with its output in files,
+/// and waits.
 /// Again (a resume): a finished group reports its recorded output and status without
 /// running again; a running one is waited for. Either way the launcher ends with the work's
 /// own exit status and output, so the caller cannot tell a re-attached group from a new one.
