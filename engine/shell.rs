@@ -55,3 +55,17 @@ mod tests {
         }
     }
 }
+
+/// Commands as one script that stops at the first failure and says which command it was,
+/// also when the command ends the script itself with `exit` (the EXIT trap sees that too).
+pub fn group_script(commands: &[&str]) -> String {
+    let n = commands.len();
+    let mut s = format!(
+        "trap 'rc=$?; [ \"$rc\" -eq 0 ] || echo \"runbook: command $runbook_k of {n} failed (exit $rc)\" >&2' EXIT\n"
+    );
+    for (k, c) in commands.iter().enumerate() {
+        // The newline before `}` lets a command end in a comment or a here-doc.
+        s.push_str(&format!("runbook_k={}\n{{ {c}\n}} || exit $?\n", k + 1));
+    }
+    s
+}

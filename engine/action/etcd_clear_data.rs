@@ -6,8 +6,18 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::etcd_restore::move_aside;
-use super::{ArgError, Command, Ctx, node_path};
+use super::{Act, Action, ActionInfo, args, schema_of, secs, ArgError, Command, Ctx, node_path};
 use crate::shell::quote;
+
+pub static INFO: ActionInfo = ActionInfo {
+    name: "etcd.clear_data",
+    summary: "move a stopped member's data aside (never deleted) so it can join again as a new member",
+    default_timeout: secs(300),
+    destructive: true,
+    idempotent: true,
+    schema: schema_of::<Args>,
+    parse: |v, ctx| Ok(Action::new(EtcdClearData::new(args(v)?, ctx)?)),
+};
 
 /// Arguments of `etcd.clear_data`.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -35,8 +45,10 @@ impl EtcdClearData {
         }
         Ok(EtcdClearData { data_dir })
     }
+}
 
-    pub fn commands(&self) -> Vec<Command> {
+impl Act for EtcdClearData {
+    fn commands(&self) -> Vec<Command> {
         vec![
             // The plan stops etcd first (a lint checks it); this is the last word on the host.
             Command::Shell(

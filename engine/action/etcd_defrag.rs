@@ -5,7 +5,29 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::etcdctl::etcdctl;
-use super::{ArgError, Command, Ctx, timeout_secs};
+use crate::executor::BoxFut;
+use crate::inventory::model::Node;
+use super::{Native, RunCx, Said, Tool, Act, Action, ActionInfo, args, schema_of, secs, ArgError, Command, Ctx, timeout_secs};
+
+pub static DEFRAG: ActionInfo = ActionInfo {
+    name: "etcd.defrag",
+    summary: "defragment one member's backend",
+    default_timeout: secs(600),
+    destructive: false,
+    idempotent: true,
+    schema: schema_of::<Args>,
+    parse: |v, ctx| Ok(Action::new(EtcdDefrag::new(args(v)?, ctx)?)),
+};
+
+pub static CLUSTER: ActionInfo = ActionInfo {
+    name: "etcd.defrag_cluster",
+    summary: "defragment every member in turn over etcd's API, followers first and the leader last, with a health gate; then disarm alarms",
+    default_timeout: secs(1800),
+    destructive: false,
+    idempotent: true,
+    schema: schema_of::<ClusterArgs>,
+    parse: |v, ctx| Ok(Action::new(EtcdDefragCluster::new(args(v)?, ctx)?)),
+};
 
 /// Arguments of `etcd.defrag`.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -27,8 +49,18 @@ impl EtcdDefrag {
             timeout_secs: timeout_secs(ctx.timeout),
         })
     }
+}
 
-    pub fn commands(&self) -> Vec<Command> {
+impl Act for EtcdDefrag {
+    fn tools(&self, node: &Node) -> Vec<Tool> {
+        vec![Tool {
+            path: node.etcd.etcdctl.clone(),
+            field: "etcd.etcdctl",
+            version: None,
+        }]
+    }
+
+    fn commands(&self) -> Vec<Command> {
         vec![Command::Shell(format!(
             "{} defrag --command-timeout={}s",
             self.etcdctl, self.timeout_secs
@@ -55,14 +87,30 @@ impl EtcdDefragCluster {
             members: ctx.member_names(),
         })
     }
+}
 
-    pub fn commands(&self) -> Vec<super::Command> {
-        vec![super::Command::native(
-            super::Native::DefragCluster,
+impl Act for EtcdDefragCluster {
+    fn commands(&self) -> Vec<Command> {
+        vec![Command::native(
+            self.clone(),
             format!(
                 "defragment {} over etcd's API one at a time, followers first and the leader last, every member answering a quorum read before the next; then disarm alarms",
                 self.members.join(", ")
             ),
         )]
+    }
+}
+
+impl Native for EtcdDefragCluster {
+    fn run<'a>(&'a self, cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Said, String>> {
+        Box::pin(async move {
+            crate::etcd::defrag::defrag_cluster(
+                cx.exec,
+                cx.inventory,
+                std::time::Duration::from_secs(60),
+            )
+            .await
+            .map(Said::shown)
+        })
     }
 }

@@ -4,7 +4,30 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{ArgError, Command, Ctx, Native};
+use super::{
+    Act, Action, ActionInfo, ArgError, Command, Ctx, Native, RunCx, Said, args, schema_of, secs,
+};
+use crate::executor::BoxFut;
+
+pub static COMPACT: ActionInfo = ActionInfo {
+    name: "etcd.compact",
+    summary: "compact the keyspace to the current revision over etcd's API (old revisions are gone for good)",
+    default_timeout: secs(600),
+    destructive: true,
+    idempotent: true,
+    schema: schema_of::<Args>,
+    parse: |v, ctx| Ok(Action::new(EtcdCompact::new(args(v)?, ctx)?)),
+};
+
+pub static CHECK_WRITES: ActionInfo = ActionInfo {
+    name: "etcd.check_writes",
+    summary: "put a probe key, read it back from every member, delete it: the cluster takes writes",
+    default_timeout: secs(60),
+    destructive: false,
+    idempotent: true,
+    schema: schema_of::<Args>,
+    parse: |v, ctx| Ok(Action::new(EtcdCheckWrites::new(args(v)?, ctx)?)),
+};
 
 /// Arguments of `etcd.compact` and `etcd.check_writes` (none).
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -19,10 +42,12 @@ impl EtcdCompact {
     pub fn new(_args: Args, _ctx: &Ctx) -> Result<Self, ArgError> {
         Ok(EtcdCompact)
     }
+}
 
-    pub fn commands(&self) -> Vec<Command> {
+impl Act for EtcdCompact {
+    fn commands(&self) -> Vec<Command> {
         vec![Command::native(
-            Native::Compact,
+            self.clone(),
             "compact the keyspace to the current revision over etcd's API (physical: wait until members applied it)".into(),
         )]
     }
@@ -35,11 +60,33 @@ impl EtcdCheckWrites {
     pub fn new(_args: Args, _ctx: &Ctx) -> Result<Self, ArgError> {
         Ok(EtcdCheckWrites)
     }
+}
 
-    pub fn commands(&self) -> Vec<Command> {
+impl Act for EtcdCheckWrites {
+    fn commands(&self) -> Vec<Command> {
         vec![Command::native(
-            Native::CheckWrites,
+            self.clone(),
             "put a probe key, read it back from every member, delete it".into(),
         )]
+    }
+}
+
+impl Native for EtcdCompact {
+    fn run<'a>(&'a self, cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Said, String>> {
+        Box::pin(async move {
+            crate::etcd::maintenance::compact(cx.exec, cx.inventory)
+                .await
+                .map(Said::shown)
+        })
+    }
+}
+
+impl Native for EtcdCheckWrites {
+    fn run<'a>(&'a self, cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Said, String>> {
+        Box::pin(async move {
+            crate::etcd::maintenance::check_writes(cx.exec, cx.inventory)
+                .await
+                .map(Said::shown)
+        })
     }
 }

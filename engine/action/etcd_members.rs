@@ -5,7 +5,30 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::manifest::{manifest_name, parked_path};
-use super::{ArgError, Command, Ctx, Native};
+use super::{
+    Act, Action, ActionInfo, ArgError, Command, Ctx, Native, RunCx, Said, args, schema_of, secs,
+};
+use crate::executor::BoxFut;
+
+pub static REMOVE: ActionInfo = ActionInfo {
+    name: "etcd.member_remove",
+    summary: "remove the node's member through the other members, refusing if the voters left could not keep quorum",
+    default_timeout: secs(60),
+    destructive: true,
+    idempotent: true,
+    schema: schema_of::<RemoveArgs>,
+    parse: |v, ctx| Ok(Action::new(EtcdMemberRemove::new(args(v)?, ctx)?)),
+};
+
+pub static ADD: ActionInfo = ActionInfo {
+    name: "etcd.member_add",
+    summary: "add the node as a voting member once every voter is started (one at a time) and write its join flags into its parked manifest",
+    default_timeout: secs(300),
+    destructive: true,
+    idempotent: true,
+    schema: schema_of::<AddArgs>,
+    parse: |v, ctx| Ok(Action::new(EtcdMemberAdd::new(args(v)?, ctx)?)),
+};
 
 /// Arguments of `etcd.member_remove` (none: the member is the step's node).
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -27,10 +50,12 @@ impl EtcdMemberRemove {
             peer_url: node.peer_url(),
         })
     }
+}
 
-    pub fn commands(&self) -> Vec<Command> {
+impl Act for EtcdMemberRemove {
+    fn commands(&self) -> Vec<Command> {
         vec![Command::native(
-            Native::MemberRemove,
+            self.clone(),
             format!(
                 "remove {} ({}) from the member list, asking the other members; refuse unless the voters left that answer are a quorum; already removed is success",
                 self.node, self.peer_url
@@ -70,17 +95,59 @@ impl EtcdMemberAdd {
             manifest: parked_path(node, args.parking_dir, &name)?,
         })
     }
+}
 
-    pub fn commands(&self) -> Vec<Command> {
+impl Act for EtcdMemberAdd {
+    fn commands(&self) -> Vec<Command> {
         vec![Command::native(
-            Native::MemberAdd {
-                manifest: self.manifest.clone(),
-            },
+            self.clone(),
             format!(
                 "once every voting member is started and answers (etcd takes one new voter at a time), add {} ({}) as a voting member; \
 then set --initial-cluster=<the members etcd lists after the add> and --initial-cluster-state=existing in {}",
                 self.node, self.peer_url, self.manifest
             ),
         )]
+    }
+}
+
+impl Native for EtcdMemberRemove {
+    fn run<'a>(&'a self, cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Said, String>> {
+        Box::pin(async move {
+            let node = cx.node("a member removal")?;
+            crate::etcd::members::remove(cx.exec, cx.inventory, node)
+                .await
+                .map(Said::shown)
+        })
+    }
+}
+
+impl Native for EtcdMemberAdd {
+    fn run<'a>(&'a self, cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Said, String>> {
+        Box::pin(async move {
+            let node = cx.node("a member add")?;
+            // The step's own time limit cuts the wait; leave a little for the manifest edit.
+            let deadline = cx.deadline - std::time::Duration::from_secs(10);
+            let added = crate::etcd::members::add(cx.exec, cx.inventory, node, deadline).await?;
+            let set = [
+                ("initial-cluster".to_string(), added.initial_cluster.clone()),
+                ("initial-cluster-state".to_string(), "existing".to_string()),
+            ];
+            let cmds = super::manifest_flags::edit_commands(&self.manifest, &set, &[]);
+            let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
+            let what = format!("setting the join flags in {}", self.manifest);
+            let script = crate::shell::group_script(&refs);
+            crate::executor::output_on(cx.exec, node, &script, &what)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "{} (member {:x} is added: resume re-runs this step, which reuses it)\n{e}",
+                        added.message, added.id
+                    )
+                })?;
+            Ok(Said::shown(format!(
+                "{}\n{}: --initial-cluster-state=existing --initial-cluster={}",
+                added.message, self.manifest, added.initial_cluster
+            )))
+        })
     }
 }

@@ -4,7 +4,18 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{ArgError, Command, Ctx, Native};
+use super::{Act, Action, ActionInfo, args, schema_of, secs, RunCx, Said, ArgError, Command, Ctx, Native};
+use crate::executor::BoxFut;
+
+pub static INFO: ActionInfo = ActionInfo {
+    name: "etcd.preflight",
+    summary: "ask every member over etcd's API (status, leader, alarms, learners); fail on any alarm or no leader",
+    default_timeout: secs(60),
+    destructive: false,
+    idempotent: true,
+    schema: schema_of::<Args>,
+    parse: |v, ctx| Ok(Action::new(EtcdPreflight::new(args(v)?, ctx)?)),
+};
 
 /// Arguments of `etcd.preflight` (every etcd member of the inventory is asked).
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -61,8 +72,10 @@ impl EtcdPreflight {
             skip: args.skip,
         })
     }
+}
 
-    pub fn commands(&self) -> Vec<Command> {
+impl Act for EtcdPreflight {
+    fn commands(&self) -> Vec<Command> {
         let alarms = if self.allow_alarms.is_empty() {
             "fail on any alarm or no leader".to_string()
         } else {
@@ -72,10 +85,7 @@ impl EtcdPreflight {
             )
         };
         vec![Command::native(
-            Native::Preflight {
-                allow_alarms: self.allow_alarms.clone(),
-                skip: self.skip.clone(),
-            },
+            self.clone(),
             format!(
                 "ask {} over etcd's API: status, leader, alarms (NOSPACE, CORRUPT), learners; {alarms}{}",
                 self.members.join(", "),
@@ -86,5 +96,34 @@ impl EtcdPreflight {
                 }
             ),
         )]
+    }
+}
+
+impl Native for EtcdPreflight {
+    fn run<'a>(&'a self, cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Said, String>> {
+        Box::pin(async move {
+            let members: Vec<_> = cx
+                .inventory
+                .etcd_members()
+                .into_iter()
+                .filter(|n| !self.skip.contains(&n.name))
+                .collect();
+            let pre = crate::etcd::preflight::run(cx.exec, &members, &self.allow_alarms).await?;
+            let mut lines: Vec<String> = pre
+                .members
+                .iter()
+                .map(crate::etcd::preflight::describe)
+                .collect();
+            if pre.alarms.is_empty() {
+                lines.push(format!("no alarms; snapshot source: {}", pre.source));
+            } else {
+                lines.push(format!(
+                    "alarms (accepted by this plan): {}; snapshot source: {}",
+                    pre.alarms.join(", "),
+                    pre.source
+                ));
+            }
+            Ok(Said::shown(lines.join("\n")))
+        })
     }
 }

@@ -15,10 +15,22 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{ArgError, Command, Ctx, RuntimeValue, node_path};
+use super::{Act, Action, ActionInfo, Tool as NodeTool, args, schema_of, secs, ArgError, Command, Ctx, RuntimeValue, node_path};
 use crate::inventory::model::Node;
 use crate::inventory::version::EtcdVersion;
 use crate::shell::quote;
+
+pub static INFO: ActionInfo = ActionInfo {
+    name: "etcd.restore",
+    summary: "restore the member's data dir from a snapshot, keeping the old data aside",
+    default_timeout: secs(900),
+    destructive: true,
+    // The restored member carries a marker naming the run: run again, it finds its own
+    // result (or a finished restore waiting to be moved in) and does not restore twice.
+    idempotent: true,
+    schema: schema_of::<Args>,
+    parse: |v, ctx| Ok(Action::new(EtcdRestore::new(args(v)?, ctx)?)),
+};
 
 /// Arguments of `etcd.restore`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -183,13 +195,6 @@ impl EtcdRestore {
         })
     }
 
-    pub fn runtime_values(&self) -> Vec<RuntimeValue> {
-        vec![RuntimeValue {
-            var: RUN_ID.to_string(),
-            meaning: "this run's id: the restored member/ is marked with it, so a resumed run recognises its own restore".to_string(),
-        }]
-    }
-
     /// Writes the marker into a restored member: run, token, snapshot and its digest.
     fn write_marker(&self, member: &str) -> String {
         let snap = quote(&self.snapshot);
@@ -225,8 +230,30 @@ find {dq} -mindepth 1 -maxdepth 1 ! -name '.runbook-*' ! -name lost+found ! -nam
 echo \"previous contents kept in $prev\""
         )
     }
+}
 
-    pub fn commands(&self) -> Vec<Command> {
+impl Act for EtcdRestore {
+    fn runtime_values(&self) -> Vec<RuntimeValue> {
+        vec![RuntimeValue {
+            var: RUN_ID.to_string(),
+            meaning: "this run's id: the restored member/ is marked with it, so a resumed run recognises its own restore".to_string(),
+        }]
+    }
+
+    /// The restore tool must be the inventory's version: it decides the flags and the format.
+    fn tools(&self, _node: &Node) -> Vec<NodeTool> {
+        vec![NodeTool {
+            path: self.tool_path.clone(),
+            field: if self.tool_path.ends_with("etcdutl") {
+                "etcd.etcdutl"
+            } else {
+                "etcd.etcdctl"
+            },
+            version: Some(self.version),
+        }]
+    }
+
+    fn commands(&self) -> Vec<Command> {
         let d = &self.data_dir;
         let dq = quote(d);
         let tmp = quote(&format!("{d}/{RESTORE_TMP}"));

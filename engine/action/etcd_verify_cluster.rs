@@ -5,8 +5,19 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{ArgError, Command, Ctx, Native};
+use super::{Act, Action, ActionInfo, args, schema_of, secs, RunCx, Said, ArgError, Command, Ctx, Native};
+use crate::executor::BoxFut;
 use crate::shell::quote;
+
+pub static INFO: ActionInfo = ActionInfo {
+    name: "etcd.verify_cluster",
+    summary: "check members, health and HashKV agreement across the cluster",
+    default_timeout: secs(120),
+    destructive: false,
+    idempotent: true,
+    schema: schema_of::<Args>,
+    parse: |v, ctx| Ok(Action::new(EtcdVerifyCluster::new(args(v)?, ctx)?)),
+};
 
 /// Arguments of `etcd.verify_cluster`.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -45,8 +56,10 @@ impl EtcdVerifyCluster {
             members: ctx.member_names(),
         })
     }
+}
 
-    pub fn commands(&self) -> Vec<Command> {
+impl Act for EtcdVerifyCluster {
+    fn commands(&self) -> Vec<Command> {
         let mut text = format!(
             "check over etcd's API on {}: member list equals the inventory, every member answers a quorum read, one cluster ID, HashKV equal at one revision",
             self.members.join(", ")
@@ -63,11 +76,23 @@ impl EtcdVerifyCluster {
             ));
         }
         vec![Command::native(
-            Native::VerifyCluster {
-                snapshot: self.snapshot.clone(),
-                bump_revision: self.bump_revision,
-            },
+            self.clone(),
             text,
         )]
+    }
+}
+
+impl Native for EtcdVerifyCluster {
+    fn run<'a>(&'a self, cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Said, String>> {
+        Box::pin(async move {
+            crate::etcd::verify::verify_cluster(
+                cx.exec,
+                cx.inventory,
+                self.snapshot.as_deref().map(std::path::Path::new),
+                self.bump_revision,
+            )
+            .await
+            .map(Said::shown)
+        })
     }
 }

@@ -3,8 +3,18 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{ArgError, Command, Ctx, node_path};
+use super::{Act, Action, ActionInfo, args, schema_of, secs, ArgError, Command, Ctx, node_path};
 use crate::shell::quote;
+
+pub static INFO: ActionInfo = ActionInfo {
+    name: "file.chown",
+    summary: "set the owner of a path (default: the etcd data dir, recursively)",
+    default_timeout: secs(120),
+    destructive: false,
+    idempotent: true,
+    schema: schema_of::<Args>,
+    parse: |v, ctx| Ok(Action::new(FileChown::new(args(v)?, ctx)?)),
+};
 
 /// Arguments of `file.chown`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -51,8 +61,10 @@ impl FileChown {
             recursive: args.recursive,
         })
     }
+}
 
-    pub fn commands(&self) -> Vec<Command> {
+impl Act for FileChown {
+    fn commands(&self) -> Vec<Command> {
         let r = if self.recursive { " -R" } else { "" };
         vec![Command::Shell(format!(
             "chown{r} {} {}",

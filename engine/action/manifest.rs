@@ -4,9 +4,33 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{ArgError, Command, Ctx, Native, node_path};
+use super::{
+    Act, Action, ActionInfo, ArgError, Command, Ctx, Native, RunCx, Said, args, node_path,
+    schema_of, secs,
+};
+use crate::executor::BoxFut;
 use crate::inventory::model::Node;
 use crate::shell::quote;
+
+pub static STOP: ActionInfo = ActionInfo {
+    name: "manifest.stop",
+    summary: "park static pod manifests outside the manifests directory so kubelet stops the pods",
+    default_timeout: secs(60),
+    destructive: true,
+    idempotent: true,
+    schema: schema_of::<Args>,
+    parse: |v, ctx| Ok(Action::new(ManifestMove::new(args(v)?, ctx, "manifest.stop")?)),
+};
+
+pub static START: ActionInfo = ActionInfo {
+    name: "manifest.start",
+    summary: "move parked static pod manifests back so kubelet starts the pods",
+    default_timeout: secs(60),
+    destructive: false,
+    idempotent: true,
+    schema: schema_of::<Args>,
+    parse: |v, ctx| Ok(Action::new(ManifestMove::new(args(v)?, ctx, "manifest.start")?)),
+};
 
 /// Arguments of `manifest.stop` and `manifest.start`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -34,6 +58,8 @@ pub struct ManifestMove {
     pub parking_dir: String,
     /// Wait, before parking, until this member is not the leader or is the last one up.
     pub leader_last: bool,
+    /// `manifest.start` (move back) rather than `manifest.stop` (park).
+    pub start: bool,
 }
 
 /// kubeadm's name for etcd's static pod manifest.
@@ -106,14 +132,15 @@ impl ManifestMove {
             manifests_dir,
             parking_dir,
             leader_last: parks_etcd && args.leader_last.unwrap_or(whole_cluster),
+            start: action == "manifest.start",
         })
     }
 
-    pub fn stop_commands(&self) -> Vec<Command> {
+    fn stop_commands(&self) -> Vec<Command> {
         let mut out = Vec::new();
         if self.leader_last {
             out.push(Command::native(
-                Native::LeaderLast,
+                LeaderLast,
                 "if this member is etcd's leader, wait until every other member has stopped (at most 20s), so it has no one to hand leadership to".to_string(),
             ));
         }
@@ -132,7 +159,7 @@ impl ManifestMove {
         out
     }
 
-    pub fn start_commands(&self) -> Vec<Command> {
+    fn start_commands(&self) -> Vec<Command> {
         let mut out = Vec::new();
         for m in &self.manifests {
             let live = quote(&format!("{}/{m}", self.manifests_dir));
@@ -142,5 +169,30 @@ impl ManifestMove {
             )));
         }
         out
+    }
+}
+
+impl Act for ManifestMove {
+    fn commands(&self) -> Vec<Command> {
+        if self.start {
+            self.start_commands()
+        } else {
+            self.stop_commands()
+        }
+    }
+}
+
+/// Holds the step while its node is etcd's leader and another member still answers.
+#[derive(Debug)]
+struct LeaderLast;
+
+impl Native for LeaderLast {
+    fn run<'a>(&'a self, cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Said, String>> {
+        Box::pin(async move {
+            let node = cx.node("leader-last")?;
+            crate::etcd::stop::leader_last(cx.exec, cx.inventory, node)
+                .await
+                .map(Said::shown)
+        })
     }
 }

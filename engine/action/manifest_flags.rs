@@ -14,8 +14,18 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::manifest::{manifest_name, parked_path};
-use super::{ArgError, Command, Ctx};
+use super::{Act, Action, ActionInfo, args, schema_of, secs, ArgError, Command, Ctx};
 use crate::shell::quote;
+
+pub static INFO: ActionInfo = ActionInfo {
+    name: "manifest.etcd_flags",
+    summary: "set or drop --flags in a parked etcd manifest (e.g. --initial-cluster-state, --force-new-cluster), keeping the original beside it",
+    default_timeout: secs(60),
+    destructive: false,
+    idempotent: true,
+    schema: schema_of::<Args>,
+    parse: |v, ctx| Ok(Action::new(ManifestFlags::new(args(v)?, ctx)?)),
+};
 
 /// Arguments of `manifest.etcd_flags`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -111,8 +121,10 @@ impl ManifestFlags {
             .iter()
             .any(|(f, v)| f == flag && !v.eq_ignore_ascii_case("false"))
     }
+}
 
-    pub fn commands(&self) -> Vec<Command> {
+impl Act for ManifestFlags {
+    fn commands(&self) -> Vec<Command> {
         edit_commands(&self.path, &self.set, &self.remove)
             .into_iter()
             .map(Command::Shell)

@@ -1,87 +1,85 @@
-//! Typed actions: each knows its arguments (with a schema), the exact commands it renders
-//! and whether it is safe to re-run. One file per action; this file is the registry.
+//! Typed actions: each owns its whole life in its own file — its arguments (with a schema),
+//! the commands it renders, the tools it needs on a node, the values it sets at run time, its
+//! native work, and whether it is safe to re-run. This file is the contract and the registry:
+//! adding an action is one new file and one line in `registry!` below.
 
-pub mod etcd_clear_data;
-pub mod etcd_defrag;
-pub mod etcd_maintenance;
-pub mod etcd_members;
-pub mod etcd_preflight;
-pub mod etcd_restore;
-pub mod etcd_verify_cluster;
 pub mod etcdctl;
-pub mod file_chown;
-pub mod manifest;
-pub mod manifest_flags;
-pub mod run;
-pub mod snapshot_copy;
-pub mod snapshot_distribute;
-pub mod snapshot_not_source;
-pub mod snapshot_save;
-pub mod snapshot_verify;
-pub mod wait_etcd_healthy;
-pub mod wait_http;
-pub mod wait_process_gone;
 
-use std::time::Duration;
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
 
+use crate::executor::{BoxFut, Host};
 use crate::inventory::model::{Inventory, Node};
+use crate::inventory::version::EtcdVersion;
+
+/// The registry: each action module and the `ActionInfo`s it defines, in the order the
+/// documentation and schema list them. One line per module declares it and registers it.
+macro_rules! registry {
+    ($($module:ident => [$($info:ident),+]),+ $(,)?) => {
+        $(pub mod $module;)+
+        /// Every typed action.
+        pub static ACTIONS: &[&ActionInfo] = &[$($(&$module::$info),+),+];
+    };
+}
+
+registry! {
+    etcd_preflight => [INFO],
+    snapshot_save => [INFO],
+    snapshot_verify => [INFO],
+    snapshot_copy => [COPY, PRUNE],
+    snapshot_distribute => [INFO],
+    snapshot_not_source => [INFO],
+    manifest => [STOP, START],
+    manifest_flags => [INFO],
+    wait_process_gone => [INFO],
+    etcd_restore => [INFO],
+    etcd_clear_data => [INFO],
+    file_chown => [INFO],
+    wait_etcd_healthy => [INFO],
+    etcd_verify_cluster => [INFO],
+    wait_http => [INFO],
+    etcd_defrag => [DEFRAG, CLUSTER],
+    etcd_maintenance => [COMPACT, CHECK_WRITES],
+    etcd_members => [REMOVE, ADD],
+}
+
+/// `run:` steps: the plan language's raw shell, not a registered action.
+pub mod run;
 
 /// One line of what a step does.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Command {
     /// Run by `sh -c` on the step's host, exactly as shown.
     Shell(String),
-    /// Done by runbook itself (file transfer, native checks), with the sentence a plan shows for it.
-    Native { op: Native, text: String },
+    /// Done by runbook itself (file transfer, checks over etcd's API), with the sentence a
+    /// plan shows for it.
+    Native { work: Arc<dyn Native>, text: String },
 }
 
-/// Work runbook does itself rather than through a shell on the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Native {
-    /// Check a local snapshot file: SHA-256 trailer and bbolt meta pages.
-    VerifySnapshot { path: String },
-    /// Compare a local file's sha256 with a digest recorded at backup time.
-    CheckSha256 { path: String, expected: String },
-    /// Copy a local file to the step's node (mode 0600, written beside `dest` and renamed).
-    Upload { source: String, dest: String },
-    /// Ask every etcd member over its API; fail on alarms (but those allowed) or no leader.
-    Preflight {
-        allow_alarms: Vec<String>,
-        skip: Vec<String>,
-    },
-    /// Remove the step's node from the member list, through the other members, keeping quorum.
-    MemberRemove,
-    /// Hold the step while its node is etcd's leader and another member still answers.
-    LeaderLast,
-    /// Add the step's node as a voter once the cluster can take one; write its join flags
-    /// into its parked manifest.
-    MemberAdd { manifest: String },
-    /// Refuse inventory members that belong to the snapshot's own cluster (drills).
-    NotSource { snapshot: String },
-    /// Compact the keyspace to the current revision (physically).
-    Compact,
-    /// Put, read back and delete a probe key: writes work.
-    CheckWrites,
-    /// Defragment every member in turn, the leader last, then disarm alarms.
-    DefragCluster,
-    /// Stream a snapshot from a member (or the one preflight picks) to a local file and verify it.
-    SaveSnapshot {
-        dest: String,
-        member: Option<String>,
-    },
-    /// Check the cluster over etcd's API after a restore (against the snapshot when given).
-    VerifyCluster {
-        snapshot: Option<String>,
-        bump_revision: u64,
-    },
+impl PartialEq for Command {
+    /// Two commands are the same when a plan shows them the same.
+    fn eq(&self, other: &Command) -> bool {
+        match (self, other) {
+            (Command::Shell(a), Command::Shell(b)) => a == b,
+            (Command::Native { text: a, .. }, Command::Native { text: b, .. }) => a == b,
+            _ => false,
+        }
+    }
 }
 
 impl Command {
-    pub fn native(op: Native, text: String) -> Command {
-        Command::Native { op, text }
+    pub fn native(work: impl Native + 'static, text: String) -> Command {
+        Command::Native {
+            work: Arc::new(work),
+            text,
+        }
     }
 
     /// The form shown in plans; native work reads as a shell comment so a pasted plan runs nothing by accident.
@@ -93,11 +91,184 @@ impl Command {
     }
 }
 
+/// Work runbook does itself rather than through a shell on the host. The walk runs it
+/// through its executor (a dry-run does not run it) within the step's time limit.
+pub trait Native: fmt::Debug + Send + Sync {
+    fn run<'a>(&'a self, cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Said, String>>;
+}
+
+/// What native work found, for the step's log; `shown` puts it on the console too (what etcd
+/// said is the point of most such steps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Said {
+    pub text: String,
+    pub shown: bool,
+}
+
+impl Said {
+    /// Shown on the console and logged.
+    pub fn shown(text: String) -> Said {
+        Said { text, shown: true }
+    }
+
+    /// Logged only.
+    pub fn logged(text: String) -> Said {
+        Said { text, shown: false }
+    }
+}
+
+/// What an action's run-time work sees: the hosts (through the run's executor), the
+/// inventory, the step's node, its deadline, and values earlier work left for it.
+pub struct RunCx<'a> {
+    pub exec: &'a dyn Host,
+    pub inventory: &'a Inventory,
+    pub node: Option<&'a Node>,
+    /// When the step's time limit runs out.
+    pub deadline: Instant,
+    pub captures: &'a Captures,
+    pub digests: &'a Digests,
+}
+
+impl<'a> RunCx<'a> {
+    /// The step's node, for work that only makes sense on one.
+    pub fn node(&self, what: &str) -> Result<&'a Node, String> {
+        self.node.ok_or_else(|| format!("{what} needs a node"))
+    }
+
+    /// Time left before the step's limit.
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+/// Values steps captured (`capture:`), by name and the node that captured them.
+#[derive(Debug, Default)]
+pub struct Captures(Mutex<HashMap<(String, Option<String>), String>>);
+
+impl Captures {
+    pub fn new(values: HashMap<(String, Option<String>), String>) -> Captures {
+        Captures(Mutex::new(values))
+    }
+
+    pub fn insert(&self, name: &str, node: Option<&str>, value: String) {
+        self.lock()
+            .insert((name.to_string(), node.map(str::to_string)), value);
+    }
+
+    /// The value `node` captured under `name`, else any node's.
+    pub fn get(&self, name: &str, node: Option<&str>) -> Option<String> {
+        let map = self.lock();
+        map.get(&(name.to_string(), node.map(str::to_string)))
+            .or_else(|| map.iter().find(|((n, _), _)| n == name).map(|(_, v)| v))
+            .cloned()
+    }
+
+    pub fn all(&self) -> HashMap<(String, Option<String>), String> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Option<String>), String>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// sha256 of local files, computed once per run (a verified snapshot is not hashed again
+/// when it is copied to every node).
+#[derive(Debug, Default)]
+pub struct Digests(Mutex<HashMap<PathBuf, String>>);
+
+impl Digests {
+    pub fn remember(&self, path: &str, digest: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(PathBuf::from(path), digest);
+    }
+
+    /// The file's sha256, hashed off the async threads the first time it is asked for.
+    pub async fn sha256(&self, path: &str) -> Result<String, String> {
+        let p = PathBuf::from(path);
+        if let Some(d) = self.0.lock().unwrap_or_else(|x| x.into_inner()).get(&p) {
+            return Ok(d.clone());
+        }
+        let q = p.clone();
+        let d = tokio::task::spawn_blocking(move || crate::snapshot::sha256_file(&q))
+            .await
+            .map_err(|e| format!("hashing {path}: {e}"))?
+            .map_err(|e| format!("cannot read {path}: {e}"))?;
+        self.remember(path, d.clone());
+        Ok(d)
+    }
+}
+
 /// A value a command needs that exists only at run time, passed as an environment variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeValue {
     pub var: String,
     pub meaning: String,
+}
+
+/// A program a step's commands need on its node, asked for before the first step runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tool {
+    pub path: String,
+    /// The inventory field that names it, for the remedy.
+    pub field: &'static str,
+    /// The version it must have (major.minor), when the action's flags depend on it.
+    pub version: Option<EtcdVersion>,
+}
+
+/// What every compiled action is. Everything but `commands` has a default: most actions
+/// are shell commands with nothing to set or check beforehand.
+pub trait Act: Any + fmt::Debug + Send + Sync {
+    /// What the step does, in order: shown by `plan`, run by the walk.
+    fn commands(&self) -> Vec<Command>;
+
+    /// Variables its commands read that only the run can set (shown by `plan`).
+    fn runtime_values(&self) -> Vec<RuntimeValue> {
+        Vec::new()
+    }
+
+    /// Programs its commands need on `node`.
+    fn tools(&self, _node: &Node) -> Vec<Tool> {
+        Vec::new()
+    }
+
+    /// The values of `runtime_values`, at run time, for its commands' environment.
+    fn env<'a>(&'a self, _cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Vec<(String, String)>, String>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+/// A compiled action instance: cheap to clone, read through `Act`, or as its own type
+/// (`get`) by lints that reason about particular actions.
+#[derive(Clone)]
+pub struct Action(Arc<dyn Act>);
+
+impl Action {
+    pub fn new(act: impl Act) -> Action {
+        Action(Arc::new(act))
+    }
+
+    /// The action as its own type, when it is one.
+    pub fn get<T: Act>(&self) -> Option<&T> {
+        let any: &dyn Any = self.0.as_ref();
+        any.downcast_ref::<T>()
+    }
+}
+
+impl std::ops::Deref for Action {
+    type Target = dyn Act;
+
+    fn deref(&self) -> &dyn Act {
+        self.0.as_ref()
+    }
+}
+
+impl fmt::Debug for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 /// What an action is compiled against: the instance's node, the step's fan-out, its time limit.
@@ -154,75 +325,6 @@ impl ArgError {
     }
 }
 
-/// A compiled action instance.
-#[derive(Debug, Clone)]
-pub enum Action {
-    SnapshotVerify(snapshot_verify::SnapshotVerify),
-    SnapshotDistribute(snapshot_distribute::SnapshotDistribute),
-    ManifestStop(manifest::ManifestMove),
-    ManifestStart(manifest::ManifestMove),
-    WaitProcessGone(wait_process_gone::WaitProcessGone),
-    EtcdRestore(etcd_restore::EtcdRestore),
-    FileChown(file_chown::FileChown),
-    WaitEtcdHealthy(wait_etcd_healthy::WaitEtcdHealthy),
-    EtcdVerifyCluster(etcd_verify_cluster::EtcdVerifyCluster),
-    WaitHttp(wait_http::WaitHttp),
-    EtcdDefrag(etcd_defrag::EtcdDefrag),
-    EtcdPreflight(etcd_preflight::EtcdPreflight),
-    EtcdDefragCluster(etcd_defrag::EtcdDefragCluster),
-    EtcdCompact(etcd_maintenance::EtcdCompact),
-    EtcdCheckWrites(etcd_maintenance::EtcdCheckWrites),
-    SnapshotSave(snapshot_save::SnapshotSave),
-    SnapshotCopy(snapshot_copy::SnapshotCopy),
-    SnapshotPrune(snapshot_copy::SnapshotPrune),
-    EtcdClearData(etcd_clear_data::EtcdClearData),
-    EtcdMemberRemove(etcd_members::EtcdMemberRemove),
-    EtcdMemberAdd(etcd_members::EtcdMemberAdd),
-    ManifestEtcdFlags(manifest_flags::ManifestFlags),
-    SnapshotNotSource(snapshot_not_source::SnapshotNotSource),
-    Run(run::Run),
-}
-
-impl Action {
-    pub fn commands(&self) -> Vec<Command> {
-        match self {
-            Action::SnapshotVerify(a) => a.commands(),
-            Action::SnapshotDistribute(a) => a.commands(),
-            Action::ManifestStop(a) => a.stop_commands(),
-            Action::ManifestStart(a) => a.start_commands(),
-            Action::WaitProcessGone(a) => a.commands(),
-            Action::EtcdRestore(a) => a.commands(),
-            Action::FileChown(a) => a.commands(),
-            Action::WaitEtcdHealthy(a) => a.commands(),
-            Action::EtcdVerifyCluster(a) => a.commands(),
-            Action::WaitHttp(a) => a.commands(),
-            Action::EtcdDefrag(a) => a.commands(),
-            Action::EtcdPreflight(a) => a.commands(),
-            Action::EtcdDefragCluster(a) => a.commands(),
-            Action::EtcdCompact(a) => a.commands(),
-            Action::EtcdCheckWrites(a) => a.commands(),
-            Action::SnapshotSave(a) => a.commands(),
-            Action::SnapshotCopy(a) => a.commands(),
-            Action::SnapshotPrune(a) => a.commands(),
-            Action::EtcdClearData(a) => a.commands(),
-            Action::EtcdMemberRemove(a) => a.commands(),
-            Action::EtcdMemberAdd(a) => a.commands(),
-            Action::ManifestEtcdFlags(a) => a.commands(),
-            Action::SnapshotNotSource(a) => a.commands(),
-            Action::Run(a) => a.commands(),
-        }
-    }
-
-    pub fn runtime_values(&self) -> Vec<RuntimeValue> {
-        match self {
-            Action::SnapshotDistribute(a) => a.runtime_values(),
-            Action::EtcdRestore(a) => a.runtime_values(),
-            Action::Run(a) => a.runtime_values(),
-            _ => Vec::new(),
-        }
-    }
-}
-
 /// The registry entry of an action: its name, documentation, defaults and parser.
 pub struct ActionInfo {
     pub name: &'static str,
@@ -236,335 +338,20 @@ pub struct ActionInfo {
     pub parse: fn(serde_json::Value, &Ctx) -> Result<Action, ArgError>,
 }
 
-const fn secs(s: u64) -> Duration {
+pub(crate) const fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-fn schema_of<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
+pub(crate) fn schema_of<T: JsonSchema>(g: &mut SchemaGenerator) -> Schema {
     g.subschema_for::<T>()
 }
 
-/// Every typed action, in the order the documentation lists them.
-pub static ACTIONS: &[ActionInfo] = &[
-    ActionInfo {
-        name: "snapshot.verify",
-        summary: "check a snapshot's SHA-256 trailer (and structure, locally) before anything uses it",
-        default_timeout: secs(300),
-        destructive: false,
-        idempotent: true,
-        schema: schema_of::<snapshot_verify::Args>,
-        parse: |v, ctx| {
-            Ok(Action::SnapshotVerify(
-                snapshot_verify::SnapshotVerify::new(args(v)?, ctx)?,
-            ))
-        },
-    },
-    ActionInfo {
-        name: "snapshot.distribute",
-        summary: "copy a local snapshot to the node and check its sha256 there",
-        default_timeout: secs(900),
-        destructive: false,
-        idempotent: true,
-        schema: schema_of::<snapshot_distribute::Args>,
-        parse: |v, ctx| {
-            Ok(Action::SnapshotDistribute(
-                snapshot_distribute::SnapshotDistribute::new(args(v)?, ctx)?,
-            ))
-        },
-    },
-    ActionInfo {
-        name: "manifest.stop",
-        summary: "park static pod manifests outside the manifests directory so kubelet stops the pods",
-        default_timeout: secs(60),
-        destructive: true,
-        idempotent: true,
-        schema: schema_of::<manifest::Args>,
-        parse: |v, ctx| {
-            Ok(Action::ManifestStop(manifest::ManifestMove::new(
-                args(v)?,
-                ctx,
-                "manifest.stop",
-            )?))
-        },
-    },
-    ActionInfo {
-        name: "manifest.start",
-        summary: "move parked static pod manifests back so kubelet starts the pods",
-        default_timeout: secs(60),
-        destructive: false,
-        idempotent: true,
-        schema: schema_of::<manifest::Args>,
-        parse: |v, ctx| {
-            Ok(Action::ManifestStart(manifest::ManifestMove::new(
-                args(v)?,
-                ctx,
-                "manifest.start",
-            )?))
-        },
-    },
-    ActionInfo {
-        name: "wait.process_gone",
-        summary: "wait until no process of that name runs on the node",
-        default_timeout: secs(120),
-        destructive: false,
-        idempotent: true,
-        schema: schema_of::<wait_process_gone::Args>,
-        parse: |v, ctx| {
-            Ok(Action::WaitProcessGone(
-                wait_process_gone::WaitProcessGone::new(args(v)?, ctx)?,
-            ))
-        },
-    },
-    ActionInfo {
-        name: "etcd.restore",
-        summary: "restore the member's data dir from a snapshot, keeping the old data aside",
-        default_timeout: secs(900),
-        destructive: true,
-        // The restored member carries a marker naming the run: run again, it finds its own
-        // result (or a finished restore waiting to be moved in) and does not restore twice.
-        idempotent: true,
-        schema: schema_of::<etcd_restore::Args>,
-        parse: |v, ctx| {
-            Ok(Action::EtcdRestore(etcd_restore::EtcdRestore::new(
-                args(v)?,
-                ctx,
-            )?))
-        },
-    },
-    ActionInfo {
-        name: "file.chown",
-        summary: "set the owner of a path (default: the etcd data dir, recursively)",
-        default_timeout: secs(120),
-        destructive: false,
-        idempotent: true,
-        schema: schema_of::<file_chown::Args>,
-        parse: |v, ctx| {
-            Ok(Action::FileChown(file_chown::FileChown::new(
-                args(v)?,
-                ctx,
-            )?))
-        },
-    },
-    ActionInfo {
-        name: "wait.etcd_healthy",
-        summary: "wait until the member (or every member) answers a quorum read",
-        default_timeout: secs(180),
-        destructive: false,
-        idempotent: true,
-        schema: schema_of::<wait_etcd_healthy::Args>,
-        parse: |v, ctx| {
-            Ok(Action::WaitEtcdHealthy(
-                wait_etcd_healthy::WaitEtcdHealthy::new(args(v)?, ctx)?,
-            ))
-        },
-    },
-    ActionInfo {
-        name: "etcd.verify_cluster",
-        summary: "check members, health and HashKV agreement across the cluster",
-        default_timeout: secs(120),
-        destructive: false,
-        idempotent: true,
-        schema: schema_of::<etcd_verify_cluster::Args>,
-        parse: |v, ctx| {
-            Ok(Action::EtcdVerifyCluster(
-                etcd_verify_cluster::EtcdVerifyCluster::new(args(v)?, ctx)?,
-            ))
-        },
-    },
-    ActionInfo {
-        name: "wait.http",
-        summary: "wait until a URL answers 2xx (e.g. kube-apiserver /readyz)",
-        default_timeout: secs(300),
-        destructive: false,
-        idempotent: true,
-        schema: schema_of::<wait_http::Args>,
-        parse: |v, ctx| Ok(Action::WaitHttp(wait_http::WaitHttp::new(args(v)?, ctx)?)),
-    },
-    ActionInfo {
-        name: "etcd.defrag",
-        summary: "defragment one member's backend",
-        default_timeout: secs(600),
-        destructive: false,
-        idempotent: true,
-        schema: schema_of::<etcd_defrag::Args>,
-        parse: |v, ctx| {
-            Ok(Action::EtcdDefrag(etcd_defrag::EtcdDefrag::new(
-                args(v)?,
-                ctx,
-            )?))
-        },
-    },
-    ActionInfo {
-        name: "etcd.preflight",
-        summary: "ask every member over etcd's API (status, leader, alarms, learners); fail on any alarm or no leader",
-        default_timeout: secs(60),
-        destructive: false,
-        idempotent: true,
-        schema: schema_of::<etcd_preflight::Args>,
-        parse: |v, ctx| {
-            Ok(Action::EtcdPreflight(etcd_preflight::EtcdPreflight::new(
-                args(v)?,
-                ctx,
-            )?))
-        },
-    },
-    ActionInfo {
-        name: "snapshot.save",
-        summary: "stream a snapshot from a member to this machine over SSH, atomically, with a .sha256, verified",
-        default_timeout: secs(1800),
-        destructive: false,
-        idempotent: true,
-        schema: schema_of::<snapshot_save::Args>,
-        parse: |v, ctx| {
-            Ok(Action::SnapshotSave(snapshot_save::SnapshotSave::new(
-                args(v)?,
-                ctx,
-            )?))
-        },
-    },
-    ActionInfo {
-        name: "snapshot.copy",
-        summary: "copy a saved snapshot and its .sha256 to a directory, an scp target or S3, and check it there",
-        default_timeout: secs(1800),
-        destructive: false,
-        idempotent: true,
-        schema: schema_of::<snapshot_copy::CopyArgs>,
-        parse: |v, ctx| {
-            Ok(Action::SnapshotCopy(snapshot_copy::SnapshotCopy::new(
-                args(v)?,
-                ctx,
-            )?))
-        },
-    },
-    ActionInfo {
-        name: "snapshot.prune",
-        summary: "keep the newest N snapshots (PREFIX*.db) in a directory or scp target, delete older ones",
-        default_timeout: secs(300),
-        destructive: true,
-        idempotent: true,
-        schema: schema_of::<snapshot_copy::PruneArgs>,
-        parse: |v, ctx| {
-            Ok(Action::SnapshotPrune(snapshot_copy::SnapshotPrune::new(
-                args(v)?,
-                ctx,
-            )?))
-        },
-    },
-    ActionInfo {
-        name: "etcd.defrag_cluster",
-        summary: "defragment every member in turn over etcd's API, followers first and the leader last, with a health gate; then disarm alarms",
-        default_timeout: secs(1800),
-        destructive: false,
-        idempotent: true,
-        schema: schema_of::<etcd_defrag::ClusterArgs>,
-        parse: |v, ctx| {
-            Ok(Action::EtcdDefragCluster(
-                etcd_defrag::EtcdDefragCluster::new(args(v)?, ctx)?,
-            ))
-        },
-    },
-    ActionInfo {
-        name: "etcd.compact",
-        summary: "compact the keyspace to the current revision over etcd's API (old revisions are gone for good)",
-        default_timeout: secs(600),
-        destructive: true,
-        idempotent: true,
-        schema: schema_of::<etcd_maintenance::Args>,
-        parse: |v, ctx| {
-            Ok(Action::EtcdCompact(etcd_maintenance::EtcdCompact::new(
-                args(v)?,
-                ctx,
-            )?))
-        },
-    },
-    ActionInfo {
-        name: "etcd.check_writes",
-        summary: "put a probe key, read it back from every member, delete it: the cluster takes writes",
-        default_timeout: secs(60),
-        destructive: false,
-        idempotent: true,
-        schema: schema_of::<etcd_maintenance::Args>,
-        parse: |v, ctx| {
-            Ok(Action::EtcdCheckWrites(
-                etcd_maintenance::EtcdCheckWrites::new(args(v)?, ctx)?,
-            ))
-        },
-    },
-    ActionInfo {
-        name: "snapshot.not_source",
-        summary: "refuse hosts that belong to the snapshot's own cluster (by peer URL or running member id): drills touch scratch hosts only",
-        default_timeout: secs(120),
-        destructive: false,
-        idempotent: true,
-        schema: schema_of::<snapshot_not_source::Args>,
-        parse: |v, ctx| {
-            Ok(Action::SnapshotNotSource(
-                snapshot_not_source::SnapshotNotSource::new(args(v)?, ctx)?,
-            ))
-        },
-    },
-    ActionInfo {
-        name: "manifest.etcd_flags",
-        summary: "set or drop --flags in a parked etcd manifest (e.g. --initial-cluster-state, --force-new-cluster), keeping the original beside it",
-        default_timeout: secs(60),
-        destructive: false,
-        idempotent: true,
-        schema: schema_of::<manifest_flags::Args>,
-        parse: |v, ctx| {
-            Ok(Action::ManifestEtcdFlags(
-                manifest_flags::ManifestFlags::new(args(v)?, ctx)?,
-            ))
-        },
-    },
-    ActionInfo {
-        name: "etcd.clear_data",
-        summary: "move a stopped member's data aside (never deleted) so it can join again as a new member",
-        default_timeout: secs(300),
-        destructive: true,
-        idempotent: true,
-        schema: schema_of::<etcd_clear_data::Args>,
-        parse: |v, ctx| {
-            Ok(Action::EtcdClearData(etcd_clear_data::EtcdClearData::new(
-                args(v)?,
-                ctx,
-            )?))
-        },
-    },
-    ActionInfo {
-        name: "etcd.member_remove",
-        summary: "remove the node's member through the other members, refusing if the voters left could not keep quorum",
-        default_timeout: secs(60),
-        destructive: true,
-        idempotent: true,
-        schema: schema_of::<etcd_members::RemoveArgs>,
-        parse: |v, ctx| {
-            Ok(Action::EtcdMemberRemove(
-                etcd_members::EtcdMemberRemove::new(args(v)?, ctx)?,
-            ))
-        },
-    },
-    ActionInfo {
-        name: "etcd.member_add",
-        summary: "add the node as a voting member once every voter is started (one at a time) and write its join flags into its parked manifest",
-        default_timeout: secs(300),
-        destructive: true,
-        idempotent: true,
-        schema: schema_of::<etcd_members::AddArgs>,
-        parse: |v, ctx| {
-            Ok(Action::EtcdMemberAdd(etcd_members::EtcdMemberAdd::new(
-                args(v)?,
-                ctx,
-            )?))
-        },
-    },
-];
-
 pub fn lookup(name: &str) -> Option<&'static ActionInfo> {
-    ACTIONS.iter().find(|a| a.name == name)
+    ACTIONS.iter().copied().find(|a| a.name == name)
 }
 
 /// Deserialize `with:` into an action's argument type; the error names the field at fault.
-fn args<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, ArgError> {
+pub(crate) fn args<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, ArgError> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();

@@ -1,6 +1,7 @@
 //! `run:`: raw shell, the escape hatch. The compiler has already quoted every interpolated value.
 
-use super::{Command, RuntimeValue};
+use super::{Act, Command, RunCx, RuntimeValue};
+use crate::executor::BoxFut;
 
 #[derive(Debug, Clone)]
 pub struct Run {
@@ -17,12 +18,12 @@ pub fn capture_var(name: &str) -> String {
     )
 }
 
-impl Run {
-    pub fn commands(&self) -> Vec<Command> {
+impl Act for Run {
+    fn commands(&self) -> Vec<Command> {
         vec![Command::Shell(self.script.trim_end().to_string())]
     }
 
-    pub fn runtime_values(&self) -> Vec<RuntimeValue> {
+    fn runtime_values(&self) -> Vec<RuntimeValue> {
         self.captures
             .iter()
             .map(|c| RuntimeValue {
@@ -30,5 +31,19 @@ impl Run {
                 meaning: format!("output captured as `{c}`, known at run time"),
             })
             .collect()
+    }
+
+    /// The captured values the script reads; one this node captured wins over another's.
+    fn env<'a>(&'a self, cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Vec<(String, String)>, String>> {
+        Box::pin(async move {
+            let node = cx.node.map(|n| n.name.as_str());
+            self.captures
+                .iter()
+                .map(|name| match cx.captures.get(name, node) {
+                    Some(v) => Ok((capture_var(name), v)),
+                    None => Err(format!("capture `{name}` has no value in this run")),
+                })
+                .collect()
+        })
     }
 }

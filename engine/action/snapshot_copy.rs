@@ -7,8 +7,28 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{ArgError, Command, Ctx};
+use super::{Act, Action, ActionInfo, args, schema_of, secs, ArgError, Command, Ctx};
 use crate::shell::quote;
+
+pub static COPY: ActionInfo = ActionInfo {
+    name: "snapshot.copy",
+    summary: "copy a saved snapshot and its .sha256 to a directory, an scp target or S3, and check it there",
+    default_timeout: secs(1800),
+    destructive: false,
+    idempotent: true,
+    schema: schema_of::<CopyArgs>,
+    parse: |v, ctx| Ok(Action::new(SnapshotCopy::new(args(v)?, ctx)?)),
+};
+
+pub static PRUNE: ActionInfo = ActionInfo {
+    name: "snapshot.prune",
+    summary: "keep the newest N snapshots (PREFIX*.db) in a directory or scp target, delete older ones",
+    default_timeout: secs(300),
+    destructive: true,
+    idempotent: true,
+    schema: schema_of::<PruneArgs>,
+    parse: |v, ctx| Ok(Action::new(SnapshotPrune::new(args(v)?, ctx)?)),
+};
 
 /// Where copies go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,8 +116,10 @@ impl SnapshotCopy {
             source: args.source,
         })
     }
+}
 
-    pub fn commands(&self) -> Vec<Command> {
+impl Act for SnapshotCopy {
+    fn commands(&self) -> Vec<Command> {
         let src = quote(&self.source);
         let sum = quote(&format!("{}.sha256", self.source));
         let name = basename(&self.source);
@@ -254,8 +276,10 @@ impl SnapshotPrune {
             keep,
         })
     }
+}
 
-    pub fn commands(&self) -> Vec<Command> {
+impl Act for SnapshotPrune {
+    fn commands(&self) -> Vec<Command> {
         let script = |dir: &str| {
             format!(
                 "cd -- {} && ls -1t -- {}*.db 2>/dev/null | tail -n +{} | while IFS= read -r f; do rm -f -- \"$f\" \"$f.sha256\" && echo \"removed $f\"; done",

@@ -3,8 +3,22 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{ArgError, Command, Ctx, Native, RuntimeValue, node_path};
+use super::{
+    Act, Action, ActionInfo, ArgError, Command, Ctx, Native, RunCx, RuntimeValue, Said, args,
+    node_path, schema_of, secs,
+};
+use crate::executor::BoxFut;
 use crate::shell::quote;
+
+pub static INFO: ActionInfo = ActionInfo {
+    name: "snapshot.distribute",
+    summary: "copy a local snapshot to the node and check its sha256 there",
+    default_timeout: secs(900),
+    destructive: false,
+    idempotent: true,
+    schema: schema_of::<Args>,
+    parse: |v, ctx| Ok(Action::new(SnapshotDistribute::new(args(v)?, ctx)?)),
+};
 
 /// Arguments of `snapshot.distribute`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -56,12 +70,14 @@ impl SnapshotDistribute {
             Some(i) => &self.dest[..i],
         }
     }
+}
 
-    pub fn commands(&self) -> Vec<Command> {
+impl Act for SnapshotDistribute {
+    fn commands(&self) -> Vec<Command> {
         vec![
             Command::Shell(format!("mkdir -p -m 0700 {}", quote(self.dest_dir()))),
             Command::native(
-                Native::Upload {
+                Upload {
                     source: self.source.clone(),
                     dest: self.dest.clone(),
                 },
@@ -79,7 +95,7 @@ impl SnapshotDistribute {
         ]
     }
 
-    pub fn runtime_values(&self) -> Vec<RuntimeValue> {
+    fn runtime_values(&self) -> Vec<RuntimeValue> {
         vec![RuntimeValue {
             var: SOURCE_SHA256.to_string(),
             meaning: format!(
@@ -87,5 +103,39 @@ impl SnapshotDistribute {
                 self.source
             ),
         }]
+    }
+
+    fn env<'a>(&'a self, cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Vec<(String, String)>, String>> {
+        Box::pin(async move {
+            let digest = cx.digests.sha256(&self.source).await?;
+            Ok(vec![(SOURCE_SHA256.to_string(), digest)])
+        })
+    }
+}
+
+/// A local file copied to the step's node (mode 0600, written beside `dest` and renamed).
+#[derive(Debug)]
+struct Upload {
+    source: String,
+    dest: String,
+}
+
+impl Native for Upload {
+    fn run<'a>(&'a self, cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Said, String>> {
+        Box::pin(async move {
+            let node = cx.node("an upload")?;
+            let started = std::time::Instant::now();
+            cx.exec
+                .upload_boxed(node, std::path::Path::new(&self.source), &self.dest)
+                .await
+                .map_err(|e| e.0)?;
+            Ok(Said::logged(format!(
+                "copied {} to {}:{} in {:.2}s",
+                self.source,
+                node.name,
+                self.dest,
+                started.elapsed().as_secs_f64()
+            )))
+        })
     }
 }

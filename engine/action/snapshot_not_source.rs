@@ -6,7 +6,18 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{ArgError, Command, Ctx, Native};
+use super::{Act, Action, ActionInfo, args, schema_of, secs, RunCx, Said, ArgError, Command, Ctx, Native};
+use crate::executor::BoxFut;
+
+pub static INFO: ActionInfo = ActionInfo {
+    name: "snapshot.not_source",
+    summary: "refuse hosts that belong to the snapshot's own cluster (by peer URL or running member id): drills touch scratch hosts only",
+    default_timeout: secs(120),
+    destructive: false,
+    idempotent: true,
+    schema: schema_of::<Args>,
+    parse: |v, ctx| Ok(Action::new(SnapshotNotSource::new(args(v)?, ctx)?)),
+};
 
 /// Arguments of `snapshot.not_source`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -40,17 +51,31 @@ impl SnapshotNotSource {
             members: ctx.member_names(),
         })
     }
+}
 
-    pub fn commands(&self) -> Vec<Command> {
+impl Act for SnapshotNotSource {
+    fn commands(&self) -> Vec<Command> {
         vec![Command::native(
-            Native::NotSource {
-                snapshot: self.snapshot.clone(),
-            },
+            self.clone(),
             format!(
                 "refuse if any of {} has a peer URL of a member recorded in {}, or runs one of those members",
                 self.members.join(", "),
                 self.snapshot
             ),
         )]
+    }
+}
+
+impl Native for SnapshotNotSource {
+    fn run<'a>(&'a self, cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Said, String>> {
+        Box::pin(async move {
+            crate::etcd::members::not_source(
+                cx.exec,
+                cx.inventory,
+                std::path::Path::new(&self.snapshot),
+            )
+            .await
+            .map(Said::shown)
+        })
     }
 }

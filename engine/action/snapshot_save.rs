@@ -4,8 +4,19 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{ArgError, Command, Ctx, Native};
+use super::{Act, Action, ActionInfo, args, schema_of, secs, RunCx, Said, ArgError, Command, Ctx, Native};
+use crate::executor::BoxFut;
 use crate::shell::quote;
+
+pub static INFO: ActionInfo = ActionInfo {
+    name: "snapshot.save",
+    summary: "stream a snapshot from a member to this machine over SSH, atomically, with a .sha256, verified",
+    default_timeout: secs(1800),
+    destructive: false,
+    idempotent: true,
+    schema: schema_of::<Args>,
+    parse: |v, ctx| Ok(Action::new(SnapshotSave::new(args(v)?, ctx)?)),
+};
 
 /// Arguments of `snapshot.save`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -55,13 +66,12 @@ impl SnapshotSave {
             member: args.member,
         })
     }
+}
 
-    pub fn commands(&self) -> Vec<Command> {
+impl Act for SnapshotSave {
+    fn commands(&self) -> Vec<Command> {
         vec![Command::native(
-            Native::SaveSnapshot {
-                dest: self.dest.clone(),
-                member: self.member.clone(),
-            },
+            self.clone(),
             format!(
                 "stream a snapshot from {} to {} (this machine) over an SSH forward; write .part, fsync, rename, .sha256; verify it",
                 self.member
@@ -70,5 +80,30 @@ impl SnapshotSave {
                 quote(&self.dest)
             ),
         )]
+    }
+}
+
+impl Native for SnapshotSave {
+    fn run<'a>(&'a self, cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Said, String>> {
+        Box::pin(async move {
+            let members = cx.inventory.etcd_members();
+            let mut pre = crate::etcd::preflight::run(cx.exec, &members, &[]).await?;
+            let source = self.member.clone().unwrap_or_else(|| pre.source.clone());
+            let client = pre
+                .clients
+                .get_mut(&source)
+                .ok_or_else(|| format!("no connection to {source}"))?;
+            let dest = &self.dest;
+            let saved = crate::etcd::save::save(client, std::path::Path::new(dest)).await?;
+            let mb = saved.bytes as f64 / 1e6;
+            Ok(Said::shown(format!(
+                "saved {dest} from {source}: {mb:.1} MB in {:.2}s, sha256 {}, trailer ok, revision {}, {} keys, hash {}",
+                saved.took.as_secs_f64(),
+                saved.sha256,
+                saved.status.revision,
+                saved.status.total_keys,
+                saved.status.hash
+            )))
+        })
     }
 }

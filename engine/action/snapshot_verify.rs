@@ -3,8 +3,23 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{ArgError, Command, Ctx, Native, node_path};
+use super::{
+    Act, Action, ActionInfo, ArgError, Command, Ctx, Native, RunCx, Said, args, node_path,
+    schema_of, secs,
+};
+use crate::executor::BoxFut;
+use crate::snapshot::status::Trailer;
 use crate::shell::quote;
+
+pub static INFO: ActionInfo = ActionInfo {
+    name: "snapshot.verify",
+    summary: "check a snapshot's SHA-256 trailer (and structure, locally) before anything uses it",
+    default_timeout: secs(300),
+    destructive: false,
+    idempotent: true,
+    schema: schema_of::<Args>,
+    parse: |v, ctx| Ok(Action::new(SnapshotVerify::new(args(v)?, ctx)?)),
+};
 
 /// Arguments of `snapshot.verify`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -51,12 +66,14 @@ impl SnapshotVerify {
             local: ctx.node.is_none(),
         })
     }
+}
 
-    pub fn commands(&self) -> Vec<Command> {
+impl Act for SnapshotVerify {
+    fn commands(&self) -> Vec<Command> {
         let mut out = Vec::new();
         if self.local {
             out.push(Command::native(
-                Native::VerifySnapshot {
+                VerifyLocal {
                     path: self.path.clone(),
                 },
                 format!(
@@ -66,7 +83,7 @@ impl SnapshotVerify {
             ));
             if let Some(d) = &self.sha256 {
                 out.push(Command::native(
-                    Native::CheckSha256 {
+                    CheckSha256 {
                         path: self.path.clone(),
                         expected: d.clone(),
                     },
@@ -89,5 +106,66 @@ test \"$(head -c $((size - 32)) -- \"$f\" | sha256sum | cut -d' ' -f1)\" = \"$(t
             }
         }
         out
+    }
+}
+
+/// A local snapshot file checked natively: SHA-256 trailer and every bbolt page.
+#[derive(Debug)]
+struct VerifyLocal {
+    path: String,
+}
+
+impl Native for VerifyLocal {
+    fn run<'a>(&'a self, cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Said, String>> {
+        Box::pin(async move {
+            let path = &self.path;
+            let p = std::path::PathBuf::from(path);
+            let st = tokio::task::spawn_blocking(move || crate::snapshot::status::status(&p))
+                .await
+                .map_err(|e| format!("verifying {path}: {e}"))?
+                .map_err(|e| e.to_string())?;
+            match st.sha256 {
+                Trailer::Ok => {}
+                Trailer::Mismatch => {
+                    return Err(format!(
+                        "{path}: the SHA-256 trailer does not match the content (corrupted or truncated)"
+                    ));
+                }
+                Trailer::Absent => {
+                    return Err(format!(
+                        "{path} has no SHA-256 trailer: a copy of member/snap/db, not a `snapshot save` file"
+                    ));
+                }
+                Trailer::Damaged(damage) => return Err(format!("{path} is damaged: {damage}")),
+            }
+            // Copies of it to the nodes are checked against this digest without hashing again.
+            cx.digests.remember(path, st.file_sha256.clone());
+            Ok(Said::logged(format!(
+                "{path}: {} bytes, sha256 {}, trailer ok, every bbolt page checked; revision {}, {} keys, hash {}",
+                st.file_size, st.file_sha256, st.revision, st.total_keys, st.hash
+            )))
+        })
+    }
+}
+
+/// A local file's sha256 compared with a digest recorded at backup time.
+#[derive(Debug)]
+struct CheckSha256 {
+    path: String,
+    expected: String,
+}
+
+impl Native for CheckSha256 {
+    fn run<'a>(&'a self, _cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Said, String>> {
+        Box::pin(async move {
+            let path = &self.path;
+            let p = std::path::PathBuf::from(path);
+            let e = self.expected.clone();
+            tokio::task::spawn_blocking(move || crate::snapshot::check_sha256(&p, &e))
+                .await
+                .map_err(|e| format!("hashing {path}: {e}"))?
+                .map(|d| Said::logged(format!("{path}: sha256 {d} as expected")))
+                .map_err(|e| e.to_string())
+        })
     }
 }

@@ -4,7 +4,18 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::etcdctl::{etcdctl, poll_until};
-use super::{ArgError, Command, Ctx, timeout_secs};
+use crate::inventory::model::Node;
+use super::{Tool, Act, Action, ActionInfo, args, schema_of, secs, ArgError, Command, Ctx, timeout_secs};
+
+pub static INFO: ActionInfo = ActionInfo {
+    name: "wait.etcd_healthy",
+    summary: "wait until the member (or every member) answers a quorum read",
+    default_timeout: secs(180),
+    destructive: false,
+    idempotent: true,
+    schema: schema_of::<Args>,
+    parse: |v, ctx| Ok(Action::new(WaitEtcdHealthy::new(args(v)?, ctx)?)),
+};
 
 /// Arguments of `wait.etcd_healthy`.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -52,8 +63,18 @@ impl WaitEtcdHealthy {
             timeout_secs: timeout_secs(ctx.timeout),
         })
     }
+}
 
-    pub fn commands(&self) -> Vec<Command> {
+impl Act for WaitEtcdHealthy {
+    fn tools(&self, node: &Node) -> Vec<Tool> {
+        vec![Tool {
+            path: node.etcd.etcdctl.clone(),
+            field: "etcd.etcdctl",
+            version: None,
+        }]
+    }
+
+    fn commands(&self) -> Vec<Command> {
         // `endpoint health` does a linearizable read: it passes only with a leader and quorum.
         vec![Command::Shell(poll_until(
             &format!("{} endpoint health >/dev/null 2>&1", self.etcdctl),

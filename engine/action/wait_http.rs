@@ -4,8 +4,18 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::etcdctl::poll_until;
-use super::{ArgError, Command, Ctx, node_path, timeout_secs};
+use super::{Act, Action, ActionInfo, args, schema_of, secs, ArgError, Command, Ctx, node_path, timeout_secs};
 use crate::shell::quote;
+
+pub static INFO: ActionInfo = ActionInfo {
+    name: "wait.http",
+    summary: "wait until a URL answers 2xx (e.g. kube-apiserver /readyz)",
+    default_timeout: secs(300),
+    destructive: false,
+    idempotent: true,
+    schema: schema_of::<Args>,
+    parse: |v, ctx| Ok(Action::new(WaitHttp::new(args(v)?, ctx)?)),
+};
 
 /// Arguments of `wait.http`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -48,8 +58,10 @@ impl WaitHttp {
             timeout_secs: timeout_secs(ctx.timeout),
         })
     }
+}
 
-    pub fn commands(&self) -> Vec<Command> {
+impl Act for WaitHttp {
+    fn commands(&self) -> Vec<Command> {
         let ca = match &self.ca {
             Some(ca) => format!(" --cacert {}", quote(ca)),
             None => String::new(),

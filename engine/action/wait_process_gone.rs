@@ -5,8 +5,18 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::etcdctl::poll_until;
-use super::{ArgError, Command, Ctx, timeout_secs};
+use super::{Act, Action, ActionInfo, args, schema_of, secs, ArgError, Command, Ctx, timeout_secs};
 use crate::shell::quote;
+
+pub static INFO: ActionInfo = ActionInfo {
+    name: "wait.process_gone",
+    summary: "wait until no process of that name runs on the node",
+    default_timeout: secs(120),
+    destructive: false,
+    idempotent: true,
+    schema: schema_of::<Args>,
+    parse: |v, ctx| Ok(Action::new(WaitProcessGone::new(args(v)?, ctx)?)),
+};
 
 /// Arguments of `wait.process_gone`.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -46,8 +56,10 @@ impl WaitProcessGone {
             timeout_secs: timeout_secs(ctx.timeout),
         })
     }
+}
 
-    pub fn commands(&self) -> Vec<Command> {
+impl Act for WaitProcessGone {
+    fn commands(&self) -> Vec<Command> {
         vec![Command::Shell(poll_until(
             &format!("! pgrep -x {} >/dev/null", quote(&self.process)),
             self.timeout_secs,

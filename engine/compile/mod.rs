@@ -331,7 +331,7 @@ pub fn compile(
                     let ctx_shell =
                         context::for_instance(inventory, &raw.name, &params, node, Some(&captures));
                     match templates.render_shell(script, &ctx_shell) {
-                        Ok(s) => Some(Action::Run(Run {
+                        Ok(s) => Some(Action::new(Run {
                             script: s,
                             captures: captures
                                 .iter()

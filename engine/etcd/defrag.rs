@@ -10,7 +10,7 @@ use super::{connect_member, status};
 use crate::executor::Executor;
 use crate::inventory::model::Inventory;
 
-pub async fn defrag_cluster<E: Executor>(
+pub async fn defrag_cluster<E: Executor + ?Sized>(
     exec: &E,
     inventory: &Inventory,
     gate: Duration,

@@ -7,7 +7,7 @@ use super::connect_member;
 use crate::executor::Executor;
 use crate::inventory::model::Inventory;
 
-async fn any_member<E: Executor>(
+async fn any_member<E: Executor + ?Sized>(
     exec: &E,
     inventory: &Inventory,
 ) -> Result<(String, Client), String> {
@@ -23,7 +23,10 @@ async fn any_member<E: Executor>(
 
 /// Compacts every revision before the current one away (physically: the call returns once
 /// the members have done it), so a following defrag can give the space back.
-pub async fn compact<E: Executor>(exec: &E, inventory: &Inventory) -> Result<String, String> {
+pub async fn compact<E: Executor + ?Sized>(
+    exec: &E,
+    inventory: &Inventory,
+) -> Result<String, String> {
     let (name, mut c) = any_member(exec, inventory).await?;
     let r = c
         .get("compact-probe", None)
@@ -44,7 +47,10 @@ pub async fn compact<E: Executor>(exec: &E, inventory: &Inventory) -> Result<Str
 }
 
 /// Puts a probe key, reads it back from every member, deletes it.
-pub async fn check_writes<E: Executor>(exec: &E, inventory: &Inventory) -> Result<String, String> {
+pub async fn check_writes<E: Executor + ?Sized>(
+    exec: &E,
+    inventory: &Inventory,
+) -> Result<String, String> {
     let key = format!("/runbook/write-check/{}", std::process::id());
     let value = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     let (name, mut c) = any_member(exec, inventory).await?;

@@ -62,7 +62,7 @@ fn same_url(a: &str, b: &str) -> bool {
 
 /// The member list, from the first of `ask` (in inventory order) that answers, with its client.
 async fn list_from(
-    exec: &impl Executor,
+    exec: &(impl Executor + ?Sized),
     ask: &[&Node],
 ) -> Result<(String, Client, Vec<Listed>), String> {
     if ask.is_empty() {
@@ -100,7 +100,7 @@ fn node_of<'a>(inv: &'a Inventory, m: &Listed) -> Option<&'a Node> {
 
 /// Which of `voters` answer a status call (through their own tunnels), and why the others do not.
 async fn answering(
-    exec: &impl Executor,
+    exec: &(impl Executor + ?Sized),
     inv: &Inventory,
     voters: &[&Listed],
 ) -> (Vec<String>, Vec<String>) {
@@ -142,7 +142,11 @@ fn others<'a>(inv: &'a Inventory, node: &Node) -> Vec<&'a Node> {
 
 /// Removes `node`'s member, asking the other members; refuses when the voters left behind
 /// that answer would not be a quorum of the smaller cluster. Absent already is success.
-pub async fn remove(exec: &impl Executor, inv: &Inventory, node: &Node) -> Result<String, String> {
+pub async fn remove(
+    exec: &(impl Executor + ?Sized),
+    inv: &Inventory,
+    node: &Node,
+) -> Result<String, String> {
     let _one = MEMBERSHIP.lock().await;
     let (asked, mut client, list) = list_from(exec, &others(inv, node)).await?;
     let Some(target) = list
@@ -208,7 +212,7 @@ pub struct Added {
 /// Adds `node` as a voting member once every listed voter is started and answers (polling
 /// until `deadline`); a member already listed with its peer URL is reused (a resumed run).
 pub async fn add(
-    exec: &impl Executor,
+    exec: &(impl Executor + ?Sized),
     inv: &Inventory,
     node: &Node,
     deadline: Instant,
@@ -311,7 +315,7 @@ fn initial_cluster(inv: &Inventory, joining: &Node, list: &[Listed]) -> Result<S
 /// The drill guard: none of the inventory's members is a member of the snapshot's cluster,
 /// by peer URL (from the snapshot) or by member id (asked of whatever etcd runs there now).
 pub async fn not_source(
-    exec: &impl Executor,
+    exec: &(impl Executor + ?Sized),
     inv: &Inventory,
     snapshot: &std::path::Path,
 ) -> Result<String, String> {

@@ -35,7 +35,10 @@ impl Drop for TlsMaterial {
 }
 
 /// Reads the inventory's TLS files from the node (over the executor, so over SSH).
-pub async fn read_tls<E: Executor>(exec: &E, node: &Node) -> Result<Option<TlsMaterial>, String> {
+pub async fn read_tls<E: Executor + ?Sized>(
+    exec: &E,
+    node: &Node,
+) -> Result<Option<TlsMaterial>, String> {
     let Some(tls) = &node.etcd.tls else {
         return Ok(None);
     };
@@ -78,7 +81,7 @@ pub async fn connect(
 }
 
 /// Reads the member's TLS material, opens its tunnel and connects a client to it.
-pub async fn connect_member<E: Executor>(exec: &E, node: &Node) -> Result<Client, String> {
+pub async fn connect_member<E: Executor + ?Sized>(exec: &E, node: &Node) -> Result<Client, String> {
     let tls = read_tls(exec, node).await?;
     let addr = exec
         .tunnel(node, node.etcd.client_port)

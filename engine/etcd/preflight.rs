@@ -50,7 +50,7 @@ pub fn describe(m: &MemberStatus) -> String {
 }
 
 /// `allow`: alarm types (e.g. "NOSPACE") reported but accepted, for plans that clear them.
-pub async fn run<E: Executor>(
+pub async fn run<E: Executor + ?Sized>(
     exec: &E,
     members: &[&Node],
     allow: &[String],

@@ -20,7 +20,11 @@ const POLL: Duration = Duration::from_millis(200);
 const ANSWER: Duration = Duration::from_secs(2);
 
 /// Whether `node` answers a status call, and if so whether it is the leader.
-async fn ask<E: Executor>(exec: &E, node: &Node, tls: Option<&TlsMaterial>) -> Option<bool> {
+async fn ask<E: Executor + ?Sized>(
+    exec: &E,
+    node: &Node,
+    tls: Option<&TlsMaterial>,
+) -> Option<bool> {
     let work = async {
         let addr = exec.tunnel(node, node.etcd.client_port).await.ok()?;
         let mut c = connect(node, addr, tls).await.ok()?;
@@ -31,7 +35,7 @@ async fn ask<E: Executor>(exec: &E, node: &Node, tls: Option<&TlsMaterial>) -> O
 
 /// Returns once `node` is not etcd's leader, or no other member answers, or `LEADER_WAIT`
 /// has passed (then it says so): the moment to stop `node`.
-pub async fn leader_last<E: Executor>(
+pub async fn leader_last<E: Executor + ?Sized>(
     exec: &E,
     inventory: &Inventory,
     node: &Node,

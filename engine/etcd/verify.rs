@@ -36,7 +36,7 @@ async fn hash_all(
     Ok(out)
 }
 
-pub async fn verify_cluster<E: Executor>(
+pub async fn verify_cluster<E: Executor + ?Sized>(
     exec: &E,
     inventory: &Inventory,
     snapshot: Option<&Path>,

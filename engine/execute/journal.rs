@@ -54,6 +54,14 @@ pub enum Event {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         capture: Option<String>,
     },
+    /// What runbook's own work in a step found (a verification, what etcd said); `shown`
+    /// when the console shows it too, not only the step's log.
+    StepOutput {
+        id: String,
+        text: String,
+        #[serde(default)]
+        shown: bool,
+    },
     /// The step will run again after a failed attempt.
     StepRetry {
         id: String,

@@ -88,6 +88,17 @@ impl Reporter {
 
     pub fn event(&self, r: &Record) {
         let t = self.start.elapsed().as_secs_f64();
+        // What etcd said, what a check found: on the console under its step's lines,
+        // indented and without a time of its own.
+        if let Event::StepOutput {
+            text, shown: true, ..
+        } = &r.event
+            && !matches!(self.style, Style::Json)
+        {
+            let lines: Vec<String> = text.lines().map(|l| format!("           {l}")).collect();
+            self.say(&lines.join("\n"));
+            return;
+        }
         match &self.style {
             Style::Json => {
                 if let Ok(line) = serde_json::to_string(r) {
@@ -297,6 +308,8 @@ fn plain_line(e: &Event) -> Option<String> {
         Event::StepAbandoned { id } => {
             format!("abandon  {id} (its outcome on the host is unknown)")
         }
-        Event::RunStarted { .. } | Event::RunFinished { .. } => return None,
+        Event::RunStarted { .. } | Event::RunFinished { .. } | Event::StepOutput { .. } => {
+            return None;
+        }
     })
 }

@@ -175,6 +175,7 @@ impl RunState {
                     }
                 }
                 Event::RunStarted { .. }
+                | Event::StepOutput { .. }
                 | Event::Approved { .. }
                 | Event::Interrupted { .. }
                 | Event::RunFinished { .. } => {}

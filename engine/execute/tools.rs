@@ -9,20 +9,18 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use crate::action::Action;
+use crate::action::Tool;
 use crate::executor::{Executor, Target};
 use crate::graph::StepGraph;
 use crate::inventory::model::Node;
 use crate::inventory::version::EtcdVersion;
 use crate::shell::quote;
 
-/// A tool a step needs on a node.
+/// A tool a step needs on a node, and the first step that needs it.
 #[derive(Debug, Clone)]
 struct Need {
-    path: String,
+    tool: Tool,
     step: String,
-    /// The restore tool must match the inventory's etcd version (it decides flags and format).
-    version: Option<EtcdVersion>,
 }
 
 fn needs(g: &StepGraph) -> BTreeMap<String, Vec<Need>> {
@@ -32,25 +30,14 @@ fn needs(g: &StepGraph) -> BTreeMap<String, Vec<Need>> {
         let Some(node) = inst.node.as_deref().and_then(|n| inv.node(n)) else {
             continue;
         };
-        let need = match &inst.action {
-            Action::EtcdRestore(a) => Need {
-                path: a.tool_path.clone(),
-                step: inst.id.clone(),
-                version: Some(a.version),
-            },
-            Action::WaitEtcdHealthy(_) | Action::EtcdDefrag(_) => Need {
-                path: node.etcd.etcdctl.clone(),
-                step: inst.id.clone(),
-                version: None,
-            },
-            _ => continue,
-        };
-        let list = out.entry(node.name.clone()).or_default();
-        if !list
-            .iter()
-            .any(|n| n.path == need.path && n.version == need.version)
-        {
-            list.push(need);
+        for tool in inst.action.tools(node) {
+            let list = out.entry(node.name.clone()).or_default();
+            if !list.iter().any(|n| n.tool == tool) {
+                list.push(Need {
+                    tool,
+                    step: inst.id.clone(),
+                });
+            }
         }
     }
     out
@@ -78,7 +65,7 @@ pub async fn check<E: Executor>(exec: &E, g: &StepGraph) -> Vec<String> {
     let asks = wanted.iter().filter_map(|(name, list)| {
         let node: &Node = inv.node(name)?;
         Some(async move {
-            let script: String = list.iter().map(|n| probe(&n.path)).collect();
+            let script: String = list.iter().map(|n| probe(&n.tool.path)).collect();
             let out = exec
                 .shell(Target::Node(node), &script, &[], Duration::from_secs(30))
                 .await;
@@ -105,11 +92,7 @@ pub async fn check<E: Executor>(exec: &E, g: &StepGraph) -> Vec<String> {
         for (need, line) in list.iter().zip(out.lines()) {
             let mut f = line.split('\t');
             let (_, state, version) = (f.next(), f.next(), f.next().unwrap_or(""));
-            let field = if need.path.ends_with("etcdutl") {
-                "etcd.etcdutl"
-            } else {
-                "etcd.etcdctl"
-            };
+            let (path, field) = (&need.tool.path, need.tool.field);
             match state {
                 Some("ok") => {}
                 Some("broken") => {
@@ -121,14 +104,14 @@ pub async fn check<E: Executor>(exec: &E, g: &StepGraph) -> Vec<String> {
                     };
                     problems.push(format!(
                         "{}: {} is there but does not run (`{} version` exited {version} with {said}; needed by {}): reinstall it, or set {field} in the inventory to a working build",
-                        node.name, need.path, need.path, need.step
+                        node.name, path, path, need.step
                     ));
                     continue;
                 }
                 _ => {
                     problems.push(format!(
                         "{} has no {} (needed by {}): install it there, or set {field} in the inventory to where it is",
-                        node.name, need.path, need.step
+                        node.name, path, need.step
                     ));
                     continue;
                 }
@@ -137,13 +120,13 @@ pub async fn check<E: Executor>(exec: &E, g: &StepGraph) -> Vec<String> {
                 .split("version:")
                 .nth(1)
                 .and_then(|v| EtcdVersion::parse(v.trim()));
-            if let (Some(want), Some(have)) = (need.version, found)
+            if let (Some(want), Some(have)) = (need.tool.version, found)
                 && (want.major, want.minor) != (have.major, have.minor)
             {
                 problems.push(format!(
                     "{}: {} is {}.{}.{} but the inventory says etcd {}.{}.{} (it decides the restore's tool and flags): fix etcd.version, or point the tool at a matching build",
                     node.name,
-                    need.path,
+                    path,
                     have.major,
                     have.minor,
                     have.patch,

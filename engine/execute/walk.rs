@@ -6,8 +6,7 @@
 //! same; a second Ctrl-C abandons the running steps (their outcome is then unknown).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -19,12 +18,10 @@ use super::record::{Place, launcher};
 use super::report::Reporter;
 use super::rundir::RunDir;
 use super::state::{RunState, Status};
-use crate::action::snapshot_distribute::SOURCE_SHA256;
-use crate::action::{Action, Command, Native};
+use crate::action::{Captures, Command, Digests, RunCx};
 use crate::executor::{Executor, Target};
 use crate::graph::StepGraph;
-use crate::snapshot;
-use crate::snapshot::status::Trailer;
+use crate::shell::group_script;
 
 /// Limits of the walk.
 #[derive(Debug, Clone, Copy)]
@@ -44,9 +41,9 @@ pub struct Shared<E> {
     pub journal: Option<Journal>,
     pub run_dir: Option<RunDir>,
     /// Captured outputs, (name, node) -> value.
-    captures: Mutex<HashMap<(String, Option<String>), String>>,
+    captures: Captures,
     /// sha256 of local files, computed once per run.
-    digests: Mutex<HashMap<PathBuf, String>>,
+    digests: Digests,
     /// The journal could not be written: the run must stop, it could not be resumed safely.
     journal_broken: std::sync::atomic::AtomicBool,
     /// The walk stopped scheduling (a failure or Ctrl-C): a step still waiting at its gate or
@@ -84,8 +81,8 @@ impl<E: Executor + 'static> Shared<E> {
             reporter,
             journal,
             run_dir,
-            captures: Mutex::new(HashMap::new()),
-            digests: Mutex::new(HashMap::new()),
+            captures: Captures::default(),
+            digests: Digests::default(),
             journal_broken: false.into(),
             stop: false.into(),
         }
@@ -133,7 +130,9 @@ pub async fn walk<E: Executor + 'static>(
     limits: Limits,
 ) -> RunState {
     let g = shared.graph.clone();
-    *shared.captures.lock().unwrap_or_else(|p| p.into_inner()) = state.captures.clone();
+    for ((name, node), value) in &state.captures {
+        shared.captures.insert(name, node.as_deref(), value.clone());
+    }
     let global = Arc::new(Semaphore::new(limits.parallel.max(1)));
     let mut per_host: HashMap<String, Arc<Semaphore>> = HashMap::new();
     let mut tasks: JoinSet<Done> = JoinSet::new();
@@ -259,11 +258,7 @@ pub async fn walk<E: Executor + 'static>(
         });
         state.status[i] = Status::Skipped(reason);
     }
-    state.captures = shared
-        .captures
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+    state.captures = shared.captures.all();
     state
 }
 
@@ -333,9 +328,7 @@ async fn run_instance<E: Executor + 'static>(
             (Some(name), Finish::Succeeded) => {
                 let value = String::from_utf8_lossy(&result.stdout).trim().to_string();
                 sh.captures
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert((name.clone(), inst.node.clone()), value.clone());
+                    .insert(name, inst.node.as_deref(), value.clone());
                 Some(value)
             }
             _ => None,
@@ -399,10 +392,25 @@ async fn attempt_once<E: Executor + 'static>(sh: &Shared<E>, i: usize, attempt: 
         )
         .as_bytes(),
     );
-    let env = match step_env(sh, inst).await {
-        Ok(env) => env,
-        Err(e) => return failed(sh, &inst.id, e),
+    let cx = RunCx {
+        exec: sh.exec.as_ref(),
+        inventory: &g.runbook.inventory,
+        node,
+        deadline,
+        captures: &sh.captures,
+        digests: &sh.digests,
     };
+    let mut env = Vec::new();
+    if let Some(r) = &sh.records {
+        env.push((RUN_ID_VAR.to_string(), r.run_id.clone()));
+    }
+    // Values only the run knows (a local file's digest, earlier steps' captures); a dry-run
+    // leaves them unset, as it runs nothing that reads them.
+    match sh.exec.own_work(inst.action.env(&cx)).await {
+        Some(Ok(values)) => env.extend(values),
+        Some(Err(e)) => return failed(sh, &inst.id, e),
+        None => {}
+    }
     let mut stdout_all = Vec::new();
     let mut k = 0;
     while k < commands.len() {
@@ -411,36 +419,23 @@ async fn attempt_once<E: Executor + 'static>(sh: &Shared<E>, i: usize, attempt: 
             return timed_out(sh, &inst.id, inst.timeout);
         }
         match &commands[k] {
-            Command::Native { op, text } => {
+            Command::Native { work, text } => {
                 sh.log(&inst.id, format!("# runbook: {text}\n").as_bytes());
                 k += 1;
-                if sh.exec.is_dry_run() {
-                    continue;
-                }
-                let r = tokio::time::timeout(remaining, native(sh, op, node, remaining)).await;
-                match r {
-                    Err(_) => return timed_out(sh, &inst.id, inst.timeout),
-                    Ok(Err(e)) => return failed(sh, &inst.id, e),
-                    Ok(Ok(msg)) => {
-                        sh.log(&inst.id, format!("{msg}\n").as_bytes());
-                        // What etcd said is the point of these steps: show it, not only log it.
-                        if matches!(
-                            op,
-                            Native::Preflight { .. }
-                                | Native::LeaderLast
-                                | Native::MemberAdd { .. }
-                                | Native::MemberRemove
-                                | Native::NotSource { .. }
-                                | Native::DefragCluster
-                                | Native::Compact
-                                | Native::CheckWrites
-                                | Native::VerifyCluster { .. }
-                                | Native::SaveSnapshot { .. }
-                        ) {
-                            let shown: Vec<String> =
-                                msg.lines().map(|l| format!("           {l}")).collect();
-                            sh.reporter.say(&shown.join("\n"));
-                        }
+                let ran = sh
+                    .exec
+                    .own_work(tokio::time::timeout(remaining, work.run(&cx)));
+                match ran.await {
+                    None => {}
+                    Some(Err(_)) => return timed_out(sh, &inst.id, inst.timeout),
+                    Some(Ok(Err(e))) => return failed(sh, &inst.id, e),
+                    Some(Ok(Ok(said))) => {
+                        sh.log(&inst.id, format!("{}\n", said.text).as_bytes());
+                        sh.emit(Event::StepOutput {
+                            id: inst.id.clone(),
+                            text: said.text,
+                            shown: said.shown,
+                        });
                     }
                 }
             }
@@ -455,8 +450,8 @@ async fn attempt_once<E: Executor + 'static>(sh: &Shared<E>, i: usize, attempt: 
                 for c in &group {
                     sh.log(&inst.id, format!("$ {c}\n").as_bytes());
                 }
-                let sent = match (&sh.records, sh.exec.is_dry_run()) {
-                    (Some(r), false) => {
+                let sent = match &sh.records {
+                    Some(r) => {
                         let place = match node {
                             Some(_) => Place::node(&r.run_id),
                             None => r.local.clone(),
@@ -468,7 +463,7 @@ async fn attempt_once<E: Executor + 'static>(sh: &Shared<E>, i: usize, attempt: 
                         let line = launcher(&prefix, &script, &env, remaining);
                         sh.exec.shell(target, &line, &[], waiting).await
                     }
-                    _ => sh.exec.shell(target, &script, &env, remaining).await,
+                    None => sh.exec.shell(target, &script, &env, remaining).await,
                 };
                 let out = match sent {
                     Ok(o) => o,
@@ -586,246 +581,4 @@ fn clip(text: &str, max: usize) -> String {
         s.push_str(" …");
     }
     s
-}
-
-/// Commands as one script that stops at the first failure and says which command it was,
-/// also when the command ends the script itself with `exit` (the EXIT trap sees that too).
-fn group_script(commands: &[&str]) -> String {
-    let n = commands.len();
-    let mut s = format!(
-        "trap 'rc=$?; [ \"$rc\" -eq 0 ] || echo \"runbook: command $runbook_k of {n} failed (exit $rc)\" >&2' EXIT\n"
-    );
-    for (k, c) in commands.iter().enumerate() {
-        // The newline before `}` lets a command end in a comment or a here-doc.
-        s.push_str(&format!("runbook_k={}\n{{ {c}\n}} || exit $?\n", k + 1));
-    }
-    s
-}
-
-/// Values only known at run time: the local snapshot's digest, earlier steps' captures.
-async fn step_env<E: Executor + 'static>(
-    sh: &Shared<E>,
-    inst: &crate::compile::Instance,
-) -> Result<Vec<(String, String)>, String> {
-    let mut env = Vec::new();
-    if let Some(r) = &sh.records {
-        env.push((RUN_ID_VAR.to_string(), r.run_id.clone()));
-    }
-    match &inst.action {
-        Action::SnapshotDistribute(a) if !sh.exec.is_dry_run() => {
-            env.push((SOURCE_SHA256.to_string(), digest(sh, &a.source).await?));
-        }
-        Action::Run(a) => {
-            let caps = sh.captures.lock().unwrap_or_else(|p| p.into_inner());
-            for name in &a.captures {
-                let own = caps.get(&(name.clone(), inst.node.clone()));
-                let any = caps.iter().find(|((n, _), _)| n == name).map(|(_, v)| v);
-                match own.or(any) {
-                    Some(v) => env.push((crate::action::run::capture_var(name), v.clone())),
-                    None if sh.exec.is_dry_run() => {}
-                    None => return Err(format!("capture `{name}` has no value in this run")),
-                }
-            }
-        }
-        _ => {}
-    }
-    Ok(env)
-}
-
-async fn digest<E>(sh: &Shared<E>, path: &str) -> Result<String, String> {
-    let p = PathBuf::from(path);
-    if let Some(d) = sh.digests.lock().unwrap_or_else(|x| x.into_inner()).get(&p) {
-        return Ok(d.clone());
-    }
-    let q = p.clone();
-    let d = tokio::task::spawn_blocking(move || snapshot::sha256_file(&q))
-        .await
-        .map_err(|e| format!("hashing {path}: {e}"))?
-        .map_err(|e| format!("cannot read {path}: {e}"))?;
-    sh.digests
-        .lock()
-        .unwrap_or_else(|x| x.into_inner())
-        .insert(p, d.clone());
-    Ok(d)
-}
-
-/// Work runbook does itself.
-async fn native<E: Executor + 'static>(
-    sh: &Shared<E>,
-    op: &Native,
-    node: Option<&crate::inventory::model::Node>,
-    remaining: Duration,
-) -> Result<String, String> {
-    match op {
-        Native::VerifySnapshot { path } => {
-            let p = PathBuf::from(path);
-            let st = tokio::task::spawn_blocking(move || snapshot::status::status(&p))
-                .await
-                .map_err(|e| format!("verifying {path}: {e}"))?
-                .map_err(|e| e.to_string())?;
-            match st.sha256 {
-                Trailer::Ok => {}
-                Trailer::Mismatch => {
-                    return Err(format!(
-                        "{path}: the SHA-256 trailer does not match the content (corrupted or truncated)"
-                    ));
-                }
-                Trailer::Absent => {
-                    return Err(format!(
-                        "{path} has no SHA-256 trailer: a copy of member/snap/db, not a `snapshot save` file"
-                    ));
-                }
-                Trailer::Damaged(damage) => return Err(format!("{path} is damaged: {damage}")),
-            }
-            sh.digests
-                .lock()
-                .unwrap_or_else(|x| x.into_inner())
-                .insert(PathBuf::from(path), st.file_sha256.clone());
-            Ok(format!(
-                "{path}: {} bytes, sha256 {}, trailer ok, every bbolt page checked; revision {}, {} keys, hash {}",
-                st.file_size, st.file_sha256, st.revision, st.total_keys, st.hash
-            ))
-        }
-        Native::CheckSha256 { path, expected } => {
-            let p = PathBuf::from(path);
-            let e = expected.clone();
-            tokio::task::spawn_blocking(move || snapshot::check_sha256(&p, &e))
-                .await
-                .map_err(|e| format!("hashing {path}: {e}"))?
-                .map(|d| format!("{path}: sha256 {d} as expected"))
-                .map_err(|e| e.to_string())
-        }
-        Native::Preflight { allow_alarms, skip } => {
-            let inv = &sh.graph.runbook.inventory;
-            let members: Vec<_> = inv
-                .etcd_members()
-                .into_iter()
-                .filter(|n| !skip.contains(&n.name))
-                .collect();
-            let pre = crate::etcd::preflight::run(sh.exec.as_ref(), &members, allow_alarms).await?;
-            let mut lines: Vec<String> = pre
-                .members
-                .iter()
-                .map(crate::etcd::preflight::describe)
-                .collect();
-            if pre.alarms.is_empty() {
-                lines.push(format!("no alarms; snapshot source: {}", pre.source));
-            } else {
-                lines.push(format!(
-                    "alarms (accepted by this plan): {}; snapshot source: {}",
-                    pre.alarms.join(", "),
-                    pre.source
-                ));
-            }
-            Ok(lines.join("\n"))
-        }
-        Native::SaveSnapshot { dest, member } => {
-            let inv = &sh.graph.runbook.inventory;
-            let members = inv.etcd_members();
-            let mut pre = crate::etcd::preflight::run(sh.exec.as_ref(), &members, &[]).await?;
-            let source = member.clone().unwrap_or_else(|| pre.source.clone());
-            let client = pre
-                .clients
-                .get_mut(&source)
-                .ok_or_else(|| format!("no connection to {source}"))?;
-            let saved = crate::etcd::save::save(client, std::path::Path::new(dest)).await?;
-            let mb = saved.bytes as f64 / 1e6;
-            Ok(format!(
-                "saved {dest} from {source}: {mb:.1} MB in {:.2}s, sha256 {}, trailer ok, revision {}, {} keys, hash {}",
-                saved.took.as_secs_f64(),
-                saved.sha256,
-                saved.status.revision,
-                saved.status.total_keys,
-                saved.status.hash
-            ))
-        }
-        Native::Compact => {
-            crate::etcd::maintenance::compact(sh.exec.as_ref(), &sh.graph.runbook.inventory).await
-        }
-        Native::CheckWrites => {
-            crate::etcd::maintenance::check_writes(sh.exec.as_ref(), &sh.graph.runbook.inventory)
-                .await
-        }
-        Native::DefragCluster => {
-            crate::etcd::defrag::defrag_cluster(
-                sh.exec.as_ref(),
-                &sh.graph.runbook.inventory,
-                Duration::from_secs(60),
-            )
-            .await
-        }
-        Native::VerifyCluster {
-            snapshot,
-            bump_revision,
-        } => {
-            crate::etcd::verify::verify_cluster(
-                sh.exec.as_ref(),
-                &sh.graph.runbook.inventory,
-                snapshot.as_deref().map(std::path::Path::new),
-                *bump_revision,
-            )
-            .await
-        }
-        Native::NotSource { snapshot } => {
-            crate::etcd::members::not_source(
-                sh.exec.as_ref(),
-                &sh.graph.runbook.inventory,
-                std::path::Path::new(snapshot),
-            )
-            .await
-        }
-        Native::LeaderLast => {
-            let node = node.ok_or_else(|| "leader-last needs a node".to_string())?;
-            crate::etcd::stop::leader_last(sh.exec.as_ref(), &sh.graph.runbook.inventory, node)
-                .await
-        }
-        Native::MemberRemove => {
-            let node = node.ok_or_else(|| "a member removal needs a node".to_string())?;
-            crate::etcd::members::remove(sh.exec.as_ref(), &sh.graph.runbook.inventory, node).await
-        }
-        Native::MemberAdd { manifest } => {
-            let node = node.ok_or_else(|| "a member add needs a node".to_string())?;
-            // The step's own time limit cuts the wait; leave a little for the manifest edit.
-            let deadline = Instant::now() + remaining.saturating_sub(Duration::from_secs(10));
-            let added = crate::etcd::members::add(
-                sh.exec.as_ref(),
-                &sh.graph.runbook.inventory,
-                node,
-                deadline,
-            )
-            .await?;
-            let set = [
-                ("initial-cluster".to_string(), added.initial_cluster.clone()),
-                ("initial-cluster-state".to_string(), "existing".to_string()),
-            ];
-            let cmds = crate::action::manifest_flags::edit_commands(manifest, &set, &[]);
-            let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
-            let what = format!("setting the join flags in {manifest}");
-            crate::executor::output_on(sh.exec.as_ref(), node, &group_script(&refs), &what)
-                .await
-                .map_err(|e| {
-                    format!(
-                        "{} (member {:x} is added: resume re-runs this step, which reuses it)\n{e}",
-                        added.message, added.id
-                    )
-                })?;
-            Ok(format!(
-                "{}\n{manifest}: --initial-cluster-state=existing --initial-cluster={}",
-                added.message, added.initial_cluster
-            ))
-        }
-        Native::Upload { source, dest } => {
-            let node = node.ok_or_else(|| "an upload needs a node".to_string())?;
-            let started = Instant::now();
-            sh.exec
-                .upload(node, std::path::Path::new(source), dest)
-                .await
-                .map_err(|e| e.0)?;
-            Ok(format!(
-                "copied {source} to {}:{dest} in {:.2}s",
-                node.name,
-                started.elapsed().as_secs_f64()
-            ))
-        }
-    }
 }

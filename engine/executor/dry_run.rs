@@ -50,7 +50,11 @@ impl Executor for DryRun {
 
     async fn close(&self) {}
 
-    fn is_dry_run(&self) -> bool {
-        true
+    /// Native work and run-time values are left undone: the walk logs what would be done.
+    async fn own_work<'a, T: Send + 'a>(
+        &'a self,
+        _work: impl std::future::Future<Output = T> + Send + 'a,
+    ) -> Option<T> {
+        None
     }
 }

@@ -10,6 +10,7 @@ pub mod ssh;
 
 use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::time::Duration;
 
 use crate::inventory::model::Node;
@@ -91,15 +92,125 @@ pub trait Executor: Send + Sync {
     /// Closes connections (SSH masters); called on every exit path, Ctrl-C included.
     fn close(&self) -> impl Future<Output = ()> + Send + '_;
 
-    /// Whether the executor really runs anything (dry-run does not).
-    fn is_dry_run(&self) -> bool {
-        false
+    /// Runs work runbook does itself for a step (native checks, run-time values). A dry-run
+    /// leaves it undone and answers `None`: that is the only difference the walk sees.
+    fn own_work<'a, T: Send + 'a>(
+        &'a self,
+        work: impl Future<Output = T> + Send + 'a,
+    ) -> impl Future<Output = Option<T>> + Send + 'a {
+        async move { Some(work.await) }
+    }
+}
+
+/// A boxed future, for trait objects.
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The executor as a trait object: what actions' native work holds (an action is a trait
+/// object too, so it cannot be generic over the executor). Every `Executor` is a `Host`, and
+/// a `dyn Host` is an `Executor` again for the etcd helpers.
+pub trait Host: Send + Sync {
+    fn connect_boxed<'a>(&'a self, nodes: &'a [&'a Node]) -> BoxFut<'a, Vec<(String, ExecError)>>;
+    fn shell_boxed<'a>(
+        &'a self,
+        target: Target<'a>,
+        script: &'a str,
+        env: &'a [(String, String)],
+        timeout: Duration,
+    ) -> BoxFut<'a, Result<Outcome, ExecError>>;
+    fn upload_boxed<'a>(
+        &'a self,
+        node: &'a Node,
+        source: &'a Path,
+        dest: &'a str,
+    ) -> BoxFut<'a, Result<(), ExecError>>;
+    fn tunnel_boxed<'a>(
+        &'a self,
+        node: &'a Node,
+        port: u16,
+    ) -> BoxFut<'a, Result<std::net::SocketAddr, ExecError>>;
+    fn close_boxed(&self) -> BoxFut<'_, ()>;
+}
+
+impl<E: Executor> Host for E {
+    fn connect_boxed<'a>(&'a self, nodes: &'a [&'a Node]) -> BoxFut<'a, Vec<(String, ExecError)>> {
+        Box::pin(self.connect(nodes))
+    }
+
+    fn shell_boxed<'a>(
+        &'a self,
+        target: Target<'a>,
+        script: &'a str,
+        env: &'a [(String, String)],
+        timeout: Duration,
+    ) -> BoxFut<'a, Result<Outcome, ExecError>> {
+        Box::pin(self.shell(target, script, env, timeout))
+    }
+
+    fn upload_boxed<'a>(
+        &'a self,
+        node: &'a Node,
+        source: &'a Path,
+        dest: &'a str,
+    ) -> BoxFut<'a, Result<(), ExecError>> {
+        Box::pin(self.upload(node, source, dest))
+    }
+
+    fn tunnel_boxed<'a>(
+        &'a self,
+        node: &'a Node,
+        port: u16,
+    ) -> BoxFut<'a, Result<std::net::SocketAddr, ExecError>> {
+        Box::pin(self.tunnel(node, port))
+    }
+
+    fn close_boxed(&self) -> BoxFut<'_, ()> {
+        Box::pin(self.close())
+    }
+}
+
+impl Executor for dyn Host + '_ {
+    fn connect<'a>(
+        &'a self,
+        nodes: &'a [&'a Node],
+    ) -> impl Future<Output = Vec<(String, ExecError)>> + Send + 'a {
+        self.connect_boxed(nodes)
+    }
+
+    fn shell<'a>(
+        &'a self,
+        target: Target<'a>,
+        script: &'a str,
+        env: &'a [(String, String)],
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Outcome, ExecError>> + Send + 'a {
+        self.shell_boxed(target, script, env, timeout)
+    }
+
+    fn upload<'a>(
+        &'a self,
+        node: &'a Node,
+        source: &'a Path,
+        dest: &'a str,
+    ) -> impl Future<Output = Result<(), ExecError>> + Send + 'a {
+        self.upload_boxed(node, source, dest)
+    }
+
+    fn tunnel<'a>(
+        &'a self,
+        node: &'a Node,
+        port: u16,
+    ) -> impl Future<Output = Result<std::net::SocketAddr, ExecError>> + Send + 'a {
+        self.tunnel_boxed(node, port)
+    }
+
+    fn close(&self) -> impl Future<Output = ()> + Send + '_ {
+        self.close_boxed()
     }
 }
 
 /// Runs a short script of runbook's own on a node (30 s at most) and returns its stdout;
 /// any failure is an error saying `what` failed there, with the host's stderr.
-pub async fn output_on<E: Executor>(
+pub async fn output_on<E: Executor + ?Sized>(
     exec: &E,
     node: &Node,
     script: &str,

@@ -2,7 +2,9 @@
 //! half-formed etcd answers 5xx and fills its watch caches with the wrong state.
 
 use super::{instances, is_apiserver_manifest, starts_etcd};
-use crate::action::Action;
+use crate::action::etcd_verify_cluster::EtcdVerifyCluster;
+use crate::action::manifest::ManifestMove;
+use crate::action::wait_etcd_healthy::WaitEtcdHealthy;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::graph::StepGraph;
 
@@ -12,7 +14,7 @@ pub fn check(g: &StepGraph, ds: &mut Diagnostics) {
         .map(|(i, _)| i)
         .collect();
     for (i, inst) in instances(g) {
-        let Action::ManifestStart(m) = &inst.action else {
+        let Some(m) = inst.action.get::<ManifestMove>().filter(|m| m.start) else {
             continue;
         };
         if !m.manifests.iter().any(|f| is_apiserver_manifest(f)) {
@@ -20,10 +22,9 @@ pub fn check(g: &StepGraph, ds: &mut Diagnostics) {
         }
         // A health check that runs after every etcd start proves quorum before this start.
         let gated = g.ancestors_of(i).any(|h| {
-            matches!(
-                g.instance(h).action,
-                Action::WaitEtcdHealthy(_) | Action::EtcdVerifyCluster(_)
-            ) && etcd_starts.iter().all(|&s| g.precedes(s, h))
+            let a = &g.instance(h).action;
+            (a.get::<WaitEtcdHealthy>().is_some() || a.get::<EtcdVerifyCluster>().is_some())
+                && etcd_starts.iter().all(|&s| g.precedes(s, h))
         });
         if !gated {
             ds.push(

@@ -1,13 +1,13 @@
 //! Defragmentation blocks a member: two at once can cost quorum, so defrag runs serially.
 
 use super::instances;
-use crate::action::Action;
+use crate::action::etcd_defrag::EtcdDefrag;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::graph::StepGraph;
 
 pub fn check(g: &StepGraph, ds: &mut Diagnostics) {
     let defrags: Vec<usize> = instances(g)
-        .filter(|(_, inst)| matches!(inst.action, Action::EtcdDefrag(_)))
+        .filter(|(_, inst)| inst.action.get::<EtcdDefrag>().is_some())
         .map(|(i, _)| i)
         .collect();
     for (n, &a) in defrags.iter().enumerate() {

@@ -1,16 +1,15 @@
 //! Manifest lints: a parked manifest inside kubelet's manifests directory is still run.
 
 use super::instances;
-use crate::action::Action;
+use crate::action::manifest::ManifestMove;
 use crate::check::is_within;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::graph::StepGraph;
 
 pub fn check(g: &StepGraph, ds: &mut Diagnostics) {
     for (_, inst) in instances(g) {
-        let m = match &inst.action {
-            Action::ManifestStop(m) | Action::ManifestStart(m) => m,
-            _ => continue,
+        let Some(m) = inst.action.get::<ManifestMove>() else {
+            continue;
         };
         if is_within(&m.parking_dir, &m.manifests_dir) {
             ds.push(

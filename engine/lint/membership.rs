@@ -2,19 +2,22 @@
 //! is added back only onto a cleared data dir (old data carries the removed member's identity).
 
 use super::{instances, same_node_ancestors};
-use crate::action::Action;
+use crate::action::etcd_clear_data::EtcdClearData;
+use crate::action::etcd_members::EtcdMemberAdd;
+use crate::action::wait_process_gone::WaitProcessGone;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::graph::StepGraph;
 
 pub fn check(g: &StepGraph, ds: &mut Diagnostics) {
     for (i, inst) in instances(g) {
-        match &inst.action {
-            Action::EtcdClearData(_) => {
-                let stopped = same_node_ancestors(g, i).any(
-                    |(_, a)| matches!(&a.action, Action::WaitProcessGone(w) if w.process == "etcd"),
-                );
-                if !stopped {
-                    ds.push(
+        if inst.action.get::<EtcdClearData>().is_some() {
+            let stopped = same_node_ancestors(g, i).any(|(_, a)| {
+                a.action
+                    .get::<WaitProcessGone>()
+                    .is_some_and(|w| w.process == "etcd")
+            });
+            if !stopped {
+                ds.push(
                         Diagnostic::error(
                             "clear-data-while-running",
                             inst.loc.clone(),
@@ -26,13 +29,12 @@ pub fn check(g: &StepGraph, ds: &mut Diagnostics) {
                         )
                         .hint("stop etcd on the node (manifest.stop of etcd.yaml) and add a `wait.process_gone { process: etcd }` step on the same node to `needs`"),
                     );
-                }
             }
-            Action::EtcdMemberAdd(_) => {
-                let cleared = same_node_ancestors(g, i)
-                    .any(|(_, a)| matches!(&a.action, Action::EtcdClearData(_)));
-                if !cleared {
-                    ds.push(
+        } else if inst.action.get::<EtcdMemberAdd>().is_some() {
+            let cleared =
+                same_node_ancestors(g, i).any(|(_, a)| a.action.get::<EtcdClearData>().is_some());
+            if !cleared {
+                ds.push(
                         Diagnostic::error(
                             "member-add-with-old-data",
                             inst.loc.clone(),
@@ -44,9 +46,7 @@ pub fn check(g: &StepGraph, ds: &mut Diagnostics) {
                         )
                         .hint("a new member must start empty: add an `etcd.clear_data` step on the same node to `needs`"),
                     );
-                }
             }
-            _ => {}
         }
     }
 }

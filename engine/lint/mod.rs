@@ -9,7 +9,7 @@ mod restore;
 mod safety;
 mod topology;
 
-use crate::action::Action;
+use crate::action::manifest::ManifestMove;
 use crate::compile::Instance;
 use crate::diag::Diagnostics;
 use crate::graph::StepGraph;
@@ -132,5 +132,7 @@ fn is_apiserver_manifest(name: &str) -> bool {
 
 /// The etcd manifests an instance starts, if it is a `manifest.start`.
 fn starts_etcd(inst: &Instance) -> bool {
-    matches!(&inst.action, Action::ManifestStart(m) if m.manifests.iter().any(|f| is_etcd_manifest(f)))
+    inst.action
+        .get::<ManifestMove>()
+        .is_some_and(|m| m.start && m.manifests.iter().any(|f| is_etcd_manifest(f)))
 }

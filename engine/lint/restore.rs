@@ -4,18 +4,18 @@
 use std::collections::BTreeMap;
 
 use super::{instances, same_node_ancestors};
-use crate::action::Action;
 use crate::action::etcd_restore::{EtcdRestore, Tool, initial_cluster};
+use crate::action::manifest::ManifestMove;
+use crate::action::snapshot_distribute::SnapshotDistribute;
+use crate::action::snapshot_verify::SnapshotVerify;
+use crate::action::wait_process_gone::WaitProcessGone;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::graph::StepGraph;
 use crate::inventory::model::CONTROL_PLANE_ROLE;
 
 pub fn check(g: &StepGraph, ds: &mut Diagnostics) {
     let restores: Vec<(usize, &EtcdRestore)> = instances(g)
-        .filter_map(|(i, inst)| match &inst.action {
-            Action::EtcdRestore(r) => Some((i, r)),
-            _ => None,
-        })
+        .filter_map(|(i, inst)| Some((i, inst.action.get::<EtcdRestore>()?)))
         .collect();
     if restores.is_empty() {
         return;
@@ -126,9 +126,9 @@ fn agreement(g: &StepGraph, restores: &[(usize, &EtcdRestore)], ds: &mut Diagnos
     let snapshot_origin = |i: usize, r: &EtcdRestore| -> String {
         // A node-side copy stands for the operator-side file it was distributed from.
         same_node_ancestors(g, i)
-            .find_map(|(_, a)| match &a.action {
-                Action::SnapshotDistribute(d) if d.dest == r.snapshot => Some(d.source.clone()),
-                _ => None,
+            .find_map(|(_, a)| {
+                let d = a.action.get::<SnapshotDistribute>()?;
+                (d.dest == r.snapshot).then(|| d.source.clone())
             })
             .unwrap_or_else(|| r.snapshot.clone())
     };
@@ -194,12 +194,17 @@ fn stopped_first(g: &StepGraph, i: usize, ds: &mut Diagnostics) {
         return;
     };
     let waits_for = |process: &str| {
-        same_node_ancestors(g, i)
-            .any(|(_, a)| matches!(&a.action, Action::WaitProcessGone(w) if w.process == process))
+        same_node_ancestors(g, i).any(|(_, a)| {
+            a.action
+                .get::<WaitProcessGone>()
+                .is_some_and(|w| w.process == process)
+        })
     };
     let parks = |pred: fn(&str) -> bool| {
         same_node_ancestors(g, i).any(|(_, a)| {
-            matches!(&a.action, Action::ManifestStop(m) if m.manifests.iter().any(|f| pred(f)))
+            a.action
+                .get::<ManifestMove>()
+                .is_some_and(|m| !m.start && m.manifests.iter().any(|f| pred(f)))
         })
     };
     if !waits_for("etcd") {
@@ -229,20 +234,23 @@ fn stopped_first(g: &StepGraph, i: usize, ds: &mut Diagnostics) {
 
 fn verified_first(g: &StepGraph, i: usize, r: &EtcdRestore, ds: &mut Diagnostics) {
     let inst = g.instance(i);
-    let verified_here = same_node_ancestors(g, i)
-        .any(|(_, a)| matches!(&a.action, Action::SnapshotVerify(v) if v.path == r.snapshot));
+    let verified_here = same_node_ancestors(g, i).any(|(_, a)| {
+        a.action
+            .get::<SnapshotVerify>()
+            .is_some_and(|v| v.path == r.snapshot)
+    });
     if verified_here {
         return;
     }
-    let distribute = same_node_ancestors(g, i).find_map(|(j, a)| match &a.action {
-        Action::SnapshotDistribute(d) if d.dest == r.snapshot => Some((j, d)),
-        _ => None,
+    let distribute = same_node_ancestors(g, i).find_map(|(j, a)| {
+        let d = a.action.get::<SnapshotDistribute>()?;
+        (d.dest == r.snapshot).then_some((j, d))
     });
     match distribute {
         Some((j, d)) => {
             let source_verified = g.ancestors_of(j).any(|k| {
                 let a = g.instance(k);
-                a.node.is_none() && matches!(&a.action, Action::SnapshotVerify(v) if v.path == d.source)
+                a.node.is_none() && a.action.get::<SnapshotVerify>().is_some_and(|v| v.path == d.source)
             });
             if !source_verified {
                 ds.push(

@@ -4,7 +4,10 @@
 use std::collections::HashSet;
 
 use super::instances;
-use crate::action::{self, Action};
+use crate::action;
+use crate::action::manifest_flags::ManifestFlags;
+use crate::action::run::Run;
+use crate::action::wait_process_gone::WaitProcessGone;
 use crate::diag::{Diagnostic, Diagnostics};
 use crate::graph::StepGraph;
 
@@ -40,10 +43,14 @@ pub fn check(g: &StepGraph, ds: &mut Diagnostics) {
                 );
             }
         }
-        if matches!(&inst.action, Action::ManifestEtcdFlags(f) if f.sets("force-new-cluster")) {
+        if inst
+            .action
+            .get::<ManifestFlags>()
+            .is_some_and(|f| f.sets("force-new-cluster"))
+        {
             force_new_cluster(g, i, ds);
         }
-        let Action::Run(run) = &inst.action else {
+        let Some(run) = inst.action.get::<Run>() else {
             continue;
         };
         if run.script.contains("snapshot restore") {
@@ -107,7 +114,9 @@ fn force_new_cluster(g: &StepGraph, i: usize, ds: &mut Diagnostics) {
             !g.ancestors_of(i).any(|j| {
                 let a = g.instance(j);
                 a.node.as_deref() == Some(n.name.as_str())
-                    && matches!(&a.action, Action::WaitProcessGone(w) if w.process == "etcd")
+                    && a.action
+                        .get::<WaitProcessGone>()
+                        .is_some_and(|w| w.process == "etcd")
             })
         })
         .map(|n| n.name.clone())
