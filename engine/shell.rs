@@ -18,6 +18,20 @@ pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// Commands as one script that stops at the first failure and says which command it was,
+/// also when the command ends the script itself with `exit` (the EXIT trap sees that too).
+pub fn group_script(commands: &[&str]) -> String {
+    let n = commands.len();
+    let mut s = format!(
+        "trap 'rc=$?; [ \"$rc\" -eq 0 ] || echo \"runbook: command $runbook_k of {n} failed (exit $rc)\" >&2' EXIT\n"
+    );
+    for (k, c) in commands.iter().enumerate() {
+        // The newline before `}` lets a command end in a comment or a here-doc.
+        s.push_str(&format!("runbook_k={}\n{{ {c}\n}} || exit $?\n", k + 1));
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,18 +68,4 @@ mod tests {
             assert_eq!(sh_printf(&quote(hostile)), hostile, "{hostile:?}");
         }
     }
-}
-
-/// Commands as one script that stops at the first failure and says which command it was,
-/// also when the command ends the script itself with `exit` (the EXIT trap sees that too).
-pub fn group_script(commands: &[&str]) -> String {
-    let n = commands.len();
-    let mut s = format!(
-        "trap 'rc=$?; [ \"$rc\" -eq 0 ] || echo \"runbook: command $runbook_k of {n} failed (exit $rc)\" >&2' EXIT\n"
-    );
-    for (k, c) in commands.iter().enumerate() {
-        // The newline before `}` lets a command end in a comment or a here-doc.
-        s.push_str(&format!("runbook_k={}\n{{ {c}\n}} || exit $?\n", k + 1));
-    }
-    s
 }

@@ -40,9 +40,12 @@ pub struct Instance {
     pub step: String,
     /// Position of the step in the plan file, for stable ordering.
     pub step_index: usize,
-    /// `None`: the operator's machine.
+    /// The node's name; `None`: the operator's machine.
     pub node: Option<String>,
-    pub needs: Vec<String>,
+    /// The node, by index (see [`Runbook::node_of`]).
+    pub host: Option<NodeIx>,
+    /// The instances that must succeed before this one starts.
+    pub needs: Vec<InstanceIx>,
     pub destructive: bool,
     pub confirm: bool,
     pub idempotent: bool,
@@ -73,162 +76,203 @@ impl Instance {
     }
 }
 
+/// An instance's index in [`Runbook::instances`]: how instances refer to each other once
+/// compiled, so nothing resolves a step or node name again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct InstanceIx(pub usize);
+
+/// A node's index in the inventory's node list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeIx(pub usize);
+
+impl Runbook {
+    /// The node an instance runs on (`None`: the operator's machine).
+    pub fn node_of(&self, inst: &Instance) -> Option<&Node> {
+        inst.host.map(|NodeIx(i)| &self.inventory.nodes[i])
+    }
+
+    /// The ids of the instances `inst` needs, as written in plans and journals.
+    pub fn need_ids(&self, inst: &Instance) -> Vec<&str> {
+        inst.needs
+            .iter()
+            .map(|&InstanceIx(j)| self.instances[j].id.as_str())
+            .collect()
+    }
+}
+
 /// Where a step runs before fan-out.
 enum Targets<'a> {
     Local,
     Nodes(Vec<&'a Node>),
 }
 
+/// A step of the plan after the first pass: its spec, position and targets, and (after the
+/// dependency pass) the steps it needs, by index.
 struct StepEntry<'a> {
     spec: &'a StepSpec,
     index: usize,
     targets: Targets<'a>,
+    /// Each `needs` entry that names a step of the plan, with that step's index.
+    needs: Vec<(&'a Sp<Need>, usize)>,
 }
 
-/// Compile a loaded plan against an inventory. Returns the runbook when there are no errors,
-/// and every diagnostic found along the way.
+/// The compiler's state across passes: inputs, templates, resolved parameters, diagnostics.
+struct Compiler<'a> {
+    file: &'a Arc<str>,
+    raw: &'a crate::plan::PlanFile,
+    inventory: &'a Inventory,
+    templates: Templates,
+    params: BTreeMap<String, String>,
+    ds: Diagnostics,
+    /// Templated node names already reported as unknown: a wrong parameter is reported
+    /// once, where it is first used, not at every step using it.
+    reported: std::collections::HashSet<String>,
+}
+
+/// Compile a loaded plan against an inventory, in named passes: parameters, steps,
+/// dependencies, captures, instances, instance edges. Returns the runbook when there are no
+/// errors, and every diagnostic found along the way.
 pub fn compile(
     plan: &LoadedPlan,
     inventory: &Inventory,
     sets: &[ParamValue],
 ) -> (Option<Runbook>, Diagnostics) {
-    let file = &plan.file;
-    let raw = &plan.raw;
-    let mut ds = Diagnostics::default();
-    let templates = Templates::new();
+    let mut c = Compiler::new(plan, inventory, sets);
+    let mut steps = c.steps();
+    c.dependencies(&mut steps);
+    let captures = c.captures(&steps);
+    let (mut instances, by_step) = c.instances(&steps, &captures);
+    c.edges(&steps, &mut instances, &by_step);
+    if c.ds.has_errors() {
+        return (None, c.ds);
+    }
+    let runbook = Runbook {
+        name: c.raw.name.value.clone(),
+        description: c.raw.description.clone(),
+        plan_file: c.file.clone(),
+        inventory: inventory.clone(),
+        params: c.params,
+        instances,
+    };
+    (Some(runbook), c.ds)
+}
 
-    let params = params::resolve(raw, file, inventory, sets, &templates, &mut ds);
+impl<'a> Compiler<'a> {
+    /// Pass 0: the parameters, from defaults, `--set` and `--set-file`.
+    fn new(plan: &'a LoadedPlan, inventory: &'a Inventory, sets: &[ParamValue]) -> Self {
+        let templates = Templates::new();
+        let mut ds = Diagnostics::default();
+        let params = params::resolve(&plan.raw, &plan.file, inventory, sets, &templates, &mut ds);
+        Compiler {
+            file: &plan.file,
+            raw: &plan.raw,
+            inventory,
+            templates,
+            params,
+            ds,
+            reported: Default::default(),
+        }
+    }
 
-    // Node names in `on` and `for_each.nodes` may be templates over `params` and `cluster`
-    // (e.g. `on: "{{ params.survivor }}"`), resolved here so an unknown node is a located error.
-    let names_ctx = context::for_instance(inventory, &raw.name, &params, None, None);
-    // A wrong parameter is reported once, where it is first used, not at every step using it.
-    let reported = std::cell::RefCell::new(std::collections::HashSet::new());
-    let node_name = |s: &Sp<String>, ds: &mut Diagnostics| -> Option<String> {
+    /// A node name in `on` or `for_each.nodes`, which may be a template over `params` and
+    /// `cluster` (e.g. `on: "{{ params.survivor }}"`): rendered here so that an unknown node
+    /// is a located error. `None` after reporting why it cannot be used.
+    fn node_name(&mut self, s: &Sp<String>) -> Option<String> {
         if !s.value.contains("{{") {
             return Some(s.value.clone());
         }
-        let name = templates
-            .render_text(&s.value, &names_ctx)
-            .map(|v| v.trim().to_string())
-            .map_err(|err| ds.push(template_error(&err, s.loc(file), "a node name")))
-            .ok()?;
-        if name == "local" || inventory.node(&name).is_some() {
+        let ctx = context::for_instance(self.inventory, &self.raw.name, &self.params, None, None);
+        let name = match self.templates.render_text(&s.value, &ctx) {
+            Ok(v) => v.trim().to_string(),
+            Err(err) => {
+                self.ds
+                    .push(template_error(&err, s.loc(self.file), "a node name"));
+                return None;
+            }
+        };
+        if name == "local" || self.inventory.node(&name).is_some() {
             return Some(name);
         }
-        if reported.borrow_mut().insert(name.clone()) {
-            let mut d = unknown_node(&name, s.loc(file), inventory);
+        if self.reported.insert(name.clone()) {
+            let mut d = unknown_node(&name, s.loc(self.file), self.inventory);
             d.message = format!("node `{name}` (from `{}`) is not in the inventory", s.value);
-            ds.push(d);
+            self.ds.push(d);
         }
         None
-    };
-
-    // Pass 1: step ids and targets.
-    let mut entries: Vec<StepEntry> = Vec::new();
-    let mut ids: HashMap<&str, Loc> = HashMap::new();
-    for (index, spec) in raw.steps.iter().enumerate() {
-        let loc = spec.id.loc(file);
-        if !is_step_id(&spec.id) {
-            ds.push(
-                Diagnostic::error(
-                    "invalid-step-id",
-                    loc.clone(),
-                    format!("step id {:?} is not valid", spec.id.value),
-                )
-                .hint("use lowercase letters, digits and '-', starting with a letter"),
-            );
-        }
-        if let Some(first) = ids.insert(&spec.id, loc.clone()) {
-            ds.push(
-                Diagnostic::error(
-                    "duplicate-step-id",
-                    loc.clone(),
-                    format!("step id `{}` is used twice", spec.id.value),
-                )
-                .note(first, "first used here")
-                .hint("give every step its own id"),
-            );
-            continue;
-        }
-        match (&spec.action, &spec.run) {
-            (Some(_), Some(_)) => ds.push(
-                Diagnostic::error(
-                    "action-and-run",
-                    loc.clone(),
-                    format!("step `{}` has both `action` and `run`", spec.id.value),
-                )
-                .hint("a step does one thing: keep the typed action, or the raw shell"),
-            ),
-            (None, None) => ds.push(
-                Diagnostic::error(
-                    "missing-action",
-                    loc.clone(),
-                    format!("step `{}` has neither `action` nor `run`", spec.id.value),
-                )
-                .hint("add `action: etcd.restore` (see `runbook schema plan`) or `run: <shell>`"),
-            ),
-            (Some(a), None) if action::lookup(a).is_none() => ds.push(
-                Diagnostic::error(
-                    "unknown-action",
-                    a.loc(file),
-                    format!("unknown action `{}`", a.value),
-                )
-                .hint(format!(
-                    "known actions: {}",
-                    action::ACTIONS
-                        .iter()
-                        .map(|a| a.name)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
-            ),
-            (None, Some(_)) if !spec.with.is_empty() => ds.push(
-                Diagnostic::error(
-                    "with-on-run",
-                    spec.with
-                        .keys()
-                        .next()
-                        .map(|k| k.loc(file))
-                        .unwrap_or(loc.clone()),
-                    "`with:` has no meaning on a `run:` step",
-                )
-                .hint("write the values into the script with {{ params.NAME }}"),
-            ),
-            _ => {}
-        }
-        let targets = targets(spec, file, inventory, &node_name, &mut ds);
-        entries.push(StepEntry {
-            spec,
-            index,
-            targets,
-        });
     }
 
-    // Pass 2: dependencies between steps (unknown ids, cycles).
-    let by_id: HashMap<&str, usize> = entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| (e.spec.id.value.as_str(), i))
-        .collect();
-    for e in &entries {
-        for need in &e.spec.needs {
-            if !by_id.contains_key(need.step.as_str()) {
-                ds.push(
+    /// Pass 1: step ids, what each step does (a known action or a script), and where it runs.
+    fn steps(&mut self) -> Vec<StepEntry<'a>> {
+        let file = self.file;
+        let mut entries: Vec<StepEntry> = Vec::new();
+        let mut ids: HashMap<&str, Loc> = HashMap::new();
+        for (index, spec) in self.raw.steps.iter().enumerate() {
+            let loc = spec.id.loc(file);
+            if !is_step_id(&spec.id) {
+                self.ds.push(
                     Diagnostic::error(
-                        "unknown-step",
-                        need.loc(file),
-                        format!(
-                            "step `{}` needs `{}`, which is not a step of this plan",
-                            e.spec.id.value, need.step
-                        ),
+                        "invalid-step-id",
+                        loc.clone(),
+                        format!("step id {:?} is not valid", spec.id.value),
                     )
-                    .hint(suggest(&need.step, by_id.keys().copied())),
+                    .hint("use lowercase letters, digits and '-', starting with a letter"),
                 );
             }
+            if let Some(first) = ids.insert(&spec.id, loc.clone()) {
+                self.ds.push(
+                    Diagnostic::error(
+                        "duplicate-step-id",
+                        loc.clone(),
+                        format!("step id `{}` is used twice", spec.id.value),
+                    )
+                    .note(first, "first used here")
+                    .hint("give every step its own id"),
+                );
+                continue;
+            }
+            if let Some(d) = what_it_does(spec, file) {
+                self.ds.push(d);
+            }
+            let targets = self.targets(spec);
+            entries.push(StepEntry {
+                spec,
+                index,
+                targets,
+                needs: Vec::new(),
+            });
         }
+        entries
     }
-    if let Some(cycle) = find_cycle(&entries, &by_id) {
+
+    /// Pass 2: the steps each step needs, by index; unknown steps and cycles are errors.
+    fn dependencies(&mut self, entries: &mut [StepEntry<'a>]) {
+        let file = self.file;
+        let by_id: HashMap<String, usize> = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.spec.id.value.clone(), i))
+            .collect();
+        for e in entries.iter_mut() {
+            for need in &e.spec.needs {
+                match by_id.get(need.step.as_str()) {
+                    Some(&j) => e.needs.push((need, j)),
+                    None => self.ds.push(
+                        Diagnostic::error(
+                            "unknown-step",
+                            need.loc(file),
+                            format!(
+                                "step `{}` needs `{}`, which is not a step of this plan",
+                                e.spec.id.value, need.step
+                            ),
+                        )
+                        .hint(suggest(&need.step, by_id.keys().map(String::as_str))),
+                    ),
+                }
+            }
+        }
+        let Some(cycle) = find_cycle(entries) else {
+            return;
+        };
         let path: Vec<&str> = cycle
             .iter()
             .map(|&i| entries[i].spec.id.value.as_str())
@@ -254,29 +298,48 @@ pub fn compile(
                 );
             }
         }
-        ds.push(d);
+        self.ds.push(d);
     }
 
-    let captures: Vec<String> = entries
-        .iter()
-        .filter_map(|e| e.spec.capture.as_ref().map(|c| c.value.clone()))
-        .collect();
-    for e in &entries {
-        if let Some(c) = &e.spec.capture
-            && !is_step_id(c)
-        {
-            ds.push(Diagnostic::error(
-                "invalid-capture",
-                c.loc(file),
-                format!("capture name {:?} is not valid", c.value),
-            ));
+    /// Pass 3: the names steps capture their output under, which scripts may read.
+    fn captures(&mut self, entries: &[StepEntry]) -> Vec<String> {
+        for e in entries {
+            if let Some(c) = &e.spec.capture
+                && !is_step_id(c)
+            {
+                self.ds.push(Diagnostic::error(
+                    "invalid-capture",
+                    c.loc(self.file),
+                    format!("capture name {:?} is not valid", c.value),
+                ));
+            }
         }
+        entries
+            .iter()
+            .filter_map(|e| e.spec.capture.as_ref().map(|c| c.value.clone()))
+            .collect()
     }
 
-    // Pass 3: instances.
-    let mut instances: Vec<Instance> = Vec::new();
-    let mut step_instances: HashMap<String, Vec<usize>> = HashMap::new();
-    for e in &entries {
+    /// Pass 4: one instance per step and node its `when` keeps, with its typed action.
+    /// Returns the instances and, per step, the indices of its instances.
+    fn instances(
+        &mut self,
+        entries: &[StepEntry],
+        captures: &[String],
+    ) -> (Vec<Instance>, Vec<Vec<usize>>) {
+        let mut instances: Vec<Instance> = Vec::new();
+        let mut by_step: Vec<Vec<usize>> = vec![Vec::new(); entries.len()];
+        for (k, e) in entries.iter().enumerate() {
+            for inst in self.step_instances(e, captures) {
+                by_step[k].push(instances.len());
+                instances.push(inst);
+            }
+        }
+        (instances, by_step)
+    }
+
+    fn step_instances(&mut self, e: &StepEntry, captures: &[String]) -> Vec<Instance> {
+        let (file, inventory, raw) = (self.file, self.inventory, self.raw);
         let spec = e.spec;
         let nodes: Vec<Option<&Node>> = match &e.targets {
             Targets::Local => vec![None],
@@ -291,21 +354,22 @@ pub fn compile(
                 None => true,
                 Some(when) => {
                     let ctx_text =
-                        context::for_instance(inventory, &raw.name, &params, Some(n), None);
-                    templates.eval_bool(when, &ctx_text).unwrap_or(false)
+                        context::for_instance(inventory, &raw.name, &self.params, Some(n), None);
+                    self.templates.eval_bool(when, &ctx_text).unwrap_or(false)
                 }
             })
             .collect();
         let info = spec.action.as_ref().and_then(|a| action::lookup(a));
-        let timeout = step_timeout(spec, file, info, &mut ds);
+        let timeout = step_timeout(spec, file, info, &mut self.ds);
+        let mut out = Vec::new();
         for node in nodes {
-            let ctx_text = context::for_instance(inventory, &raw.name, &params, node, None);
+            let ctx_text = context::for_instance(inventory, &raw.name, &self.params, node, None);
             if let Some(when) = &spec.when {
-                match templates.eval_bool(when, &ctx_text) {
+                match self.templates.eval_bool(when, &ctx_text) {
                     Ok(false) => continue,
                     Ok(true) => {}
                     Err(err) => {
-                        ds.push(template_error(&err, when.loc(file), "`when`"));
+                        self.ds.push(template_error(&err, when.loc(file), "`when`"));
                         continue;
                     }
                 }
@@ -324,13 +388,24 @@ pub fn compile(
                 timeout,
             };
             let built = match (&spec.action, &spec.run, info) {
-                (Some(_), None, Some(info)) => {
-                    build_action(spec, info, &ctx, &ctx_text, &templates, file, &mut ds)
-                }
+                (Some(_), None, Some(info)) => build_action(
+                    spec,
+                    info,
+                    &ctx,
+                    &ctx_text,
+                    &self.templates,
+                    file,
+                    &mut self.ds,
+                ),
                 (None, Some(script), _) => {
-                    let ctx_shell =
-                        context::for_instance(inventory, &raw.name, &params, node, Some(&captures));
-                    match templates.render_shell(script, &ctx_shell) {
+                    let ctx_shell = context::for_instance(
+                        inventory,
+                        &raw.name,
+                        &self.params,
+                        node,
+                        Some(captures),
+                    );
+                    match self.templates.render_shell(script, &ctx_shell) {
                         Ok(s) => Some(Action::new(Run {
                             script: s,
                             captures: captures
@@ -340,7 +415,8 @@ pub fn compile(
                                 .collect(),
                         })),
                         Err(err) => {
-                            ds.push(template_error(&err, script.loc(file), "`run`"));
+                            self.ds
+                                .push(template_error(&err, script.loc(file), "`run`"));
                             None
                         }
                     }
@@ -348,9 +424,12 @@ pub fn compile(
                 _ => None,
             };
             let rollback = spec.rollback.as_ref().and_then(|r| {
-                templates
+                self.templates
                     .render_text(r, &ctx_text)
-                    .map_err(|err| ds.push(template_error(&err, r.loc(file), "`rollback`")))
+                    .map_err(|err| {
+                        self.ds
+                            .push(template_error(&err, r.loc(file), "`rollback`"))
+                    })
                     .ok()
             });
             let Some(action) = built else { continue };
@@ -359,15 +438,18 @@ pub fn compile(
                 .as_ref()
                 .map(|a| a.value.clone())
                 .unwrap_or_else(|| "run".to_string());
-            step_instances
-                .entry(spec.id.value.clone())
-                .or_default()
-                .push(instances.len());
-            instances.push(Instance {
+            out.push(Instance {
                 id,
                 step: spec.id.value.clone(),
                 step_index: e.index,
                 node: node.map(|n| n.name.clone()),
+                host: node.and_then(|n| {
+                    inventory
+                        .nodes
+                        .iter()
+                        .position(|x| std::ptr::eq(x, n))
+                        .map(NodeIx)
+                }),
                 needs: Vec::new(),
                 destructive: spec.destructive,
                 confirm: spec.confirm,
@@ -387,186 +469,201 @@ pub fn compile(
                     .collect(),
             });
         }
+        out
     }
 
-    // Pass 4: instance edges.
-    for i in 0..instances.len() {
-        let spec = &entries
-            .iter()
-            .find(|e| e.index == instances[i].step_index)
-            .expect("instance of a known step")
-            .spec;
-        let mut needs: Vec<String> = Vec::new();
-        for need in &spec.needs {
-            let Some(targets) = step_instances.get(&need.step) else {
-                continue;
-            };
-            let Need { step, same_node } = &need.value;
-            if *same_node {
-                let node = instances[i].node.clone();
-                let paired: Vec<usize> = targets
-                    .iter()
-                    .copied()
-                    .filter(|&t| node.is_some() && instances[t].node == node)
-                    .collect();
-                if paired.is_empty() {
-                    ds.push(
-                        Diagnostic::error(
-                            "same-node-unpaired",
-                            need.loc(file),
-                            format!(
-                                "`{}` needs `{step}` on the same node, but `{step}` has no instance on {}",
-                                instances[i].id,
-                                node.as_deref().unwrap_or("the operator's machine")
-                            ),
-                        )
-                        .hint("fan both steps out over the same nodes, or drop `same_node`"),
-                    );
+    /// Pass 5: instance edges from step edges: every instance of a needed step, or with
+    /// `same_node` only the one on the same node.
+    fn edges(&mut self, entries: &[StepEntry], instances: &mut [Instance], by_step: &[Vec<usize>]) {
+        for (k, e) in entries.iter().enumerate() {
+            for &(need, j) in &e.needs {
+                let Need { step, same_node } = &need.value;
+                for &i in &by_step[k] {
+                    let targets = &by_step[j];
+                    let paired: Vec<usize> = if *same_node {
+                        let host = instances[i].host;
+                        let paired: Vec<usize> = targets
+                            .iter()
+                            .copied()
+                            .filter(|&t| host.is_some() && instances[t].host == host)
+                            .collect();
+                        if paired.is_empty() {
+                            self.ds.push(
+                                Diagnostic::error(
+                                    "same-node-unpaired",
+                                    need.loc(self.file),
+                                    format!(
+                                        "`{}` needs `{step}` on the same node, but `{step}` has no instance on {}",
+                                        instances[i].id,
+                                        instances[i].node.as_deref().unwrap_or("the operator's machine")
+                                    ),
+                                )
+                                .hint("fan both steps out over the same nodes, or drop `same_node`"),
+                            );
+                        }
+                        paired
+                    } else {
+                        targets.clone()
+                    };
+                    for t in paired {
+                        if !instances[i].needs.contains(&InstanceIx(t)) {
+                            instances[i].needs.push(InstanceIx(t));
+                        }
+                    }
                 }
-                needs.extend(paired.iter().map(|&t| instances[t].id.clone()));
-            } else {
-                needs.extend(targets.iter().map(|&t| instances[t].id.clone()));
             }
         }
-        needs.dedup();
-        instances[i].needs = needs;
     }
 
-    if ds.has_errors() {
-        return (None, ds);
+    /// Where a step runs: `on` one node (or `local`), `for_each` over a role or nodes.
+    fn targets(&mut self, spec: &'a StepSpec) -> Targets<'a> {
+        let (file, inv) = (self.file, self.inventory);
+        if let (Some(on), Some(_)) = (&spec.on, &spec.for_each) {
+            self.ds.push(
+                Diagnostic::error(
+                    "on-and-for-each",
+                    on.loc(file),
+                    format!("step `{}` has both `on` and `for_each`", spec.id.value),
+                )
+                .hint("`on` places a single instance; `for_each` fans out"),
+            );
+            return Targets::Local;
+        }
+        if let Some(on) = &spec.on {
+            // A step placed on no valid node gets no instance, so nothing else cascades from it.
+            let Some(name) = self.node_name(on) else {
+                return Targets::Nodes(Vec::new());
+            };
+            if name == "local" {
+                return Targets::Local;
+            }
+            return match inv.node(&name) {
+                Some(n) => Targets::Nodes(vec![n]),
+                None => {
+                    self.ds.push(unknown_node(&name, on.loc(file), inv));
+                    Targets::Nodes(Vec::new())
+                }
+            };
+        }
+        let Some(fe) = &spec.for_each else {
+            return Targets::Local;
+        };
+        let limit = match &fe.limit {
+            Some(l) if l.value == 0 => {
+                self.ds.push(Diagnostic::error(
+                    "invalid-for-each",
+                    l.loc(file),
+                    "`for_each.limit` must be at least 1",
+                ));
+                usize::MAX
+            }
+            Some(l) => l.value as usize,
+            None => usize::MAX,
+        };
+        let mut targets = self.for_each_nodes(fe);
+        if let Targets::Nodes(ns) = &mut targets {
+            ns.truncate(limit);
+        }
+        targets
     }
-    let runbook = Runbook {
-        name: raw.name.value.clone(),
-        description: raw.description.clone(),
-        plan_file: file.clone(),
-        inventory: inventory.clone(),
-        params,
-        instances,
-    };
-    (Some(runbook), ds)
+
+    fn for_each_nodes(&mut self, fe: &'a Sp<crate::plan::ForEach>) -> Targets<'a> {
+        let (file, inv) = (self.file, self.inventory);
+        match (&fe.role, &fe.nodes) {
+            (Some(role), None) => {
+                let nodes: Vec<&Node> = inv.with_role(role).collect();
+                if nodes.is_empty() {
+                    self.ds.push(
+                        Diagnostic::error(
+                            "unknown-role",
+                            role.loc(file),
+                            format!("no node of the inventory has the role `{}`", role.value),
+                        )
+                        .hint(format!(
+                            "roles in {}: {}",
+                            inv.file,
+                            inv.roles().join(", ")
+                        )),
+                    );
+                }
+                Targets::Nodes(nodes)
+            }
+            (None, Some(names)) => {
+                let mut nodes = Vec::new();
+                for n in names {
+                    let Some(name) = self.node_name(n) else {
+                        continue;
+                    };
+                    match inv.node(&name) {
+                        Some(node) => nodes.push(node),
+                        None => self.ds.push(unknown_node(&name, n.loc(file), inv)),
+                    }
+                }
+                if names.is_empty() {
+                    self.ds.push(Diagnostic::error(
+                        "empty-for-each",
+                        fe.loc(file),
+                        "`for_each.nodes` is empty",
+                    ));
+                }
+                Targets::Nodes(nodes)
+            }
+            _ => {
+                self.ds.push(
+                    Diagnostic::error(
+                        "invalid-for-each",
+                        fe.loc(file),
+                        "`for_each` needs exactly one of `role` and `nodes`",
+                    )
+                    .hint("e.g. `for_each: { role: etcd }` or `for_each: { nodes: [cp1, cp2] }`"),
+                );
+                Targets::Nodes(Vec::new())
+            }
+        }
+    }
+}
+
+/// A step does exactly one thing: a known action, or a script (with no `with:`).
+fn what_it_does(spec: &StepSpec, file: &Arc<str>) -> Option<Diagnostic> {
+    let loc = spec.id.loc(file);
+    Some(match (&spec.action, &spec.run) {
+        (Some(_), Some(_)) => Diagnostic::error(
+            "action-and-run",
+            loc,
+            format!("step `{}` has both `action` and `run`", spec.id.value),
+        )
+        .hint("a step does one thing: keep the typed action, or the raw shell"),
+        (None, None) => Diagnostic::error(
+            "missing-action",
+            loc,
+            format!("step `{}` has neither `action` nor `run`", spec.id.value),
+        )
+        .hint("add `action: etcd.restore` (see `runbook schema plan`) or `run: <shell>`"),
+        (Some(a), None) if action::lookup(a).is_none() => Diagnostic::error(
+            "unknown-action",
+            a.loc(file),
+            format!("unknown action `{}`", a.value),
+        )
+        .hint(format!(
+            "known actions: {}",
+            action::ACTIONS
+                .iter()
+                .map(|a| a.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        (None, Some(_)) if !spec.with.is_empty() => Diagnostic::error(
+            "with-on-run",
+            spec.with.keys().next().map(|k| k.loc(file)).unwrap_or(loc),
+            "`with:` has no meaning on a `run:` step",
+        )
+        .hint("write the values into the script with {{ params.NAME }}"),
+        _ => return None,
+    })
 }
 
 fn is_step_id(s: &str) -> bool {
     s.starts_with(|c: char| c.is_ascii_lowercase()) && check::is_label(s)
-}
-
-/// Renders a node name that may be a template; `None` after reporting why it cannot be.
-type NodeName<'f> = dyn Fn(&Sp<String>, &mut Diagnostics) -> Option<String> + 'f;
-
-fn targets<'a>(
-    spec: &'a StepSpec,
-    file: &Arc<str>,
-    inv: &'a Inventory,
-    node_name: &NodeName,
-    ds: &mut Diagnostics,
-) -> Targets<'a> {
-    if let (Some(on), Some(_)) = (&spec.on, &spec.for_each) {
-        ds.push(
-            Diagnostic::error(
-                "on-and-for-each",
-                on.loc(file),
-                format!("step `{}` has both `on` and `for_each`", spec.id.value),
-            )
-            .hint("`on` places a single instance; `for_each` fans out"),
-        );
-        return Targets::Local;
-    }
-    if let Some(on) = &spec.on {
-        // A step placed on no valid node gets no instance, so nothing else cascades from it.
-        let Some(name) = node_name(on, ds) else {
-            return Targets::Nodes(Vec::new());
-        };
-        if name == "local" {
-            return Targets::Local;
-        }
-        return match inv.node(&name) {
-            Some(n) => Targets::Nodes(vec![n]),
-            None => {
-                ds.push(unknown_node(&name, on.loc(file), inv));
-                Targets::Nodes(Vec::new())
-            }
-        };
-    }
-    let Some(fe) = &spec.for_each else {
-        return Targets::Local;
-    };
-    let limit = match &fe.limit {
-        Some(l) if l.value == 0 => {
-            ds.push(Diagnostic::error(
-                "invalid-for-each",
-                l.loc(file),
-                "`for_each.limit` must be at least 1",
-            ));
-            usize::MAX
-        }
-        Some(l) => l.value as usize,
-        None => usize::MAX,
-    };
-    let mut targets = for_each_nodes(fe, file, inv, node_name, ds);
-    if let Targets::Nodes(ns) = &mut targets {
-        ns.truncate(limit);
-    }
-    targets
-}
-
-fn for_each_nodes<'a>(
-    fe: &'a crate::located::Sp<crate::plan::ForEach>,
-    file: &Arc<str>,
-    inv: &'a Inventory,
-    node_name: &NodeName,
-    ds: &mut Diagnostics,
-) -> Targets<'a> {
-    match (&fe.role, &fe.nodes) {
-        (Some(role), None) => {
-            let nodes: Vec<&Node> = inv.with_role(role).collect();
-            if nodes.is_empty() {
-                ds.push(
-                    Diagnostic::error(
-                        "unknown-role",
-                        role.loc(file),
-                        format!("no node of the inventory has the role `{}`", role.value),
-                    )
-                    .hint(format!(
-                        "roles in {}: {}",
-                        inv.file,
-                        inv.roles().join(", ")
-                    )),
-                );
-            }
-            Targets::Nodes(nodes)
-        }
-        (None, Some(names)) => {
-            let mut nodes = Vec::new();
-            for n in names {
-                let Some(name) = node_name(n, ds) else {
-                    continue;
-                };
-                match inv.node(&name) {
-                    Some(node) => nodes.push(node),
-                    None => ds.push(unknown_node(&name, n.loc(file), inv)),
-                }
-            }
-            if names.is_empty() {
-                ds.push(Diagnostic::error(
-                    "empty-for-each",
-                    fe.loc(file),
-                    "`for_each.nodes` is empty",
-                ));
-            }
-            Targets::Nodes(nodes)
-        }
-        _ => {
-            ds.push(
-                Diagnostic::error(
-                    "invalid-for-each",
-                    fe.loc(file),
-                    "`for_each` needs exactly one of `role` and `nodes`",
-                )
-                .hint("e.g. `for_each: { role: etcd }` or `for_each: { nodes: [cp1, cp2] }`"),
-            );
-            Targets::Nodes(Vec::new())
-        }
-    }
 }
 
 fn unknown_node(name: &str, loc: Loc, inv: &Inventory) -> Diagnostic {
@@ -606,7 +703,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// A cycle among steps (indices into `entries`), found by depth-first search.
-fn find_cycle(entries: &[StepEntry], by_id: &HashMap<&str, usize>) -> Option<Vec<usize>> {
+fn find_cycle(entries: &[StepEntry]) -> Option<Vec<usize>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
@@ -616,23 +713,19 @@ fn find_cycle(entries: &[StepEntry], by_id: &HashMap<&str, usize>) -> Option<Vec
     fn visit(
         i: usize,
         entries: &[StepEntry],
-        by_id: &HashMap<&str, usize>,
         marks: &mut [Mark],
         stack: &mut Vec<usize>,
     ) -> Option<Vec<usize>> {
         marks[i] = Mark::Active;
         stack.push(i);
-        for need in &entries[i].spec.needs {
-            let Some(&j) = by_id.get(need.step.as_str()) else {
-                continue;
-            };
+        for &(_, j) in &entries[i].needs {
             match marks[j] {
                 Mark::Active => {
                     let start = stack.iter().position(|&s| s == j).expect("on stack");
                     return Some(stack[start..].to_vec());
                 }
                 Mark::New => {
-                    if let Some(c) = visit(j, entries, by_id, marks, stack) {
+                    if let Some(c) = visit(j, entries, marks, stack) {
                         return Some(c);
                     }
                 }
@@ -647,7 +740,7 @@ fn find_cycle(entries: &[StepEntry], by_id: &HashMap<&str, usize>) -> Option<Vec
     for i in 0..entries.len() {
         if marks[i] == Mark::New {
             let mut stack = Vec::new();
-            if let Some(c) = visit(i, entries, by_id, &mut marks, &mut stack) {
+            if let Some(c) = visit(i, entries, &mut marks, &mut stack) {
                 return Some(c);
             }
         }

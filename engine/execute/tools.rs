@@ -24,10 +24,9 @@ struct Need {
 }
 
 fn needs(g: &StepGraph) -> BTreeMap<String, Vec<Need>> {
-    let inv = &g.runbook.inventory;
     let mut out: BTreeMap<String, Vec<Need>> = BTreeMap::new();
     for inst in &g.runbook.instances {
-        let Some(node) = inst.node.as_deref().and_then(|n| inv.node(n)) else {
+        let Some(node) = g.runbook.node_of(inst) else {
             continue;
         };
         for tool in inst.action.tools(node) {

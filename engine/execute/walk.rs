@@ -379,7 +379,7 @@ struct Attempt {
 async fn attempt_once<E: Executor + 'static>(sh: &Shared<E>, i: usize, attempt: u32) -> Attempt {
     let g = &sh.graph;
     let inst = g.instance(i);
-    let node = inst.node.as_ref().and_then(|n| g.runbook.inventory.node(n));
+    let node = g.runbook.node_of(inst);
     let target = node.map_or(Target::Local, Target::Node);
     let deadline = Instant::now() + inst.timeout;
     let commands = inst.action.commands();

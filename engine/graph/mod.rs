@@ -8,7 +8,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::compile::{Instance, Runbook};
+use crate::compile::{Instance, InstanceIx, Runbook};
 
 /// The walkable plan.
 #[derive(Debug, Clone)]
@@ -28,19 +28,11 @@ pub struct StepGraph {
 impl StepGraph {
     pub fn build(runbook: Runbook) -> StepGraph {
         let n = runbook.instances.len();
-        let index: std::collections::HashMap<&str, usize> = runbook
-            .instances
-            .iter()
-            .enumerate()
-            .map(|(i, inst)| (inst.id.as_str(), i))
-            .collect();
         let mut dag = DiGraph::<usize, ()>::with_capacity(n, n);
         let nodes: Vec<NodeIndex> = (0..n).map(|i| dag.add_node(i)).collect();
         for (i, inst) in runbook.instances.iter().enumerate() {
-            for need in &inst.needs {
-                if let Some(&j) = index.get(need.as_str()) {
-                    dag.add_edge(nodes[j], nodes[i], ());
-                }
+            for &InstanceIx(j) in &inst.needs {
+                dag.add_edge(nodes[j], nodes[i], ());
             }
         }
         // The compiler rejects step-level cycles, and instance edges only refine step edges.
@@ -60,12 +52,7 @@ impl StepGraph {
                 }
             }
         }
-        let node_pos = |inst: &Instance| {
-            inst.node
-                .as_ref()
-                .and_then(|name| runbook.inventory.nodes.iter().position(|x| &x.name == name))
-                .map_or(0, |p| p + 1)
-        };
+        let node_pos = |inst: &Instance| inst.host.map_or(0, |h| h.0 + 1);
         let mut order: Vec<usize> = (0..n).collect();
         order.sort_by_key(|&i| {
             let inst = &runbook.instances[i];
@@ -110,7 +97,7 @@ impl StepGraph {
                     id: &inst.id,
                     step: &inst.step,
                     node: inst.node.as_deref(),
-                    needs: &inst.needs,
+                    needs: self.runbook.need_ids(inst),
                     destructive: inst.destructive,
                     action: &inst.action_name,
                     commands: inst.commands(),
@@ -161,7 +148,7 @@ pub struct StepJson<'a> {
     pub id: &'a str,
     pub step: &'a str,
     pub node: Option<&'a str>,
-    pub needs: &'a [String],
+    pub needs: Vec<&'a str>,
     pub destructive: bool,
     pub action: &'a str,
     pub commands: Vec<String>,

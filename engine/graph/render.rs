@@ -83,11 +83,8 @@ pub fn text(g: &StepGraph) -> String {
             current_stage = g.stage[i];
             let _ = writeln!(o, "\n== Stage {} ==", current_stage + 1);
         }
-        let place = match &inst.node {
-            Some(name) => {
-                let addr = inv.node(name).map(|x| x.address.as_str()).unwrap_or("?");
-                format!("on {name} ({addr})")
-            }
+        let place = match g.runbook.node_of(inst) {
+            Some(node) => format!("on {} ({})", node.name, node.address),
             None => "on this machine".to_string(),
         };
         let mark = if inst.destructive {
@@ -108,7 +105,8 @@ pub fn text(g: &StepGraph) -> String {
             let _ = writeln!(o, "     {}", d.trim());
         }
         if !inst.needs.is_empty() {
-            let _ = writeln!(o, "     after: {}", inst.needs.join(", "));
+            let needs = g.runbook.need_ids(inst);
+            let _ = writeln!(o, "     after: {}", needs.join(", "));
         }
         let mut opts = vec![format!("timeout {}", human(inst.timeout))];
         if inst.retries > 0 {
@@ -193,10 +191,8 @@ fn mermaid(g: &StepGraph) -> String {
         }
     }
     for &i in &g.order {
-        for need in &g.instance(i).needs {
-            if let Some(j) = g.runbook.instances.iter().position(|x| &x.id == need) {
-                let _ = writeln!(o, "  s{j} --> s{i}");
-            }
+        for j in &g.instance(i).needs {
+            let _ = writeln!(o, "  s{} --> s{i}", j.0);
         }
     }
     o.push_str("  classDef destructive fill:#fdd,stroke:#c00\n");
@@ -226,7 +222,7 @@ fn dot(g: &StepGraph) -> String {
     }
     for &i in &g.order {
         let inst = g.instance(i);
-        for need in &inst.needs {
+        for need in g.runbook.need_ids(inst) {
             let _ = writeln!(o, "  \"{}\" -> \"{}\";", esc(need), esc(&inst.id));
         }
     }

@@ -146,11 +146,7 @@ fn agreement(g: &StepGraph, restores: &[(usize, &EtcdRestore)], ds: &mut Diagnos
 
 fn identity(g: &StepGraph, i: usize, r: &EtcdRestore, ds: &mut Diagnostics) {
     let inst = g.instance(i);
-    let Some(node) = inst
-        .node
-        .as_deref()
-        .and_then(|n| g.runbook.inventory.node(n))
-    else {
+    let Some(node) = g.runbook.node_of(inst) else {
         return;
     };
     if r.name != node.name {
@@ -186,11 +182,7 @@ fn identity(g: &StepGraph, i: usize, r: &EtcdRestore, ds: &mut Diagnostics) {
 
 fn stopped_first(g: &StepGraph, i: usize, ds: &mut Diagnostics) {
     let inst = g.instance(i);
-    let Some(node) = inst
-        .node
-        .as_deref()
-        .and_then(|n| g.runbook.inventory.node(n))
-    else {
+    let Some(node) = g.runbook.node_of(inst) else {
         return;
     };
     let waits_for = |process: &str| {
@@ -319,10 +311,9 @@ fn tool_and_flags(g: &StepGraph, i: usize, r: &EtcdRestore, ds: &mut Diagnostics
             .hint("Kubernetes informers would serve pre-snapshot state: keep the default bump (1000000000)"),
         );
     }
-    let current = inst
-        .node
-        .as_deref()
-        .and_then(|n| g.runbook.inventory.node(n))
+    let current = g
+        .runbook
+        .node_of(inst)
         .map(|n| n.etcd.cluster_token.clone())
         .unwrap_or_default();
     if r.token == current {

@@ -64,11 +64,7 @@ pub fn check(g: &StepGraph, ds: &mut Diagnostics) {
 
 fn raw_restore(g: &StepGraph, i: usize, script: &str, ds: &mut Diagnostics) {
     let inst = g.instance(i);
-    let data_dir = inst
-        .node
-        .as_deref()
-        .and_then(|n| g.runbook.inventory.node(n))
-        .map(|n| n.etcd.data_dir.clone());
+    let data_dir = g.runbook.node_of(inst).map(|n| n.etcd.data_dir.clone());
     let into_live = data_dir.as_deref().is_some_and(|d| {
         script
             .split_whitespace()
