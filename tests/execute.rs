@@ -655,9 +655,30 @@ fn dry_run_reaches_no_host_and_writes_nothing() {
     assert!(!s.path(".runbook").exists());
 }
 
-#[test]
-fn on_a_terminal_each_destructive_step_is_asked_for() {
-    let s = Scratch::new("");
+/// Runs `runbook apply` on a pseudo-terminal (`script`), typing `answers`; returns what the
+/// terminal showed.
+fn on_a_terminal(s: &Scratch, extra: &str, answers: &[u8]) -> String {
+    let line = format!(
+        "{} apply plan.yaml -i inventory.yaml --local --run-dir run {extra}",
+        env!("CARGO_BIN_EXE_runbook")
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(s.dir.path())
+        .env("NO_COLOR", "1")
+        .env("RUNBOOK_LOCK_DIR", s.path("locks"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(answers).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Two destructive steps, one after the other.
+fn two_destructive(s: &Scratch) {
     let d = s.dir.path();
     std::fs::write(
         s.path("plan.yaml"),
@@ -668,39 +689,27 @@ fn on_a_terminal_each_destructive_step_is_asked_for() {
         ),
     )
     .unwrap();
-    // `script` gives the run a pseudo-terminal; the answers arrive on it: yes, then no.
-    let line = format!(
-        "{} apply plan.yaml -i inventory.yaml --local --run-dir run",
-        env!("CARGO_BIN_EXE_runbook")
-    );
-    let mut child = Command::new("script")
-        .args(["-qec", &line, "/dev/null"])
-        .current_dir(d)
-        .env("NO_COLOR", "1")
-        .env("RUNBOOK_LOCK_DIR", s.path("locks"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"y\nn\n").unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("Run one? [y]es / [n]o / [a]ll remaining:"),
-        "{text}"
+}
+
+#[test]
+fn on_a_terminal_the_plan_is_approved_once_with_a_typed_yes() {
+    let s = Scratch::new("");
+    two_destructive(&s);
+    let text = on_a_terminal(&s, "", b"yes\n");
+    assert_eq!(
+        text.matches("Run this plan? Only `yes` is accepted:")
+            .count(),
+        1,
+        "asked once for the whole plan: {text}"
     );
     assert!(
-        text.contains("$ echo x >>"),
-        "the prompt shows the commands: {text}"
+        text.contains("2 of them change the cluster"),
+        "the summary counts the destructive steps: {text}"
     );
-    assert!(
-        text.contains("rollback: undo two"),
-        "the prompt shows the rollback note: {text}"
-    );
-    assert!(s.path("one").exists());
-    assert!(!s.path("two").exists(), "a declined step ran");
-    assert!(text.contains("declined"), "{text}");
+    assert!(text.contains("  - one  [run]  DESTRUCTIVE"), "{text}");
+    assert!(text.contains("rollback: undo two"), "{text}");
+    assert!(text.contains("fingerprint sha256:"), "{text}");
+    assert!(s.path("one").exists() && s.path("two").exists(), "{text}");
     // NO_COLOR: the summary carries no colour codes.
     assert!(
         !text.contains("\x1b[32m") && !text.contains("\x1b[31m"),
@@ -712,7 +721,51 @@ fn on_a_terminal_each_destructive_step_is_asked_for() {
         .filter(|e| e["event"] == "approved")
         .map(|e| e["by"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(by, ["tty"]);
+    assert_eq!(by, ["tty", "tty"]);
+}
+
+#[test]
+fn on_a_terminal_anything_but_yes_runs_nothing() {
+    let s = Scratch::new("");
+    two_destructive(&s);
+    // A single keystroke is not an approval of a destructive plan.
+    let text = on_a_terminal(&s, "", b"y\n");
+    assert!(text.contains("declined: nothing was run"), "{text}");
+    assert!(!s.path("one").exists() && !s.path("two").exists());
+    assert!(
+        !s.path("run").exists(),
+        "a declined plan leaves no run behind"
+    );
+}
+
+#[test]
+fn with_step_each_stage_is_asked_in_order_and_no_stops_asking() {
+    let s = Scratch::new("");
+    let d = s.dir.path();
+    std::fs::write(
+        s.path("plan.yaml"),
+        format!(
+            "name: steps\nsteps:\n  - id: one\n    on: n1\n    run: '{one}'\n  - id: two\n    on: n1\n    run: '{two}'\n    needs: [one]\n  - id: three\n    on: n1\n    run: '{three}'\n    needs: [two]\n",
+            one = mark(d, "one"),
+            two = mark(d, "two"),
+            three = mark(d, "three"),
+        ),
+    )
+    .unwrap();
+    // yes to stage 1, no to stage 2; a later yes is never read as an answer.
+    let text = on_a_terminal(&s, "--step", b"y\nn\ny\n");
+    let asked: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.find("Run stage ").map(|at| &l[at..at + 11]))
+        .collect();
+    assert_eq!(asked, ["Run stage 1", "Run stage 2"], "{text}");
+    assert!(
+        text.contains("  $ echo x >>"),
+        "the prompt shows the commands: {text}"
+    );
+    assert!(s.path("one").exists());
+    assert!(!s.path("two").exists(), "a declined stage ran: {text}");
+    assert!(!s.path("three").exists(), "a stage after a no ran: {text}");
     assert_eq!(s.count("declined", "two"), 1);
 }
 

@@ -374,7 +374,7 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
             dir.path.display()
         ));
     }
-    let gate = Gate::new(s.approval, s.opts.step);
+    let gate = Gate::new(s.approval);
     let run_dir = s.run.as_ref().map(|r| r.0.clone());
     let shared = Arc::new(Shared::new(
         graph.clone(),
@@ -502,7 +502,11 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
     } else {
         RunStatus::Failed
     };
-    shared.emit(Event::RunFinished { status });
+    let prompts = shared.gate.waited();
+    shared.emit(Event::RunFinished {
+        status,
+        prompt_ms: prompts.as_millis() as u64,
+    });
     exec.close().await;
     // A master an earlier process was still starting when this one reaped its directory
     // may have come up since: stop it too, now that nothing of the run needs the hosts.
@@ -525,7 +529,12 @@ async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
     } else {
         super::print_out(&shared.reporter.summary(&graph, &state, s.dry_run)).is_ok()
     };
-    let took = shared.reporter.elapsed().as_secs_f64();
+    // Time the operator spent reading a question is not the run's.
+    let took = shared
+        .reporter
+        .elapsed()
+        .saturating_sub(prompts)
+        .as_secs_f64();
     let counts = count(&state);
     match status {
         RunStatus::Succeeded if s.dry_run => {
@@ -733,13 +742,16 @@ fn approval(g: &StepGraph, opts: &RunOptions, dry_run: bool) -> Result<Approval,
                 Some("re-review with `runbook plan` (plan, inventory or parameters changed)"),
             ));
         }
+    }
+    // `--step` asks even when the plan was approved in advance: the operator asked to.
+    if opts.step {
+        return Ok(Approval::Stages);
+    }
+    if opts.approve.is_some() {
         return Ok(Approval::Fingerprint);
     }
     if opts.yes {
         return Ok(Approval::Yes);
-    }
-    if tty {
-        return Ok(Approval::Ask);
     }
     let gated = g
         .runbook
@@ -749,6 +761,15 @@ fn approval(g: &StepGraph, opts: &RunOptions, dry_run: bool) -> Result<Approval,
         .count();
     if gated == 0 {
         return Ok(Approval::Yes);
+    }
+    if tty {
+        // The whole plan, once, before anything is locked or started: time at the prompt
+        // is not the run's.
+        if crate::execute::gate::confirm_plan(g) {
+            return Ok(Approval::Confirmed);
+        }
+        eprintln!("declined: nothing was run");
+        return Err(EXIT_INVALID);
     }
     Err(usage_error(
         &format!("refusing to run {gated} destructive steps without approval"),

@@ -143,7 +143,7 @@ fn build(dir: &RunDir) -> Result<Report, String> {
                     lines[i].status = format!("operator: {decision:?}");
                 }
             }
-            Event::RunFinished { status } => {
+            Event::RunFinished { status, .. } => {
                 outcome = match status {
                     RunStatus::Succeeded => "succeeded",
                     RunStatus::Failed => "failed",

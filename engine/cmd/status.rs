@@ -28,7 +28,7 @@ pub fn run(run: &str, format: DiagFormat) -> u8 {
     let ids: Vec<String> = plan.steps.iter().map(|s| s.id.clone()).collect();
     let state = RunState::replay_ids(&ids, &records);
     let finished = records.iter().rev().find_map(|r| match &r.event {
-        Event::RunFinished { status } => Some(*status),
+        Event::RunFinished { status, .. } => Some(*status),
         _ => None,
     });
     let last_start = records

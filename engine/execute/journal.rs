@@ -82,6 +82,9 @@ pub enum Event {
     },
     RunFinished {
         status: RunStatus,
+        /// Time spent waiting at `--step` prompts (not counted as the run's time).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        prompt_ms: u64,
     },
 }
 
@@ -184,4 +187,8 @@ pub fn read(path: &Path) -> Result<Vec<Record>, String> {
         }
     }
     Ok(out)
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -284,7 +284,7 @@ async fn run_instance<E: Executor + 'static>(
     let inst = g.instance(i);
     let stopped = || sh.stop.load(std::sync::atomic::Ordering::SeqCst);
     if sh.gate.applies(inst) {
-        match sh.gate.check(inst, &sh.reporter).await {
+        match sh.gate.check(&g, i, &sh.reporter).await {
             // Approved while the run was stopping: it stays pending and is skipped.
             Verdict::Go(_) if stopped() => {
                 return Done {
