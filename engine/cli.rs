@@ -19,6 +19,10 @@ pub struct Cli {
     pub command: Command,
 }
 
+// One output vocabulary: `-o/--output FORMAT` is the form of what a command prints, `--out`
+// only ever a file (or directory) to write. `alias = "format"` keeps the spelling that
+// `-o/--output` replaced working for a release, hidden from help, man pages and completions.
+// (A plain comment: clap would print a doc comment here as the program's description.)
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a plan against an inventory: schema, references, templates and etcd safety rules.
@@ -28,7 +32,14 @@ pub enum Command {
         input: PlanInput,
         /// text: diagnostics on stderr, a verdict line; json: one document on stdout, also when
         /// an input cannot be read.
-        #[arg(short = 'o', long = "output", value_name = "FORMAT", value_enum, default_value_t = DiagFormat::Text, alias = "format")]
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "FORMAT",
+            value_enum,
+            default_value_t = DiagFormat::Text,
+            alias = "format",
+        )]
         output: DiagFormat,
         /// Treat warnings as errors.
         #[arg(long)]
@@ -41,7 +52,14 @@ pub enum Command {
         input: PlanInput,
         /// text: the change plan a reviewer reads; json: the machine contract (a saved plan with
         /// --out); mermaid, dot: diagrams.
-        #[arg(short = 'o', long = "output", value_name = "FORMAT", value_enum, default_value_t = PlanFormat::Text, alias = "format")]
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "FORMAT",
+            value_enum,
+            default_value_t = PlanFormat::Text,
+            alias = "format",
+        )]
         output: PlanFormat,
         /// Write to this file instead of standard output.
         #[arg(long, value_name = "FILE")]
@@ -84,7 +102,14 @@ pub enum Command {
         /// The run: its id (under .runbook/runs) or its directory.
         run: String,
         /// text: a table of the steps; json: one document.
-        #[arg(short = 'o', long = "output", value_name = "FORMAT", value_enum, default_value_t = DiagFormat::Text, alias = "format")]
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "FORMAT",
+            value_enum,
+            default_value_t = DiagFormat::Text,
+            alias = "format",
+        )]
         output: DiagFormat,
     },
     /// Remove a cluster's run lock from its nodes when the run holding it is provably gone (any lock, with --force).
@@ -99,7 +124,14 @@ pub enum Command {
         /// The run: its id (under .runbook/runs) or its directory.
         run: String,
         /// markdown: for people; json: for tools; junit: for CI test reports.
-        #[arg(short = 'o', long = "output", value_name = "FORMAT", value_enum, default_value_t = ReportFormat::Markdown, alias = "format")]
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "FORMAT",
+            value_enum,
+            default_value_t = ReportFormat::Markdown,
+            alias = "format",
+        )]
         output: ReportFormat,
     },
     /// Check snapshots natively (no etcd binary needed) and save them from a member over SSH.
@@ -346,7 +378,15 @@ pub enum SnapshotCommand {
         file: PathBuf,
         /// text: a table like etcdutl's; json: one document.
         // `-w`, `--format` and the value `table` are etcdctl's spellings, kept hidden for a release.
-        #[arg(short = 'o', long = "output", value_name = "FORMAT", value_enum, default_value_t = SnapshotFormat::Text, alias = "format", short_alias = 'w')]
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "FORMAT",
+            value_enum,
+            default_value_t = SnapshotFormat::Text,
+            alias = "format",
+            short_alias = 'w',
+        )]
         output: SnapshotFormat,
     },
     /// Stream a snapshot from one member (preflight picks it) to FILE, over SSH, and verify it.

@@ -524,7 +524,7 @@ fn old_output_spellings_still_work_and_are_hidden() {
             args.push(flag);
             let help = runbook(&args);
             assert_eq!(help.code, 0);
-            for old in ["--format", "-w,", "-w <", "table,"] {
+            for old in ["--format", "-w,", "-w <", "alias", "table,"] {
                 assert!(
                     !help.stdout.contains(old),
                     "{args:?} shows {old}:\n{}",
@@ -532,6 +532,31 @@ fn old_output_spellings_still_work_and_are_hidden() {
                 );
             }
             assert!(help.stdout.contains("-o, --output <FORMAT>"), "{args:?}");
+        }
+    }
+    // Nor do the man pages and the completions.
+    let man = tempfile::tempdir().unwrap();
+    assert_eq!(
+        runbook(&["man", "--out", man.path().to_str().unwrap()]).code,
+        0
+    );
+    let mut texts: Vec<(String, String)> = std::fs::read_dir(man.path())
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            (e.file_name().to_string_lossy().into_owned(), text)
+        })
+        .collect();
+    assert!(texts.len() > 20);
+    for shell in ["bash", "zsh"] {
+        let r = runbook(&["completions", shell]);
+        assert_eq!(r.code, 0);
+        texts.push((shell.to_string(), r.stdout));
+    }
+    for (name, text) in &texts {
+        for old in ["--format", "\\-\\-format", "'-w", "\\fB\\-w"] {
+            assert!(!text.contains(old), "{name} shows {old}");
         }
     }
 }
