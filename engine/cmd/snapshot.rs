@@ -30,7 +30,7 @@ pub fn run(cmd: SnapshotCommand) -> u8 {
             &"neither -i INVENTORY nor --endpoint URL was given",
             None,
         ),
-        SnapshotCommand::Status { file, format } => match status(&file) {
+        SnapshotCommand::Status { file, output } => match status(&file) {
             Err(StatusError::Io { path, error }) => {
                 usage_error(&format!("cannot read {path}"), &error, None)
             }
@@ -42,7 +42,7 @@ pub fn run(cmd: SnapshotCommand) -> u8 {
                 EXIT_INVALID
             }
             Ok(s) => {
-                match format {
+                match output {
                     SnapshotFormat::Json => {
                         // Both counts stay (total_keys: every pair; live_keys_36), plus the one
                         // etcdutl of the snapshot's own version prints, and what it counts.
@@ -62,7 +62,7 @@ pub fn run(cmd: SnapshotCommand) -> u8 {
                             return code;
                         }
                     }
-                    SnapshotFormat::Table => {
+                    SnapshotFormat::Text => {
                         if let Err(code) = print_out(&table(&s)) {
                             return code;
                         }

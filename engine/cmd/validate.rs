@@ -1,18 +1,20 @@
 //! `runbook validate`: compile and lint, report every diagnostic, exit 0/1/2.
 
-use super::{EXIT_INVALID, EXIT_OK, param_values, print_out, unreadable};
+use super::{
+    EXIT_INVALID, EXIT_OK, UsageFailure, print_out, read_param_values, unreadable_failure,
+};
 use crate::cli::{DiagFormat, PlanInput};
 use crate::diag::Severity;
 use crate::pipeline;
 
 pub fn run(input: &PlanInput, format: DiagFormat, deny_warnings: bool) -> u8 {
-    let sets = match param_values(input) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let compiled = match pipeline::compile_files(&input.plan, &input.inventory, &sets) {
+    let compiled = read_param_values(input).and_then(|sets| {
+        pipeline::compile_files(&input.plan, &input.inventory, &sets)
+            .map_err(|e| unreadable_failure(&e))
+    });
+    let compiled = match compiled {
         Ok(c) => c,
-        Err(e) => return unreadable(&e),
+        Err(failure) => return cannot_validate(&failure, format),
     };
     let ds = &compiled.diagnostics;
     let errors = ds.count(Severity::Error);
@@ -64,4 +66,24 @@ pub fn run(input: &PlanInput, format: DiagFormat, deny_warnings: bool) -> u8 {
         }
     }
     if valid { EXIT_OK } else { EXIT_INVALID }
+}
+
+/// An input that cannot be read (exit 2). A CI job that asked for JSON parses standard output
+/// whatever happened, so it gets a document there too; the error also goes to stderr, for the
+/// job's log.
+fn cannot_validate(failure: &UsageFailure, format: DiagFormat) -> u8 {
+    let code = failure.report();
+    if format == DiagFormat::Json {
+        let v = serde_json::json!({
+            "valid": false,
+            "error": failure.to_json(),
+            "diagnostics": [],
+        });
+        if let Err(write) =
+            print_out(&(serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"))
+        {
+            return write;
+        }
+    }
+    code
 }

@@ -1,4 +1,4 @@
-//! Saved plans: `runbook plan --format json --out FILE` records what the plan was compiled
+//! Saved plans: `runbook plan -o json --out FILE` records what the plan was compiled
 //! from (plan and inventory files, parameters, and the digest of every parameter that names a
 //! local file, such as the snapshot). `runbook apply FILE --approve FINGERPRINT` runs exactly
 //! that plan, and refuses if any of it changed since the review.

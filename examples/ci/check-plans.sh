@@ -30,7 +30,7 @@ while IFS= read -r line; do
   # shellcheck disable=SC2086
   "$runbook" plan "$plan" -i "$inventory" $sets --out "$out/$name.txt"
   # shellcheck disable=SC2086
-  "$runbook" plan "$plan" -i "$inventory" $sets --format json --out "$out/$name.json"
+  "$runbook" plan "$plan" -i "$inventory" $sets -o json --out "$out/$name.json"
 done < "$matrix"
 echo "checked $checked plan/inventory pairs, $failed failed; rendered plans in $out/"
 [ "$failed" -eq 0 ] && [ "$checked" -gt 0 ]
