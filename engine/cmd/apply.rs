@@ -2,22 +2,17 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::{EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_USAGE, param_values, usage_error};
 use crate::cli::{ApplyInput, PlanInput, RunOptions};
 use crate::compile::ParamValue;
-use crate::execute::gate::{Approval, Gate};
-use crate::execute::journal::{self, Decision, Event, Journal, RunStatus};
-use crate::execute::lock::{self, Holder, LocalLock};
-use crate::execute::record;
-use crate::execute::report::Reporter;
+use crate::execute::gate::Approval;
+use crate::execute::journal::{self, Decision, RunStatus};
 use crate::execute::rundir::{self, RunDir, RunInfo, SetParam};
+use crate::execute::session::{self, Hosts, Rollback, Session, reap_earlier};
 use crate::execute::state::{RunState, Status};
-use crate::execute::walk::{self, Limits, Records, Shared};
-use crate::executor::{Executor, dry_run::DryRun, local::Local, ssh::Ssh};
+use crate::execute::walk::Limits;
 use crate::graph::{StepGraph, render};
-use crate::inventory::model::Node;
 use crate::pipeline;
 
 pub fn apply(
@@ -41,11 +36,10 @@ pub fn apply(
             run: None,
             state: None,
             approval,
-            opts,
-            local,
+            output: opts.output,
+            limits: limits(opts),
+            hosts: Hosts::DryRun,
             resumed: false,
-            dry_run: true,
-            control: None,
         });
     }
     let run_id = rundir::new_run_id();
@@ -79,11 +73,10 @@ pub fn apply(
         run: Some((run, info)),
         state: None,
         approval,
-        opts,
-        local,
+        output: opts.output,
+        limits: limits(opts),
+        hosts: hosts(local),
         resumed: false,
-        dry_run: false,
-        control: None,
     })
 }
 
@@ -247,472 +240,78 @@ pub fn resume(run: &str, retry: &[String], skip: &[String], opts: &RunOptions) -
         run: Some((dir, info)),
         state: Some((state, decisions)),
         approval,
-        opts,
-        local,
+        output: opts.output,
+        limits: limits(opts),
+        hosts: hosts(local),
         resumed: true,
-        dry_run: false,
-        control: None,
     })
 }
 
-/// Everything a walk needs, for a new run, a resumed one or a dry-run.
-struct Session<'a> {
-    graph: StepGraph,
-    run: Option<(RunDir, RunInfo)>,
-    /// A resumed run's replayed state and the operator's decisions.
-    state: Option<(RunState, Vec<(usize, Decision)>)>,
-    approval: Approval,
-    opts: &'a RunOptions,
-    local: bool,
-    resumed: bool,
-    dry_run: bool,
-    /// This process's private SSH control directory, when steps run over SSH.
-    control: Option<PathBuf>,
-}
-
+/// Runs a session and renders its outcome: the summary on stdout, the verdict, rollback
+/// notes and the next step on stderr, and the exit code.
 fn drive(s: Session) -> u8 {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return usage_error("cannot start the async runtime", &e, None),
+    let o = match session::run(s) {
+        Ok(o) => o,
+        Err(p) => return usage_error(&p.what, &p.cause, p.hint.as_deref()),
     };
-    rt.block_on(async move {
-        if s.dry_run {
-            drive_with(s, DryRun).await
-        } else if s.local {
-            drive_with(s, Local).await
-        } else {
-            let control = match crate::executor::ssh::private_control_dir("apply") {
-                Ok(d) => d,
-                Err(e) => {
-                    return usage_error("cannot create the SSH control directory", &e, None);
-                }
-            };
-            let exec = Ssh::new(control.path().to_path_buf());
-            let code = drive_with(
-                Session {
-                    control: Some(control.path().to_path_buf()),
-                    ..s
-                },
-                exec,
-            )
-            .await;
-            // Dropping it removes it (also when unwinding from a panic).
-            drop(control);
-            code
-        }
-    })
-}
-
-async fn drive_with<E: Executor + 'static>(s: Session<'_>, exec: E) -> u8 {
-    let graph = Arc::new(s.graph);
-    let exec = Arc::new(exec);
-    let run_id = s
-        .run
-        .as_ref()
-        .map_or_else(|| "dry-run".to_string(), |r| r.1.run_id.clone());
-    let cluster = graph.runbook.inventory.cluster.clone();
-    let holder = Holder::this_process(&run_id, &cluster);
-    let (user, host) = (holder.user.clone(), holder.host.clone());
-    let reporter = Reporter::new(s.opts.output, graph.runbook.instances.len());
-    // Every node of the cluster: the lock covers the cluster, and etcd-native steps on this
-    // machine reach every member through its master.
-    let nodes: Vec<&Node> = graph.runbook.inventory.nodes.iter().collect();
-
-    // One run per cluster: first on this machine, then on every node once reachable.
-    let _local_lock = if s.dry_run {
-        None
-    } else {
-        match LocalLock::acquire(&holder) {
-            Ok(l) => Some(l),
-            Err(e) => {
-                // A new run refused this early has done nothing: leave no run directory behind.
-                if let (false, Some((dir, _))) = (s.resumed, &s.run) {
-                    let _ = std::fs::remove_dir_all(&dir.path);
-                }
-                return usage_error(
-                    "another run holds this cluster",
-                    &e,
-                    Some("wait for it to finish, or resume it with `runbook resume RUN`"),
-                );
-            }
-        }
-    };
-    // Under the lock, so a run still going keeps its masters: those of earlier processes of
-    // this run (killed, say) are stopped, and this process's directory is recorded after theirs.
-    if let (Some(control), Some((dir, _))) = (&s.control, &s.run) {
-        for w in reap_earlier(dir, None) {
-            reporter.say(&format!("warning: {w}"));
-        }
-        let mut line = control.as_os_str().as_encoded_bytes().to_vec();
-        line.push(b'\n');
-        if let Err(e) = dir.append(CONTROL_RECORD, &line) {
-            reporter.say(&format!("warning: {e}"));
-        }
-    }
-    let journal = match &s.run {
-        Some((dir, _)) => match Journal::open(&dir.journal()) {
-            Ok(j) => Some(j),
-            Err(e) => {
-                return usage_error(
-                    &format!("cannot open the journal {}", dir.journal().display()),
-                    &e,
-                    None,
-                );
-            }
-        },
-        None => None,
-    };
-    if let Some((dir, _)) = &s.run {
-        reporter.say(&format!(
-            "run {run_id}: {} on {cluster} ({} steps); journal and logs in {}",
-            graph.runbook.name,
-            graph.runbook.instances.len(),
-            dir.path.display()
-        ));
-    }
-    let gate = Gate::new(s.approval);
-    let run_dir = s.run.as_ref().map(|r| r.0.clone());
-    let shared = Arc::new(Shared::new(
-        graph.clone(),
-        exec.clone(),
-        gate,
-        reporter,
-        journal,
-        run_dir.clone(),
-        run_dir.as_ref().filter(|_| !s.dry_run).map(|d| Records {
-            run_id: run_id.clone(),
-            local: record::Place::local(&d.path),
-        }),
-    ));
-    shared.emit(Event::RunStarted {
-        run_id: run_id.clone(),
-        plan: graph.runbook.name.clone(),
-        cluster: cluster.clone(),
-        fingerprint: graph.fingerprint.clone(),
-        user,
-        host,
-        pid: std::process::id(),
-        resumed: s.resumed,
-        dry_run: s.dry_run,
-    });
-    let (mut state, decisions) = s
-        .state
-        .unwrap_or_else(|| (RunState::new(&graph), Vec::new()));
-    for (i, decision) in decisions {
-        shared.emit(Event::Decision {
-            id: graph.instance(i).id.clone(),
-            decision,
-        });
-    }
-
-    // Every host is reached and locked before the first step: a run that cannot finish
-    // for want of a host should not start changing the others.
-    let unreachable = exec.connect(&nodes).await;
-    let mut refused = None;
-    // Refused before anything ran for a reason the operator must fix (exit 2).
-    let mut refused_early = false;
-    if !unreachable.is_empty() {
-        for (_, e) in &unreachable {
-            shared.reporter.say(&format!("error: {e}"));
-        }
-        refused = Some(format!(
-            "not started: unreachable {}",
-            unreachable
-                .iter()
-                .map(|(n, _)| n.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    } else if !s.dry_run
-        && let problems = crate::execute::tools::check(exec.as_ref(), &graph).await
-        && !problems.is_empty()
-    {
-        for p in &problems {
-            shared.reporter.say(&format!("error: {p}"));
-        }
-        refused = Some("not started: etcd tools missing or mismatched".to_string());
-        refused_early = true;
-    } else if let Some(dir) = run_dir.as_ref().filter(|_| !s.dry_run)
-        && let Err(problems) = settle_from_records(
-            exec.as_ref(),
-            &graph,
-            &nodes,
-            &run_id,
-            dir,
-            &mut state,
-            &shared.reporter,
-        )
-        .await
-    {
-        for p in &problems {
-            shared.reporter.say(&format!("error: {p}"));
-        }
-        refused = Some("not started: steps of unknown outcome need a decision".to_string());
-        refused_early = true;
-    } else if !s.dry_run
-        && let Err(e) = lock::acquire_nodes(exec.as_ref(), &nodes, &holder).await
-    {
-        shared.reporter.say(&format!("error: {e}"));
-        let inventory = s.run.as_ref().map_or_else(
-            || "INVENTORY".to_string(),
-            |r| crate::shell::quote(&r.1.inventory.display().to_string()),
-        );
-        shared.reporter.say(&format!(
-            "  hint: wait for that run, or resume it; once it is over, `runbook unlock {cluster} -i {inventory}{}` removes a lock whose holder is provably gone, and with --force any lock",
-            if s.local { " --local" } else { "" }
-        ));
-        refused = Some("not started: cluster locked".to_string());
-        refused_early = true;
-    }
-    if let Some(reason) = &refused {
-        for &i in &graph.order {
-            if state.status[i] == Status::Pending {
-                shared.emit(Event::StepSkipped {
-                    id: graph.instance(i).id.clone(),
-                    reason: reason.clone(),
-                });
-                state.status[i] = Status::Skipped(reason.clone());
-            }
-        }
-    } else {
-        let limits = Limits {
-            parallel: usize::from(s.opts.parallel),
-            per_host: usize::from(s.opts.per_host),
-        };
-        state = walk::walk(shared.clone(), state, limits).await;
-        if !s.dry_run {
-            lock::release_nodes(exec.as_ref(), &nodes, &run_id).await;
-        }
-    }
-    shared.reporter.finish();
-
-    let interrupted = state
-        .status
-        .iter()
-        .any(|x| matches!(x, Status::Skipped(r) if r == "interrupted"));
-    let ok = state.status.iter().all(Status::satisfied);
-    let status = if ok {
-        RunStatus::Succeeded
-    } else if interrupted {
-        RunStatus::Interrupted
-    } else {
-        RunStatus::Failed
-    };
-    let prompts = shared.gate.waited();
-    shared.emit(Event::RunFinished {
-        status,
-        prompt_ms: prompts.as_millis() as u64,
-    });
-    exec.close().await;
-    // A master an earlier process was still starting when this one reaped its directory
-    // may have come up since: stop it too, now that nothing of the run needs the hosts.
-    if let (Some(control), Some((dir, _))) = (&s.control, &s.run) {
-        for w in reap_earlier(dir, Some(control)) {
-            shared.reporter.say(&format!("warning: {w}"));
-        }
-    }
-
     // The run is over whatever happens to its output; output that could not be written
     // (other than to a reader that left) fails a run that otherwise succeeded.
-    let printed = if shared.reporter.is_json() {
-        match shared.reporter.stdout_failure() {
-            Some(e) => {
-                eprintln!("error: cannot write the run's events to standard output: {e}");
-                false
-            }
-            None => true,
+    let printed = match (&o.summary, &o.output_failed) {
+        (_, Some(e)) => {
+            eprintln!("error: cannot write the run's events to standard output: {e}");
+            false
         }
-    } else {
-        super::print_out(&shared.reporter.summary(&graph, &state, s.dry_run)).is_ok()
+        (Some(summary), None) => super::print_out(summary).is_ok(),
+        (None, None) => true,
     };
-    // Time the operator spent reading a question is not the run's.
-    let took = shared
-        .reporter
-        .elapsed()
-        .saturating_sub(prompts)
-        .as_secs_f64();
-    let counts = count(&state);
-    match status {
-        RunStatus::Succeeded if s.dry_run => {
-            eprintln!("dry-run of {} steps: nothing was run", counts.0);
+    let took = o.took.as_secs_f64();
+    let run_id = &o.run_id;
+    match o.status {
+        RunStatus::Succeeded if o.dry_run => {
+            eprintln!("dry-run of {} steps: nothing was run", o.steps);
         }
         RunStatus::Succeeded => eprintln!("run {run_id} succeeded in {took:.1}s"),
-        _ => {
+        RunStatus::Failed | RunStatus::Interrupted => {
             eprintln!(
                 "run {run_id} {} after {took:.1}s: {} of {} steps succeeded",
-                if interrupted { "interrupted" } else { "FAILED" },
-                counts.1,
-                counts.0
+                if o.status == RunStatus::Interrupted {
+                    "interrupted"
+                } else {
+                    "FAILED"
+                },
+                o.succeeded,
+                o.steps
             );
-            rollback_notes(&graph, &state, run_dir.as_ref());
-            if let Some(d) = &run_dir {
+            match &o.rollback {
+                Some(Rollback::Notes { text, written }) => {
+                    eprint!("{text}");
+                    match written {
+                        Some(Ok(path)) => eprintln!("  (written to {})", path.display()),
+                        Some(Err(e)) => eprintln!("warning: {e}"),
+                        None => {}
+                    }
+                }
+                Some(Rollback::Unchanged) | None => {
+                    eprintln!(
+                        "No destructive step started; the cluster was not changed by this run."
+                    )
+                }
+            }
+            if let Some(d) = &o.run_dir {
                 eprintln!(
                     "  hint: fix the cause, then `runbook resume {}`; logs in {}",
-                    d.path.display(),
-                    d.path.join("logs").display()
+                    d.display(),
+                    d.join("logs").display()
                 );
             }
         }
     }
-    match status {
+    match o.status {
         RunStatus::Succeeded if !printed => EXIT_INVALID,
         RunStatus::Succeeded => EXIT_OK,
         RunStatus::Interrupted => EXIT_INTERRUPTED,
-        RunStatus::Failed if refused_early => EXIT_USAGE,
+        RunStatus::Failed if o.refusal.as_ref().is_some_and(|r| r.needs_a_fix()) => EXIT_USAGE,
         RunStatus::Failed => EXIT_INVALID,
-    }
-}
-
-/// Reads (on resume) and opens this run's record on every host, then settles each step the
-/// journal saw start but never end: with a record, the walk re-attaches to that attempt
-/// (finished → its recorded status, running → waited for, never launched → run); without
-/// one, a step safe to re-run starts afresh, and any other needs the operator, who is told
-/// what was found.
-async fn settle_from_records<E: Executor>(
-    exec: &E,
-    graph: &StepGraph,
-    nodes: &[&Node],
-    run_id: &str,
-    dir: &RunDir,
-    state: &mut RunState,
-    reporter: &Reporter,
-) -> Result<(), Vec<String>> {
-    let local = record::Place::local(&dir.path);
-    let local_kept = std::path::Path::new(local.dir()).is_dir();
-    let unknown: Vec<usize> = (0..state.status.len())
-        .filter(|&i| state.status[i] == Status::Unknown)
-        .collect();
-    let found = record::prepare(exec, nodes, run_id, unknown.is_empty()).await?;
-    let mut undecided = Vec::new();
-    for &i in &unknown {
-        let inst = graph.instance(i);
-        let recorded = match &inst.node {
-            Some(n) => !found.without_record.contains(n),
-            None => local_kept,
-        };
-        if recorded {
-            state.status[i] = Status::Pending;
-            state.reattach[i] = true;
-            reporter.say(&format!(
-                "settle   {} from the record of attempt {} on {}",
-                inst.id,
-                state.attempts[i].max(1),
-                inst.node.as_deref().unwrap_or("this machine")
-            ));
-        } else if inst.idempotent {
-            state.status[i] = Status::Pending;
-            reporter.say(&format!(
-                "rerun    {} (no record of it on {}; safe to run again)",
-                inst.id,
-                inst.node.as_deref().unwrap_or("this machine")
-            ));
-        } else {
-            undecided.push(i);
-        }
-    }
-    if !undecided.is_empty() {
-        let mut problems = vec![format!(
-            "refusing to resume run {run_id}: these steps started and never finished, the hosts keep no record of them, and they are not safe to re-run blindly:"
-        )];
-        for &i in &undecided {
-            let inst = graph.instance(i);
-            let (host, place) = match &inst.node {
-                Some(n) => (n.as_str(), record::Place::node(run_id).dir().to_string()),
-                None => ("this machine", local.dir().to_string()),
-            };
-            problems.push(format!(
-                "  {}  [{}]{}: {host} has no {place} (the host was rebuilt, or its record removed); log: {}",
-                inst.id,
-                inst.action_name,
-                if inst.destructive { "  DESTRUCTIVE" } else { "" },
-                dir.log(&inst.id).display()
-            ));
-        }
-        problems.push(
-            "  hint: check each host, then resume with --retry STEP@NODE (run it again) or --skip STEP@NODE (it is done)".to_string(),
-        );
-        // One message: printed once behind `error:`.
-        return Err(vec![problems.join("\n")]);
-    }
-    if !unknown.is_empty() {
-        record::prepare(exec, nodes, run_id, true).await?;
-    }
-    crate::execute::rundir::private_dir(std::path::Path::new(local.dir())).map_err(|e| vec![e])?;
-    Ok(())
-}
-
-fn count(state: &RunState) -> (usize, usize) {
-    (
-        state.status.len(),
-        state.status.iter().filter(|s| s.satisfied()).count(),
-    )
-}
-
-/// On failure: what each completed destructive step changed and how to undo it, newest first.
-fn rollback_notes(g: &StepGraph, state: &RunState, run_dir: Option<&RunDir>) {
-    let notes: Vec<String> = state
-        .finished_order
-        .iter()
-        .rev()
-        .filter(|&&i| g.instance(i).destructive && state.status[i].satisfied())
-        .map(|&i| {
-            let inst = g.instance(i);
-            format!(
-                "{} (on {}): {}",
-                inst.id,
-                inst.node.as_deref().unwrap_or("this machine"),
-                inst.rollback.as_deref().unwrap_or("no rollback note")
-            )
-        })
-        .collect();
-    // A destructive step that started and did not succeed may have done part of its work
-    // (a manifest parked before the next one failed): its note is shown too, said as such.
-    let partial: Vec<String> = (0..state.status.len())
-        .filter(|&i| {
-            g.instance(i).destructive
-                && state.attempts[i] > 0
-                && (state.status[i].failed() || state.status[i] == Status::Unknown)
-        })
-        .map(|i| {
-            let inst = g.instance(i);
-            format!(
-                "{} (on {}, {}): {}",
-                inst.id,
-                inst.node.as_deref().unwrap_or("this machine"),
-                state.status[i].label(),
-                inst.rollback.as_deref().unwrap_or("no rollback note")
-            )
-        })
-        .collect();
-    if notes.is_empty() && partial.is_empty() {
-        eprintln!("No destructive step started; the cluster was not changed by this run.");
-        return;
-    }
-    let mut text = String::new();
-    if !notes.is_empty() {
-        text.push_str("Completed destructive steps, newest first, with their rollback notes:\n");
-        for n in &notes {
-            text.push_str(&format!("  - {n}\n"));
-        }
-    }
-    if !partial.is_empty() {
-        text.push_str(
-            "Destructive steps that started and did not finish cleanly (they may have done part of their work):\n",
-        );
-        for n in &partial {
-            text.push_str(&format!("  - {n}\n"));
-        }
-    }
-    eprint!("{text}");
-    if let Some(d) = run_dir {
-        match d.write("rollback.txt", text.as_bytes()) {
-            Ok(()) => eprintln!("  (written to {})", d.path.join("rollback.txt").display()),
-            Err(e) => eprintln!("warning: {e}"),
-        }
     }
 }
 
@@ -781,6 +380,19 @@ fn approval(g: &StepGraph, opts: &RunOptions, dry_run: bool) -> Result<Approval,
     ))
 }
 
+/// `--parallel` and `--per-host`.
+fn limits(opts: &RunOptions) -> Limits {
+    Limits {
+        parallel: usize::from(opts.parallel),
+        per_host: usize::from(opts.per_host),
+    }
+}
+
+/// Over SSH, or on this machine with `--local`.
+fn hosts(local: bool) -> Hosts {
+    if local { Hosts::Local } else { Hosts::Ssh }
+}
+
 fn compile(plan: &Path, inventory: &Path, sets: &[ParamValue]) -> Result<StepGraph, u8> {
     let compiled = match pipeline::compile_files(plan, inventory, sets) {
         Ok(c) => c,
@@ -800,18 +412,3 @@ fn compile(plan: &Path, inventory: &Path, sets: &[ParamValue]) -> Result<StepGra
 fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
-
-/// Stops the masters of this run's earlier processes (killed, say), from the directories
-/// they recorded, all but `own`; returns warnings about directories it left alone.
-fn reap_earlier(dir: &RunDir, own: Option<&Path>) -> Vec<String> {
-    let earlier = std::fs::read_to_string(dir.path.join(CONTROL_RECORD)).unwrap_or_default();
-    earlier
-        .lines()
-        .filter(|l| !l.is_empty() && Some(Path::new(l)) != own)
-        .filter_map(|l| crate::executor::ssh::reap_stale_masters(Path::new(l)).err())
-        .collect()
-}
-
-/// The run directory's record of the SSH control directory of every process that ran it, one
-/// a line.
-const CONTROL_RECORD: &str = "ssh-control-dirs";

@@ -7,6 +7,7 @@ pub mod record;
 pub mod report;
 pub mod rundir;
 pub mod saved;
+pub mod session;
 pub mod state;
 pub mod tools;
 pub mod walk;
