@@ -112,7 +112,7 @@ const MEMBER: &str = "member";
 /// The file inside a restored `member/` that says which run restored it, from what.
 pub const MARKER: &str = ".runbook-restored";
 /// The variable holding the run's id (set by the walk for every step).
-const RUN_ID: &str = crate::execute::walk::RUN_ID_VAR;
+const RUN_ID: &str = super::RUN_ID_VAR;
 /// Where earlier contents of the data dir are kept.
 pub const PREVIOUS: &str = ".runbook-previous";
 

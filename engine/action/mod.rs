@@ -201,6 +201,9 @@ impl Digests {
     }
 }
 
+/// The variable every step's commands see with the run's id (the restore marks its work with it).
+pub const RUN_ID_VAR: &str = "RUNBOOK_RUN_ID";
+
 /// A value a command needs that exists only at run time, passed as an environment variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RuntimeValue {

@@ -18,7 +18,7 @@ use super::record::{Place, launcher};
 use super::report::Reporter;
 use super::rundir::RunDir;
 use super::state::{RunState, Status};
-use crate::action::{Captures, Command, Digests, RunCx};
+use crate::action::{Captures, Command, Digests, RUN_ID_VAR, RunCx};
 use crate::executor::{Executor, Target};
 use crate::graph::StepGraph;
 use crate::shell::group_script;
@@ -60,8 +60,6 @@ pub struct Records {
     pub local: Place,
 }
 
-/// The variable every step's commands see with the run's id (the restore marks its work with it).
-pub const RUN_ID_VAR: &str = "RUNBOOK_RUN_ID";
 
 impl<E: Executor + 'static> Shared<E> {
     pub fn new(
