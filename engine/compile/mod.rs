@@ -387,42 +387,7 @@ impl<'a> Compiler<'a> {
                 selected: &selected,
                 timeout,
             };
-            let built = match (&spec.action, &spec.run, info) {
-                (Some(_), None, Some(info)) => build_action(
-                    spec,
-                    info,
-                    &ctx,
-                    &ctx_text,
-                    &self.templates,
-                    file,
-                    &mut self.ds,
-                ),
-                (None, Some(script), _) => {
-                    let ctx_shell = context::for_instance(
-                        inventory,
-                        &raw.name,
-                        &self.params,
-                        node,
-                        Some(captures),
-                    );
-                    match self.templates.render_shell(script, &ctx_shell) {
-                        Ok(s) => Some(Action::new(Run {
-                            script: s,
-                            captures: captures
-                                .iter()
-                                .filter(|c| script.contains(c.as_str()))
-                                .cloned()
-                                .collect(),
-                        })),
-                        Err(err) => {
-                            self.ds
-                                .push(template_error(&err, script.loc(file), "`run`"));
-                            None
-                        }
-                    }
-                }
-                _ => None,
-            };
+            let built = self.action(spec, info, &ctx, &ctx_text, captures);
             let rollback = spec.rollback.as_ref().and_then(|r| {
                 self.templates
                     .render_text(r, &ctx_text)
@@ -470,6 +435,51 @@ impl<'a> Compiler<'a> {
             });
         }
         out
+    }
+
+    /// The typed action of one instance: its `with:` rendered and parsed, or its script
+    /// rendered with every interpolated value quoted.
+    fn action(
+        &mut self,
+        spec: &StepSpec,
+        info: Option<&action::ActionInfo>,
+        ctx: &Ctx,
+        ctx_text: &minijinja::Value,
+        captures: &[String],
+    ) -> Option<Action> {
+        let (file, inventory, raw) = (self.file, self.inventory, self.raw);
+        let node = ctx.node;
+        match (&spec.action, &spec.run, info) {
+            (Some(_), None, Some(info)) => build_action(
+                spec,
+                info,
+                ctx,
+                ctx_text,
+                &self.templates,
+                file,
+                &mut self.ds,
+            ),
+            (None, Some(script), _) => {
+                let ctx_shell =
+                    context::for_instance(inventory, &raw.name, &self.params, node, Some(captures));
+                match self.templates.render_shell(script, &ctx_shell) {
+                    Ok(s) => Some(Action::new(Run {
+                        script: s,
+                        captures: captures
+                            .iter()
+                            .filter(|c| script.contains(c.as_str()))
+                            .cloned()
+                            .collect(),
+                    })),
+                    Err(err) => {
+                        self.ds
+                            .push(template_error(&err, script.loc(file), "`run`"));
+                        None
+                    }
+                }
+            }
+            _ => None,
+        }
     }
 
     /// Pass 5: instance edges from step edges: every instance of a needed step, or with

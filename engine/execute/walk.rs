@@ -60,7 +60,6 @@ pub struct Records {
     pub local: Place,
 }
 
-
 impl<E: Executor + 'static> Shared<E> {
     pub fn new(
         graph: Arc<StepGraph>,
