@@ -968,3 +968,33 @@ fn a_saved_plan_runs_exactly_as_reviewed_or_not_at_all() {
         r.stderr
     );
 }
+
+#[test]
+fn what_a_verification_found_is_in_the_json_events_and_the_journal() {
+    let s = Scratch::new("");
+    let snap = common::root().join("tests/fixtures/snapshots/etcd-3.6.db");
+    std::fs::write(
+        s.path("plan.yaml"),
+        format!(
+            "name: verify\nsteps:\n  - id: verify\n    on: local\n    action: snapshot.verify\n    with: {{ path: {} }}\n",
+            snap.display()
+        ),
+    )
+    .unwrap();
+    let r = s.apply(&["-o", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let said: Vec<serde_json::Value> = r
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["event"] == "step_output")
+        .collect();
+    assert_eq!(said.len(), 1, "{}", r.stdout);
+    assert_eq!(said[0]["id"], "verify");
+    let text = said[0]["text"].as_str().unwrap();
+    assert!(
+        text.contains("trailer ok, every bbolt page checked"),
+        "{text}"
+    );
+    assert_eq!(s.count("step_output", "verify"), 1, "journalled too");
+}
