@@ -3,7 +3,9 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use super::{EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_USAGE, param_values, usage_error};
+use super::{
+    Done, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_USAGE, Failure, read_param_values,
+};
 use crate::cli::{ApplyInput, PlanInput, RunOptions};
 use crate::compile::ParamValue;
 use crate::execute::gate::Approval;
@@ -21,15 +23,9 @@ pub fn apply(
     dry_run: bool,
     run_dir: Option<&Path>,
     local: bool,
-) -> u8 {
-    let (plan, inventory, sets, graph) = match inputs(input, opts, dry_run) {
-        Ok(v) => v,
-        Err(code) => return code,
-    };
-    let approval = match approval(&graph, opts, dry_run) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
+) -> Done {
+    let (plan, inventory, sets, graph) = inputs(input, opts, dry_run)?;
+    let approval = approval(&graph, opts, dry_run)?;
     if dry_run {
         return drive(Session {
             graph,
@@ -48,7 +44,7 @@ pub fn apply(
         .unwrap_or_else(|| Path::new(rundir::DEFAULT_RUNS).join(&run_id));
     let run = match RunDir::create(&dir) {
         Ok(r) => r,
-        Err(e) => return usage_error("cannot start the run", &e, None),
+        Err(e) => return Err(Failure::usage("cannot start the run", &e, None)),
     };
     let info = RunInfo {
         run_id,
@@ -66,7 +62,7 @@ pub fn apply(
         .and_then(|()| run.write("plan.json", render::json(&graph).as_bytes()))
         .and_then(|()| run.write("plan.txt", render::text(&graph).as_bytes()));
     if let Err(e) = saved {
-        return usage_error("cannot record the run", &e, None);
+        return Err(Failure::usage("cannot record the run", &e, None));
     }
     drive(Session {
         graph,
@@ -86,19 +82,19 @@ fn inputs(
     input: &ApplyInput,
     opts: &RunOptions,
     dry_run: bool,
-) -> Result<(PathBuf, PathBuf, Vec<ParamValue>, StepGraph), u8> {
+) -> Result<(PathBuf, PathBuf, Vec<ParamValue>, StepGraph), Failure> {
     if let Some(saved) = crate::execute::saved::read(&input.plan) {
         let (fingerprint, rec) =
-            saved.map_err(|e| usage_error("cannot read the saved plan", &e, None))?;
+            saved.map_err(|e| Failure::usage("cannot read the saved plan", &e, None))?;
         if input.inventory.is_some() || !input.set.is_empty() || !input.set_file.is_empty() {
-            return Err(usage_error(
+            return Err(Failure::usage(
                 "a saved plan carries its own inventory and parameters",
                 &format!("{} was given -i or --set", input.plan.display()),
                 Some("run it as it was reviewed: runbook apply FILE --approve FINGERPRINT"),
             ));
         }
         if opts.approve.is_none() && !dry_run {
-            return Err(usage_error(
+            return Err(Failure::usage(
                 "a saved plan runs only with the approval of its fingerprint",
                 &format!("{} is {fingerprint}", input.plan.display()),
                 Some(&format!(
@@ -109,7 +105,7 @@ fn inputs(
         }
         let changed = crate::execute::saved::changed(&rec);
         if !changed.is_empty() {
-            return Err(usage_error(
+            return Err(Failure::usage(
                 "refusing to run the saved plan: its inputs changed since it was reviewed",
                 &changed.join("; "),
                 Some("compile and review it again with `runbook plan ... --out FILE`"),
@@ -118,7 +114,7 @@ fn inputs(
         let sets = crate::execute::saved::params(&rec);
         let graph = compile(&rec.plan.path, &rec.inventory.path, &sets)?;
         if graph.fingerprint != fingerprint {
-            return Err(usage_error(
+            return Err(Failure::usage(
                 "refusing to run the saved plan: it no longer compiles to what was saved",
                 &format!("saved {fingerprint}, now {}", graph.fingerprint),
                 Some("this runbook version compiles the plan differently; review it again"),
@@ -127,7 +123,7 @@ fn inputs(
         return Ok((rec.plan.path, rec.inventory.path, sets, graph));
     }
     let Some(inv) = &input.inventory else {
-        return Err(usage_error(
+        return Err(Failure::usage(
             &format!("{} needs an inventory", input.plan.display()),
             &"no -i INVENTORY was given",
             Some("runbook apply PLAN -i INVENTORY [--set NAME=VALUE ...]"),
@@ -139,35 +135,32 @@ fn inputs(
         set: input.set.clone(),
         set_file: input.set_file.clone(),
     };
-    let sets = param_values(&as_plan_input)?;
+    let sets = read_param_values(&as_plan_input)?;
     let plan = absolute(&input.plan);
     let inventory = absolute(inv);
     let graph = compile(&plan, &inventory, &sets)?;
     Ok((plan, inventory, sets, graph))
 }
 
-pub fn resume(run: &str, retry: &[String], skip: &[String], opts: &RunOptions) -> u8 {
+pub fn resume(run: &str, retry: &[String], skip: &[String], opts: &RunOptions) -> Done {
     let dir = match RunDir::find(run) {
         Ok(d) => d,
         Err(e) => {
-            return usage_error(
+            return Err(Failure::usage(
                 "cannot resume",
                 &e,
                 Some("runs live in .runbook/runs/<run-id>; pass the id or the directory"),
-            );
+            ));
         }
     };
     let info = match dir.info() {
         Ok(i) => i,
-        Err(e) => return usage_error("cannot resume", &e, None),
+        Err(e) => return Err(Failure::usage("cannot resume", &e, None)),
     };
     let sets: Vec<ParamValue> = info.params.iter().map(ParamValue::from).collect();
-    let graph = match compile(&info.plan, &info.inventory, &sets) {
-        Ok(g) => g,
-        Err(code) => return code,
-    };
+    let graph = compile(&info.plan, &info.inventory, &sets)?;
     if graph.fingerprint != info.fingerprint {
-        return usage_error(
+        return Err(Failure::usage(
             &format!("refusing to resume run {}: the plan changed", info.run_id),
             &format!(
                 "the run was started with {} and {} now compile to {}",
@@ -178,11 +171,11 @@ pub fn resume(run: &str, retry: &[String], skip: &[String], opts: &RunOptions) -
             Some(
                 "a resumed run must do exactly what was approved; start a new run with `runbook apply`",
             ),
-        );
+        ));
     }
     let records = match journal::read(&dir.journal()) {
         Ok(r) => r,
-        Err(e) => return usage_error("cannot resume", &e, None),
+        Err(e) => return Err(Failure::usage("cannot resume", &e, None)),
     };
     let mut state = RunState::replay(&graph, &records);
     if state.status.iter().all(Status::satisfied) {
@@ -191,25 +184,25 @@ pub fn resume(run: &str, retry: &[String], skip: &[String], opts: &RunOptions) -
             eprintln!("warning: {w}");
         }
         eprintln!("run {} already succeeded; nothing to resume", info.run_id);
-        return EXIT_OK;
+        return Ok(EXIT_OK);
     }
     // The operator's decisions, checked before anything is written.
     let mut decisions = Vec::new();
     for (ids, decision) in [(retry, Decision::Retry), (skip, Decision::Skip)] {
         for id in ids {
             let Some(i) = graph.runbook.instances.iter().position(|x| &x.id == id) else {
-                return usage_error(
+                return Err(Failure::usage(
                     &format!("no step {id:?} in run {}", info.run_id),
                     &"--retry and --skip take a STEP@NODE id as `runbook status` shows it",
                     None,
-                );
+                ));
             };
             if state.status[i].satisfied() {
-                return usage_error(
+                return Err(Failure::usage(
                     &format!("{id} already succeeded in run {}", info.run_id),
                     &"only unknown, failed or skipped steps take --retry or --skip",
                     None,
-                );
+                ));
             }
             decisions.push((i, decision));
         }
@@ -230,10 +223,7 @@ pub fn resume(run: &str, retry: &[String], skip: &[String], opts: &RunOptions) -
             *s = Status::Pending;
         }
     }
-    let approval = match approval(&graph, opts, false) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
+    let approval = approval(&graph, opts, false)?;
     let local = info.local;
     drive(Session {
         graph,
@@ -249,11 +239,8 @@ pub fn resume(run: &str, retry: &[String], skip: &[String], opts: &RunOptions) -
 
 /// Runs a session and renders its outcome: the summary on stdout, the verdict, rollback
 /// notes and the next step on stderr, and the exit code.
-fn drive(s: Session) -> u8 {
-    let o = match session::run(s) {
-        Ok(o) => o,
-        Err(p) => return usage_error(&p.what, &p.cause, p.hint.as_deref()),
-    };
+fn drive(s: Session) -> Done {
+    let o = session::run(s).map_err(|p| Failure::usage(&p.what, &p.cause, p.hint.as_deref()))?;
     // The run is over whatever happens to its output; output that could not be written
     // (other than to a reader that left) fails a run that otherwise succeeded.
     let printed = match (&o.summary, &o.output_failed) {
@@ -306,23 +293,24 @@ fn drive(s: Session) -> u8 {
             }
         }
     }
-    match o.status {
-        RunStatus::Succeeded if !printed => EXIT_INVALID,
-        RunStatus::Succeeded => EXIT_OK,
+    // The run's failure was told as it happened, and summed up above.
+    Err(Failure::Shown(match o.status {
+        RunStatus::Succeeded if printed => return Ok(EXIT_OK),
+        RunStatus::Succeeded => EXIT_INVALID,
         RunStatus::Interrupted => EXIT_INTERRUPTED,
         RunStatus::Failed if o.refusal.as_ref().is_some_and(|r| r.needs_a_fix()) => EXIT_USAGE,
         RunStatus::Failed => EXIT_INVALID,
-    }
+    }))
 }
 
 /// Decides how gates are passed, or refuses before anything starts.
-fn approval(g: &StepGraph, opts: &RunOptions, dry_run: bool) -> Result<Approval, u8> {
+fn approval(g: &StepGraph, opts: &RunOptions, dry_run: bool) -> Result<Approval, Failure> {
     if dry_run {
         return Ok(Approval::DryRun);
     }
     let tty = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     if opts.step && !tty {
-        return Err(usage_error(
+        return Err(Failure::usage(
             "--step needs a terminal to ask on",
             &"standard input or standard error is not a terminal",
             None,
@@ -335,7 +323,7 @@ fn approval(g: &StepGraph, opts: &RunOptions, dry_run: bool) -> Result<Approval,
             .strip_prefix("sha256:")
             .unwrap_or(&g.fingerprint);
         if want != have {
-            return Err(usage_error(
+            return Err(Failure::usage(
                 "refusing to run: the approval is for a different plan",
                 &format!("--approve {fp} but this plan compiles to {}", g.fingerprint),
                 Some("re-review with `runbook plan` (plan, inventory or parameters changed)"),
@@ -367,10 +355,9 @@ fn approval(g: &StepGraph, opts: &RunOptions, dry_run: bool) -> Result<Approval,
         if crate::execute::gate::confirm_plan(g) {
             return Ok(Approval::Confirmed);
         }
-        eprintln!("declined: nothing was run");
-        return Err(EXIT_INVALID);
+        return Err(Failure::invalid("declined: nothing was run"));
     }
-    Err(usage_error(
+    Err(Failure::usage(
         &format!("refusing to run {gated} destructive steps without approval"),
         &"there is no terminal to confirm them on",
         Some(&format!(
@@ -393,19 +380,16 @@ fn hosts(local: bool) -> Hosts {
     if local { Hosts::Local } else { Hosts::Ssh }
 }
 
-fn compile(plan: &Path, inventory: &Path, sets: &[ParamValue]) -> Result<StepGraph, u8> {
-    let compiled = match pipeline::compile_files(plan, inventory, sets) {
-        Ok(c) => c,
-        Err(e) => return Err(super::unreadable(&e)),
-    };
+fn compile(plan: &Path, inventory: &Path, sets: &[ParamValue]) -> Result<StepGraph, Failure> {
+    let compiled = pipeline::compile_files(plan, inventory, sets)
+        .map_err(|e| super::unreadable_failure(&e))?;
     eprint!("{}", compiled.diagnostics.render(&compiled.sources));
     compiled.graph.ok_or_else(|| {
-        eprintln!(
-            "error: {} does not compile with {}; nothing was run",
+        Failure::invalid(format!(
+            "{} does not compile with {}; nothing was run",
             plan.display(),
             inventory.display()
-        );
-        EXIT_INVALID
+        ))
     })
 }
 

@@ -357,7 +357,7 @@ fn apply_in_lab(plan: &Path, inventory: &Path, snapshot: &Path, run_dir: Option<
         per_host: 8,
         output: OutputMode::Text,
     };
-    super::apply::apply(&input, &opts, false, run_dir, false)
+    super::apply::apply(&input, &opts, false, run_dir, false).unwrap_or_else(|f| f.report())
 }
 
 /// Removes the lab, or says how to when `--keep` asked for it to stay.

@@ -41,21 +41,71 @@ pub fn load_inventory(path: &std::path::Path) -> Result<crate::inventory::model:
     }
 }
 
+/// How a command ended: `Ok` with its exit status once it did its work (a validation that
+/// found errors did its work, and says 1), or the failure that stopped it, which `run` prints
+/// in one place and maps to the exit code.
+pub(crate) type Done = Result<u8, Failure>;
+
+/// Why a command could not do its work.
+pub(crate) enum Failure {
+    /// Unusable input or arguments: `error:`, `Caused by:`, `hint:`, exit 2.
+    Usage(UsageFailure),
+    /// The input is invalid or the work failed: `error:` and the hint, exit 1. What is wrong
+    /// in detail (located diagnostics, a run's summary) was shown as it was found.
+    Invalid { what: String, hint: Option<String> },
+    /// Shown in full where it happened; only the exit code is left to give.
+    Shown(u8),
+}
+
+impl From<UsageFailure> for Failure {
+    fn from(f: UsageFailure) -> Failure {
+        Failure::Usage(f)
+    }
+}
+
+impl Failure {
+    pub fn usage(what: &str, cause: &dyn std::fmt::Display, hint: Option<&str>) -> Failure {
+        Failure::Usage(UsageFailure::new(what, cause, hint))
+    }
+
+    pub fn invalid(what: impl Into<String>) -> Failure {
+        Failure::Invalid {
+            what: what.into(),
+            hint: None,
+        }
+    }
+
+    /// The one printer: prints the failure and returns its exit code.
+    pub fn report(&self) -> u8 {
+        match self {
+            Failure::Usage(u) => u.report(),
+            Failure::Invalid { what, hint } => {
+                eprintln!("error: {what}");
+                if let Some(h) = hint {
+                    eprintln!("  hint: {h}");
+                }
+                EXIT_INVALID
+            }
+            Failure::Shown(code) => *code,
+        }
+    }
+}
+
 pub fn run(cli: Cli) -> ExitCode {
-    let code = match cli.command {
+    let done: Done = match cli.command {
         Command::Validate {
             input,
             output,
             deny_warnings,
-        } => validate::run(&input, output, deny_warnings),
+        } => Ok(validate::run(&input, output, deny_warnings)),
         Command::Plan { input, output, out } => plan::run(&input, output, out.as_deref()),
-        Command::Schema { kind } => schema::run(kind),
-        Command::Completions { shell } => docs::completions(shell),
-        Command::Man { out } => docs::man(out.as_deref()),
-        Command::Report { run, output } => report::run(&run, output),
-        Command::Discover(args) => discover::run(&args),
-        Command::Lab(cmd) => lab::run(cmd),
-        Command::Snapshot(cmd) => snapshot::run(cmd),
+        Command::Schema { kind } => Ok(schema::run(kind)),
+        Command::Completions { shell } => Ok(docs::completions(shell)),
+        Command::Man { out } => Ok(docs::man(out.as_deref())),
+        Command::Report { run, output } => Ok(report::run(&run, output)),
+        Command::Discover(args) => Ok(discover::run(&args)),
+        Command::Lab(cmd) => Ok(lab::run(cmd)),
+        Command::Snapshot(cmd) => Ok(snapshot::run(cmd)),
         Command::Apply {
             input,
             run,
@@ -69,10 +119,10 @@ pub fn run(cli: Cli) -> ExitCode {
             skip,
             run_opts,
         } => apply::resume(&run, &retry, &skip, &run_opts),
-        Command::Status { run, output } => status::run(&run, output),
-        Command::Unlock(args) => unlock::run(&args),
+        Command::Status { run, output } => Ok(status::run(&run, output)),
+        Command::Unlock(args) => Ok(unlock::run(&args)),
     };
-    ExitCode::from(code)
+    ExitCode::from(done.unwrap_or_else(|f| f.report()))
 }
 
 /// Writes a command's output to standard output, flushed.
@@ -138,11 +188,6 @@ pub(crate) fn usage_error(what: &str, cause: &dyn std::fmt::Display, hint: Optio
     UsageFailure::new(what, cause, hint).report()
 }
 
-/// A plan or inventory that could not be read at all (exit 2), with a hint for the cause.
-pub(crate) fn unreadable(e: &crate::pipeline::Unreadable) -> u8 {
-    unreadable_failure(e).report()
-}
-
 /// Why a plan or inventory could not be read, with a hint for the cause.
 pub(crate) fn unreadable_failure(e: &crate::pipeline::Unreadable) -> UsageFailure {
     let hint = match &e.error {
@@ -160,12 +205,6 @@ pub(crate) fn unreadable_failure(e: &crate::pipeline::Unreadable) -> UsageFailur
         ),
     };
     UsageFailure::new(&format!("cannot read {}", e.path), &e.error, Some(&hint))
-}
-
-/// `--set` and `--set-file` as parameter values; a `--set-file` that cannot be read is a usage
-/// error, printed here.
-pub(crate) fn param_values(input: &PlanInput) -> Result<Vec<ParamValue>, u8> {
-    read_param_values(input).map_err(|f| f.report())
 }
 
 /// `--set` and `--set-file` as parameter values, or why a `--set-file` cannot be read.

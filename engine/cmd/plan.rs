@@ -2,29 +2,23 @@
 
 use std::path::Path;
 
-use super::{EXIT_INVALID, EXIT_OK, param_values, unreadable, usage_error};
+use super::{Done, EXIT_OK, Failure, read_param_values, unreadable_failure};
 use crate::cli::PlanInput;
 use crate::graph::render::{self, PlanFormat};
 use crate::pipeline;
 
-pub fn run(input: &PlanInput, format: PlanFormat, out: Option<&Path>) -> u8 {
-    let sets = match param_values(input) {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let compiled = match pipeline::compile_files(&input.plan, &input.inventory, &sets) {
-        Ok(c) => c,
-        Err(e) => return unreadable(&e),
-    };
+pub fn run(input: &PlanInput, format: PlanFormat, out: Option<&Path>) -> Done {
+    let sets = read_param_values(input)?;
+    let compiled = pipeline::compile_files(&input.plan, &input.inventory, &sets)
+        .map_err(|e| unreadable_failure(&e))?;
     // Warnings go with the plan (to stderr); errors mean there is no plan to show.
     eprint!("{}", compiled.diagnostics.render(&compiled.sources));
     let Some(graph) = compiled.graph else {
-        eprintln!(
-            "error: {} does not compile with {}; nothing to plan",
+        return Err(Failure::invalid(format!(
+            "{} does not compile with {}; nothing to plan",
             input.plan.display(),
             input.inventory.display()
-        );
-        return EXIT_INVALID;
+        )));
     };
     let mut text = render::render(&graph, format);
     // A JSON plan written to a file is a saved plan: it carries what it was compiled from, so
@@ -36,23 +30,24 @@ pub fn run(input: &PlanInput, format: PlanFormat, out: Option<&Path>) -> u8 {
                 v[crate::execute::saved::KEY] = serde_json::to_value(inputs).unwrap_or_default();
                 text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
             }
-            Err(e) => return usage_error("cannot record the plan's inputs", &e, None),
+            Err(e) => return Err(Failure::usage("cannot record the plan's inputs", &e, None)),
         }
     }
     match out {
         None => {
             if let Err(code) = super::print_out(&text) {
-                return code;
+                return Err(Failure::Shown(code));
             }
         }
         Some(path) => {
             if let Err(e) = write_atomically(path, &text) {
-                return usage_error(&format!("cannot write {}", path.display()), &e, None);
+                let what = format!("cannot write {}", path.display());
+                return Err(Failure::usage(&what, &e, None));
             }
             eprintln!("wrote {} ({})", path.display(), graph.fingerprint);
         }
     }
-    EXIT_OK
+    Ok(EXIT_OK)
 }
 
 /// Write beside the target and rename, so a reviewer never sees half a plan.
