@@ -10,11 +10,11 @@ use crate::cli::{ApplyInput, PlanInput, RunOptions};
 use crate::compile::ParamValue;
 use crate::execute::gate::Approval;
 use crate::execute::journal::{self, Decision, RunStatus};
-use crate::execute::rundir::{self, RunDir, RunInfo, SetParam};
+use crate::execute::rundir::RunDir;
 use crate::execute::session::{self, Hosts, Rollback, Session, reap_earlier};
 use crate::execute::state::{RunState, Status};
 use crate::execute::walk::Limits;
-use crate::graph::{StepGraph, render};
+use crate::graph::StepGraph;
 use crate::pipeline;
 
 pub fn apply(
@@ -38,35 +38,11 @@ pub fn apply(
             resumed: false,
         });
     }
-    let run_id = rundir::new_run_id();
-    let dir = run_dir
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| Path::new(rundir::DEFAULT_RUNS).join(&run_id));
-    let run = match RunDir::create(&dir) {
-        Ok(r) => r,
-        Err(e) => return Err(Failure::usage("cannot start the run", &e, None)),
-    };
-    let info = RunInfo {
-        run_id,
-        plan,
-        inventory,
-        params: sets.iter().map(SetParam::from).collect(),
-        fingerprint: graph.fingerprint.clone(),
-        cluster: graph.runbook.inventory.cluster.clone(),
-        created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-        local,
-    };
-    let saved = serde_json::to_vec_pretty(&info)
-        .map_err(|e| e.to_string())
-        .and_then(|j| run.write("run.json", &j))
-        .and_then(|()| run.write("plan.json", render::json(&graph).as_bytes()))
-        .and_then(|()| run.write("plan.txt", render::text(&graph).as_bytes()));
-    if let Err(e) = saved {
-        return Err(Failure::usage("cannot record the run", &e, None));
-    }
+    let run = session::record_run(&graph, plan, inventory, &sets, run_dir, local)
+        .map_err(|p| Failure::usage(&p.what, &p.cause, p.hint.as_deref()))?;
     drive(Session {
         graph,
-        run: Some((run, info)),
+        run: Some(run),
         state: None,
         approval,
         output: opts.output,

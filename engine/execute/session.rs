@@ -11,11 +11,11 @@ use super::journal::{Decision, Event, Journal, RunStatus};
 use super::lock::{self, Holder, LocalLock};
 use super::record;
 use super::report::{OutputMode, Reporter};
-use super::rundir::{RunDir, RunInfo};
+use super::rundir::{self, RunDir, RunInfo, SetParam};
 use super::state::{RunState, Status};
 use super::walk::{self, Limits, Records, Shared};
 use crate::executor::{Executor, dry_run::DryRun, local::Local, ssh::Ssh};
-use crate::graph::StepGraph;
+use crate::graph::{StepGraph, render};
 use crate::inventory::model::Node;
 
 /// Everything a walk needs, for a new run, a resumed one or a dry-run.
@@ -122,6 +122,42 @@ impl Problem {
             discarded: false,
         }
     }
+}
+
+/// Starts a new run's directory (`run_dir`, or one named by a new run id under the default
+/// runs directory) and records in it what the run will do: its inputs (`run.json`, which a
+/// resume compiles again and checks against the fingerprint) and its plan (`plan.json`,
+/// `plan.txt`).
+pub fn record_run(
+    graph: &StepGraph,
+    plan: PathBuf,
+    inventory: PathBuf,
+    sets: &[crate::compile::ParamValue],
+    run_dir: Option<&Path>,
+    local: bool,
+) -> Result<(RunDir, RunInfo), Problem> {
+    let run_id = rundir::new_run_id();
+    let dir = run_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| Path::new(rundir::DEFAULT_RUNS).join(&run_id));
+    let run = RunDir::create(&dir).map_err(|e| Problem::new("cannot start the run", e, None))?;
+    let info = RunInfo {
+        run_id,
+        plan,
+        inventory,
+        params: sets.iter().map(SetParam::from).collect(),
+        fingerprint: graph.fingerprint.clone(),
+        cluster: graph.runbook.inventory.cluster.clone(),
+        created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        local,
+    };
+    serde_json::to_vec_pretty(&info)
+        .map_err(|e| e.to_string())
+        .and_then(|j| run.write("run.json", &j))
+        .and_then(|()| run.write("plan.json", render::json(graph).as_bytes()))
+        .and_then(|()| run.write("plan.txt", render::text(graph).as_bytes()))
+        .map_err(|e| Problem::new("cannot record the run", e, None))?;
+    Ok((run, info))
 }
 
 /// Runs a session to its end on its own async runtime.
