@@ -391,3 +391,41 @@ pub(crate) fn node_path(field: &str, value: &str) -> Result<(), ArgError> {
 pub(crate) fn timeout_secs(d: Duration) -> u64 {
     d.as_secs().max(1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The registry is the only list of actions: every entry is found by its name, names are
+    /// unique, and every schema generates.
+    #[test]
+    fn every_registered_action_is_found_once_with_a_schema() {
+        let mut names: Vec<&str> = ACTIONS.iter().map(|a| a.name).collect();
+        for name in &names {
+            assert!(std::ptr::eq(lookup(name).unwrap().name, *name));
+        }
+        let mut g = SchemaGenerator::default();
+        for a in ACTIONS {
+            let schema = (a.schema)(&mut g);
+            assert!(schema.as_value().is_object(), "{}", a.name);
+            assert!(!a.summary.is_empty() && !a.default_timeout.is_zero(), "{}", a.name);
+        }
+        names.sort();
+        let before = names.len();
+        names.dedup();
+        assert_eq!(before, names.len(), "an action name is registered twice");
+        assert!(lookup("run").is_none(), "`run:` is the language's, not an action");
+    }
+
+    /// A compiled action is read as its own type by lints, and only as that type.
+    #[test]
+    fn an_action_is_read_back_as_its_own_type() {
+        let a = Action::new(run::Run {
+            script: "true".into(),
+            captures: Vec::new(),
+        });
+        assert_eq!(a.get::<run::Run>().unwrap().script, "true");
+        assert!(a.get::<etcd_maintenance::EtcdCompact>().is_none());
+        assert_eq!(a.commands(), vec![Command::Shell("true".into())]);
+    }
+}
