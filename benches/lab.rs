@@ -122,32 +122,19 @@ fn main() {
     );
 
     // 3: full restores from an outage, by runbook and by the hand-written peer, alternating.
-    let inv = std::fs::read_to_string(&inventory).unwrap();
-    let field = |key: &str| {
-        inv.lines()
-            .find_map(|l| l.trim().strip_prefix(&format!("{key}: ")))
-            .map(|v| v.trim_matches('"').to_string())
-            .unwrap_or_else(|| panic!("{key} in the lab inventory"))
-    };
-    let (ssh_config, etcdutl, etcdctl) = (field("config_file"), field("etcdutl"), field("etcdctl"));
-    let nodes: Vec<String> = inv
-        .lines()
-        .filter_map(|l| {
-            let name = l
-                .split("name: ")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .trim()
-                .to_string();
-            let addr = l
-                .split("address: ")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .trim()
-                .to_string();
-            Some(format!("{name}={addr}"))
+    let field = |pointer: &str| common::inventory_field(&inventory, pointer);
+    let (ssh_config, etcdutl, etcdctl) = (
+        field("/ssh/config_file"),
+        field("/etcd/etcdutl"),
+        field("/etcd/etcdctl"),
+    );
+    let nodes: Vec<String> = (0..3)
+        .map(|i| {
+            format!(
+                "{}={}",
+                field(&format!("/nodes/{i}/name")),
+                field(&format!("/nodes/{i}/address"))
+            )
         })
         .collect();
     // The bundled plan, and the same plan parking every member at once (the order before).

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 mod common;
-use common::{ok, runbook};
+use common::{inventory_field, ok, runbook};
 use std::time::Instant;
 
 const LAB: &str = "bsnap";
@@ -39,18 +39,6 @@ fn measure(args: &[&str]) -> (f64, f64) {
     let wall: f64 = f.next().unwrap().parse().unwrap();
     let kb: f64 = f.next().unwrap().parse().unwrap();
     (wall, kb / 1024.0)
-}
-
-fn field(inventory: &Path, key: &str) -> String {
-    std::fs::read_to_string(inventory)
-        .unwrap()
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix(&format!("{key}: "))
-                .map(|v| v.trim_matches('"').to_string())
-        })
-        .unwrap_or_else(|| panic!("{key} in the lab inventory"))
 }
 
 fn main() {
@@ -86,7 +74,7 @@ fn main() {
     // Save: runbook through the SSH forward (AES-GCM first, as runbook sets it, and
     // ChaCha20-Poly1305 first, OpenSSH's default, through an operator config that says so),
     // then etcdctl straight to the member.
-    let config = field(&inventory, "config_file");
+    let config = inventory_field(&inventory, "/ssh/config_file");
     let chacha_config = work.path().join("ssh_config_chacha");
     std::fs::write(
         &chacha_config,
@@ -124,17 +112,8 @@ fn main() {
     }
     std::fs::remove_file(&chacha).unwrap();
     let size = std::fs::metadata(&ours).unwrap().len() as f64 / 1e6;
-    let etcdctl = field(&inventory, "etcdctl");
-    let addr = field(&inventory, "- { name").to_string();
-    let addr = addr
-        .split("address: ")
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .next()
-        .unwrap()
-        .trim()
-        .to_string();
+    let etcdctl = inventory_field(&inventory, "/etcd/etcdctl");
+    let addr = inventory_field(&inventory, "/nodes/0/address");
     let pki = inventory
         .parent()
         .unwrap()
@@ -166,7 +145,7 @@ fn main() {
 
     // Status: native reader vs etcdutl vs sha256sum on the same file, warm cache.
     let big = ours.to_str().unwrap();
-    let etcdutl = field(&inventory, "etcdutl");
+    let etcdutl = inventory_field(&inventory, "/etcd/etcdutl");
     let _ = measure(&["cat", big]);
     let (rw, rm) = measure(&[exe, "snapshot", "status", big]);
     let (ew, em) = measure(&[&etcdutl, "snapshot", "status", big]);

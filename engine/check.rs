@@ -1,15 +1,8 @@
 //! Shape checks for values that end up in commands: names, addresses, paths, owners.
 //! Values are always shell-quoted as well; these checks reject what no real cluster has.
 
-/// RFC 1123 label: 1-63 of [a-z0-9-], starting and ending alphanumeric.
-pub fn is_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
+/// RFC 1123 label: shared with the lab, which names its labs by the same rule.
+pub use runbook_shared::is_label;
 
 /// An IP address or a DNS name (labels of letters, digits, '-' separated by dots).
 pub fn is_address(s: &str) -> bool {

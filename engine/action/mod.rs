@@ -408,13 +408,20 @@ mod tests {
         for a in ACTIONS {
             let schema = (a.schema)(&mut g);
             assert!(schema.as_value().is_object(), "{}", a.name);
-            assert!(!a.summary.is_empty() && !a.default_timeout.is_zero(), "{}", a.name);
+            assert!(
+                !a.summary.is_empty() && !a.default_timeout.is_zero(),
+                "{}",
+                a.name
+            );
         }
         names.sort();
         let before = names.len();
         names.dedup();
         assert_eq!(before, names.len(), "an action name is registered twice");
-        assert!(lookup("run").is_none(), "`run:` is the language's, not an action");
+        assert!(
+            lookup("run").is_none(),
+            "`run:` is the language's, not an action"
+        );
     }
 
     /// A compiled action is read as its own type by lints, and only as that type.

@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE};
+use runbook_lab as lab;
+
+use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, lab_error};
 use crate::cli::{ApplyInput, RunOptions};
 use crate::execute::report::OutputMode;
-use crate::lab;
 
 pub struct Drill {
     pub name: String,
@@ -42,7 +43,7 @@ pub fn run(d: &Drill) -> u8 {
     );
     let inventory = match lab::up(&d.name, &d.spec) {
         Ok(i) => i,
-        Err(e) => return super::lab::report(e),
+        Err(e) => return lab_error(e),
     };
     let nodes: Vec<String> = (1..=d.spec.nodes).map(|i| format!("cp{i}")).collect();
     let code = match drill(d, &plan, &inventory, &nodes, started) {
@@ -311,7 +312,7 @@ fn drill_snapshot(d: &Drill, snapshot: &Path) -> u8 {
     );
     let inventory = match lab::up(&d.name, &d.spec) {
         Ok(i) => i,
-        Err(e) => return super::lab::report(e),
+        Err(e) => return lab_error(e),
     };
     let run_dir = d.run_dir.clone().unwrap_or_else(|| {
         let stamp: String = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
@@ -371,7 +372,7 @@ fn leave_lab(d: &Drill, inventory: &Path) {
         );
     } else if let Err(e) = lab::down(&d.name) {
         eprintln!("warning: the lab was not fully removed:");
-        super::lab::report(e);
+        lab_error(e);
     }
 }
 

@@ -1,8 +1,9 @@
 //! `runbook lab`: bring a local lab of real hosts up and down, inspect it, run commands in it.
 
-use super::{EXIT_INVALID, EXIT_OK, print_out, usage_error};
+use runbook_lab::{self as lab, Flavor};
+
+use super::{EXIT_OK, lab_error, print_out};
 use crate::cli::{LabCommand, LabEtcd, LabShape};
-use crate::lab::{self, Flavor, LabError};
 
 pub fn run(cmd: LabCommand) -> u8 {
     let result = match cmd {
@@ -44,7 +45,7 @@ pub fn run(cmd: LabCommand) -> u8 {
     };
     match result {
         Ok(out) => print_out(&out).err().unwrap_or(EXIT_OK),
-        Err(e) => report(e),
+        Err(e) => lab_error(e),
     }
 }
 
@@ -65,21 +66,83 @@ fn flavor(etcd: LabEtcd) -> Flavor {
     }
 }
 
-/// Prints a failure the uv way (`error:`, `Caused by:`, `hint:`) and picks the exit code.
-pub(crate) fn report(e: LabError) -> u8 {
-    match e {
-        // Not root, not Linux, a bad name: exit 2.
-        LabError::Usage { what, cause, hint } => usage_error(&what, &cause, hint.as_deref()),
-        // Doing it failed: exit 1.
-        LabError::Failed { error, hint } => {
-            eprintln!("error: {error}");
-            for cause in error.chain().skip(1) {
-                eprintln!("  Caused by: {cause}");
-            }
-            if let Some(h) = hint {
-                eprintln!("  hint: {h}");
-            }
-            EXIT_INVALID
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use runbook_lab::{EtcdTools, Flavor, LabState, NodeState};
+
+    fn lab(etcdutl: Option<&str>) -> LabState {
+        LabState {
+            name: "drill".to_string(),
+            dir: "/var/lib/runbook-lab/drill".to_string(),
+            subnet: "10.201.1.0/24".to_string(),
+            gateway: "10.201.1.1".to_string(),
+            bridge: "rb000000".to_string(),
+            etcd: EtcdTools {
+                flavor: Flavor::V3_5,
+                version: "3.5.1".to_string(),
+                bin_dir: "/opt/etcd".to_string(),
+                etcd: "/opt/etcd/etcd".to_string(),
+                etcdctl: "/opt/etcd/etcdctl".to_string(),
+                etcdutl: etcdutl.map(str::to_string),
+            },
+            kubernetes_dir: "/root/.cache/runbook/lab/kubernetes-1.34.4".to_string(),
+            kubernetes_version: "1.34.4".to_string(),
+            pod_path: "/opt/etcd:/usr/bin".to_string(),
+            inventory: "/var/lib/runbook-lab/drill/inventory.yaml".to_string(),
+            kubeconfig: "/var/lib/runbook-lab/drill/admin.conf".to_string(),
+            identity_file: "/var/lib/runbook-lab/drill/id_ed25519".to_string(),
+            known_hosts: "/var/lib/runbook-lab/drill/known_hosts".to_string(),
+            ssh_config: "/var/lib/runbook-lab/drill/ssh_config".to_string(),
+            pki_dir: "/var/lib/runbook-lab/drill/pki".to_string(),
+            nodes: (1..=3)
+                .map(|i| NodeState {
+                    name: format!("cp{i}"),
+                    address: format!("10.201.1.{}", 10 + i),
+                    netns: format!("runbook-drill-cp{i}"),
+                    veth: format!("rb000000n{i}"),
+                    dir: format!("/var/lib/runbook-lab/drill/nodes/cp{i}"),
+                    init_pid: 0,
+                })
+                .collect(),
+        }
+    }
+
+    /// The inventory `runbook lab up` writes goes through the engine's real loader, so a
+    /// renamed or new field in the inventory format breaks this test rather than `lab up`.
+    #[test]
+    fn the_lab_inventory_loads_in_the_engine() {
+        for etcdutl in [None, Some("/opt/etcd/etcdutl")] {
+            let text = runbook_lab::render_inventory(&lab(etcdutl));
+            assert!(
+                text.starts_with("# Inventory of the runbook lab \"drill\""),
+                "{text}"
+            );
+            // Quoted where YAML would read another type: the version is a string, not 3.5.
+            assert!(text.contains("version: \"3.5.1\"") || text.contains("version: '3.5.1'"));
+            let file: Arc<str> = Arc::from("inventory.yaml");
+            let raw =
+                crate::yaml::parse::<crate::inventory::InventoryFile>(&text, &file, "inventory")
+                    .unwrap_or_else(|e| panic!("{text}\n{e:?}"));
+            let inv = crate::inventory::resolve::resolve(&raw, &file)
+                .unwrap_or_else(|e| panic!("{text}\n{e:?}"));
+            assert_eq!(inv.cluster, "drill");
+            assert_eq!(inv.nodes.len(), 3);
+            assert_eq!(inv.etcd_members().len(), 3);
+            assert_eq!(inv.etcd.version.to_string(), "3.5.1");
+            assert_eq!(inv.etcd.etcdctl, "/opt/etcd/etcdctl");
+            assert_eq!(inv.etcd.etcdutl, etcdutl.unwrap_or("etcdutl"));
+            assert_eq!(inv.etcd.owner, "root:root");
+            assert_eq!(inv.nodes[1].peer_url(), "https://10.201.1.12:2380");
+            assert_eq!(
+                inv.nodes[0].ssh.connect_timeout,
+                runbook_lab::INVENTORY_CONNECT_TIMEOUT
+            );
+            assert_eq!(
+                inv.nodes[0].ssh.identity_file.as_deref(),
+                Some("/var/lib/runbook-lab/drill/id_ed25519")
+            );
         }
     }
 }

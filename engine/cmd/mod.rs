@@ -188,6 +188,28 @@ pub(crate) fn usage_error(what: &str, cause: &dyn std::fmt::Display, hint: Optio
     UsageFailure::new(what, cause, hint).report()
 }
 
+/// Prints a lab failure the uv way (`error:`, `Caused by:`, `hint:`) and picks the exit code.
+/// Here rather than in lab.rs because `lab` and `lab drill` both report lab failures.
+pub(crate) fn lab_error(e: runbook_lab::LabError) -> u8 {
+    match e {
+        // Not root, not Linux, a bad name: exit 2.
+        runbook_lab::LabError::Usage { what, cause, hint } => {
+            usage_error(&what, &cause, hint.as_deref())
+        }
+        // Doing it failed: exit 1.
+        runbook_lab::LabError::Failed { error, hint } => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  Caused by: {cause}");
+            }
+            if let Some(h) = hint {
+                eprintln!("  hint: {h}");
+            }
+            EXIT_INVALID
+        }
+    }
+}
+
 /// Why a plan or inventory could not be read, with a hint for the cause.
 pub(crate) fn unreadable_failure(e: &crate::pipeline::Unreadable) -> UsageFailure {
     let hint = match &e.error {

@@ -123,7 +123,7 @@ impl GoBuild {
         BuildRecord {
             name: self.name.to_string(),
             version: self.version(),
-            go_sum_sha256: crate::snapshot::hex(&Sha256::digest(self.go_sum.as_bytes())),
+            go_sum_sha256: runbook_shared::hex(&Sha256::digest(self.go_sum.as_bytes())),
             go_version: go_version.to_string(),
             seconds,
         }
@@ -197,24 +197,52 @@ impl GoBuild {
                 }
             }
         }
-        let work = root.join(format!("{prefix}{}", std::process::id()));
-        let src = work.join("src");
-        let bin = work.join("bin");
-        for d in [&src, &bin] {
+        // Beside the cache (same filesystem, so the rename below is atomic); removed when it
+        // is dropped, unless a failure keeps it below for its log.
+        let work = tempfile::Builder::new()
+            .prefix(&prefix)
+            .tempdir_in(root)
+            .with_context(|| format!("cannot create a build directory in {}", root.display()))?;
+        let (src, bin) = (work.path().join("src"), work.path().join("bin"));
+        let log_path = work.path().join("build.log");
+        if let Err(e) = self.build_in(&go, &src, &bin, &log_path) {
+            let _ = work.keep();
+            return Err(e);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        let record = self.record(&go_version, seconds);
+        let text = serde_json::to_string_pretty(&record).context("cannot encode build.json")?;
+        std::fs::write(bin.join("build.json"), text + "\n").context("cannot write build.json")?;
+        if dir.exists() {
+            std::fs::remove_dir_all(dir)
+                .with_context(|| format!("cannot remove the stale build {}", dir.display()))?;
+        }
+        std::fs::rename(&bin, dir)
+            .with_context(|| format!("cannot move the build into {}", dir.display()))?;
+        drop(work);
+        progress(
+            lab,
+            &format!("built {} {} in {seconds:.0}s", self.name, self.version()),
+        );
+        Ok(())
+    }
+
+    /// Writes the module into `src` and builds every binary into `bin`, logging to `log_path`.
+    fn build_in(&self, go: &Path, src: &Path, bin: &Path, log_path: &Path) -> anyhow::Result<()> {
+        for d in [src, bin] {
             std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
         }
         std::fs::write(src.join("go.mod"), self.go_mod).context("cannot write go.mod")?;
         std::fs::write(src.join("go.sum"), self.go_sum).context("cannot write go.sum")?;
-        let log_path = work.join("build.log");
         let ldflags = self.ldflags();
         for (name, package) in self.binaries {
             let log = File::options()
                 .create(true)
                 .append(true)
-                .open(&log_path)
+                .open(log_path)
                 .with_context(|| format!("cannot open {}", log_path.display()))?;
-            let mut cmd = Command::new(&go);
-            cmd.current_dir(&src)
+            let mut cmd = Command::new(go);
+            cmd.current_dir(src)
                 .args(["build", "-trimpath", "-ldflags", &ldflags, "-o"])
                 .arg(bin.join(name))
                 .arg(package)
@@ -231,25 +259,10 @@ impl GoBuild {
                 bail!(
                     "building {name} ({package}) failed ({status}); {}:\n{}",
                     log_path.display(),
-                    log_tail(&log_path, 20)
+                    log_tail(log_path, 20)
                 );
             }
         }
-        let seconds = started.elapsed().as_secs_f64();
-        let record = self.record(&go_version, seconds);
-        let text = serde_json::to_string_pretty(&record).context("cannot encode build.json")?;
-        std::fs::write(bin.join("build.json"), text + "\n").context("cannot write build.json")?;
-        if dir.exists() {
-            std::fs::remove_dir_all(dir)
-                .with_context(|| format!("cannot remove the stale build {}", dir.display()))?;
-        }
-        std::fs::rename(&bin, dir)
-            .with_context(|| format!("cannot move the build into {}", dir.display()))?;
-        let _ = std::fs::remove_dir_all(&work);
-        progress(
-            lab,
-            &format!("built {} {} in {seconds:.0}s", self.name, self.version()),
-        );
         Ok(())
     }
 

@@ -163,7 +163,7 @@ fn signal_events() -> Option<mpsc::Receiver<Event>> {
 /// The argv of a manifest's first container: `command` then `args`.
 fn parse_manifest(content: &[u8]) -> Result<Vec<String>, String> {
     let text = std::str::from_utf8(content).map_err(|e| format!("not UTF-8: {e}"))?;
-    let manifest: crate::pod::StaticPod =
+    let manifest: runbook_shared::pod::StaticPod =
         serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
     let (_, argv) = manifest.first()?;
     if argv.is_empty() {

@@ -1,14 +1,31 @@
-//! The local lab: real hosts on one machine (network, mount and PID namespaces, sshd, etcd).
+//! `runbook-lab`: the local lab of real hosts on one machine (network, mount and PID
+//! namespaces, sshd, etcd, Kubernetes), a crate of the workspace that `runbook lab` drives.
 //!
 //! Design note. A node is a network namespace joined to the lab's bridge, plus a PID, mount
 //! and UTS namespace whose first process is `runbook lab init` (kubelet.rs). That process
 //! bind-mounts the node's own directories over the kubeadm paths, starts sshd once, and runs
 //! the static pods of /etc/kubernetes/manifests like kubelet does. Everything a node runs
 //! (sshd sessions, etcd, kube-apiserver, kube-controller-manager, kube-scheduler) lives in
-//! that PID namespace, so one
-//! SIGKILL to its first process ends the node; `down` then removes what outlives processes:
-//! namespaces, links and files. Several labs coexist because every name, the subnet and the
-//! interface names derive from the lab name (net.rs); lab.json records what `up` made.
+//! that PID namespace, so one SIGKILL to its first process ends the node; `down` then
+//! removes what outlives processes: namespaces, links and files. Several labs coexist because
+//! every name, the subnet and the interface names derive from the lab name (net.rs); lab.json
+//! records what `up` made.
+//!
+//! The crate needs nothing of the engine: shell quoting and the static pod type come from
+//! `runbook-shared`, which the engine uses too. It prints only progress, on stderr; data
+//! (an inventory path, a directory, a status table) is returned for the caller to print.
+#![deny(clippy::print_stdout)]
+
+/// `eprintln!` for this crate, in place of std's (defined before the modules, so its textual
+/// scope covers them all), as in the engine's lib.rs: std's panics when stderr cannot be
+/// written (`runbook lab up 2>&1 | head -1` once `head` has exited); a message nobody can
+/// read is dropped instead.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 mod build;
 mod deps;
@@ -30,9 +47,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 
-pub use deps::Flavor;
+pub use deps::{EtcdTools, Flavor};
+pub use inventory::{CONNECT_TIMEOUT as INVENTORY_CONNECT_TIMEOUT, render as render_inventory};
 pub use kubelet::init;
-use state::{LabState, NodeState};
+pub use state::{LabState, NodeState};
 
 /// The most nodes a lab may have (the CLI enforces the same bound).
 pub const MAX_NODES: u8 = 9;
@@ -96,7 +114,7 @@ pub(crate) struct LabId {
 
 impl LabId {
     fn new(name: &str) -> Result<Self, LabError> {
-        if !crate::check::is_label(name) || name.len() > MAX_NAME_LEN {
+        if !runbook_shared::is_label(name) || name.len() > MAX_NAME_LEN {
             return Err(LabError::usage(
                 format!("invalid lab name {name:?}"),
                 format!("a lab name is an RFC 1123 label of at most {MAX_NAME_LEN} characters"),
@@ -531,9 +549,9 @@ pub(crate) fn run(cmd: &mut Command) -> anyhow::Result<String> {
 
 /// A command as a shell line, for messages.
 pub(crate) fn describe(cmd: &Command) -> String {
-    let mut s = crate::shell::quote(&cmd.get_program().to_string_lossy());
+    let mut s = runbook_shared::shell::quote(&cmd.get_program().to_string_lossy());
     for a in cmd.get_args() {
-        let _ = write!(s, " {}", crate::shell::quote(&a.to_string_lossy()));
+        let _ = write!(s, " {}", runbook_shared::shell::quote(&a.to_string_lossy()));
     }
     s
 }

@@ -58,10 +58,14 @@ struct Leaf {
 /// Generates the CAs into `dir` and every node's certificates into its
 /// `etc-kubernetes/pki`, with a copy of the CAs there as kubeadm leaves them.
 pub fn generate(dir: &Path, nodes: &[NodeState]) -> anyhow::Result<()> {
-    let work = dir.join("work");
     std::fs::create_dir_all(dir.join("etcd"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+    // Requests and extension files, gone with the guard however this returns.
+    let scratch = tempfile::Builder::new()
+        .prefix("work-")
+        .tempdir_in(dir)
+        .with_context(|| format!("cannot create a work directory in {}", dir.display()))?;
+    let work = scratch.path().to_path_buf();
     let config = work.join("req.cnf");
     write_file(&config, REQ_CONFIG, 0o600)?;
 
@@ -187,7 +191,9 @@ pub fn generate(dir: &Path, nodes: &[NodeState]) -> anyhow::Result<()> {
     protect(&kube_ca.key)?;
     protect(&sa_key)?;
     protect(&dir.join("admin.key"))?;
-    std::fs::remove_dir_all(&work).with_context(|| format!("cannot remove {}", work.display()))
+    scratch
+        .close()
+        .with_context(|| format!("cannot remove {}", work.display()))
 }
 
 fn protect(key: &Path) -> anyhow::Result<()> {

@@ -39,9 +39,7 @@ pub fn check_sha256(path: &Path, expected: &str) -> Result<String, String> {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use runbook_shared::hex;
 
 #[cfg(test)]
 mod tests {
