@@ -43,4 +43,5 @@ pub mod pod;
 pub mod schema;
 pub mod shell;
 pub mod snapshot;
+pub mod table;
 pub mod yaml;
