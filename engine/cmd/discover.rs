@@ -380,16 +380,14 @@ pub fn run(d: &Discover) -> u8 {
     }
     let yaml = render(d, &found);
     // The result must load like any inventory before anyone relies on it.
-    let check = tmp.path().with_extension("check.yaml");
-    let loaded = std::fs::write(&check, &yaml)
+    let loaded = std::fs::write(tmp.path(), &yaml)
         .map_err(|e| e.to_string())
         .and_then(|()| {
-            crate::inventory::load(&check, &mut SourceMap::default()).map_err(|e| match e {
+            crate::inventory::load(tmp.path(), &mut SourceMap::default()).map_err(|e| match e {
                 LoadFailure::Invalid(ds) => ds.render(&SourceMap::default()),
                 LoadFailure::Unreadable { error, .. } => error.to_string(),
             })
         });
-    let _ = std::fs::remove_file(&check);
     if let Err(e) = loaded {
         eprintln!("error: the discovered inventory does not load:\n{e}");
         return super::print_out(&yaml).err().unwrap_or(EXIT_INVALID);
