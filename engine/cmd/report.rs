@@ -176,8 +176,13 @@ fn build(dir: &RunDir) -> Result<Report, String> {
             action: s.action.clone(),
             status: status_text(&state.status[i]),
             started_at_s: None,
-            duration_s: (state.attempts[i] > 0 || state.duration_ms[i] > 0)
-                .then(|| state.duration_ms[i] as f64 / 1000.0),
+            // Time spent over every finished attempt; none for a step that never finished.
+            duration_s: (state.duration_ms[i] > 0
+                || matches!(
+                    state.status[i],
+                    Status::Succeeded | Status::Failed | Status::TimedOut
+                ))
+            .then(|| state.duration_ms[i] as f64 / 1000.0),
             error: state.error[i].clone(),
         })
         .collect();
