@@ -313,7 +313,7 @@ fn build(dir: &RunDir) -> Result<Report, String> {
             (
                 Some(secs(start, end)),
                 Some(format!(
-                    "from the start of `{}` (the first destructive step: the cluster stops serving) to {how}",
+                    "from the start of `{}`, the first destructive step (where the cluster stops serving), to {how}",
                     plan.steps[i].id
                 )),
             )
