@@ -40,6 +40,7 @@ pub mod located;
 pub mod pipeline;
 pub mod plan;
 pub mod pod;
+pub mod report;
 pub mod schema;
 pub mod shell;
 pub mod snapshot;

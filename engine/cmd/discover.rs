@@ -207,7 +207,7 @@ struct SshOut<'a> {
 }
 
 /// Only what differs from the cluster-wide settings is written per node.
-#[derive(Serialize, Default)]
+#[derive(Serialize)]
 struct NodeEtcdOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     version: Option<&'a str>,
