@@ -27,15 +27,9 @@ pub enum InputError {
     TooLarge { size: Option<u64>, limit: u64 },
 }
 
-/// Sizes in messages: limits are whole mebibytes or kibibytes.
+/// Sizes in messages, in binary units: the limits read "1 MiB", "8 MiB".
 pub fn size_text(bytes: u64) -> String {
-    if bytes >= 1 << 20 && bytes.is_multiple_of(1 << 20) {
-        format!("{} MiB", bytes >> 20)
-    } else if bytes >= 1 << 10 && bytes.is_multiple_of(1 << 10) {
-        format!("{} KiB", bytes >> 10)
-    } else {
-        format!("{bytes} bytes")
-    }
+    humansize::format_size(bytes, humansize::BINARY.decimal_places(1))
 }
 
 fn check_regular(meta: &Metadata) -> Result<(), InputError> {
@@ -193,6 +187,7 @@ mod tests {
     fn sizes_read_as_people_write_them() {
         assert_eq!(size_text(VALUE_LIMIT), "1 MiB");
         assert_eq!(size_text(DOCUMENT_LIMIT), "8 MiB");
-        assert_eq!(size_text(1536), "1536 bytes");
+        assert_eq!(size_text(1536), "1.5 KiB");
+        assert_eq!(size_text(500), "500 B");
     }
 }

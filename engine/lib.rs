@@ -38,8 +38,10 @@ pub mod lint;
 pub mod located;
 pub mod pipeline;
 pub mod plan;
+pub mod report;
 pub mod schema;
 pub mod snapshot;
+pub mod table;
 pub mod yaml;
 
 // Shared with the lab through a crate of their own (engine/shared/lib.rs says why); kept at

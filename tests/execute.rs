@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Run, assert_no_panic};
+use common::{Run, assert_no_panic, assert_valid_junit};
 
 /// A scratch directory with a plan, an inventory of one local node and its own lock dir.
 struct Scratch {
@@ -183,10 +183,28 @@ steps:
     // The report says it failed, where, and why; JUnit marks the failure and the skips.
     let report = s.run(&["report", "run", "-o", "junit"]);
     assert_eq!(report.code, 1);
+    assert_valid_junit(&report.stdout);
     assert!(
-        report.stdout.contains("name=\"broken\" time="),
+        report
+            .stdout
+            .contains("<testcase name=\"broken\" classname=\"fail.broken\" time="),
         "{}",
         report.stdout
+    );
+    // Each step's log is its system-out; the whole-run counts carry `errors`, not `skipped`.
+    assert!(
+        report.stdout.contains(
+            "the disk is full\nrunbook: command 1 of 1 failed (exit 7)\n-- exit 7\n</system-out>"
+        ),
+        "{}",
+        report.stdout
+    );
+    let suites = report.stdout.lines().nth(1).unwrap();
+    assert!(
+        suites.starts_with("<testsuites name=\"runbook\"")
+            && suites.contains(" errors=\"0\"")
+            && !suites.contains("skipped"),
+        "{suites}"
     );
     assert!(
         report
@@ -205,6 +223,21 @@ steps:
     let md = s.run(&["report", "run"]);
     assert!(md.stdout.starts_with("# fail on "), "{}", md.stdout);
     assert!(md.stdout.contains("FAILED"));
+    assert!(
+        md.stdout
+            .contains("## Failure\n\n`broken` failed: exit 7: the disk is full\n"),
+        "{}",
+        md.stdout
+    );
+    // wipe is destructive: approved with --yes by whoever ran the test.
+    let (user, host) = runbook::execute::rundir::who();
+    assert!(
+        md.stdout.contains(&format!(
+            "| Approved by | {user}@{host} (--yes on the command line): "
+        )),
+        "{}",
+        md.stdout
+    );
     // The step log keeps the command and what it printed.
     let log = std::fs::read_to_string(s.path("run/logs/broken.log")).unwrap();
     assert!(
@@ -809,11 +842,51 @@ fn ctrl_c_lets_running_steps_finish_and_starts_nothing_new() {
         .collect();
     assert!(kinds.contains(&"interrupted".to_string()));
     assert_eq!(s.journal().last().unwrap()["status"], "interrupted");
+    // While interrupted, the report says so and why it did not pass; JUnit shows it in error.
+    let md = s.run(&["report", "run"]);
+    assert_eq!(md.code, 1, "{}", md.stderr);
+    assert!(
+        md.stdout
+            .contains("| Failure | interrupted by the operator (Ctrl-C) before the end |"),
+        "{}",
+        md.stdout
+    );
+    let junit = s.run(&["report", "run", "--format", "junit"]);
+    assert!(
+        junit
+            .stdout
+            .contains("<testcase name=\"run\" classname=\"int.run\""),
+        "{}",
+        junit.stdout
+    );
+    assert_valid_junit(&junit.stdout);
     // The interrupted run resumes where it stopped.
     let r = s.run(&["resume", "run"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(s.count("step_started", "slow"), 1);
     assert!(s.path("next").exists());
+    // The report of the whole run: who ran it, the interruption, the resume, the versions.
+    let md = s.run(&["report", "run"]);
+    assert_eq!(md.code, 0, "{}", md.stderr);
+    let (user, host) = runbook::execute::rundir::who();
+    for want in [
+        "# int on t".to_string(),
+        format!("| Run by | {user}@{host} (started "),
+        format!("); {user}@{host} (resumed "),
+        "## Interruptions and resumes".into(),
+        "interrupted (Ctrl-C) on ".into(),
+        "while slow ran: no new step started".into(),
+        format!(": resumed by {user}@{host}\n"),
+        format!("| runbook version | {} |", env!("CARGO_PKG_VERSION")),
+        "| etcd version (inventory) | 3.5.16 |".into(),
+        "No destructive step started".into(),
+    ] {
+        assert!(md.stdout.contains(&want), "{want}\n{}", md.stdout);
+    }
+    let junit = s.run(&["report", "run", "--format", "junit"]);
+    assert_eq!(junit.code, 0);
+    assert!(!junit.stdout.contains("name=\"run\""), "{}", junit.stdout);
+    assert_valid_junit(&junit.stdout);
 }
 
 #[test]

@@ -550,6 +550,21 @@ fn restore_ha(etcd: &str, name: &str) {
     assert_eq!(report["passed"], true);
     assert!(report["rto_s"].as_f64().unwrap() > 0.0);
     assert!(report["rpo_s"].as_f64().unwrap() >= 0.0);
+    // RTO ends when every kube-apiserver is ready again; the snapshot is named and dated.
+    assert!(
+        report["rto_measured"]
+            .as_str()
+            .unwrap()
+            .contains("to the end of `wait-apiserver-ready` (its last instance, of 3)"),
+        "{report}"
+    );
+    assert_eq!(report["snapshot"]["path"], snapshot.display().to_string());
+    assert_eq!(report["snapshot"]["file_sha256"], status["file_sha256"]);
+    assert!(report["snapshot"]["taken_at"].is_string(), "{report}");
+    assert!(
+        !report["approvals"].as_array().unwrap().is_empty(),
+        "{report}"
+    );
     // The report's figures are the snapshot's: the drill keys plus Kubernetes' own objects.
     assert_eq!(
         report["snapshot"]["live_keys_36"], status["live_keys_36"],
@@ -570,6 +585,7 @@ fn restore_ha(etcd: &str, name: &str) {
         "junit",
     );
     assert!(junit.contains("tests=\"41\" failures=\"0\""), "{junit}");
+    common::assert_valid_junit(&junit);
     // The run's lock files are gone from every node.
     for n in &lab.nodes {
         lab.sh(n, "! test -e /var/lib/runbook/runbook.lock");
@@ -1504,26 +1520,23 @@ fn discover(etcd: &str, name: &str) {
         .unwrap();
     check(out, "discover");
     let found = std::fs::read_to_string(&out_file).unwrap();
-    assert!(
-        found.contains(&format!("version: \"{}\"", field("/etcd/version"))),
-        "{found}"
-    );
-    assert!(
-        found.contains("cert: \"/etc/kubernetes/pki/etcd/server.crt\""),
+    // Read as YAML, not as text: the fields are what matters, not how they are quoted.
+    let yaml: serde_json::Value = serde_saphyr::from_str(&found).unwrap();
+    assert_eq!(yaml["etcd"]["version"], field("/etcd/version"), "{found}");
+    assert_eq!(
+        yaml["etcd"]["tls"]["cert"], "/etc/kubernetes/pki/etcd/server.crt",
         "{found}"
     );
     // The tools of the members' own etcd (beside etcd itself when PATH holds Debian's 3.4),
     // and no warning that none was found.
     assert!(!found.contains("# warning"), "{found}");
     if etcd != "3.4" {
-        assert!(found.contains("\n  etcdutl: \""), "{found}");
+        assert!(yaml["etcd"]["etcdutl"].is_string(), "{found}");
     }
     for (i, h) in hosts.iter().enumerate() {
-        assert!(
-            found.contains(&format!(
-                "{{ name: \"cp{}\", address: \"{h}\", roles: [etcd, control-plane] }}",
-                i + 1
-            )),
+        assert_eq!(
+            yaml["nodes"][i],
+            serde_json::json!({ "name": format!("cp{}", i + 1), "address": h, "roles": ["etcd", "control-plane"] }),
             "{found}"
         );
     }

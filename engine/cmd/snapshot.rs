@@ -8,6 +8,7 @@ use crate::executor::Executor;
 use crate::executor::ssh::Ssh;
 use crate::inventory::model::Node;
 use crate::snapshot::status::{Status, StatusError, Trailer, status};
+use crate::table::Table;
 
 pub fn run(cmd: SnapshotCommand) -> u8 {
     match cmd {
@@ -100,21 +101,9 @@ fn table(s: &Status) -> String {
         s.etcdutl_total_keys().to_string(),
         human_bytes(s.total_size),
     ];
-    let w: Vec<usize> = head
-        .iter()
-        .zip(&row)
-        .map(|(h, r)| h.len().max(r.len()))
-        .collect();
-    let mut out = String::new();
-    let line = |cells: [&str; 4]| {
-        let mut l = String::new();
-        for (k, c) in cells.iter().enumerate() {
-            l.push_str(&format!("{:<w$}  ", c, w = w[k]));
-        }
-        l.trim_end().to_string() + "\n"
-    };
-    out.push_str(&line(head));
-    out.push_str(&line([&row[0], &row[1], &row[2], &row[3]]));
+    let mut t = Table::new(&head, &[], false);
+    t.row(row);
+    let mut out = t.render();
     out.push('\n');
     let trailer = match s.sha256 {
         Trailer::Ok => "ok".to_string(),
@@ -166,6 +155,9 @@ fn table(s: &Status) -> String {
 }
 
 /// Sizes as etcdutl prints them (humanize.Bytes: SI units, one decimal under 10).
+/// TOTAL SIZE as etcdutl prints it (go-humanize's `Bytes`: powers of 1000, one decimal below
+/// 10, none above), so the figure compares equal to `etcdutl snapshot status`; humansize's
+/// fixed precision would not.
 fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
     if n < 10 {

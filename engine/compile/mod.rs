@@ -691,25 +691,11 @@ fn suggest<'a>(wrong: &str, known: impl Iterator<Item = &'a str>) -> String {
     known.sort();
     let close = known
         .iter()
-        .find(|k| edit_distance(wrong, k) <= 2.max(wrong.len() / 4));
+        .find(|k| strsim::levenshtein(wrong, k) <= 2.max(wrong.len() / 4));
     match close {
         Some(k) => format!("did you mean `{k}`?"),
         None => format!("known: {}", known.join(", ")),
     }
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 /// A cycle among steps (indices into `entries`), found by depth-first search.

@@ -60,7 +60,8 @@ struct Asked {
 
 /// The operator's answer.
 pub enum Verdict {
-    Go(&'static str),
+    /// Go, approved by whom (as the journal records it), after waiting this long for an answer.
+    Go(&'static str, Duration),
     Stop,
 }
 
@@ -86,26 +87,28 @@ impl Gate {
     /// the whole stage.
     pub async fn check(&self, g: &StepGraph, i: usize, reporter: &Reporter) -> Verdict {
         if self.approval != Approval::Stages {
-            return Verdict::Go(self.approval.by());
+            return Verdict::Go(self.approval.by(), Duration::ZERO);
         }
         let mut asked = self.asked.lock().await;
         if asked.declined {
             return Verdict::Stop;
         }
         let stage = g.stage[i];
+        let mut waited = Duration::ZERO;
         let yes = match asked.stages.get(&stage) {
             Some(&yes) => yes,
             None => {
                 let started = Instant::now();
                 let text = stage_prompt(g, stage);
                 let yes = reporter.suspend(|| ask(&text, false));
-                *self.waited.lock().unwrap_or_else(|p| p.into_inner()) += started.elapsed();
+                waited = started.elapsed();
+                *self.waited.lock().unwrap_or_else(|p| p.into_inner()) += waited;
                 asked.stages.insert(stage, yes);
                 yes
             }
         };
         if yes {
-            Verdict::Go(self.approval.by())
+            Verdict::Go(self.approval.by(), waited)
         } else {
             asked.declined = true;
             Verdict::Stop

@@ -23,10 +23,13 @@ pub enum Event {
         resumed: bool,
         dry_run: bool,
     },
-    /// A gate let a step through: `tty`, `--yes` or `--approve`.
+    /// A gate let a step through: `tty`, `--yes` or `--approve`; `waited_ms` is the time
+    /// this gate's question waited for the operator (`--step`), which is not the run's.
     Approved {
         id: String,
         by: String,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        waited_ms: u64,
     },
     /// A gate stopped a step.
     Declined {

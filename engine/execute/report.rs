@@ -11,6 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::journal::{Event, Finish, Record};
 use super::state::{RunState, Status};
 use crate::graph::StepGraph;
+use crate::table::{Color, Table};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputMode {
@@ -210,55 +211,31 @@ impl Reporter {
                 ]
             })
             .collect();
-        let colors: Vec<Option<&str>> = g
+        let colors: Vec<Color> = g
             .order
             .iter()
-            .map(|&i| {
-                self.color.then(|| match &state.status[i] {
-                    Status::Succeeded => "32",
-                    s if s.failed() || *s == Status::Unknown => "31",
-                    _ => "33",
-                })
+            .map(|&i| match &state.status[i] {
+                Status::Succeeded => Color::DarkGreen,
+                s if s.failed() || *s == Status::Unknown => Color::DarkRed,
+                _ => Color::DarkYellow,
             })
             .collect();
         table(&rows, self.color.then_some(colors.as_slice()))
     }
 }
 
-/// STEP / NODE / STATUS / DURATION, aligned; status cells optionally coloured (ANSI SGR codes).
-pub fn table(rows: &[[String; 4]], colors: Option<&[Option<&str>]>) -> String {
-    let head = ["STEP", "NODE", "STATUS", "DURATION"];
-    let mut w = head.map(str::len);
-    for r in rows {
-        for (k, c) in r.iter().enumerate() {
-            w[k] = w[k].max(c.chars().count());
-        }
-    }
-    let line = |cells: [&str; 4], color: Option<&str>| {
-        let status = format!("{:<w$}", cells[2], w = w[2]);
-        let status = match color {
-            Some(c) => format!("\x1b[{c}m{status}\x1b[0m"),
-            None => status,
-        };
-        format!(
-            "{:<w0$}  {:<w1$}  {status}  {:>w3$}\n",
-            cells[0],
-            cells[1],
-            cells[3],
-            w0 = w[0],
-            w1 = w[1],
-            w3 = w[3]
-        )
-        .trim_end()
-        .to_string()
-            + "\n"
-    };
-    let mut out = line(head, None);
+/// STEP / NODE / STATUS / DURATION, aligned; status cells optionally coloured.
+pub fn table(rows: &[[String; 4]], colors: Option<&[Color]>) -> String {
+    let mut t = Table::new(
+        &["STEP", "NODE", "STATUS", "DURATION"],
+        &[3],
+        colors.is_some(),
+    );
     for (k, r) in rows.iter().enumerate() {
-        let color = colors.and_then(|c| c.get(k).copied().flatten());
-        out.push_str(&line([&r[0], &r[1], &r[2], &r[3]], color));
+        let color = colors.and_then(|c| c.get(k)).map(|&c| (2, c));
+        t.row_colored(r.iter().cloned(), color);
     }
-    out
+    t.render()
 }
 
 fn plain_line(e: &Event) -> Option<String> {
@@ -298,7 +275,7 @@ fn plain_line(e: &Event) -> Option<String> {
             *delay_ms as f64 / 1000.0
         ),
         Event::StepSkipped { id, reason } => format!("skip     {id} ({reason})"),
-        Event::Approved { id, by } => format!("approved {id} ({by})"),
+        Event::Approved { id, by, .. } => format!("approved {id} ({by})"),
         Event::Declined { id } => format!("declined {id}"),
         Event::Decision { id, decision } => format!("decision {id}: {decision:?}"),
         Event::Interrupted { running } => format!(

@@ -24,6 +24,12 @@ pub struct RunInfo {
     /// Node commands ran on this machine (`--local`), not over SSH.
     #[serde(default)]
     pub local: bool,
+    /// The runbook release that started the run, for the report (absent in older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook_version: Option<String>,
+    /// The inventory's etcd version when the run started, for the report (absent in older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd_version: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,6 +76,9 @@ pub struct RecordedStep {
     pub destructive: bool,
     pub idempotent: bool,
     pub action: String,
+    /// What the step runs, as rendered (the report finds the API server's readiness wait by it).
+    #[serde(default)]
+    pub commands: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -150,6 +150,8 @@ pub fn record_run(
         cluster: graph.runbook.inventory.cluster.clone(),
         created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         local,
+        runbook_version: Some(env!("CARGO_PKG_VERSION").into()),
+        etcd_version: Some(graph.runbook.inventory.etcd.version.to_string()),
     };
     serde_json::to_vec_pretty(&info)
         .map_err(|e| e.to_string())

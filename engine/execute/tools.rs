@@ -118,7 +118,7 @@ pub async fn check<E: Executor>(exec: &E, g: &StepGraph) -> Vec<String> {
             let found = version
                 .split("version:")
                 .nth(1)
-                .and_then(|v| EtcdVersion::parse(v.trim()));
+                .and_then(|v| EtcdVersion::parse(v).ok());
             if let (Some(want), Some(have)) = (need.tool.version, found)
                 && (want.major, want.minor) != (have.major, have.minor)
             {

@@ -283,7 +283,7 @@ async fn run_instance<E: Executor + 'static>(
     if sh.gate.applies(inst) {
         match sh.gate.check(&g, i, &sh.reporter).await {
             // Approved while the run was stopping: it stays pending and is skipped.
-            Verdict::Go(_) if stopped() => {
+            Verdict::Go(..) if stopped() => {
                 return Done {
                     index: i,
                     status: Status::Pending,
@@ -291,9 +291,10 @@ async fn run_instance<E: Executor + 'static>(
                     attempts: first_attempt - 1,
                 };
             }
-            Verdict::Go(by) => sh.emit(Event::Approved {
+            Verdict::Go(by, waited) => sh.emit(Event::Approved {
                 id: inst.id.clone(),
                 by: by.to_string(),
+                waited_ms: waited.as_millis() as u64,
             }),
             Verdict::Stop => {
                 sh.emit(Event::Declined {

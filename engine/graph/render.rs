@@ -148,23 +148,20 @@ pub fn text(g: &StepGraph) -> String {
     o
 }
 
-/// Greedy word wrap for prose (descriptions), never for commands.
+/// Greedy word wrap for prose (descriptions), never for commands: line breaks and runs of
+/// spaces in the YAML are folded first, and a word longer than the line (a path, a URL) is
+/// kept whole rather than cut or split at its hyphens.
 fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for word in text.split_whitespace() {
-        if !line.is_empty() && line.len() + 1 + word.len() > width {
-            lines.push(std::mem::take(&mut line));
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    if !line.is_empty() {
-        lines.push(line);
-    }
-    lines
+    let prose = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let options = textwrap::Options::new(width)
+        .wrap_algorithm(textwrap::WrapAlgorithm::FirstFit)
+        .word_splitter(textwrap::WordSplitter::NoHyphenation)
+        .break_words(false);
+    textwrap::wrap(&prose, options)
+        .into_iter()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.into_owned())
+        .collect()
 }
 
 fn human(d: std::time::Duration) -> String {
@@ -199,6 +196,10 @@ fn mermaid(g: &StepGraph) -> String {
     o
 }
 
+/// Written by hand rather than with `petgraph::dot::Dot`: Dot names nodes by their petgraph
+/// index and writes them in insertion order, with no graph name. Here a node is named by its
+/// instance id (`"restore@cp1"`) and listed in execution order, so the diagram of a reviewed
+/// plan diffs cleanly when a step is added, and tools can select nodes by id.
 fn dot(g: &StepGraph) -> String {
     let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
     let mut o = format!(

@@ -173,13 +173,13 @@ fn merge_etcd(
     let version_sp = pick(node.map(|n| &n.version), &cluster.version);
     let (version, version_loc) = match version_sp {
         Some(v) => match EtcdVersion::parse(v) {
-            Some(parsed) => (parsed, v.loc(file)),
-            None => {
+            Ok(parsed) => (parsed, v.loc(file)),
+            Err(why) => {
                 ds.push(
                     Diagnostic::error(
                         "invalid-version",
                         v.loc(file),
-                        format!("etcd version {:?} is not a version number", v.value),
+                        format!("etcd version {:?} is not a version number: {why}", v.value),
                     )
                     .hint("write the full version the node runs, e.g. \"3.5.16\" (see `etcd --version`)"),
                 );

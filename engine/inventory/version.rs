@@ -19,18 +19,20 @@ impl EtcdVersion {
         }
     }
 
-    /// Accepts "3.5.16" and "v3.5.16"; a pre-release suffix ("3.6.0-rc.1") is ignored.
-    pub fn parse(text: &str) -> Option<Self> {
-        let t = text.trim().strip_prefix('v').unwrap_or(text.trim());
-        let t = t.split(['-', '+']).next()?;
-        let mut parts = t.split('.');
-        let major = parts.next()?.parse().ok()?;
-        let minor = parts.next()?.parse().ok()?;
-        let patch = parts.next()?.parse().ok()?;
-        if parts.next().is_some() {
-            return None;
-        }
-        Some(EtcdVersion::new(major, minor, patch))
+    /// Accepts "3.5.16" and "v3.5.16" (SemVer, as etcd tags its releases); a pre-release or
+    /// build suffix ("3.6.0-rc.1") is read and then ignored: features follow major.minor.patch.
+    /// The error is semver's reason ("unexpected end of input while parsing minor version
+    /// number"), for the caller to locate.
+    pub fn parse(text: &str) -> Result<Self, semver::Error> {
+        let t = text.trim();
+        let v = semver::Version::parse(t.strip_prefix('v').unwrap_or(t))?;
+        // etcd's numbers are small; a component past u32 is no etcd release.
+        let part = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
+        Ok(EtcdVersion::new(
+            part(v.major),
+            part(v.minor),
+            part(v.patch),
+        ))
     }
 
     /// etcdutl ships from 3.5; before that, restore is `etcdctl snapshot restore`.
@@ -70,7 +72,16 @@ mod tests {
         assert!(!v("3.5.9").supports_bump_revision());
         assert!(v("v3.5.10").supports_bump_revision());
         assert!(v("3.6.0-rc.1").etcdctl_snapshot_removed());
-        assert!(EtcdVersion::parse("3.5").is_none());
-        assert!(EtcdVersion::parse("latest").is_none());
+        assert_eq!(v(" 3.5.16+build.2 "), EtcdVersion::new(3, 5, 16));
+        let err = |s| EtcdVersion::parse(s).unwrap_err().to_string();
+        assert_eq!(
+            err("3.5"),
+            "unexpected end of input while parsing minor version number"
+        );
+        assert_eq!(
+            err("3.5.x"),
+            "unexpected character 'x' while parsing patch version number"
+        );
+        assert!(EtcdVersion::parse("latest").is_err());
     }
 }

@@ -101,3 +101,34 @@ pub fn unreachable_scratch(cluster: &str) -> tempfile::TempDir {
     .unwrap();
     dir
 }
+
+/// Fails unless `xml` is valid against tests/fixtures/junit/junit.xsd (the shape of Jenkins'
+/// junit-10.xsd), checked by Python's xmlschema, which tests/run.sh installs.
+pub fn assert_valid_junit(xml: &str) {
+    use std::io::Write;
+    let xsd = root().join("tests/fixtures/junit/junit.xsd");
+    let mut child = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, xmlschema\nxmlschema.XMLSchema(sys.argv[1]).validate(sys.stdin.read())",
+        ])
+        .arg(&xsd)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs (tests/run.sh installs xmlschema for it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(xml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("No module named 'xmlschema'"),
+        "xmlschema is missing: `pip3 install xmlschema` (tests/run.sh does)"
+    );
+    assert!(out.status.success(), "invalid JUnit XML:\n{stderr}\n{xml}");
+}
