@@ -224,7 +224,8 @@ fn drive(s: Session) -> Done {
             eprintln!("error: cannot write the run's events to standard output: {e}");
             false
         }
-        (Some(summary), None) => super::print_out(summary).is_ok(),
+        // Said now, by the one printer, as the run's own verdict follows.
+        (Some(summary), None) => super::print_out(summary).map_err(|f| f.report()).is_ok(),
         (None, None) => true,
     };
     let took = o.took.as_secs_f64();

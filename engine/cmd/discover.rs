@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_saphyr::{FlowMap, FlowSeq};
 
-use super::{EXIT_INVALID, EXIT_OK, usage_error};
+use super::{Done, EXIT_OK, Failure};
 use crate::cli::DiscoverArgs as Discover;
 use crate::diag::SourceMap;
 use crate::executor::ssh::Ssh;
@@ -287,13 +287,13 @@ fn bootstrap_inventory(d: &Discover) -> String {
     })
 }
 
-pub fn run(d: &Discover) -> u8 {
+pub fn run(d: &Discover) -> Done {
     if d.hosts.is_empty() {
-        return usage_error(
+        return Err(Failure::usage(
             "discover needs at least one host",
             &"no HOST was given",
             None,
-        );
+        ));
     }
     // The hosts become a throwaway inventory, so SSH settings are checked like any other.
     let tmp = match tempfile::Builder::new()
@@ -302,24 +302,24 @@ pub fn run(d: &Discover) -> u8 {
         .tempfile()
     {
         Ok(t) => t,
-        Err(e) => return usage_error("cannot create a temporary file", &e, None),
+        Err(e) => return Err(Failure::usage("cannot create a temporary file", &e, None)),
     };
     if let Err(e) = std::fs::write(tmp.path(), bootstrap_inventory(d)) {
-        return usage_error("cannot write a temporary file", &e, None);
+        return Err(Failure::usage("cannot write a temporary file", &e, None));
     }
     let mut sources = SourceMap::default();
     let boot = match crate::inventory::load(tmp.path(), &mut sources) {
         Ok(i) => i,
         Err(LoadFailure::Invalid(ds)) => {
             eprint!("{}", ds.render(&sources));
-            return usage_error(
+            return Err(Failure::usage(
                 "the hosts or SSH settings are not valid",
                 &"see above",
                 None,
-            );
+            ));
         }
         Err(LoadFailure::Unreadable { path, error }) => {
-            return usage_error(&format!("cannot read {path}"), &error, None);
+            return Err(Failure::usage(&format!("cannot read {path}"), &error, None));
         }
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -327,11 +327,17 @@ pub fn run(d: &Discover) -> u8 {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return usage_error("cannot start the async runtime", &e, None),
+        Err(e) => return Err(Failure::usage("cannot start the async runtime", &e, None)),
     };
     let control = match crate::executor::ssh::private_control_dir("discover") {
         Ok(d) => d,
-        Err(e) => return usage_error("cannot create the SSH control directory", &e, None),
+        Err(e) => {
+            return Err(Failure::usage(
+                "cannot create the SSH control directory",
+                &e,
+                None,
+            ));
+        }
     };
     let found = rt.block_on(async {
         let exec = Ssh::new(control.path().to_path_buf());
@@ -358,15 +364,11 @@ pub fn run(d: &Discover) -> u8 {
         result
     });
     drop(control);
-    let found = match found {
-        Ok(f) => f,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("error: {e}");
-            }
-            return EXIT_INVALID;
-        }
-    };
+    let found = found.map_err(|errors| Failure::Invalid {
+        what: format!("cannot read {} of the hosts", errors.len()),
+        causes: errors,
+        hint: None,
+    })?;
     for (n, f) in boot.nodes.iter().zip(&found) {
         for note in f.notes() {
             eprintln!("warning: {note}");
@@ -389,23 +391,28 @@ pub fn run(d: &Discover) -> u8 {
             })
         });
     if let Err(e) = loaded {
-        eprintln!("error: the discovered inventory does not load:\n{e}");
-        return super::print_out(&yaml).err().unwrap_or(EXIT_INVALID);
+        // Shown anyway: what was found is the way to see what went wrong.
+        super::print_out(&yaml)?;
+        return Err(Failure::invalid(format!(
+            "the discovered inventory does not load:\n{e}"
+        )));
     }
     match &d.out {
         None => {
-            if let Err(code) = super::print_out(&yaml) {
-                return code;
-            }
+            super::print_out(&yaml)?;
         }
         Some(p) => {
             if let Err(e) = std::fs::write(p, &yaml) {
-                return usage_error(&format!("cannot write {}", p.display()), &e, None);
+                return Err(Failure::usage(
+                    &format!("cannot write {}", p.display()),
+                    &e,
+                    None,
+                ));
             }
             eprintln!("wrote {} ({} nodes)", p.display(), found.len());
         }
     }
-    EXIT_OK
+    Ok(EXIT_OK)
 }
 
 /// Lists every etcdctl and etcdutl on a node with its version, one line each:

@@ -5,40 +5,40 @@ use std::path::Path;
 
 use clap::CommandFactory;
 
-use super::{EXIT_OK, print_out, usage_error};
+use super::{Done, EXIT_OK, Failure, print_out};
 use crate::cli::Cli;
 
 /// Both are rendered in memory first: clap_complete panics when its writer fails, and a
 /// closed pipe is handled in one place (`print_out`).
-pub fn completions(shell: clap_complete::Shell) -> u8 {
+pub fn completions(shell: clap_complete::Shell) -> Done {
     let mut text = Vec::new();
     clap_complete::generate(shell, &mut Cli::command(), "runbook", &mut text);
-    done(print_out(&String::from_utf8_lossy(&text)))
+    print_out(&String::from_utf8_lossy(&text))?;
+    Ok(EXIT_OK)
 }
 
 /// runbook(1) on stdout, or with `--out DIR` a page per command: runbook.1, runbook-apply.1,
 /// runbook-snapshot-status.1, ... (hidden commands have none).
-pub fn man(out: Option<&Path>) -> u8 {
+pub fn man(out: Option<&Path>) -> Done {
     let mut root = Cli::command().disable_help_subcommand(true);
     // Building sets each subcommand's display name (`runbook-apply`), which names its page.
     root.build();
     let Some(dir) = out else {
-        return done(print_out(&page(&root)));
+        print_out(&page(&root))?;
+        return Ok(EXIT_OK);
     };
-    if let Err(e) = std::fs::create_dir_all(dir) {
-        return usage_error(&format!("cannot create {}", dir.display()), &e, None);
-    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Failure::usage(&format!("cannot create {}", dir.display()), &e, None))?;
     let mut pages = Vec::new();
     collect(&root, &mut pages);
     for cmd in &pages {
         let name = format!("{}.1", cmd.get_display_name().unwrap_or(cmd.get_name()));
         let path = dir.join(name);
-        if let Err(e) = std::fs::write(&path, page(cmd)) {
-            return usage_error(&format!("cannot write {}", path.display()), &e, None);
-        }
+        std::fs::write(&path, page(cmd))
+            .map_err(|e| Failure::usage(&format!("cannot write {}", path.display()), &e, None))?;
     }
     eprintln!("wrote {} man pages to {}", pages.len(), dir.display());
-    EXIT_OK
+    Ok(EXIT_OK)
 }
 
 fn collect<'a>(cmd: &'a clap::Command, pages: &mut Vec<&'a clap::Command>) {
@@ -116,8 +116,4 @@ fn roff_line(text: &str) -> String {
     } else {
         escaped
     }
-}
-
-fn done(printed: Result<(), u8>) -> u8 {
-    printed.err().unwrap_or(EXIT_OK)
 }

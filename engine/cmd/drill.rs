@@ -10,9 +10,15 @@ use std::time::Instant;
 
 use runbook_lab as lab;
 
-use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, lab_error};
-use crate::cli::{ApplyInput, RunOptions};
+use super::{Done, EXIT_OK, Failure};
+use crate::compile::ParamValue;
+use crate::execute::gate::Approval;
+use crate::execute::journal::RunStatus;
 use crate::execute::report::OutputMode;
+use crate::execute::rundir::RunDir;
+use crate::execute::session::{self, Hosts, Session};
+use crate::execute::walk::Limits;
+use crate::{pipeline, report};
 
 pub struct Drill {
     pub name: String,
@@ -24,37 +30,28 @@ pub struct Drill {
     pub run_dir: Option<PathBuf>,
 }
 
-pub fn run(d: &Drill) -> u8 {
+pub fn run(d: &Drill) -> Done {
     if let Some(snapshot) = &d.snapshot {
         return drill_snapshot(d, snapshot);
     }
     let started = Instant::now();
-    let plan = match bundled_plan(if d.spec.nodes == 1 {
+    let plan = bundled_plan(if d.spec.nodes == 1 {
         "etcd-restore-single.yaml"
     } else {
         "etcd-restore-ha.yaml"
-    }) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+    })?;
     eprintln!(
         "drill: bringing up lab {:?} ({} nodes)",
         d.name, d.spec.nodes
     );
-    let inventory = match lab::up(&d.name, &d.spec) {
-        Ok(i) => i,
-        Err(e) => return lab_error(e),
-    };
+    let inventory = lab::up(&d.name, &d.spec)?;
     let nodes: Vec<String> = (1..=d.spec.nodes).map(|i| format!("cp{i}")).collect();
-    let code = match drill(d, &plan, &inventory, &nodes, started) {
-        Ok(summary) => super::print_out(&summary).err().unwrap_or(EXIT_OK),
-        Err(e) => {
-            eprintln!("error: restore drill FAILED: {e}");
-            EXIT_INVALID
-        }
-    };
+    let drilled = drill(d, &plan, &inventory, &nodes, started);
     leave_lab(d, &inventory);
-    code
+    match drilled {
+        Ok(summary) => super::print_out(&summary).map(|()| EXIT_OK),
+        Err(e) => Err(Failure::invalid(format!("restore drill FAILED: {e}"))),
+    }
 }
 
 fn drill(
@@ -92,10 +89,20 @@ fn drill(
     );
 
     let restore_started = Instant::now();
-    let applied = apply_in_lab(plan, inventory, &snapshot, None);
+    let applied = apply_in_lab(plan, inventory, &snapshot, &drill_run_dir(d))?;
     let restore = restore_started.elapsed();
-    if applied != EXIT_OK {
-        return Err(format!("`runbook apply` exited {applied}"));
+    if applied.status != RunStatus::Succeeded {
+        return Err(format!(
+            "the restore {} ({} of {} steps succeeded; run directory {})",
+            applied.status.word(),
+            applied.succeeded,
+            applied.steps,
+            applied
+                .run_dir
+                .as_deref()
+                .unwrap_or(Path::new("?"))
+                .display()
+        ));
     }
 
     let mut report = Vec::new();
@@ -292,73 +299,103 @@ fn kubectl(lab: &str, args: &[&str]) -> Result<String, String> {
 
 /// A given snapshot restored into a fresh lab (scratch hosts) with etcd-restore-drill.yaml;
 /// the report is the run's own (`runbook report`), printed as Markdown.
-fn drill_snapshot(d: &Drill, snapshot: &Path) -> u8 {
+fn drill_snapshot(d: &Drill, snapshot: &Path) -> Done {
     if !snapshot.is_file() {
-        return super::usage_error(
+        return Err(Failure::usage(
             "cannot drill",
             &format!("{}: no such file", snapshot.display()),
             Some(
                 "pass the snapshot file written by `runbook snapshot save` or `etcdctl snapshot save`",
             ),
-        );
+        ));
     }
-    let plan = match bundled_plan("etcd-restore-drill.yaml") {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
+    let plan = bundled_plan("etcd-restore-drill.yaml")?;
     eprintln!(
         "drill: bringing up scratch lab {:?} ({} nodes)",
         d.name, d.spec.nodes
     );
-    let inventory = match lab::up(&d.name, &d.spec) {
-        Ok(i) => i,
-        Err(e) => return lab_error(e),
-    };
-    let run_dir = d.run_dir.clone().unwrap_or_else(|| {
+    let inventory = lab::up(&d.name, &d.spec)?;
+    let run_dir = drill_run_dir(d);
+    let applied = apply_in_lab(&plan, &inventory, snapshot, &run_dir);
+    // The run's own report, whatever happened, as long as the run left a journal.
+    let reported = RunDir::find(&run_dir.display().to_string())
+        .and_then(|dir| report::build(&dir))
+        .map(|r| {
+            let printed = super::print_out(&report::markdown(&r)).is_ok();
+            r.passed && printed
+        });
+    leave_lab(d, &inventory);
+    eprintln!("drill: run directory {}", run_dir.display());
+    match (applied, reported) {
+        (Ok(o), Ok(true)) if o.status == RunStatus::Succeeded => Ok(EXIT_OK),
+        (Ok(o), _) => Err(Failure::invalid(format!(
+            "restore drill FAILED: the run {} ({} of {} steps succeeded)",
+            o.status.word(),
+            o.succeeded,
+            o.steps
+        ))),
+        (Err(e), _) => Err(Failure::invalid(format!("restore drill FAILED: {e}"))),
+    }
+}
+
+/// The plan applied to the lab's inventory with `snapshot=FILE`, through the library's run
+/// session, as `runbook apply ... --yes` would. The lab is scratch by construction (and the
+/// drill plan's guard checks it): its gates are approved. The run's summary goes to stderr:
+/// the drill's own report is its output.
+fn apply_in_lab(
+    plan: &Path,
+    inventory: &Path,
+    snapshot: &Path,
+    run_dir: &Path,
+) -> Result<session::Outcome, String> {
+    let sets = vec![ParamValue {
+        name: "snapshot".into(),
+        value: snapshot.display().to_string(),
+        origin: "the drill's snapshot".into(),
+    }];
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let (plan, inventory) = (absolute(plan), absolute(inventory));
+    let compiled = pipeline::compile_files(&plan, &inventory, &sets)
+        .map_err(|e| format!("cannot read {}: {}", e.path, e.error))?;
+    eprint!("{}", compiled.diagnostics.render(&compiled.sources));
+    let graph = compiled.graph.ok_or_else(|| {
+        format!(
+            "{} does not compile with the lab's inventory",
+            plan.display()
+        )
+    })?;
+    let run = session::record_run(&graph, plan, inventory, &sets, Some(run_dir), false)
+        .map_err(|p| p.to_string())?;
+    let outcome = session::run(Session {
+        graph,
+        run: Some(run),
+        state: None,
+        approval: Approval::Yes,
+        output: OutputMode::Text,
+        limits: Limits {
+            parallel: 16,
+            per_host: 8,
+        },
+        hosts: Hosts::Ssh,
+        resumed: false,
+    })
+    .map_err(|p| p.to_string())?;
+    if let Some(summary) = &outcome.summary {
+        eprint!("{summary}");
+    }
+    Ok(outcome)
+}
+
+/// A new run directory for a drill: given, or named after the lab and the time.
+fn drill_run_dir(d: &Drill) -> PathBuf {
+    d.run_dir.clone().unwrap_or_else(|| {
         let stamp: String = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
             .to_string()
             .chars()
             .filter(char::is_ascii_alphanumeric)
             .collect();
         PathBuf::from(".runbook/runs").join(format!("drill-{}-{stamp}", d.name))
-    });
-    let applied = apply_in_lab(&plan, &inventory, snapshot, Some(&run_dir));
-    let reported = if run_dir.join("journal.jsonl").is_file() {
-        super::report::run(
-            &run_dir.display().to_string(),
-            crate::cli::ReportFormat::Markdown,
-        )
-    } else {
-        EXIT_INVALID
-    };
-    leave_lab(d, &inventory);
-    eprintln!("drill: run directory {}", run_dir.display());
-    if applied == EXIT_OK && reported == EXIT_OK {
-        EXIT_OK
-    } else {
-        eprintln!("error: restore drill FAILED (`runbook apply` exited {applied})");
-        EXIT_INVALID
-    }
-}
-
-/// `runbook apply PLAN --set snapshot=FILE --yes` against the lab's inventory. The lab is
-/// scratch by construction (and the drill plan's guard checks it): its gates are approved.
-fn apply_in_lab(plan: &Path, inventory: &Path, snapshot: &Path, run_dir: Option<&Path>) -> u8 {
-    let input = ApplyInput {
-        plan: plan.to_path_buf(),
-        inventory: Some(inventory.to_path_buf()),
-        set: vec![("snapshot".into(), snapshot.display().to_string())],
-        set_file: Vec::new(),
-    };
-    let opts = RunOptions {
-        yes: true,
-        approve: None,
-        step: false,
-        parallel: 16,
-        per_host: 8,
-        output: OutputMode::Text,
-    };
-    super::apply::apply(&input, &opts, false, run_dir, false).unwrap_or_else(|f| f.report())
+    })
 }
 
 /// Removes the lab, or says how to when `--keep` asked for it to stay.
@@ -372,12 +409,12 @@ fn leave_lab(d: &Drill, inventory: &Path) {
         );
     } else if let Err(e) = lab::down(&d.name) {
         eprintln!("warning: the lab was not fully removed:");
-        lab_error(e);
+        Failure::from(e).report();
     }
 }
 
 /// The bundled plans: from the working directory (a checkout), else from the source tree.
-fn bundled_plan(file: &str) -> Result<PathBuf, u8> {
+fn bundled_plan(file: &str) -> Result<PathBuf, Failure> {
     let candidates = [
         Path::new("plans").join(file),
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -386,7 +423,7 @@ fn bundled_plan(file: &str) -> Result<PathBuf, u8> {
     ];
     match candidates.iter().find(|p| p.is_file()) {
         Some(p) => Ok(p.clone()),
-        None => Err(super::usage_error(
+        None => Err(Failure::usage(
             &format!("cannot find the bundled plan {file}"),
             &format!(
                 "looked in {} and {}",
@@ -394,8 +431,7 @@ fn bundled_plan(file: &str) -> Result<PathBuf, u8> {
                 candidates[1].display()
             ),
             Some("run the drill from a checkout of runbook"),
-        )
-        .max(EXIT_USAGE)),
+        )),
     }
 }
 

@@ -2,10 +2,10 @@
 
 use runbook_lab::{self as lab, Flavor};
 
-use super::{EXIT_OK, lab_error, print_out};
+use super::{Done, EXIT_OK, print_out};
 use crate::cli::{LabCommand, LabEtcd, LabShape};
 
-pub fn run(cmd: LabCommand) -> u8 {
+pub fn run(cmd: LabCommand) -> Done {
     let result = match cmd {
         LabCommand::Up { lab, shape } => {
             // The inventory path is the command's data: the only thing on stdout.
@@ -43,10 +43,8 @@ pub fn run(cmd: LabCommand) -> u8 {
         LabCommand::Exec { lab, node, command } => Err(lab::exec(&lab.name, &node, &command)),
         LabCommand::Init { node_dir } => lab::init(&node_dir).map(|()| String::new()),
     };
-    match result {
-        Ok(out) => print_out(&out).err().unwrap_or(EXIT_OK),
-        Err(e) => lab_error(e),
-    }
+    print_out(&result?)?;
+    Ok(EXIT_OK)
 }
 
 fn spec(shape: LabShape) -> lab::Spec {

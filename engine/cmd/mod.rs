@@ -25,20 +25,17 @@ pub const EXIT_INVALID: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_INTERRUPTED: u8 = 130;
 
-/// Loads an inventory for a command that needs nothing else: its diagnostics are printed
-/// and the exit code returned on failure.
-pub fn load_inventory(path: &std::path::Path) -> Result<crate::inventory::model::Inventory, u8> {
+/// Loads an inventory for a command that needs nothing else, or why it cannot be used.
+pub(crate) fn load_inventory(
+    path: &std::path::Path,
+) -> Result<crate::inventory::model::Inventory, Failure> {
     let mut sources = crate::diag::SourceMap::default();
-    match crate::inventory::load(path, &mut sources) {
-        Ok(i) => Ok(i),
-        Err(crate::yaml::LoadFailure::Unreadable { path, error }) => {
-            Err(usage_error(&format!("cannot read {path}"), &error, None))
+    crate::inventory::load(path, &mut sources).map_err(|e| match e {
+        crate::yaml::LoadFailure::Unreadable { path, error } => {
+            Failure::usage(&format!("cannot read {path}"), &error, None)
         }
-        Err(crate::yaml::LoadFailure::Invalid(ds)) => {
-            eprint!("{}", ds.render(&sources));
-            Err(EXIT_INVALID)
-        }
-    }
+        crate::yaml::LoadFailure::Invalid(ds) => Failure::Located(ds.render(&sources)),
+    })
 }
 
 /// How a command ended: `Ok` with its exit status once it did its work (a validation that
@@ -50,9 +47,15 @@ pub(crate) type Done = Result<u8, Failure>;
 pub(crate) enum Failure {
     /// Unusable input or arguments: `error:`, `Caused by:`, `hint:`, exit 2.
     Usage(UsageFailure),
-    /// The input is invalid or the work failed: `error:` and the hint, exit 1. What is wrong
-    /// in detail (located diagnostics, a run's summary) was shown as it was found.
-    Invalid { what: String, hint: Option<String> },
+    /// The input is invalid or the work failed: `error:`, its causes and the hint, exit 1.
+    /// What is wrong in detail (located diagnostics, a run's summary) was shown as it was found.
+    Invalid {
+        what: String,
+        causes: Vec<String>,
+        hint: Option<String>,
+    },
+    /// Located diagnostics (file:line:column), rendered: the input is invalid, exit 1.
+    Located(String),
     /// Shown in full where it happened; only the exit code is left to give.
     Shown(u8),
 }
@@ -71,6 +74,7 @@ impl Failure {
     pub fn invalid(what: impl Into<String>) -> Failure {
         Failure::Invalid {
             what: what.into(),
+            causes: Vec::new(),
             hint: None,
         }
     }
@@ -79,11 +83,18 @@ impl Failure {
     pub fn report(&self) -> u8 {
         match self {
             Failure::Usage(u) => u.report(),
-            Failure::Invalid { what, hint } => {
+            Failure::Invalid { what, causes, hint } => {
                 eprintln!("error: {what}");
+                for c in causes {
+                    eprintln!("  Caused by: {c}");
+                }
                 if let Some(h) = hint {
                     eprintln!("  hint: {h}");
                 }
+                EXIT_INVALID
+            }
+            Failure::Located(rendered) => {
+                eprint!("{rendered}");
                 EXIT_INVALID
             }
             Failure::Shown(code) => *code,
@@ -97,15 +108,15 @@ pub fn run(cli: Cli) -> ExitCode {
             input,
             output,
             deny_warnings,
-        } => Ok(validate::run(&input, output, deny_warnings)),
+        } => validate::run(&input, output, deny_warnings),
         Command::Plan { input, output, out } => plan::run(&input, output, out.as_deref()),
-        Command::Schema { kind } => Ok(schema::run(kind)),
-        Command::Completions { shell } => Ok(docs::completions(shell)),
-        Command::Man { out } => Ok(docs::man(out.as_deref())),
-        Command::Report { run, output } => Ok(report::run(&run, output)),
-        Command::Discover(args) => Ok(discover::run(&args)),
-        Command::Lab(cmd) => Ok(lab::run(cmd)),
-        Command::Snapshot(cmd) => Ok(snapshot::run(cmd)),
+        Command::Schema { kind } => schema::run(kind),
+        Command::Completions { shell } => docs::completions(shell),
+        Command::Man { out } => docs::man(out.as_deref()),
+        Command::Report { run, output } => report::run(&run, output),
+        Command::Discover(args) => discover::run(&args),
+        Command::Lab(cmd) => lab::run(cmd),
+        Command::Snapshot(cmd) => snapshot::run(cmd),
         Command::Apply {
             input,
             run,
@@ -119,8 +130,8 @@ pub fn run(cli: Cli) -> ExitCode {
             skip,
             run_opts,
         } => apply::resume(&run, &retry, &skip, &run_opts),
-        Command::Status { run, output } => Ok(status::run(&run, output)),
-        Command::Unlock(args) => Ok(unlock::run(&args)),
+        Command::Status { run, output } => status::run(&run, output),
+        Command::Unlock(args) => unlock::run(&args),
     };
     ExitCode::from(done.unwrap_or_else(|f| f.report()))
 }
@@ -129,18 +140,18 @@ pub fn run(cli: Cli) -> ExitCode {
 ///
 /// A reader that went away (`runbook status RUN | head -1`: EPIPE) is not an error: the rest
 /// was not wanted, and the command's own exit status stands. Any other failure
-/// (`> /dev/full`: ENOSPC) is reported, and the caller exits with the code returned.
+/// (`> /dev/full`: ENOSPC) is the command's failure.
 ///
 /// SIGPIPE stays ignored, as Rust sets it, instead of being reset so that the process dies
 /// like a C tool: `apply` prints while a run is going, and a closed pipe must never kill a
 /// run mid-step, before its journal, node locks and SSH control directory are settled.
-pub(crate) fn print_out(text: &str) -> Result<(), u8> {
+pub(crate) fn print_out(text: &str) -> Result<(), Failure> {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(usage_error("cannot write to standard output", &e, None)),
+        Err(e) => Err(Failure::usage("cannot write to standard output", &e, None)),
     }
 }
 
@@ -183,29 +194,19 @@ impl UsageFailure {
     }
 }
 
-/// Prints a usage-level failure (unreadable input) the uv way: `error:`, `Caused by:`, `hint:`.
-pub(crate) fn usage_error(what: &str, cause: &dyn std::fmt::Display, hint: Option<&str>) -> u8 {
-    UsageFailure::new(what, cause, hint).report()
-}
-
-/// Prints a lab failure the uv way (`error:`, `Caused by:`, `hint:`) and picks the exit code.
-/// Here rather than in lab.rs because `lab` and `lab drill` both report lab failures.
-pub(crate) fn lab_error(e: runbook_lab::LabError) -> u8 {
-    match e {
-        // Not root, not Linux, a bad name: exit 2.
-        runbook_lab::LabError::Usage { what, cause, hint } => {
-            usage_error(&what, &cause, hint.as_deref())
-        }
-        // Doing it failed: exit 1.
-        runbook_lab::LabError::Failed { error, hint } => {
-            eprintln!("error: {error}");
-            for cause in error.chain().skip(1) {
-                eprintln!("  Caused by: {cause}");
+impl From<runbook_lab::LabError> for Failure {
+    /// Not root, not Linux, a bad name: a usage failure; doing it failed: invalid, with the
+    /// chain of causes.
+    fn from(e: runbook_lab::LabError) -> Failure {
+        match e {
+            runbook_lab::LabError::Usage { what, cause, hint } => {
+                Failure::usage(&what, &cause, hint.as_deref())
             }
-            if let Some(h) = hint {
-                eprintln!("  hint: {h}");
-            }
-            EXIT_INVALID
+            runbook_lab::LabError::Failed { error, hint } => Failure::Invalid {
+                what: error.to_string(),
+                causes: error.chain().skip(1).map(|c| c.to_string()).collect(),
+                hint,
+            },
         }
     }
 }

@@ -35,9 +35,7 @@ pub fn run(input: &PlanInput, format: PlanFormat, out: Option<&Path>) -> Done {
     }
     match out {
         None => {
-            if let Err(code) = super::print_out(&text) {
-                return Err(Failure::Shown(code));
-            }
+            super::print_out(&text)?;
         }
         Some(path) => {
             if let Err(e) = write_atomically(path, &text) {

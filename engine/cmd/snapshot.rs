@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE, print_out, usage_error};
+use super::{Done, EXIT_OK, Failure, print_out};
 use crate::cli::{SnapshotCommand, SnapshotFormat};
 use crate::executor::Executor;
 use crate::executor::ssh::Ssh;
@@ -10,7 +10,7 @@ use crate::inventory::model::Node;
 use crate::snapshot::status::{Status, StatusError, Trailer, status};
 use crate::table::Table;
 
-pub fn run(cmd: SnapshotCommand) -> u8 {
+pub fn run(cmd: SnapshotCommand) -> Done {
     match cmd {
         SnapshotCommand::Save {
             file,
@@ -26,22 +26,23 @@ pub fn run(cmd: SnapshotCommand) -> u8 {
             key,
             ..
         } => save_direct(&file, &endpoint, cacert, cert, key),
-        SnapshotCommand::Save { .. } => usage_error(
+        SnapshotCommand::Save { .. } => Err(Failure::usage(
             "snapshot save needs a cluster",
             &"neither -i INVENTORY nor --endpoint URL was given",
             None,
-        ),
+        )),
         SnapshotCommand::Status { file, output } => match status(&file) {
             Err(StatusError::Io { path, error }) => {
-                usage_error(&format!("cannot read {path}"), &error, None)
+                Err(Failure::usage(&format!("cannot read {path}"), &error, None))
             }
-            Err(e) => {
-                eprintln!("error: {e}");
-                eprintln!(
-                    "  hint: this file cannot be restored; take another snapshot or use an older one"
-                );
-                EXIT_INVALID
-            }
+            Err(e) => Err(Failure::Invalid {
+                what: e.to_string(),
+                causes: Vec::new(),
+                hint: Some(
+                    "this file cannot be restored; take another snapshot or use an older one"
+                        .into(),
+                ),
+            }),
             Ok(s) => {
                 match output {
                     SnapshotFormat::Json => {
@@ -59,27 +60,22 @@ pub fn run(cmd: SnapshotCommand) -> u8 {
                             o.insert("damage".into(), damage);
                         }
                         let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
-                        if let Err(code) = print_out(&text) {
-                            return code;
-                        }
+                        print_out(&text)?;
                     }
-                    SnapshotFormat::Text => {
-                        if let Err(code) = print_out(&table(&s)) {
-                            return code;
-                        }
-                    }
+                    SnapshotFormat::Text => print_out(&table(&s))?,
                 }
                 if s.sha256 == Trailer::Mismatch {
-                    eprintln!(
-                        "error: {}: the SHA-256 trailer does not match the content: corrupted or truncated",
+                    return Err(Failure::invalid(format!(
+                        "{}: the SHA-256 trailer does not match the content: corrupted or truncated",
                         file.display()
-                    );
-                    return EXIT_INVALID;
+                    )));
                 }
                 if let Trailer::Damaged(damage) = s.sha256 {
-                    eprintln!("error: {} is damaged: {damage}", file.display());
-                    eprintln!("  hint: {}", damage.hint());
-                    return EXIT_INVALID;
+                    return Err(Failure::Invalid {
+                        what: format!("{} is damaged: {damage}", file.display()),
+                        causes: Vec::new(),
+                        hint: Some(damage.hint().to_string()),
+                    });
                 }
                 if s.sha256 == Trailer::Absent {
                     eprintln!(
@@ -87,7 +83,7 @@ pub fn run(cmd: SnapshotCommand) -> u8 {
                         file.display()
                     );
                 }
-                EXIT_OK
+                Ok(EXIT_OK)
             }
         },
     }
@@ -173,16 +169,13 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-fn save(file: &Path, inventory: &Path, member: Option<&str>) -> u8 {
-    let inv = match super::load_inventory(inventory) {
-        Ok(i) => i,
-        Err(code) => return code,
-    };
+fn save(file: &Path, inventory: &Path, member: Option<&str>) -> Done {
+    let inv = super::load_inventory(inventory)?;
     let members = inv.etcd_members();
     if let Some(m) = member
         && !members.iter().any(|n| n.name == m)
     {
-        return usage_error(
+        return Err(Failure::usage(
             &format!("no etcd member {m:?} in {}", inventory.display()),
             &format!(
                 "members: {}",
@@ -193,7 +186,7 @@ fn save(file: &Path, inventory: &Path, member: Option<&str>) -> u8 {
                     .join(", ")
             ),
             None,
-        );
+        ));
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -201,11 +194,17 @@ fn save(file: &Path, inventory: &Path, member: Option<&str>) -> u8 {
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return usage_error("cannot start the async runtime", &e, None),
+        Err(e) => return Err(Failure::usage("cannot start the async runtime", &e, None)),
     };
     let dir = match crate::executor::ssh::private_control_dir("save") {
         Ok(d) => d,
-        Err(e) => return usage_error("cannot create the SSH control directory", &e, None),
+        Err(e) => {
+            return Err(Failure::usage(
+                "cannot create the SSH control directory",
+                &e,
+                None,
+            ));
+        }
     };
     // The directory is removed when `dir` is dropped, after the masters are closed.
     rt.block_on(async {
@@ -216,29 +215,26 @@ fn save(file: &Path, inventory: &Path, member: Option<&str>) -> u8 {
     })
 }
 
-async fn save_with(exec: &Ssh, members: &[&Node], member: Option<&str>, file: &Path) -> u8 {
+async fn save_with(exec: &Ssh, members: &[&Node], member: Option<&str>, file: &Path) -> Done {
     let unreachable = exec.connect(members).await;
     if !unreachable.is_empty() {
-        for (_, e) in &unreachable {
-            eprintln!("error: {e}");
-        }
-        return EXIT_INVALID;
+        return Err(Failure::Invalid {
+            what: format!("cannot reach {} of the members", unreachable.len()),
+            causes: unreachable.iter().map(|(_, e)| e.to_string()).collect(),
+            hint: None,
+        });
     }
-    let mut pre = match crate::etcd::preflight::run(exec, members, &[]).await {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return EXIT_INVALID;
-        }
-    };
+    let mut pre = crate::etcd::preflight::run(exec, members, &[])
+        .await
+        .map_err(Failure::invalid)?;
     for m in &pre.members {
         eprintln!("  {}", crate::etcd::preflight::describe(m));
     }
     let source = member.map(str::to_string).unwrap_or(pre.source.clone());
-    let Some(client) = pre.clients.get_mut(&source) else {
-        eprintln!("error: no connection to {source}");
-        return EXIT_INVALID;
-    };
+    let client = pre
+        .clients
+        .get_mut(&source)
+        .ok_or_else(|| Failure::invalid(format!("no connection to {source}")))?;
     eprintln!("saving a snapshot from {source} to {}", file.display());
     report_saved(crate::etcd::save::save(client, file).await, &source)
 }
@@ -250,25 +246,22 @@ fn save_direct(
     cacert: Option<std::path::PathBuf>,
     cert: Option<std::path::PathBuf>,
     key: Option<std::path::PathBuf>,
-) -> u8 {
-    let read = |p: &Option<std::path::PathBuf>| -> Result<Option<Vec<u8>>, u8> {
+) -> Done {
+    let read = |p: &Option<std::path::PathBuf>| -> Result<Option<Vec<u8>>, Failure> {
         match p {
             None => Ok(None),
             Some(p) => std::fs::read(p)
                 .map(Some)
-                .map_err(|e| usage_error(&format!("cannot read {}", p.display()), &e, None)),
+                .map_err(|e| Failure::usage(&format!("cannot read {}", p.display()), &e, None)),
         }
     };
-    let (ca, crt, k) = match (read(&cacert), read(&cert), read(&key)) {
-        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-        (Err(code), _, _) | (_, Err(code), _) | (_, _, Err(code)) => return code,
-    };
+    let (ca, crt, k) = (read(&cacert)?, read(&cert)?, read(&key)?);
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return usage_error("cannot start the async runtime", &e, None),
+        Err(e) => return Err(Failure::usage("cannot start the async runtime", &e, None)),
     };
     rt.block_on(async {
         let mut opts = etcd_client::ConnectOptions::new()
@@ -283,24 +276,18 @@ fn save_direct(
             }
             opts = opts.with_tls(tls);
         }
-        let mut client = match etcd_client::Client::connect([endpoint], Some(opts)).await {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("error: cannot reach etcd at {endpoint}: {e}");
-                return EXIT_INVALID;
-            }
-        };
+        let mut client = etcd_client::Client::connect([endpoint], Some(opts))
+            .await
+            .map_err(|e| Failure::invalid(format!("cannot reach etcd at {endpoint}: {e}")))?;
         report_saved(crate::etcd::save::save(&mut client, file).await, endpoint)
     })
 }
 
-fn report_saved(r: Result<crate::etcd::save::Saved, String>, source: &str) -> u8 {
+fn report_saved(r: Result<crate::etcd::save::Saved, String>, source: &str) -> Done {
     match r {
         Ok(s) => {
             let mb = s.bytes as f64 / 1e6;
-            if let Err(code) = print_out(&format!("{}\n", s.path.display())) {
-                return code;
-            }
+            print_out(&format!("{}\n", s.path.display()))?;
             eprintln!(
                 "saved {} ({mb:.1} MB in {:.2}s, {:.0} MB/s) from {source}: sha256 {}, trailer ok, revision {}, {} keys, hash {}",
                 s.path.display(),
@@ -311,15 +298,14 @@ fn report_saved(r: Result<crate::etcd::save::Saved, String>, source: &str) -> u8
                 s.status.total_keys,
                 s.status.hash
             );
-            EXIT_OK
+            Ok(EXIT_OK)
         }
-        Err(e) => {
-            eprintln!("error: snapshot from {source} failed: {e}");
-            if e.contains("cannot create") || e.contains("cannot rename") {
-                EXIT_USAGE
-            } else {
-                EXIT_INVALID
-            }
-        }
+        // The destination could not be written: a usage failure (exit 2), the operator's to fix.
+        Err(e) if e.contains("cannot create") || e.contains("cannot rename") => Err(
+            Failure::usage(&format!("snapshot from {source} failed"), &e, None),
+        ),
+        Err(e) => Err(Failure::invalid(format!(
+            "snapshot from {source} failed: {e}"
+        ))),
     }
 }

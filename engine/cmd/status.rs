@@ -1,6 +1,6 @@
 //! `runbook status RUN`: every step's state, from the run's journal and its recorded plan.
 
-use super::{EXIT_OK, print_out, usage_error};
+use super::{Done, EXIT_OK, Failure, print_out};
 use crate::cli::DiagFormat;
 use crate::execute::journal::{self, Event, RunStatus};
 use crate::execute::report::table;
@@ -8,23 +8,16 @@ use crate::execute::rundir::RunDir;
 use crate::execute::state::{RunState, Status};
 
 /// The part of the recorded `plan.json` that status needs.
-pub fn run(run: &str, format: DiagFormat) -> u8 {
-    let dir = match RunDir::find(run) {
-        Ok(d) => d,
-        Err(e) => return usage_error("cannot show the run", &e, None),
-    };
-    let plan = match dir.recorded_plan() {
-        Ok(p) => p,
-        Err(e) => return usage_error("cannot read the run's plan.json", &e, None),
-    };
-    let info = match dir.info() {
-        Ok(i) => i,
-        Err(e) => return usage_error("cannot show the run", &e, None),
-    };
-    let records = match journal::read(&dir.journal()) {
-        Ok(r) => r,
-        Err(e) => return usage_error("cannot read the journal", &e, None),
-    };
+pub fn run(run: &str, format: DiagFormat) -> Done {
+    fn cannot(what: &'static str) -> impl Fn(String) -> Failure {
+        move |e| Failure::usage(what, &e, None)
+    }
+    let dir = RunDir::find(run).map_err(cannot("cannot show the run"))?;
+    let plan = dir
+        .recorded_plan()
+        .map_err(cannot("cannot read the run's plan.json"))?;
+    let info = dir.info().map_err(cannot("cannot show the run"))?;
+    let records = journal::read(&dir.journal()).map_err(cannot("cannot read the journal"))?;
     let ids: Vec<String> = plan.steps.iter().map(|s| s.id.clone()).collect();
     let state = RunState::replay_ids(&ids, &records);
     let finished = records.iter().rev().find_map(|r| match &r.event {
@@ -110,8 +103,6 @@ pub fn run(run: &str, format: DiagFormat) -> u8 {
             out
         }
     };
-    match print_out(&text) {
-        Ok(()) => EXIT_OK,
-        Err(code) => code,
-    }
+    print_out(&text)?;
+    Ok(EXIT_OK)
 }

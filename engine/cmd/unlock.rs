@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{EXIT_INVALID, EXIT_OK, usage_error};
+use super::{Done, EXIT_OK, Failure};
 use crate::cli::UnlockArgs;
 use crate::execute::lock::{NODE_LOCK, describe_lock};
 use crate::executor::local::Local;
@@ -12,13 +12,10 @@ use crate::executor::{Executor, Target};
 use crate::inventory::model::Node;
 use crate::shell::quote;
 
-pub fn run(args: &UnlockArgs) -> u8 {
-    let inv = match super::load_inventory(&args.inventory) {
-        Ok(i) => i,
-        Err(code) => return code,
-    };
+pub fn run(args: &UnlockArgs) -> Done {
+    let inv = super::load_inventory(&args.inventory)?;
     if inv.cluster != args.cluster {
-        return usage_error(
+        return Err(Failure::usage(
             &format!(
                 "{} is not the inventory of {}",
                 args.inventory.display(),
@@ -26,14 +23,14 @@ pub fn run(args: &UnlockArgs) -> u8 {
             ),
             &format!("it describes cluster {}", inv.cluster),
             Some("name the cluster the inventory describes, or give its own inventory"),
-        );
+        ));
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
-        Err(e) => return usage_error("cannot start the async runtime", &e, None),
+        Err(e) => return Err(Failure::usage("cannot start the async runtime", &e, None)),
     };
     let nodes: Vec<&Node> = inv.nodes.iter().collect();
     if args.local {
@@ -41,7 +38,13 @@ pub fn run(args: &UnlockArgs) -> u8 {
     }
     let control = match crate::executor::ssh::private_control_dir("unlock") {
         Ok(d) => d,
-        Err(e) => return usage_error("cannot create the SSH control directory", &e, None),
+        Err(e) => {
+            return Err(Failure::usage(
+                "cannot create the SSH control directory",
+                &e,
+                None,
+            ));
+        }
     };
     rt.block_on(async {
         let exec = Ssh::new(control.path().to_path_buf());
@@ -58,39 +61,39 @@ enum Outcome {
     Kept,
 }
 
-async fn unlock<E: Executor>(exec: &E, nodes: &[&Node], args: &UnlockArgs) -> u8 {
-    let mut code = EXIT_OK;
+async fn unlock<E: Executor>(exec: &E, nodes: &[&Node], args: &UnlockArgs) -> Done {
     let unreachable = exec.connect(nodes).await;
-    for (_, e) in &unreachable {
-        eprintln!("error: {e}");
-        code = EXIT_INVALID;
-    }
-    let mut kept = false;
+    let mut problems: Vec<String> = unreachable.iter().map(|(_, e)| e.to_string()).collect();
+    let mut kept = 0;
     for node in nodes
         .iter()
         .filter(|n| !unreachable.iter().any(|(name, _)| *name == n.name))
     {
         match unlock_node(exec, node, args.force).await {
-            Ok(Outcome::Kept) => {
-                kept = true;
-                code = EXIT_INVALID;
-            }
+            Ok(Outcome::Kept) => kept += 1,
             Ok(Outcome::NotLocked | Outcome::Removed) => {}
-            Err(e) => {
-                eprintln!("error: {}: {e}", node.name);
-                code = EXIT_INVALID;
-            }
+            Err(e) => problems.push(format!("{}: {e}", node.name)),
         }
     }
-    if kept {
-        eprintln!(
-            "  hint: make sure that run is over (ask its operator, or look on its host), then `runbook unlock {} -i {}{} --force`",
-            args.cluster,
-            quote(&args.inventory.display().to_string()),
-            if args.local { " --local" } else { "" }
-        );
+    if kept == 0 && problems.is_empty() {
+        return Ok(EXIT_OK);
     }
-    code
+    Err(Failure::Invalid {
+        what: format!(
+            "{} of {} nodes are still locked or could not be asked",
+            kept + problems.len(),
+            nodes.len()
+        ),
+        causes: problems,
+        hint: (kept > 0).then(|| {
+            format!(
+                "make sure that run is over (ask its operator, or look on its host), then `runbook unlock {} -i {}{} --force`",
+                args.cluster,
+                quote(&args.inventory.display().to_string()),
+                if args.local { " --local" } else { "" }
+            )
+        }),
+    })
 }
 
 async fn unlock_node<E: Executor>(exec: &E, node: &Node, force: bool) -> Result<Outcome, String> {

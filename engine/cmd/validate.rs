@@ -1,20 +1,21 @@
 //! `runbook validate`: compile and lint, report every diagnostic, exit 0/1/2.
 
 use super::{
-    EXIT_INVALID, EXIT_OK, UsageFailure, print_out, read_param_values, unreadable_failure,
+    Done, EXIT_INVALID, EXIT_OK, Failure, UsageFailure, print_out, read_param_values,
+    unreadable_failure,
 };
 use crate::cli::{DiagFormat, PlanInput};
 use crate::diag::Severity;
 use crate::pipeline;
 
-pub fn run(input: &PlanInput, format: DiagFormat, deny_warnings: bool) -> u8 {
+pub fn run(input: &PlanInput, format: DiagFormat, deny_warnings: bool) -> Done {
     let compiled = read_param_values(input).and_then(|sets| {
         pipeline::compile_files(&input.plan, &input.inventory, &sets)
             .map_err(|e| unreadable_failure(&e))
     });
     let compiled = match compiled {
         Ok(c) => c,
-        Err(failure) => return cannot_validate(&failure, format),
+        Err(failure) => return cannot_validate(failure, format),
     };
     let ds = &compiled.diagnostics;
     let errors = ds.count(Severity::Error);
@@ -27,9 +28,7 @@ pub fn run(input: &PlanInput, format: DiagFormat, deny_warnings: bool) -> u8 {
                 "diagnostics": ds.to_json(),
             });
             let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
-            if let Err(code) = print_out(&text) {
-                return code;
-            }
+            print_out(&text)?;
         }
         DiagFormat::Text => {
             eprint!("{}", ds.render(&compiled.sources));
@@ -46,9 +45,7 @@ pub fn run(input: &PlanInput, format: DiagFormat, deny_warnings: bool) -> u8 {
                     plural(steps, "step"),
                     plural(warnings, "warning")
                 );
-                if let Err(code) = print_out(&line) {
-                    return code;
-                }
+                print_out(&line)?;
             } else {
                 let why = if errors == 0 {
                     " (--deny-warnings)".to_string()
@@ -65,25 +62,21 @@ pub fn run(input: &PlanInput, format: DiagFormat, deny_warnings: bool) -> u8 {
             }
         }
     }
-    if valid { EXIT_OK } else { EXIT_INVALID }
+    // Invalid input is what validate is for: it did its work, and says so by its status.
+    Ok(if valid { EXIT_OK } else { EXIT_INVALID })
 }
 
 /// An input that cannot be read (exit 2). A CI job that asked for JSON parses standard output
 /// whatever happened, so it gets a document there too; the error also goes to stderr, for the
 /// job's log.
-fn cannot_validate(failure: &UsageFailure, format: DiagFormat) -> u8 {
-    let code = failure.report();
+fn cannot_validate(failure: UsageFailure, format: DiagFormat) -> Done {
     if format == DiagFormat::Json {
         let v = serde_json::json!({
             "valid": false,
             "error": failure.to_json(),
             "diagnostics": [],
         });
-        if let Err(write) =
-            print_out(&(serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"))
-        {
-            return write;
-        }
+        print_out(&(serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"))?;
     }
-    code
+    Err(Failure::Usage(failure))
 }

@@ -114,6 +114,17 @@ pub enum RunStatus {
     Interrupted,
 }
 
+impl RunStatus {
+    /// As a sentence says it: "the run failed".
+    pub fn word(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "was interrupted",
+        }
+    }
+}
+
 /// An event with its time (RFC 3339, UTC, milliseconds).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
