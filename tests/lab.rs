@@ -1097,7 +1097,7 @@ fn snapshot_status(etcd: &str, name: &str) {
     );
     let theirs36: serde_json::Value = serde_json::from_str(&check(
         Command::new(Path::new(bin36.trim()).join("etcdutl"))
-            .args(["snapshot", "status", "-o", "json"])
+            .args(["snapshot", "status", "-w", "json"])
             .arg(&file)
             .output()
             .unwrap(),
@@ -1815,7 +1815,8 @@ fn restore_drill(etcd: &str, scratch: &str) {
         .output()
         .unwrap();
     let report = check(out, "lab drill --snapshot");
-    assert!(report.contains("\n# etcd-restore-drill on "), "{report}");
+    // The report is the drill's output, alone on stdout (the run's progress is on stderr).
+    assert!(report.starts_with("# etcd-restore-drill on "), "{report}");
     assert!(report.contains(": PASSED"), "{report}");
     assert!(
         report.contains("member list equals the inventory"),
