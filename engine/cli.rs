@@ -96,6 +96,19 @@ pub enum Command {
         #[command(flatten)]
         run_opts: RunOptions,
     },
+    /// List the plans bundled in this binary, with what they do and their parameters.
+    #[command(after_help = help::PLANS)]
+    Plans {
+        /// text: a plan per paragraph; json: one document.
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "FORMAT",
+            value_enum,
+            default_value_t = DiagFormat::Text
+        )]
+        output: DiagFormat,
+    },
     /// Show where every step of a run stands.
     #[command(after_help = help::STATUS)]
     Status {
@@ -636,6 +649,15 @@ Examples:
 Examples:
   runbook man > /usr/local/share/man/man1/runbook.1
   runbook man --out /usr/local/share/man/man1";
+
+    pub const PLANS: &str = "\
+A bundled plan runs by its name wherever runbook is installed;
+a path to a plan file works as before.
+
+Example:
+  runbook plans -o json
+  runbook apply etcd-backup -i inventory.yaml \\
+    --set copy_to=/mnt/backups --yes";
 
     pub const SCHEMA: &str = "\
 Example:

@@ -51,6 +51,19 @@ pub fn load<T: DeserializeOwned>(
     Ok((value, name))
 }
 
+/// Like [`load`] for text already in memory (a bundled plan), named `name` in diagnostics.
+pub fn load_text<T: DeserializeOwned>(
+    text: &str,
+    name: &str,
+    kind: &str,
+    sources: &mut SourceMap,
+) -> Result<(T, Arc<str>), LoadFailure> {
+    let name: Arc<str> = Arc::from(name);
+    sources.add(&name, text);
+    let value = parse(text, &name, kind).map_err(LoadFailure::Invalid)?;
+    Ok((value, name))
+}
+
 /// Deserialize text already in memory; `file` names it in diagnostics.
 pub fn parse<T: DeserializeOwned>(
     text: &str,

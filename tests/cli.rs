@@ -1087,3 +1087,107 @@ fn snapshot_status_refuses_what_is_not_a_regular_file_at_once() {
         );
     }
 }
+
+/// The bundled plans travel in the binary: listed with their parameters, and run by name from
+/// a directory that has no plans/ at all, with the same fingerprint as the file in the tree.
+#[test]
+fn bundled_plans_are_listed_and_run_by_name_anywhere() {
+    let listed = runbook(&["plans", "-o", "json"]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    let v: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    let on_disk = std::fs::read_dir(common::root().join("plans"))
+        .unwrap()
+        .count();
+    assert_eq!(names.len(), on_disk, "{names:?}");
+    let backup = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "etcd-backup")
+        .unwrap();
+    assert!(backup["description"].as_str().unwrap().contains("snapshot"));
+    assert!(
+        backup["params"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "copy_to" && p["required"] == true),
+        "{backup}"
+    );
+    let text = runbook(&["plans"]);
+    assert!(text.stdout.contains("etcd-restore-ha\n"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("--set snapshot=...  (required)"),
+        "{}",
+        text.stdout
+    );
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let inv = common::root().join("examples/kubeadm-ha-3.yaml");
+    let inv = inv.to_str().unwrap();
+    let by_name = common::runbook_in(
+        elsewhere.path(),
+        &[
+            "plan",
+            "etcd-restore-ha",
+            "-i",
+            inv,
+            "--set",
+            SNAP,
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(by_name.code, 0, "{}", by_name.stderr);
+    let by_path = runbook(&[
+        "plan",
+        "plans/etcd-restore-ha.yaml",
+        "-i",
+        inv,
+        "--set",
+        SNAP,
+        "-o",
+        "json",
+    ]);
+    let fp =
+        |out: &str| serde_json::from_str::<serde_json::Value>(out).unwrap()["fingerprint"].clone();
+    assert_eq!(fp(&by_name.stdout), fp(&by_path.stdout));
+
+    // A saved plan of a bundled plan records it as such and runs (here, dry) as reviewed.
+    let saved = elsewhere.path().join("reviewed.json");
+    let saved = saved.to_str().unwrap();
+    let out = common::runbook_in(
+        elsewhere.path(),
+        &[
+            "plan",
+            "etcd-restore-ha",
+            "-i",
+            inv,
+            "--set",
+            SNAP,
+            "-o",
+            "json",
+            "--out",
+            saved,
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(saved).unwrap()).unwrap();
+    assert_eq!(
+        doc["saved_plan"]["plan"]["path"],
+        "bundled:etcd-restore-ha.yaml"
+    );
+    let fingerprint = doc["fingerprint"].as_str().unwrap();
+    let run = common::runbook_in(
+        elsewhere.path(),
+        &["apply", saved, "--approve", fingerprint, "--dry-run"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}

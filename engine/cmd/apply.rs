@@ -112,7 +112,7 @@ fn inputs(
         set_file: input.set_file.clone(),
     };
     let sets = read_param_values(&as_plan_input)?;
-    let plan = absolute(&input.plan);
+    let plan = crate::plan::bundled::reference(&input.plan);
     let inventory = absolute(inv);
     let graph = compile(&plan, &inventory, &sets)?;
     Ok((plan, inventory, sets, graph))

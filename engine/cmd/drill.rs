@@ -353,8 +353,8 @@ fn apply_in_lab(
         value: snapshot.display().to_string(),
         origin: "the drill's snapshot".into(),
     }];
-    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let (plan, inventory) = (absolute(plan), absolute(inventory));
+    let plan = crate::plan::bundled::reference(plan);
+    let inventory = std::path::absolute(inventory).unwrap_or_else(|_| inventory.to_path_buf());
     let compiled = pipeline::compile_files(&plan, &inventory, &sets)
         .map_err(|e| format!("cannot read {}: {}", e.path, e.error))?;
     eprint!("{}", compiled.diagnostics.render(&compiled.sources));
@@ -413,24 +413,15 @@ fn leave_lab(d: &Drill, inventory: &Path) {
     }
 }
 
-/// The bundled plans: from the working directory (a checkout), else from the source tree.
+/// A bundled plan, compiled into this binary: the drill needs no checkout.
 fn bundled_plan(file: &str) -> Result<PathBuf, Failure> {
-    let candidates = [
-        Path::new("plans").join(file),
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("plans")
-            .join(file),
-    ];
-    match candidates.iter().find(|p| p.is_file()) {
-        Some(p) => Ok(p.clone()),
+    let arg = format!("{}{file}", crate::plan::bundled::PREFIX);
+    match crate::plan::bundled::lookup(Path::new(&arg)) {
+        Some(_) => Ok(PathBuf::from(arg)),
         None => Err(Failure::usage(
             &format!("cannot find the bundled plan {file}"),
-            &format!(
-                "looked in {} and {}",
-                candidates[0].display(),
-                candidates[1].display()
-            ),
-            Some("run the drill from a checkout of runbook"),
+            &"this runbook was built without it",
+            Some("`runbook plans` lists the plans this binary carries"),
         )),
     }
 }

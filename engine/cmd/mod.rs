@@ -6,6 +6,7 @@ mod docs;
 mod drill;
 mod lab;
 mod plan;
+mod plans;
 mod report;
 mod schema;
 mod snapshot;
@@ -130,6 +131,7 @@ pub fn run(cli: Cli) -> ExitCode {
             skip,
             run_opts,
         } => apply::resume(&run, &retry, &skip, &run_opts),
+        Command::Plans { output } => plans::run(output),
         Command::Status { run, output } => status::run(&run, output),
         Command::Unlock(args) => unlock::run(&args),
     };
@@ -215,7 +217,7 @@ impl From<runbook_lab::LabError> for Failure {
 pub(crate) fn unreadable_failure(e: &crate::pipeline::Unreadable) -> UsageFailure {
     let hint = match &e.error {
         InputError::Io(io) if io.kind() == std::io::ErrorKind::NotFound => {
-            "check the path; plans live in plans/, inventories in examples/ or your own repository"
+            "check the path; plans live in plans/ (or name a bundled one: `runbook plans` lists them), inventories in examples/ or your own repository"
                 .to_string()
         }
         InputError::Io(_) => "check the path and its permissions".to_string(),

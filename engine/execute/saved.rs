@@ -37,9 +37,22 @@ pub struct Inputs {
 }
 
 fn file_ref(p: &Path) -> Result<FileRef, String> {
-    let path = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let sha256 = sha256_file(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let path = crate::plan::bundled::reference(p);
+    let sha256 = digest(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     Ok(FileRef { path, sha256 })
+}
+
+/// The sha256 of a file, or of the bundled plan it names (which changes with the binary).
+fn digest(path: &Path) -> std::io::Result<String> {
+    match crate::plan::bundled::lookup(path) {
+        Some(b) => {
+            use sha2::Digest as _;
+            Ok(crate::snapshot::hex(&sha2::Sha256::digest(
+                b.text.as_bytes(),
+            )))
+        }
+        None => sha256_file(path),
+    }
 }
 
 pub fn record(plan: &Path, inventory: &Path, sets: &[ParamValue]) -> Result<Inputs, String> {
@@ -65,7 +78,7 @@ pub fn record(plan: &Path, inventory: &Path, sets: &[ParamValue]) -> Result<Inpu
 /// Every input that is not what it was at review time.
 pub fn changed(inputs: &Inputs) -> Vec<String> {
     let mut out = Vec::new();
-    let mut check = |what: &str, path: &Path, want: &str| match sha256_file(path) {
+    let mut check = |what: &str, path: &Path, want: &str| match digest(path) {
         Ok(d) if d == want => {}
         Ok(d) => out.push(format!(
             "{what} {} changed (sha256 {d}, reviewed {want})",

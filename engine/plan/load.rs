@@ -13,7 +13,11 @@ pub struct LoadedPlan {
     pub raw: PlanFile,
 }
 
+/// Loads a plan file, or the bundled plan `path` names (see [`super::bundled::lookup`]).
 pub fn load(path: &Path, sources: &mut SourceMap) -> Result<LoadedPlan, LoadFailure> {
-    let (raw, file) = yaml::load::<PlanFile>(path, "plan", sources)?;
+    let (raw, file) = match super::bundled::lookup(path) {
+        Some(b) => yaml::load_text::<PlanFile>(b.text, &b.file(), "plan", sources)?,
+        None => yaml::load::<PlanFile>(path, "plan", sources)?,
+    };
     Ok(LoadedPlan { file, raw })
 }

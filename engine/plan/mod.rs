@@ -1,5 +1,6 @@
 //! The plan file as written: serde types that hold no logic, mirrored by the JSON Schema.
 
+pub mod bundled;
 pub mod load;
 
 use std::collections::BTreeMap;
