@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::compile::{self, ParamValue};
+use crate::compile::{self, ParamValue, RunValues};
 use crate::diag::{Diagnostics, SourceMap};
 use crate::graph::StepGraph;
 use crate::yaml::LoadFailure;
@@ -24,10 +24,47 @@ pub struct Unreadable {
     pub error: crate::input::InputError,
 }
 
+/// Compiles for review: `run.*` values are placeholders (see [`compile::RunValues`]).
 pub fn compile_files(
     plan_path: &Path,
     inventory_path: &Path,
     sets: &[ParamValue],
+) -> Result<Compiled, Unreadable> {
+    compile_for(plan_path, inventory_path, sets, &RunValues::placeholders())
+}
+
+/// The reviewed graph as a run executes it: compiled again with the run's own values when
+/// the plan reads any (`{{ run.started }}`), keeping the reviewed fingerprint; else as is.
+pub fn for_run(
+    reviewed: StepGraph,
+    plan_path: &Path,
+    inventory_path: &Path,
+    sets: &[ParamValue],
+    run: &RunValues,
+) -> Result<StepGraph, String> {
+    if reviewed.run_values().is_empty() {
+        return Ok(reviewed);
+    }
+    let compiled = compile_for(plan_path, inventory_path, sets, run).map_err(|e| e.to_string())?;
+    compiled
+        .graph
+        .and_then(|g| g.as_reviewed(&reviewed))
+        .ok_or_else(|| {
+            format!(
+                "{} compiles with the run's own values ({} {}) to another plan than the one reviewed",
+                plan_path.display(),
+                run.started,
+                run.id
+            )
+        })
+}
+
+/// Compiles with a run's own values.
+pub fn compile_for(
+    plan_path: &Path,
+    inventory_path: &Path,
+    sets: &[ParamValue],
+    run: &RunValues,
 ) -> Result<Compiled, Unreadable> {
     let mut sources = SourceMap::default();
     let mut diagnostics = Diagnostics::default();
@@ -50,7 +87,7 @@ pub fn compile_files(
     };
     let mut graph = None;
     if let (Some(plan), Some(inventory)) = (plan, inventory) {
-        let (runbook, ds) = compile::compile(&plan, &inventory, sets);
+        let (runbook, ds) = compile::compile(&plan, &inventory, sets, run);
         diagnostics.extend(ds.items);
         if let Some(rb) = runbook {
             let g = StepGraph::build(rb);

@@ -1071,3 +1071,73 @@ fn what_a_verification_found_is_in_the_json_events_and_the_journal() {
     );
     assert_eq!(s.count("step_output", "verify"), 1, "journalled too");
 }
+
+/// `{{ run.started }}` and `{{ run.id }}` are the run's own: reviewed as placeholders, so one
+/// approved fingerprint runs again and again with new values; a resume keeps its run's.
+#[test]
+fn values_only_the_run_knows_keep_the_fingerprint_and_survive_a_resume() {
+    let s = Scratch::new("");
+    let d = s.dir.path();
+    std::fs::write(
+        s.path("plan.yaml"),
+        format!(
+            "name: stamped\nsteps:\n  - id: first\n    on: n1\n    run: 'echo {{{{ run.id }}}} {{{{ run.started }}}} >> {a}'\n    destructive: true\n    rollback: none\n  - id: second\n    on: n1\n    run: 'test -e {flag} && echo {{{{ run.id }}}} >> {b}'\n    needs: [first]\n",
+            a = d.join("a").display(),
+            b = d.join("b").display(),
+            flag = d.join("flag").display(),
+        ),
+    )
+    .unwrap();
+    let plan = s.run(&["plan", "plan.yaml", "-i", "inventory.yaml", "-o", "json"]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let v: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let fingerprint = v["fingerprint"].as_str().unwrap().to_string();
+    assert_eq!(v["run_values"][0]["value"], "{{run.started}}", "{v}");
+    assert!(
+        v["steps"][0]["commands"][0]
+            .as_str()
+            .unwrap()
+            .contains("{{run.id}}"),
+        "{v}"
+    );
+    // The first run stops at `second` (no flag yet); the approval holds all the same.
+    let first = s.apply(&["--approve", &fingerprint]);
+    assert_eq!(first.code, 1, "{}", first.stderr);
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(s.path("run/run.json")).unwrap()).unwrap();
+    let run_id = info["run_id"].as_str().unwrap().to_string();
+    assert_eq!(info["run_values"]["id"], run_id.as_str());
+    assert_eq!(info["fingerprint"], fingerprint.as_str());
+    let a = std::fs::read_to_string(d.join("a")).unwrap();
+    let started = info["run_values"]["started"].as_str().unwrap();
+    assert_eq!(a, format!("{run_id} {started}\n"));
+    assert!(started.ends_with('Z') && started.len() == 16, "{started}");
+    // Resumed later, `second` writes the id the run started with.
+    std::fs::write(d.join("flag"), "").unwrap();
+    let resumed = s.run(&["resume", "run", "--approve", &fingerprint]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert_eq!(
+        std::fs::read_to_string(d.join("b")).unwrap(),
+        format!("{run_id}\n")
+    );
+    // Another run, same approval, its own values.
+    let again = s.run(&[
+        "apply",
+        "plan.yaml",
+        "-i",
+        "inventory.yaml",
+        "--local",
+        "--run-dir",
+        "run2",
+        "--approve",
+        &fingerprint,
+    ]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    let lines: Vec<String> = std::fs::read_to_string(d.join("a"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_ne!(lines[0], lines[1], "each run has its own id");
+}

@@ -7,7 +7,7 @@ use super::{
     Done, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_USAGE, Failure, read_param_values,
 };
 use crate::cli::{ApplyInput, PlanInput, RunOptions};
-use crate::compile::ParamValue;
+use crate::compile::{ParamValue, RunValues};
 use crate::execute::gate::Approval;
 use crate::execute::journal::{self, Decision, RunStatus};
 use crate::execute::rundir::RunDir;
@@ -24,8 +24,12 @@ pub fn apply(
     run_dir: Option<&Path>,
     local: bool,
 ) -> Done {
-    let (plan, inventory, sets, graph) = inputs(input, opts, dry_run)?;
-    let approval = approval(&graph, opts, dry_run)?;
+    let (plan, inventory, sets, reviewed) = inputs(input, opts, dry_run)?;
+    let approval = approval(&reviewed, opts, dry_run)?;
+    // What only the run decides (its start, its id) comes in now, after the approval.
+    let values = RunValues::now(&crate::execute::rundir::new_run_id());
+    let graph =
+        pipeline::for_run(reviewed, &plan, &inventory, &sets, &values).map_err(Failure::invalid)?;
     if dry_run {
         return drive(Session {
             graph,
@@ -38,7 +42,7 @@ pub fn apply(
             resumed: false,
         });
     }
-    let run = session::record_run(&graph, plan, inventory, &sets, run_dir, local)
+    let run = session::record_run(&graph, plan, inventory, &sets, &values, run_dir, local)
         .map_err(|p| Failure::usage(&p.what, &p.cause, p.hint.as_deref()))?;
     drive(Session {
         graph,
@@ -149,6 +153,12 @@ pub fn resume(run: &str, retry: &[String], skip: &[String], opts: &RunOptions) -
             ),
         ));
     }
+    // The run goes on with the values it started with (its file names, say), recorded then.
+    let graph = match &info.run_values {
+        Some(values) => pipeline::for_run(graph, &info.plan, &info.inventory, &sets, values)
+            .map_err(Failure::invalid)?,
+        None => graph,
+    };
     let records = match journal::read(&dir.journal()) {
         Ok(r) => r,
         Err(e) => return Err(Failure::usage("cannot resume", &e, None)),

@@ -11,7 +11,7 @@ use std::time::Instant;
 use runbook_lab as lab;
 
 use super::{Done, EXIT_OK, Failure};
-use crate::compile::ParamValue;
+use crate::compile::{ParamValue, RunValues};
 use crate::execute::gate::Approval;
 use crate::execute::journal::RunStatus;
 use crate::execute::report::OutputMode;
@@ -358,14 +358,24 @@ fn apply_in_lab(
     let compiled = pipeline::compile_files(&plan, &inventory, &sets)
         .map_err(|e| format!("cannot read {}: {}", e.path, e.error))?;
     eprint!("{}", compiled.diagnostics.render(&compiled.sources));
-    let graph = compiled.graph.ok_or_else(|| {
+    let reviewed = compiled.graph.ok_or_else(|| {
         format!(
             "{} does not compile with the lab's inventory",
             plan.display()
         )
     })?;
-    let run = session::record_run(&graph, plan, inventory, &sets, Some(run_dir), false)
-        .map_err(|p| p.to_string())?;
+    let values = RunValues::now(&crate::execute::rundir::new_run_id());
+    let graph = pipeline::for_run(reviewed, &plan, &inventory, &sets, &values)?;
+    let run = session::record_run(
+        &graph,
+        plan,
+        inventory,
+        &sets,
+        &values,
+        Some(run_dir),
+        false,
+    )
+    .map_err(|p| p.to_string())?;
     let outcome = session::run(Session {
         graph,
         run: Some(run),

@@ -1,10 +1,11 @@
-//! The values templates see: `params`, `cluster`, `plan`, `node`, `etcd`, `captures`.
+//! The values templates see: `params`, `cluster`, `plan`, `run`, `node`, `etcd`, `captures`.
 
 use std::collections::BTreeMap;
 
 use minijinja::Value;
 use serde_json::json;
 
+use super::RunValues;
 use crate::action::etcd_restore::initial_cluster;
 use crate::action::run::capture_var;
 use crate::inventory::model::{EtcdConfig, Inventory, Node};
@@ -42,12 +43,18 @@ fn node(n: &Node) -> serde_json::Value {
     })
 }
 
+/// `run`: what only the run decides (see [`RunValues`]).
+fn run(values: &RunValues) -> serde_json::Value {
+    json!({ "started": values.started, "id": values.id })
+}
+
 /// Context for parameter defaults: no params (they are being computed), no node.
-pub fn for_defaults(inv: &Inventory, plan_name: &str) -> Value {
+pub fn for_defaults(inv: &Inventory, plan_name: &str, values: &RunValues) -> Value {
     val(json!({
         "cluster": cluster(inv),
         "plan": { "name": plan_name },
         "etcd": etcd(&inv.etcd),
+        "run": run(values),
     }))
 }
 
@@ -56,11 +63,13 @@ pub fn for_instance(
     inv: &Inventory,
     plan_name: &str,
     params: &BTreeMap<String, String>,
+    values: &RunValues,
     on: Option<&Node>,
     captures: Option<&[String]>,
 ) -> Value {
     let mut ctx: BTreeMap<String, Value> = BTreeMap::new();
     ctx.insert("params".into(), val(params));
+    ctx.insert("run".into(), val(run(values)));
     ctx.insert("cluster".into(), val(cluster(inv)));
     ctx.insert("plan".into(), val(json!({ "name": plan_name })));
     ctx.insert(

@@ -76,6 +76,41 @@ impl Instance {
     }
 }
 
+/// What only the run decides, which plans read as `{{ run.started }}` and `{{ run.id }}`
+/// (e.g. in a backup's file name). A plan is reviewed and fingerprinted with placeholders
+/// in their place, so one approval covers every run; each run compiles it again with its
+/// own values, which its record keeps for a resume.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunValues {
+    /// When the run started, UTC, `YYYYMMDDTHHMMSSZ` (sorts as it reads; safe in file names).
+    pub started: String,
+    /// The run's id.
+    pub id: String,
+}
+
+impl RunValues {
+    /// What `plan`, `validate` and the fingerprint see: the templates themselves.
+    pub fn placeholders() -> RunValues {
+        RunValues {
+            started: RUN_STARTED.to_string(),
+            id: RUN_ID.to_string(),
+        }
+    }
+
+    /// This run's: started now.
+    pub fn now(id: &str) -> RunValues {
+        let t = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        RunValues {
+            started: t.chars().filter(|c| *c != '-' && *c != ':').collect(),
+            id: id.to_string(),
+        }
+    }
+}
+
+/// How a reviewed plan shows the run's values.
+pub const RUN_STARTED: &str = "{{run.started}}";
+pub const RUN_ID: &str = "{{run.id}}";
+
 /// An instance's index in [`Runbook::instances`]: how instances refer to each other once
 /// compiled, so nothing resolves a step or node name again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -124,6 +159,8 @@ struct Compiler<'a> {
     templates: Templates,
     params: BTreeMap<String, String>,
     ds: Diagnostics,
+    /// `run.*` in templates: this run's, or placeholders for review.
+    run: RunValues,
     /// Templated node names already reported as unknown: a wrong parameter is reported
     /// once, where it is first used, not at every step using it.
     reported: std::collections::HashSet<String>,
@@ -136,8 +173,9 @@ pub fn compile(
     plan: &LoadedPlan,
     inventory: &Inventory,
     sets: &[ParamValue],
+    run: &RunValues,
 ) -> (Option<Runbook>, Diagnostics) {
-    let mut c = Compiler::new(plan, inventory, sets);
+    let mut c = Compiler::new(plan, inventory, sets, run);
     let mut steps = c.steps();
     c.dependencies(&mut steps);
     let captures = c.captures(&steps);
@@ -159,10 +197,17 @@ pub fn compile(
 
 impl<'a> Compiler<'a> {
     /// Pass 0: the parameters, from defaults, `--set` and `--set-file`.
-    fn new(plan: &'a LoadedPlan, inventory: &'a Inventory, sets: &[ParamValue]) -> Self {
+    fn new(
+        plan: &'a LoadedPlan,
+        inventory: &'a Inventory,
+        sets: &[ParamValue],
+        run: &RunValues,
+    ) -> Self {
         let templates = Templates::new();
         let mut ds = Diagnostics::default();
-        let params = params::resolve(&plan.raw, &plan.file, inventory, sets, &templates, &mut ds);
+        let params = params::resolve(
+            &plan.raw, &plan.file, inventory, sets, &templates, run, &mut ds,
+        );
         Compiler {
             file: &plan.file,
             raw: &plan.raw,
@@ -170,6 +215,7 @@ impl<'a> Compiler<'a> {
             templates,
             params,
             ds,
+            run: run.clone(),
             reported: Default::default(),
         }
     }
@@ -181,7 +227,14 @@ impl<'a> Compiler<'a> {
         if !s.value.contains("{{") {
             return Some(s.value.clone());
         }
-        let ctx = context::for_instance(self.inventory, &self.raw.name, &self.params, None, None);
+        let ctx = context::for_instance(
+            self.inventory,
+            &self.raw.name,
+            &self.params,
+            &self.run,
+            None,
+            None,
+        );
         let name = match self.templates.render_text(&s.value, &ctx) {
             Ok(v) => v.trim().to_string(),
             Err(err) => {
@@ -353,8 +406,14 @@ impl<'a> Compiler<'a> {
             .filter(|n| match &spec.when {
                 None => true,
                 Some(when) => {
-                    let ctx_text =
-                        context::for_instance(inventory, &raw.name, &self.params, Some(n), None);
+                    let ctx_text = context::for_instance(
+                        inventory,
+                        &raw.name,
+                        &self.params,
+                        &self.run,
+                        Some(n),
+                        None,
+                    );
                     self.templates.eval_bool(when, &ctx_text).unwrap_or(false)
                 }
             })
@@ -363,7 +422,8 @@ impl<'a> Compiler<'a> {
         let timeout = step_timeout(spec, file, info, &mut self.ds);
         let mut out = Vec::new();
         for node in nodes {
-            let ctx_text = context::for_instance(inventory, &raw.name, &self.params, node, None);
+            let ctx_text =
+                context::for_instance(inventory, &raw.name, &self.params, &self.run, node, None);
             if let Some(when) = &spec.when {
                 match self.templates.eval_bool(when, &ctx_text) {
                     Ok(false) => continue,
@@ -460,8 +520,14 @@ impl<'a> Compiler<'a> {
                 &mut self.ds,
             ),
             (None, Some(script), _) => {
-                let ctx_shell =
-                    context::for_instance(inventory, &raw.name, &self.params, node, Some(captures));
+                let ctx_shell = context::for_instance(
+                    inventory,
+                    &raw.name,
+                    &self.params,
+                    &self.run,
+                    node,
+                    Some(captures),
+                );
                 match self.templates.render_shell(script, &ctx_shell) {
                     Ok(s) => Some(Action::new(Run {
                         script: s,

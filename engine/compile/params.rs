@@ -24,6 +24,7 @@ pub fn resolve(
     inventory: &Inventory,
     sets: &[ParamValue],
     templates: &Templates,
+    values: &super::RunValues,
     ds: &mut Diagnostics,
 ) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
@@ -47,7 +48,7 @@ pub fn resolve(
             );
         }
     }
-    let defaults_ctx = context::for_defaults(inventory, &raw.name);
+    let defaults_ctx = context::for_defaults(inventory, &raw.name, values);
     for (name, spec) in &raw.params {
         if !crate::check::is_label(&name.value.replace('_', "-")) {
             ds.push(

@@ -30,6 +30,9 @@ pub struct RunInfo {
     /// The inventory's etcd version when the run started, for the report (absent in older runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd_version: Option<String>,
+    /// The run's own values (`run.started`, `run.id`), which a resume compiles with again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_values: Option<crate::compile::RunValues>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

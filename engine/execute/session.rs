@@ -124,7 +124,7 @@ impl Problem {
     }
 }
 
-/// Starts a new run's directory (`run_dir`, or one named by a new run id under the default
+/// Starts a new run's directory (`run_dir`, or one named by the run's id under the default
 /// runs directory) and records in it what the run will do: its inputs (`run.json`, which a
 /// resume compiles again and checks against the fingerprint) and its plan (`plan.json`,
 /// `plan.txt`).
@@ -133,10 +133,11 @@ pub fn record_run(
     plan: PathBuf,
     inventory: PathBuf,
     sets: &[crate::compile::ParamValue],
+    values: &crate::compile::RunValues,
     run_dir: Option<&Path>,
     local: bool,
 ) -> Result<(RunDir, RunInfo), Problem> {
-    let run_id = rundir::new_run_id();
+    let run_id = values.id.clone();
     let dir = run_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| Path::new(rundir::DEFAULT_RUNS).join(&run_id));
@@ -152,6 +153,7 @@ pub fn record_run(
         local,
         runbook_version: Some(env!("CARGO_PKG_VERSION").into()),
         etcd_version: Some(graph.runbook.inventory.etcd.version.to_string()),
+        run_values: Some(values.clone()),
     };
     serde_json::to_vec_pretty(&info)
         .map_err(|e| e.to_string())

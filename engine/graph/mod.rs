@@ -8,7 +8,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::compile::{Instance, InstanceIx, Runbook};
+use crate::compile::{Instance, InstanceIx, RUN_ID, RUN_STARTED, Runbook};
 
 /// The walkable plan.
 #[derive(Debug, Clone)]
@@ -68,6 +68,44 @@ impl StepGraph {
         };
         g.fingerprint = g.compute_fingerprint();
         g
+    }
+
+    /// The run's own values (`{{ run.started }}`, `{{ run.id }}`) the plan uses, with what
+    /// each means: known only when a run starts, shown as themselves in review, and kept out
+    /// of the fingerprint. Found in what the reviewer sees: commands, rollback notes, and
+    /// parameters whose default is one.
+    pub fn run_values(&self) -> Vec<(&'static str, &'static str)> {
+        let texts: Vec<String> = self
+            .runbook
+            .instances
+            .iter()
+            .flat_map(|i| i.commands().into_iter().chain(i.rollback.clone()))
+            .chain(self.runbook.params.values().cloned())
+            .collect();
+        [
+            (
+                RUN_STARTED,
+                "when the run starts, UTC, as 20261201T093000Z (known at run time)",
+            ),
+            (RUN_ID, "the run's id (known at run time)"),
+        ]
+        .into_iter()
+        .filter(|(v, _)| texts.iter().any(|t| t.contains(v)))
+        .collect()
+    }
+
+    /// This graph, compiled with a run's own values, as the reviewed graph it comes from:
+    /// the same instances in the same order, under the reviewed fingerprint (which the run
+    /// values are kept out of). `None` if the two are not the same plan.
+    pub fn as_reviewed(mut self, reviewed: &StepGraph) -> Option<StepGraph> {
+        let ids = |g: &StepGraph| -> Vec<String> {
+            g.order.iter().map(|&i| g.instance(i).id.clone()).collect()
+        };
+        if ids(&self) != ids(reviewed) {
+            return None;
+        }
+        self.fingerprint.clone_from(&reviewed.fingerprint);
+        Some(self)
     }
 
     pub fn instance(&self, i: usize) -> &Instance {

@@ -29,6 +29,11 @@ pub fn json(g: &StepGraph) -> String {
         "plan": g.runbook.name,
         "cluster": g.runbook.inventory.cluster,
         "params": g.runbook.params,
+        "run_values": g
+            .run_values()
+            .iter()
+            .map(|(v, meaning)| serde_json::json!({ "value": v, "meaning": meaning }))
+            .collect::<Vec<_>>(),
         "steps": g.steps_json(),
     });
     let mut s = serde_json::to_string_pretty(&v).expect("plan serializes");
@@ -75,6 +80,16 @@ pub fn text(g: &StepGraph) -> String {
         if stages == 1 { "" } else { "s" }
     );
     let _ = writeln!(o, "Fingerprint: {}", g.fingerprint);
+    let run_values = g.run_values();
+    if !run_values.is_empty() {
+        let _ = writeln!(
+            o,
+            "Known at run time (not in the fingerprint: one approval covers every run):"
+        );
+        for (v, meaning) in run_values {
+            let _ = writeln!(o, "  {v} = {meaning}");
+        }
+    }
 
     let mut current_stage = usize::MAX;
     for (n, &i) in g.order.iter().enumerate() {
