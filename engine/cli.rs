@@ -136,7 +136,8 @@ pub enum Command {
     Report {
         /// The run: its id (under .runbook/runs) or its directory.
         run: String,
-        /// markdown: for people; json: for tools; junit: for CI test reports.
+        /// markdown: for people; json: for tools; junit: for CI test reports; prometheus:
+        /// metrics in the node-exporter textfile format.
         #[arg(
             short = 'o',
             long = "output",
@@ -198,6 +199,10 @@ pub struct RunOptions {
     /// text: progress on a terminal, plain lines otherwise, summary on stdout; json: one event per line on stdout.
     #[arg(short = 'o', long, value_name = "FORMAT", value_enum, default_value_t = OutputMode::Text)]
     pub output: OutputMode,
+    /// After the run, write its metrics (node-exporter textfile format) to this file, atomically:
+    /// last run, last success, duration, exit status, the snapshot's size, revision, keys, age.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// What `apply` runs: a plan with its inventory and parameters, or a saved plan
@@ -246,6 +251,7 @@ pub enum ReportFormat {
     Markdown,
     Json,
     Junit,
+    Prometheus,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

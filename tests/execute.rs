@@ -1141,3 +1141,93 @@ fn values_only_the_run_knows_keep_the_fingerprint_and_survive_a_resume() {
     assert_eq!(lines.len(), 2);
     assert_ne!(lines[0], lines[1], "each run has its own id");
 }
+
+/// `--metrics-file`: the run's metrics in the textfile format, parsed as Prometheus parses
+/// them; a failed run records its failure and keeps the last success of the one before.
+#[test]
+fn metrics_of_a_run_parse_and_a_failure_keeps_the_last_success() {
+    let s = Scratch::new("");
+    let d = s.dir.path();
+    std::fs::write(
+        s.path("plan.yaml"),
+        format!(
+            "name: job\nsteps:\n  - id: work\n    on: n1\n    run: 'test ! -e {fail}'\n",
+            fail = d.join("fail").display()
+        ),
+    )
+    .unwrap();
+    let metrics = s.path("metrics/runbook.prom");
+    std::fs::create_dir_all(metrics.parent().unwrap()).unwrap();
+    let file = metrics.to_str().unwrap().to_string();
+    let read = || {
+        let text = std::fs::read_to_string(&metrics).unwrap();
+        let parsed =
+            prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+        let value = |name: &str| {
+            let s = parsed
+                .samples
+                .iter()
+                .find(|s| s.metric == name)
+                .unwrap_or_else(|| panic!("no {name} in\n{text}"));
+            assert_eq!(s.labels.get("plan"), Some("job"), "{text}");
+            assert!(
+                s.labels.get("cluster").is_some_and(|c| !c.is_empty()),
+                "{text}"
+            );
+            match s.value {
+                prometheus_parse::Value::Gauge(v) => v,
+                ref other => panic!("{name} is not a gauge: {other:?}"),
+            }
+        };
+        (
+            value("runbook_last_run_success"),
+            value("runbook_last_run_exit_status"),
+            value("runbook_last_success_timestamp_seconds"),
+            value("runbook_last_run_timestamp_seconds"),
+        )
+    };
+    let ok = s.run(&[
+        "apply",
+        "plan.yaml",
+        "-i",
+        "inventory.yaml",
+        "--local",
+        "--run-dir",
+        "run1",
+        "--metrics-file",
+        &file,
+    ]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let (success, exit, last_success, last_run) = read();
+    assert_eq!((success, exit), (1.0, 0.0));
+    assert!((now - last_success).abs() < 60.0, "{last_success} vs {now}");
+    assert_eq!(last_success, last_run);
+
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    std::fs::write(d.join("fail"), "").unwrap();
+    let failed = s.run(&[
+        "apply",
+        "plan.yaml",
+        "-i",
+        "inventory.yaml",
+        "--local",
+        "--run-dir",
+        "run2",
+        "--metrics-file",
+        &file,
+    ]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    let (success2, exit2, last_success2, last_run2) = read();
+    assert_eq!((success2, exit2), (0.0, 1.0));
+    assert_eq!(last_success2, last_success, "the last success is kept");
+    assert!(last_run2 > last_run);
+    // Replaced atomically: no temporary file is left beside it.
+    let left: Vec<_> = std::fs::read_dir(metrics.parent().unwrap())
+        .unwrap()
+        .collect();
+    assert_eq!(left.len(), 1);
+}

@@ -1375,6 +1375,78 @@ fn backup(etcd: &str, name: &str) {
         disk.join(format!("etcd-{name}-20261121T000004Z.db"))
             .exists()
     );
+
+    // As a timer runs it: the bundled plan by name, the file named by the run's start, a
+    // fingerprint approved once (twice used), and metrics written for node-exporter.
+    let sets = [
+        format!("dir={}", local.display()),
+        format!("copy_to={}", disk.display()),
+    ];
+    let reviewed: serde_json::Value = serde_json::from_str(&check(
+        runbook()
+            .args(["plan", "etcd-backup", "-i"])
+            .arg(&lab.inventory)
+            .args(["--set", &sets[0], "--set", &sets[1], "-o", "json"])
+            .output()
+            .unwrap(),
+        "plan etcd-backup",
+    ))
+    .unwrap();
+    let fingerprint = reviewed["fingerprint"].as_str().unwrap();
+    let metrics = lab.work.path().join("etcd-backup.prom");
+    for n in 0..2 {
+        check(
+            runbook()
+                .env("PATH", &path)
+                .args(["apply", "etcd-backup", "-i"])
+                .arg(&lab.inventory)
+                .args([
+                    "--set",
+                    &sets[0],
+                    "--set",
+                    &sets[1],
+                    "--approve",
+                    fingerprint,
+                ])
+                .arg("--metrics-file")
+                .arg(&metrics)
+                .arg("--run-dir")
+                .arg(lab.work.path().join(format!("run-scheduled-{n}")))
+                .stdin(Stdio::null())
+                .output()
+                .unwrap(),
+            "scheduled backup",
+        );
+        std::thread::sleep(Duration::from_millis(1100)); // distinct start times
+    }
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let gauge = |metric: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == metric)
+            .and_then(|s| match s.value {
+                prometheus_parse::Value::Gauge(v) => Some(v),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no {metric}:\n{text}"))
+    };
+    assert_eq!(gauge("runbook_last_run_success"), 1.0, "{text}");
+    assert!(gauge("runbook_snapshot_size_bytes") > 4096.0, "{text}");
+    assert!(gauge("runbook_snapshot_revision") > 300.0, "{text}");
+    assert!(gauge("runbook_snapshot_keys") >= 300.0, "{text}");
+    assert!(gauge("runbook_snapshot_age_seconds") < 120.0, "{text}");
+    let stamped: Vec<String> = std::fs::read_dir(&disk)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.ends_with(".db") && !f.contains("20261121"))
+        .collect();
+    assert_eq!(
+        stamped.len(),
+        2,
+        "one file per run, named by its start: {stamped:?}"
+    );
 }
 
 /// The read-only health plan, then the defrag plan: every member shrinks, one at a time, the

@@ -31,29 +31,35 @@ pub fn apply(
     let graph =
         pipeline::for_run(reviewed, &plan, &inventory, &sets, &values).map_err(Failure::invalid)?;
     if dry_run {
-        return drive(Session {
+        return drive(
+            opts,
+            Session {
+                graph,
+                run: None,
+                state: None,
+                approval,
+                output: opts.output,
+                limits: limits(opts),
+                hosts: Hosts::DryRun,
+                resumed: false,
+            },
+        );
+    }
+    let run = session::record_run(&graph, plan, inventory, &sets, &values, run_dir, local)
+        .map_err(|p| Failure::usage(&p.what, &p.cause, p.hint.as_deref()))?;
+    drive(
+        opts,
+        Session {
             graph,
-            run: None,
+            run: Some(run),
             state: None,
             approval,
             output: opts.output,
             limits: limits(opts),
-            hosts: Hosts::DryRun,
+            hosts: hosts(local),
             resumed: false,
-        });
-    }
-    let run = session::record_run(&graph, plan, inventory, &sets, &values, run_dir, local)
-        .map_err(|p| Failure::usage(&p.what, &p.cause, p.hint.as_deref()))?;
-    drive(Session {
-        graph,
-        run: Some(run),
-        state: None,
-        approval,
-        output: opts.output,
-        limits: limits(opts),
-        hosts: hosts(local),
-        resumed: false,
-    })
+        },
+    )
 }
 
 /// The plan to run: compiled from a plan and inventory, or from a saved plan's recorded
@@ -211,22 +217,30 @@ pub fn resume(run: &str, retry: &[String], skip: &[String], opts: &RunOptions) -
     }
     let approval = approval(&graph, opts, false)?;
     let local = info.local;
-    drive(Session {
-        graph,
-        run: Some((dir, info)),
-        state: Some((state, decisions)),
-        approval,
-        output: opts.output,
-        limits: limits(opts),
-        hosts: hosts(local),
-        resumed: true,
-    })
+    drive(
+        opts,
+        Session {
+            graph,
+            run: Some((dir, info)),
+            state: Some((state, decisions)),
+            approval,
+            output: opts.output,
+            limits: limits(opts),
+            hosts: hosts(local),
+            resumed: true,
+        },
+    )
 }
 
 /// Runs a session and renders its outcome: the summary on stdout, the verdict, rollback
 /// notes and the next step on stderr, and the exit code.
-fn drive(s: Session) -> Done {
+fn drive(opts: &RunOptions, s: Session) -> Done {
     let o = session::run(s).map_err(|p| Failure::usage(&p.what, &p.cause, p.hint.as_deref()))?;
+    // Written whatever the outcome: a failed backup is exactly what the metrics must show.
+    let metrics = match (&opts.metrics_file, &o.run_dir) {
+        (Some(path), Some(dir)) => write_metrics(path, dir).err(),
+        _ => None,
+    };
     // The run is over whatever happens to its output; output that could not be written
     // (other than to a reader that left) fails a run that otherwise succeeded.
     let printed = match (&o.summary, &o.output_failed) {
@@ -280,9 +294,12 @@ fn drive(s: Session) -> Done {
             }
         }
     }
+    if let Some(f) = &metrics {
+        f.report();
+    }
     // The run's failure was told as it happened, and summed up above.
     Err(Failure::Shown(match o.status {
-        RunStatus::Succeeded if printed => return Ok(EXIT_OK),
+        RunStatus::Succeeded if printed && metrics.is_none() => return Ok(EXIT_OK),
         RunStatus::Succeeded => EXIT_INVALID,
         RunStatus::Interrupted => EXIT_INTERRUPTED,
         RunStatus::Failed if o.refusal.as_ref().is_some_and(|r| r.needs_a_fix()) => EXIT_USAGE,
@@ -352,6 +369,40 @@ fn approval(g: &StepGraph, opts: &RunOptions, dry_run: bool) -> Result<Approval,
             g.fingerprint
         )),
     ))
+}
+
+/// The run's metrics into `path`, atomically (a temporary file beside it, renamed), carrying
+/// the last success over from the file it replaces.
+fn write_metrics(path: &Path, run_dir: &Path) -> Result<(), Failure> {
+    let cannot = |e: &dyn std::fmt::Display| {
+        Failure::usage(
+            &format!("cannot write the metrics to {}", path.display()),
+            e,
+            None,
+        )
+    };
+    let dir = RunDir::find(&run_dir.display().to_string()).map_err(|e| cannot(&e))?;
+    let report = crate::report::build(&dir).map_err(|e| cannot(&e))?;
+    let previous = std::fs::read_to_string(path).ok();
+    let text = crate::report::prometheus(&report, previous.as_deref());
+    let parent = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".runbook-metrics")
+        .tempfile_in(parent)
+        .map_err(|e| cannot(&e))?;
+    use std::io::Write as _;
+    tmp.write_all(text.as_bytes()).map_err(|e| cannot(&e))?;
+    // node-exporter runs as another user: the file is readable, like any textfile metric.
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .map_err(|e| cannot(&e))?;
+    tmp.persist(path).map_err(|e| cannot(&e.error))?;
+    Ok(())
 }
 
 /// `--parallel` and `--per-host`.

@@ -4,7 +4,7 @@
 use super::{Done, EXIT_INVALID, EXIT_OK, Failure};
 use crate::cli::ReportFormat;
 use crate::execute::rundir::RunDir;
-use crate::report::{build, junit, markdown};
+use crate::report::{build, junit, markdown, prometheus};
 
 pub fn run(run: &str, format: ReportFormat) -> Done {
     let cannot = |e: String| Failure::usage("cannot report on the run", &e, None);
@@ -13,6 +13,7 @@ pub fn run(run: &str, format: ReportFormat) -> Done {
     let text = match format {
         ReportFormat::Json => serde_json::to_string_pretty(&report).unwrap_or_default() + "\n",
         ReportFormat::Markdown => markdown(&report),
+        ReportFormat::Prometheus => prometheus(&report, None),
         ReportFormat::Junit => junit(&report, &dir)
             .map_err(|e| Failure::usage("cannot write the JUnit report", &e, None))?,
     };

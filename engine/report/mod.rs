@@ -9,6 +9,7 @@
 
 mod junit;
 mod markdown;
+mod prometheus;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,6 +24,7 @@ use crate::snapshot::status::status;
 
 pub use junit::junit;
 pub use markdown::markdown;
+pub use prometheus::prometheus;
 
 #[derive(Serialize)]
 pub struct StepLine {
