@@ -96,6 +96,9 @@ pub enum Command {
         #[command(flatten)]
         run_opts: RunOptions,
     },
+    /// Write what runs a reviewed plan on a schedule: a systemd timer, or a Kubernetes CronJob.
+    #[command(subcommand, after_help = help::SCHEDULE)]
+    Schedule(ScheduleCommand),
     /// List the plans bundled in this binary, with what they do and their parameters.
     #[command(after_help = help::PLANS)]
     Plans {
@@ -236,6 +239,66 @@ pub struct PlanInput {
     /// Set a plan parameter to the contents of a file (repeatable; a regular file of at most 1 MiB).
     #[arg(long = "set-file", value_name = "NAME=PATH", value_parser = parse_assignment)]
     pub set_file: Vec<(String, String)>,
+}
+
+/// What a schedule runs: a reviewed plan, with its inventory, parameters and fingerprint.
+#[derive(Debug, Args)]
+pub struct Scheduled {
+    #[command(flatten)]
+    pub input: PlanInput,
+    /// The fingerprint `runbook plan` printed for exactly this plan, inventory and parameters:
+    /// scheduled runs are unattended, so they run only what was reviewed.
+    #[arg(long, value_name = "FINGERPRINT")]
+    pub approve: String,
+    /// Name of the units or objects: runbook-NAME (default: the plan's name and the cluster's).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// A .service and .timer pair: Persistent=true (a run missed while the machine was off runs
+    /// at boot), one run at a time.
+    #[command(after_help = help::SCHEDULE_SYSTEMD)]
+    Systemd {
+        #[command(flatten)]
+        plan: Scheduled,
+        /// When, in systemd.time(7)'s calendar syntax, e.g. `daily` or `*-*-* 02:30:00`.
+        #[arg(long, value_name = "SPEC", default_value = "daily")]
+        on_calendar: String,
+        /// Write the run's metrics here after every run (node-exporter textfile format).
+        #[arg(long, value_name = "PATH")]
+        metrics_file: Option<PathBuf>,
+        /// The runbook binary the service runs (default: this one).
+        #[arg(long, value_name = "PATH")]
+        runbook: Option<PathBuf>,
+        /// Directory to write the two unit files into (default: the current directory).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// A CronJob (concurrencyPolicy Forbid, no retries) and the ConfigMap holding the inventory;
+    /// the SSH key and known_hosts come from a Secret you create.
+    #[command(after_help = help::SCHEDULE_CRONJOB)]
+    Cronjob {
+        #[command(flatten)]
+        plan: Scheduled,
+        /// When, in cron syntax, e.g. `30 2 * * *`.
+        #[arg(long, value_name = "CRON")]
+        schedule: String,
+        /// A container image with runbook as its entrypoint.
+        #[arg(long, value_name = "IMAGE")]
+        image: String,
+        /// Namespace of the CronJob and ConfigMap.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// The Secret holding the inventory's SSH files, under the keys `identity`,
+        /// `known_hosts` and `config` (those the inventory names).
+        #[arg(long, value_name = "SECRET", default_value = "runbook-ssh")]
+        ssh_secret: String,
+        /// Write the manifests to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 /// `-o/--output` of `validate` and `status`.
@@ -655,6 +718,37 @@ Examples:
 Examples:
   runbook man > /usr/local/share/man/man1/runbook.1
   runbook man --out /usr/local/share/man/man1";
+
+    pub const SCHEDULE: &str = "\
+Both refuse a fingerprint that is not the plan's as compiled now.
+
+Example:
+  runbook schedule systemd etcd-backup \\
+    -i /etc/runbook/inventory.yaml \\
+    --set copy_to=backup1:/srv/etcd \\
+    --approve sha256:... --out /etc/systemd/system";
+
+    pub const SCHEDULE_SYSTEMD: &str = "\
+Then: systemctl daemon-reload && systemctl enable --now runbook-NAME.timer
+
+Example:
+  runbook schedule systemd etcd-backup \\
+    -i /etc/runbook/inventory.yaml \\
+    --set copy_to=backup1:/srv/etcd \\
+    --approve sha256:... --on-calendar '*-*-* 02:30:00' \\
+    --metrics-file /var/lib/node-exporter/runbook.prom \\
+    --out /etc/systemd/system";
+
+    pub const SCHEDULE_CRONJOB: &str = "\
+The Secret first: kubectl create secret generic runbook-ssh \\
+  --from-file=identity=id_ed25519 --from-file=known_hosts
+
+Example:
+  runbook schedule cronjob etcd-backup \\
+    -i inventory.yaml --set copy_to=s3://bk/etcd \\
+    --approve sha256:... --schedule '30 2 * * *' \\
+    --image registry.example/runbook:0.1 \\
+    --namespace kube-system | kubectl apply -f -";
 
     pub const PLANS: &str = "\
 A bundled plan runs by its name wherever runbook is installed;

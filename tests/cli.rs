@@ -1191,3 +1191,87 @@ fn bundled_plans_are_listed_and_run_by_name_anywhere() {
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
+
+/// `schedule systemd` writes a unit pair systemd accepts (`systemd-analyze verify`), whose
+/// command line carries every value literally, and refuses a fingerprint that is not the plan's.
+#[test]
+fn a_systemd_schedule_is_what_systemd_accepts_and_runs_only_the_reviewed_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = common::root().join("examples/kubeadm-ha-3.yaml");
+    let inv = inv.to_str().unwrap();
+    // A value systemd would otherwise expand: specifiers, variables, quotes.
+    let copy_to = "copy_to=/mnt/backups/%n $HOME \"q\"";
+    let plan = runbook(&[
+        "plan",
+        "etcd-backup",
+        "-i",
+        inv,
+        "--set",
+        copy_to,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    let v: serde_json::Value = serde_json::from_str(&plan.stdout).unwrap();
+    let fp = v["fingerprint"].as_str().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let wrong = runbook(&[
+        "schedule",
+        "systemd",
+        "etcd-backup",
+        "-i",
+        inv,
+        "--set",
+        copy_to,
+        "--approve",
+        "sha256:0000",
+        "--out",
+        out,
+    ]);
+    assert_eq!(wrong.code, 2, "{}", wrong.stderr);
+    assert!(
+        wrong
+            .stderr
+            .contains("the approval is for a different plan"),
+        "{}",
+        wrong.stderr
+    );
+    let made = runbook(&[
+        "schedule",
+        "systemd",
+        "etcd-backup",
+        "-i",
+        inv,
+        "--set",
+        copy_to,
+        "--approve",
+        fp,
+        "--on-calendar",
+        "*-*-* 02:30:00",
+        "--name",
+        "backup",
+        "--out",
+        out,
+    ]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let service = std::fs::read_to_string(dir.path().join("runbook-backup.service")).unwrap();
+    let timer = std::fs::read_to_string(dir.path().join("runbook-backup.timer")).unwrap();
+    assert!(timer.contains("Persistent=true") && timer.contains("OnCalendar=*-*-* 02:30:00"));
+    assert!(
+        service.contains(&format!("\"--approve\" \"{fp}\""))
+            && service.contains("\"bundled:etcd-backup.yaml\"")
+            && service.contains("\"copy_to=/mnt/backups/%%n $$HOME \\\"q\\\"\""),
+        "{service}"
+    );
+    let verify = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(dir.path().join("runbook-backup.service"))
+        .arg(dir.path().join("runbook-backup.timer"))
+        .output()
+        .expect("systemd-analyze (tests/run.sh installs systemd)");
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}

@@ -1447,6 +1447,45 @@ fn backup(etcd: &str, name: &str) {
         2,
         "one file per run, named by its start: {stamped:?}"
     );
+
+    // The same reviewed plan as a CronJob: the lab's real kube-apiserver accepts it.
+    let manifests = lab.work.path().join("cronjob.yaml");
+    check(
+        runbook()
+            .args(["schedule", "cronjob", "etcd-backup", "-i"])
+            .arg(&lab.inventory)
+            .args([
+                "--set",
+                &sets[0],
+                "--set",
+                &sets[1],
+                "--approve",
+                fingerprint,
+            ])
+            .args([
+                "--schedule",
+                "30 2 * * *",
+                "--image",
+                "registry.example/runbook:0.1",
+            ])
+            .arg("--out")
+            .arg(&manifests)
+            .output()
+            .unwrap(),
+        "schedule cronjob",
+    );
+    let accepted = lab.kubectl(&[
+        "apply",
+        "--dry-run=server",
+        "-f",
+        manifests.to_str().unwrap(),
+    ]);
+    assert!(
+        accepted.contains("configmap/runbook-etcd-backup-")
+            && accepted.contains("cronjob.batch/runbook-etcd-backup-")
+            && accepted.matches("(server dry run)").count() == 2,
+        "{accepted}"
+    );
 }
 
 /// The read-only health plan, then the defrag plan: every member shrinks, one at a time, the

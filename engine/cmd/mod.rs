@@ -8,6 +8,7 @@ mod lab;
 mod plan;
 mod plans;
 mod report;
+mod schedule;
 mod schema;
 mod snapshot;
 mod status;
@@ -45,6 +46,7 @@ pub(crate) fn load_inventory(
 pub(crate) type Done = Result<u8, Failure>;
 
 /// Why a command could not do its work.
+#[derive(Debug)]
 pub(crate) enum Failure {
     /// Unusable input or arguments: `error:`, `Caused by:`, `hint:`, exit 2.
     Usage(UsageFailure),
@@ -132,6 +134,7 @@ pub fn run(cli: Cli) -> ExitCode {
             run_opts,
         } => apply::resume(&run, &retry, &skip, &run_opts),
         Command::Plans { output } => plans::run(output),
+        Command::Schedule(cmd) => schedule::run(cmd),
         Command::Status { run, output } => status::run(&run, output),
         Command::Unlock(args) => unlock::run(&args),
     };
@@ -161,6 +164,7 @@ pub(crate) fn print_out(text: &str) -> Result<(), Failure> {
 ///
 /// Held as data rather than printed where it arises, so that a command whose output is a JSON
 /// document (`validate -o json`) can put it in that document as well as on stderr.
+#[derive(Debug)]
 pub(crate) struct UsageFailure {
     pub what: String,
     pub cause: String,
