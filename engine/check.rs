@@ -94,6 +94,8 @@ pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
             's' => 1000,
             'm' => 60_000,
             'h' => 3_600_000,
+            // Retention ages are written in days.
+            'd' => 86_400_000,
             _ => return None,
         };
         total_ms = total_ms.checked_add(n.checked_mul(unit_ms)?)?;

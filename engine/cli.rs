@@ -471,6 +471,22 @@ pub enum SnapshotCommand {
         )]
         output: SnapshotFormat,
     },
+    /// Every snapshot (*.db) in a directory, newest first: when, size, revision, keys, and
+    /// whether its SHA-256 trailer and its .sha256 check out.
+    #[command(after_help = help::SNAPSHOT_LIST)]
+    List {
+        /// The directory, e.g. a backup plan's `dir` or a directory `copy_to`.
+        dir: PathBuf,
+        /// text: a table; json: one document.
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "FORMAT",
+            value_enum,
+            default_value_t = SnapshotFormat::Text
+        )]
+        output: SnapshotFormat,
+    },
     /// Stream a snapshot from one member (preflight picks it) to FILE, over SSH, and verify it.
     #[command(after_help = help::SNAPSHOT_SAVE)]
     Save {
@@ -749,6 +765,12 @@ Example:
     --approve sha256:... --schedule '30 2 * * *' \\
     --image registry.example/runbook:0.1 \\
     --namespace kube-system | kubectl apply -f -";
+
+    pub const SNAPSHOT_LIST: &str = "\
+Exit status: 0 every snapshot checks out; 1 one does not (it is marked).
+
+Example:
+  runbook snapshot list /var/backups/etcd -o json";
 
     pub const PLANS: &str = "\
 A bundled plan runs by its name wherever runbook is installed;

@@ -1275,3 +1275,63 @@ fn a_systemd_schedule_is_what_systemd_accepts_and_runs_only_the_reviewed_plan() 
         String::from_utf8_lossy(&verify.stderr)
     );
 }
+
+/// `snapshot list DIR`: every snapshot, newest first, checked like `snapshot status` and
+/// against its `.sha256`; one that does not check out is marked and fails the command.
+#[test]
+fn snapshot_list_checks_every_snapshot_of_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let fixture = common::root().join("tests/fixtures/snapshots/etcd-3.6.db");
+    let bytes = std::fs::read(&fixture).unwrap();
+    let digest = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    std::fs::write(d.join("etcd-good.db"), &bytes).unwrap();
+    std::fs::write(
+        d.join("etcd-good.db.sha256"),
+        format!("{digest}  etcd-good.db\n"),
+    )
+    .unwrap();
+    std::fs::write(d.join("etcd-other.db"), &bytes).unwrap();
+    std::fs::write(
+        d.join("etcd-other.db.sha256"),
+        format!("{}  etcd-other.db\n", "0".repeat(64)),
+    )
+    .unwrap();
+    std::fs::write(d.join("etcd-cut.db"), &bytes[..bytes.len() - 7]).unwrap();
+    std::fs::write(d.join("notes.txt"), "not a snapshot").unwrap();
+    let listed = runbook(&["snapshot", "list", d.to_str().unwrap(), "-o", "json"]);
+    assert_eq!(listed.code, 1, "{}", listed.stderr);
+    assert!(
+        listed.stderr.contains("2 of 3 snapshots"),
+        "{}",
+        listed.stderr
+    );
+    let v: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let by_file = |f: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["file"] == f)
+            .unwrap_or_else(|| panic!("{f} not listed: {v}"))
+            .clone()
+    };
+    assert_eq!(v.as_array().unwrap().len(), 3, "{v}");
+    let good = by_file("etcd-good.db");
+    assert_eq!(good["ok"], true);
+    assert_eq!(good["revision"], 5);
+    assert_eq!(good["check"], "ok (trailer, .sha256)");
+    assert_eq!(by_file("etcd-other.db")["check"], ".sha256 DIFFERS");
+    assert_eq!(by_file("etcd-cut.db")["ok"], false);
+    // Only the good one left: the listing passes.
+    std::fs::remove_file(d.join("etcd-other.db")).unwrap();
+    std::fs::remove_file(d.join("etcd-cut.db")).unwrap();
+    let clean = runbook(&["snapshot", "list", d.to_str().unwrap()]);
+    assert_eq!(clean.code, 0, "{}", clean.stderr);
+    assert!(clean.stdout.starts_with("FILE"), "{}", clean.stdout);
+}

@@ -22,7 +22,7 @@ pub static COPY: ActionInfo = ActionInfo {
 
 pub static PRUNE: ActionInfo = ActionInfo {
     name: "snapshot.prune",
-    summary: "keep the newest N snapshots (PREFIX*.db) in a directory or scp target, delete older ones",
+    summary: "keep the newest N snapshots (PREFIX*.db) in a directory or scp target, and/or those younger than an age; delete the others (never the newest)",
     default_timeout: secs(300),
     destructive: true,
     idempotent: true,
@@ -189,7 +189,11 @@ pub struct PruneArgs {
     /// Snapshot file names start with this (e.g. "etcd-prod-"); only `PREFIX*.db` files are pruned.
     pub prefix: String,
     /// How many of the newest to keep (at least 1); a number, or digits from a template.
-    pub keep: Count,
+    #[serde(default)]
+    pub keep: Option<Count>,
+    /// Delete snapshots older than this (e.g. `30d`, `12h`), except the newest; empty: no limit.
+    #[serde(default)]
+    pub max_age: Option<String>,
 }
 
 /// A count written as a number, or as the digits a `{{ params.x }}` template renders.
@@ -244,12 +248,35 @@ pub struct SnapshotPrune {
     pub dir: Dest,
     pub prefix: String,
     pub keep: u32,
+    /// Older than this many minutes is deleted (the newest never is).
+    pub max_age_min: Option<u64>,
 }
 
 impl SnapshotPrune {
     pub fn new(args: PruneArgs, ctx: &Ctx) -> Result<Self, ArgError> {
         require_local(ctx, "snapshot.prune")?;
-        let keep = args.keep.0;
+        let max_age = args.max_age.as_deref().map(str::trim).filter(|a| !a.is_empty());
+        let max_age_min = match max_age {
+            None => None,
+            Some(a) => match crate::check::parse_duration(a) {
+                Some(d) if d.as_secs() >= 60 => Some(d.as_secs() / 60),
+                _ => {
+                    return Err(ArgError::field(
+                        "max_age",
+                        format!("`max_age` {a:?} is not a duration of a minute or more"),
+                    )
+                    .hint("e.g. 30d, 12h, 90m"));
+                }
+            },
+        };
+        if args.keep.is_none() && max_age_min.is_none() {
+            return Err(ArgError::field(
+                "keep",
+                "`snapshot.prune` needs `keep` (how many), `max_age` (how old), or both",
+            ));
+        }
+        // By age alone: no limit on the count.
+        let keep = args.keep.map_or(u32::MAX, |k| k.0);
         if keep == 0 {
             return Err(ArgError::field(
                 "keep",
@@ -274,18 +301,24 @@ impl SnapshotPrune {
             dir,
             prefix: args.prefix,
             keep,
+            max_age_min,
         })
     }
 }
 
 impl Act for SnapshotPrune {
     fn commands(&self) -> Vec<Command> {
+        // Newest first: the newest is always kept; past `keep`, or older than `max_age`, goes.
+        let too_old = match self.max_age_min {
+            Some(m) => format!(" || [ -n \"$(find \"./$f\" -maxdepth 0 -mmin +{m})\" ]"),
+            None => String::new(),
+        };
         let script = |dir: &str| {
             format!(
-                "cd -- {} && ls -1t -- {}*.db 2>/dev/null | tail -n +{} | while IFS= read -r f; do rm -f -- \"$f\" \"$f.sha256\" && echo \"removed $f\"; done",
+                "cd -- {} && ls -1t -- {}*.db 2>/dev/null | {{ n=0; while IFS= read -r f; do n=$((n+1)); [ \"$n\" -gt 1 ] || continue; if [ \"$n\" -gt {} ]{too_old}; then rm -f -- \"$f\" \"$f.sha256\" && echo \"removed $f\"; fi; done; }}",
                 quote(dir),
                 quote(&self.prefix),
-                self.keep + 1
+                self.keep
             )
         };
         match &self.dir {
@@ -297,5 +330,81 @@ impl Act for SnapshotPrune {
             ))],
             Dest::S3(_) => Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// Runs a prune of `dir` with sh, as the operator's machine would, and lists what is left.
+    fn prune(dir: &Path, keep: u32, max_age_min: Option<u64>) -> Vec<String> {
+        let p = SnapshotPrune {
+            dir: Dest::Dir(dir.display().to_string()),
+            prefix: "etcd-c-".into(),
+            keep,
+            max_age_min,
+        };
+        let Command::Shell(script) = &p.commands()[0] else {
+            panic!("a shell command")
+        };
+        let out = std::process::Command::new("sh")
+            .args(["-c", script])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut left: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        left
+    }
+
+    /// Four snapshots, 1, 10, 40 and 50 days old, each with its .sha256, and one of another
+    /// cluster that is never touched.
+    fn four(dir: &Path) {
+        for (name, days) in [("a", 50), ("b", 40), ("c", 10), ("d", 1)] {
+            for f in [format!("etcd-c-{name}.db"), format!("etcd-c-{name}.db.sha256")] {
+                let path = dir.join(&f);
+                std::fs::write(&path, "x").unwrap();
+                let when = std::time::SystemTime::now()
+                    - std::time::Duration::from_secs(days * 86400);
+                std::fs::File::options()
+                    .write(true)
+                    .open(&path)
+                    .unwrap()
+                    .set_modified(when)
+                    .unwrap();
+            }
+        }
+        std::fs::write(dir.join("etcd-other-z.db"), "x").unwrap();
+    }
+
+    #[test]
+    fn prune_keeps_by_count_by_age_or_both_and_never_the_newest() {
+        let names = |l: &[&str]| -> Vec<String> {
+            let mut v: Vec<String> = l
+                .iter()
+                .flat_map(|n| [format!("etcd-c-{n}.db"), format!("etcd-c-{n}.db.sha256")])
+                .collect();
+            v.push("etcd-other-z.db".into());
+            v.sort();
+            v
+        };
+        let d = tempfile::tempdir().unwrap();
+        four(d.path());
+        assert_eq!(prune(d.path(), 2, None), names(&["c", "d"]));
+        let d = tempfile::tempdir().unwrap();
+        four(d.path());
+        assert_eq!(prune(d.path(), u32::MAX, Some(30 * 1440)), names(&["c", "d"]));
+        let d = tempfile::tempdir().unwrap();
+        four(d.path());
+        assert_eq!(prune(d.path(), 3, Some(45 * 1440)), names(&["b", "c", "d"]));
+        // Every snapshot too old: the newest stays all the same.
+        let d = tempfile::tempdir().unwrap();
+        four(d.path());
+        assert_eq!(prune(d.path(), u32::MAX, Some(60)), names(&["d"]));
     }
 }

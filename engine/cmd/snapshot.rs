@@ -26,6 +26,7 @@ pub fn run(cmd: SnapshotCommand) -> Done {
             key,
             ..
         } => save_direct(&file, &endpoint, cacert, cert, key),
+        SnapshotCommand::List { dir, output } => list(&dir, output),
         SnapshotCommand::Save { .. } => Err(Failure::usage(
             "snapshot save needs a cluster",
             &"neither -i INVENTORY nor --endpoint URL was given",
@@ -307,5 +308,128 @@ fn report_saved(r: Result<crate::etcd::save::Saved, String>, source: &str) -> Do
         Err(e) => Err(Failure::invalid(format!(
             "snapshot from {source} failed: {e}"
         ))),
+    }
+}
+
+/// One snapshot of a directory, as `snapshot list` shows it.
+#[derive(serde::Serialize)]
+struct Listed {
+    file: String,
+    /// Its modification time (`snapshot save` renames the finished file into place).
+    taken: Option<String>,
+    size: u64,
+    revision: Option<i64>,
+    keys: Option<u64>,
+    /// `ok`, or what is wrong with it.
+    check: String,
+    ok: bool,
+}
+
+/// Every `*.db` in `dir`, newest first, each checked like `snapshot status` and against the
+/// `.sha256` written beside it.
+fn list(dir: &Path, output: SnapshotFormat) -> Done {
+    let cannot = |e: &dyn std::fmt::Display| {
+        Failure::usage(&format!("cannot list {}", dir.display()), e, None)
+    };
+    let mut files: Vec<(std::time::SystemTime, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .map_err(|e| cannot(&e))?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "db") && p.is_file())
+        .map(|p| {
+            let t = std::fs::metadata(&p)
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            (t, p)
+        })
+        .collect();
+    files.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let listed: Vec<Listed> = files.iter().map(|(t, p)| check_one(p, *t)).collect();
+    let text = match output {
+        SnapshotFormat::Json => serde_json::to_string_pretty(&listed).unwrap_or_default() + "\n",
+        SnapshotFormat::Text => {
+            let mut t = Table::new(
+                &["FILE", "TAKEN (UTC)", "SIZE", "REVISION", "KEYS", "CHECK"],
+                &[2, 3, 4],
+                false,
+            );
+            let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+            for l in &listed {
+                t.row([
+                    l.file.clone(),
+                    opt(l.taken.clone()),
+                    human_bytes(l.size),
+                    opt(l.revision.map(|r| r.to_string())),
+                    opt(l.keys.map(|k| k.to_string())),
+                    l.check.clone(),
+                ]);
+            }
+            let mut out = t.render();
+            out.push('\n');
+            out
+        }
+    };
+    print_out(&text)?;
+    let bad = listed.iter().filter(|l| !l.ok).count();
+    if bad > 0 {
+        return Err(Failure::invalid(format!(
+            "{bad} of {} snapshots in {} do not check out",
+            listed.len(),
+            dir.display()
+        )));
+    }
+    Ok(EXIT_OK)
+}
+
+fn check_one(path: &Path, modified: std::time::SystemTime) -> Listed {
+    let file = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let taken = (modified != std::time::UNIX_EPOCH).then(|| {
+        humantime::format_rfc3339_seconds(modified)
+            .to_string()
+            .replace('T', " ")
+            .trim_end_matches('Z')
+            .to_string()
+    });
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let st = match status(path) {
+        Ok(st) => st,
+        Err(e) => {
+            return Listed {
+                file,
+                taken,
+                size,
+                revision: None,
+                keys: None,
+                check: format!("unreadable: {e}"),
+                ok: false,
+            };
+        }
+    };
+    // The digest `snapshot save` (and the backup plan's copies) write beside the file.
+    let sidecar = std::fs::read_to_string(path.with_file_name(format!("{file}.sha256")))
+        .ok()
+        .and_then(|t| t.split_whitespace().next().map(str::to_ascii_lowercase));
+    let (check, ok) = match (&st.sha256, sidecar) {
+        (Trailer::Mismatch, _) => ("SHA-256 trailer MISMATCH".to_string(), false),
+        (Trailer::Damaged(d), _) => (format!("DAMAGED: {d}"), false),
+        (_, Some(want)) if want != st.file_sha256 => (".sha256 DIFFERS".to_string(), false),
+        (Trailer::Absent, _) => (
+            "ok (no trailer: a copy of member/snap/db)".to_string(),
+            true,
+        ),
+        (Trailer::Ok, Some(_)) => ("ok (trailer, .sha256)".to_string(), true),
+        (Trailer::Ok, None) => ("ok (trailer; no .sha256)".to_string(), true),
+    };
+    Listed {
+        file,
+        taken,
+        size,
+        revision: Some(st.revision),
+        keys: Some(st.etcdutl_total_keys()),
+        check,
+        ok,
     }
 }
