@@ -53,11 +53,7 @@ impl EtcdDefrag {
 
 impl Act for EtcdDefrag {
     fn tools(&self, node: &Node) -> Vec<Tool> {
-        vec![Tool {
-            path: node.etcd.etcdctl.clone(),
-            field: "etcd.etcdctl",
-            version: None,
-        }]
+        vec![Tool::etcdctl(node)]
     }
 
     fn commands(&self) -> Vec<Command> {

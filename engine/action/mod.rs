@@ -221,6 +221,17 @@ pub struct Tool {
     pub version: Option<EtcdVersion>,
 }
 
+impl Tool {
+    /// The node's etcdctl, any version (its flags are the same from 3.4 on).
+    pub fn etcdctl(node: &Node) -> Tool {
+        Tool {
+            path: node.etcd.etcdctl.clone(),
+            field: "etcd.etcdctl",
+            version: None,
+        }
+    }
+}
+
 /// What every compiled action is. Everything but `commands` has a default: most actions
 /// are shell commands with nothing to set or check beforehand.
 pub trait Act: Any + fmt::Debug + Send + Sync {

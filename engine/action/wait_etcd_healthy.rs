@@ -67,11 +67,7 @@ impl WaitEtcdHealthy {
 
 impl Act for WaitEtcdHealthy {
     fn tools(&self, node: &Node) -> Vec<Tool> {
-        vec![Tool {
-            path: node.etcd.etcdctl.clone(),
-            field: "etcd.etcdctl",
-            version: None,
-        }]
+        vec![Tool::etcdctl(node)]
     }
 
     fn commands(&self) -> Vec<Command> {
