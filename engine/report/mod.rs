@@ -148,27 +148,7 @@ pub fn build(dir: &RunDir) -> Result<Report, String> {
         .enumerate()
         .map(|(i, id)| (id.as_str(), i))
         .collect();
-    let mut lines: Vec<StepLine> = plan
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| StepLine {
-            id: s.id.clone(),
-            step: s.step.clone(),
-            node: s.node.clone().unwrap_or_else(|| "local".into()),
-            action: s.action.clone(),
-            status: status_text(&state.status[i]),
-            started_at_s: None,
-            // Time spent over every finished attempt; none for a step that never finished.
-            duration_s: (state.duration_ms[i] > 0
-                || matches!(
-                    state.status[i],
-                    Status::Succeeded | Status::Failed | Status::TimedOut
-                ))
-            .then(|| state.duration_ms[i] as f64 / 1000.0),
-            error: state.error[i].clone(),
-        })
-        .collect();
+    let mut lines = step_lines(&plan.steps, &state);
 
     let mut first_destructive: Option<(SystemTime, usize)> = None;
     let mut finished_ok: Vec<Option<SystemTime>> = vec![None; ids.len()];
@@ -298,27 +278,7 @@ pub fn build(dir: &RunDir) -> Result<Report, String> {
     let passed = outcome == "succeeded";
     let failure = (!passed).then(|| failure_reason(&outcome, &lines));
 
-    let (rto_s, rto_measured) = match first_destructive {
-        Some((start, i)) => {
-            let (end, how) = rto_end(&plan.steps, &finished_ok, last);
-            let end = end.unwrap_or(start);
-            // Time an operator spent answering `--step` questions inside the window is not
-            // the restore's: the cluster would have been back that much sooner.
-            let answering: f64 = waits
-                .iter()
-                .filter(|(t, _)| *t > start && *t <= end)
-                .map(|(_, w)| w)
-                .sum();
-            (
-                Some((secs(start, end) - answering).max(0.0)),
-                Some(format!(
-                    "from the start of `{}`, the first destructive step (where the cluster stops serving), to {how}",
-                    plan.steps[i].id
-                )),
-            )
-        }
-        None => (None, None),
-    };
+    let (rto_s, rto_measured) = rto(&plan.steps, first_destructive, &finished_ok, last, &waits);
 
     let snapshot = snapshot_facts(dir, &info.params, &plan.steps, &finished_ok);
     let rpo_s = snapshot
@@ -327,25 +287,7 @@ pub fn build(dir: &RunDir) -> Result<Report, String> {
         .zip(first_destructive.map(|(t, _)| t).or(first))
         .map(|(taken, start)| secs(taken, start));
 
-    let verification = plan
-        .steps
-        .iter()
-        .filter(|s| {
-            matches!(
-                s.action.as_str(),
-                "etcd.verify_cluster" | "etcd.preflight" | "snapshot.not_source"
-            )
-        })
-        .filter_map(|s| std::fs::read_to_string(dir.log(&s.id)).ok())
-        .flat_map(|log| {
-            log.lines()
-                .filter(|l| {
-                    !l.starts_with("==") && !l.starts_with("# runbook:") && !l.trim().is_empty()
-                })
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let verification = verification(dir, &plan.steps);
     Ok(Report {
         run_id: info.run_id,
         plan: plan.plan,
@@ -369,6 +311,84 @@ pub fn build(dir: &RunDir) -> Result<Report, String> {
         verification,
         steps: lines,
     })
+}
+
+/// A line per recorded step, with its status, attempts' time and last error.
+fn step_lines(steps: &[RecordedStep], state: &RunState) -> Vec<StepLine> {
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| StepLine {
+            id: s.id.clone(),
+            step: s.step.clone(),
+            node: s.node.clone().unwrap_or_else(|| "local".into()),
+            action: s.action.clone(),
+            status: status_text(&state.status[i]),
+            started_at_s: None,
+            // Time spent over every finished attempt; none for a step that never finished.
+            duration_s: (state.duration_ms[i] > 0
+                || matches!(
+                    state.status[i],
+                    Status::Succeeded | Status::Failed | Status::TimedOut
+                ))
+            .then(|| state.duration_ms[i] as f64 / 1000.0),
+            error: state.error[i].clone(),
+        })
+        .collect()
+}
+
+/// RTO and how it was measured: from the first destructive step's start to kube-apiserver
+/// ready (see `rto_end`), less the time spent answering `--step` questions within.
+fn rto(
+    steps: &[RecordedStep],
+    first_destructive: Option<(SystemTime, usize)>,
+    finished_ok: &[Option<SystemTime>],
+    last: Option<SystemTime>,
+    waits: &[(SystemTime, f64)],
+) -> (Option<f64>, Option<String>) {
+    match first_destructive {
+        Some((start, i)) => {
+            let (end, how) = rto_end(steps, finished_ok, last);
+            let end = end.unwrap_or(start);
+            // Time an operator spent answering `--step` questions inside the window is not
+            // the restore's: the cluster would have been back that much sooner.
+            let answering: f64 = waits
+                .iter()
+                .filter(|(t, _)| *t > start && *t <= end)
+                .map(|(_, w)| w)
+                .sum();
+            (
+                Some((secs(start, end) - answering).max(0.0)),
+                Some(format!(
+                    "from the start of `{}`, the first destructive step (where the cluster stops serving), to {how}",
+                    steps[i].id
+                )),
+            )
+        }
+        None => (None, None),
+    }
+}
+
+/// What the checking steps (preflight, the source guard, the cluster verification) logged.
+fn verification(dir: &RunDir, steps: &[RecordedStep]) -> Vec<String> {
+    steps
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.action.as_str(),
+                "etcd.verify_cluster" | "etcd.preflight" | "snapshot.not_source"
+            )
+        })
+        .filter_map(|s| std::fs::read_to_string(dir.log(&s.id)).ok())
+        .flat_map(|log| {
+            log.lines()
+                .filter(|l| {
+                    !l.starts_with("==") && !l.starts_with("# runbook:") && !l.trim().is_empty()
+                })
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// Where RTO ends: kube-apiserver ready on every node (the end of the last instance of the
