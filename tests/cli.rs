@@ -1335,3 +1335,82 @@ fn snapshot_list_checks_every_snapshot_of_a_directory() {
     assert_eq!(clean.code, 0, "{}", clean.stderr);
     assert!(clean.stdout.starts_with("FILE"), "{}", clean.stdout);
 }
+
+/// A CronJob runs in a container: a plan file travels in the ConfigMap with the inventory
+/// (the operator's path does not exist there), and a `--set-file` is refused, writing nothing.
+#[test]
+fn a_cronjob_carries_its_plan_file_and_refuses_local_files() {
+    let inv = common::root().join("examples/kubeadm-ha-3.yaml");
+    let inv = inv.to_str().unwrap();
+    let plan = "plans/etcd-health.yaml";
+    let reviewed = runbook(&["plan", plan, "-i", inv, "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&reviewed.stdout).unwrap();
+    let fp = v["fingerprint"].as_str().unwrap();
+    let base = ["schedule", "cronjob", plan, "-i", inv, "--approve", fp];
+    let mut args = base.to_vec();
+    args.extend(["--schedule", "0 * * * *", "--image", "r:1"]);
+    let out = runbook(&args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let docs: Vec<serde_json::Value> = out
+        .stdout
+        .split("\n---\n")
+        .skip(1)
+        .map(|d| serde_saphyr::from_str(d).unwrap())
+        .collect();
+    let data = &docs[0]["data"];
+    assert!(
+        data["plan.yaml"]
+            .as_str()
+            .unwrap()
+            .contains("name: etcd-health")
+    );
+    assert!(
+        data["inventory.yaml"]
+            .as_str()
+            .unwrap()
+            .contains("cluster: prod-eu1")
+    );
+    let container = &docs[1]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["args"][1], "/etc/runbook/plan.yaml",
+        "{container}"
+    );
+    assert_eq!(docs[1]["spec"]["concurrencyPolicy"], "Forbid");
+
+    let dir = tempfile::tempdir().unwrap();
+    let value = dir.path().join("copy_to");
+    std::fs::write(&value, "/mnt/offsite\n").unwrap();
+    let set_file = format!("copy_to={}", value.display());
+    let backup = "plans/etcd-backup.yaml";
+    let reviewed = runbook(&[
+        "plan",
+        backup,
+        "-i",
+        inv,
+        "--set-file",
+        &set_file,
+        "-o",
+        "json",
+    ]);
+    assert_eq!(reviewed.code, 0, "{}", reviewed.stderr);
+    let v: serde_json::Value = serde_json::from_str(&reviewed.stdout).unwrap();
+    let fp = v["fingerprint"].as_str().unwrap();
+    let refused = runbook(&[
+        "schedule",
+        "cronjob",
+        backup,
+        "-i",
+        inv,
+        "--set-file",
+        &set_file,
+        "--approve",
+        fp,
+        "--schedule",
+        "0 * * * *",
+        "--image",
+        "r:1",
+    ]);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("--set-file"), "{}", refused.stderr);
+    assert!(refused.stdout.is_empty());
+}

@@ -75,12 +75,10 @@ fn reviewed(s: &Scheduled) -> Result<(StepGraph, String), Failure> {
 
 /// `apply`'s arguments for the scheduled run, with files as absolute paths (the scheduler
 /// starts it elsewhere).
-fn apply_args(s: &Scheduled, inventory: &str) -> Vec<String> {
+fn apply_args(s: &Scheduled, plan: &str, inventory: &str) -> Vec<String> {
     let mut args = vec![
         "apply".to_string(),
-        crate::plan::bundled::reference(&s.input.plan)
-            .display()
-            .to_string(),
+        plan.to_string(),
         "-i".into(),
         inventory.to_string(),
     ];
@@ -139,7 +137,10 @@ fn systemd(
         })?,
     };
     let mut args = vec![binary.display().to_string()];
-    args.extend(apply_args(s, &inventory));
+    let plan = crate::plan::bundled::reference(&s.input.plan)
+        .display()
+        .to_string();
+    args.extend(apply_args(s, &plan, &inventory));
     if let Some(m) = &metrics_file {
         args.push("--metrics-file".into());
         args.push(absolute(m).display().to_string());
@@ -196,13 +197,32 @@ Unit={unit}.service\n\
 WantedBy=timers.target\n"
     );
     let dir = out.unwrap_or_else(|| PathBuf::from("."));
+    // Both written beside their names first, then renamed: never a timer without its service.
+    let mut staged = Vec::new();
     for (file, text) in [
         (format!("{unit}.service"), &service),
         (format!("{unit}.timer"), &timer),
     ] {
         let path = dir.join(&file);
-        std::fs::write(&path, text)
-            .map_err(|e| Failure::usage(&format!("cannot write {}", path.display()), &e, None))?;
+        let cannot = |e: &dyn std::fmt::Display| {
+            Failure::usage(&format!("cannot write {}", path.display()), e, None)
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(&format!(".{file}"))
+            .tempfile_in(&dir)
+            .map_err(|e| cannot(&e))?;
+        std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(|e| cannot(&e))?;
+        std::fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )
+        .map_err(|e| cannot(&e))?;
+        staged.push((tmp, path));
+    }
+    for (tmp, path) in staged {
+        tmp.persist(&path).map_err(|e| {
+            Failure::usage(&format!("cannot write {}", path.display()), &e.error, None)
+        })?;
         eprintln!("wrote {}", path.display());
     }
     eprintln!("then: systemctl daemon-reload && systemctl enable --now {unit}.timer");
@@ -239,16 +259,37 @@ fn cronjob(
             ));
         }
     }
-    let inventory_text = crate::input::read_bytes(&s.input.inventory, crate::input::DOCUMENT_LIMIT)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| {
-            Failure::usage(
-                &format!("cannot read {}", s.input.inventory.display()),
-                &"it compiled a moment ago",
-                None,
-            )
-        })?;
+
+    if let Some((k, p)) = s.input.set_file.first() {
+        return Err(Failure::usage(
+            "cannot schedule --set-file in a CronJob",
+            &format!("--set-file {k}={p} names a file on this machine, not in the container"),
+            Some("pass the value with --set, or bake the file into the image"),
+        ));
+    }
+    // A bundled plan is in the image's runbook; a plan file travels in the ConfigMap, as the
+    // operator's path does not exist in the container.
+    let read = |path: &Path| {
+        crate::input::read_bytes(path, crate::input::DOCUMENT_LIMIT)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| {
+                Failure::usage(
+                    &format!("cannot read {}", path.display()),
+                    &"it compiled a moment ago",
+                    None,
+                )
+            })
+    };
+    let mut data = serde_json::Map::new();
+    let plan = match crate::plan::bundled::lookup(&s.input.plan) {
+        Some(b) => b.file(),
+        None => {
+            data.insert("plan.yaml".into(), read(&s.input.plan)?.into());
+            format!("{INVENTORY_DIR}/plan.yaml")
+        }
+    };
+    data.insert("inventory.yaml".into(), read(&s.input.inventory)?.into());
     let inventory = format!("{INVENTORY_DIR}/inventory.yaml");
     let mut mounts =
         vec![json!({ "name": "inventory", "mountPath": INVENTORY_DIR, "readOnly": true })];
@@ -285,7 +326,7 @@ fn cronjob(
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": { "name": name, "namespace": namespace, "labels": labels },
-        "data": { "inventory.yaml": inventory_text },
+        "data": data,
     });
     let cron = json!({
         "apiVersion": "batch/v1",
@@ -313,7 +354,7 @@ fn cronjob(
                         "containers": [{
                             "name": "runbook",
                             "image": image,
-                            "args": apply_args(s, &inventory),
+                            "args": apply_args(s, &plan, &inventory),
                             "volumeMounts": mounts,
                         }],
                         "volumes": [
