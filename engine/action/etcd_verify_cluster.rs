@@ -85,10 +85,14 @@ impl Act for EtcdVerifyCluster {
 impl Native for EtcdVerifyCluster {
     fn run<'a>(&'a self, cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Said, String>> {
         Box::pin(async move {
+            let snapshot = match &self.snapshot {
+                Some(s) => Some(cx.files.local(s).await?.path),
+                None => None,
+            };
             crate::etcd::verify::verify_cluster(
                 cx.exec,
                 cx.inventory,
-                self.snapshot.as_deref().map(std::path::Path::new),
+                snapshot.as_deref(),
                 self.bump_revision,
             )
             .await

@@ -126,7 +126,7 @@ pub struct RunCx<'a> {
     /// When the step's time limit runs out.
     pub deadline: Instant,
     pub captures: &'a Captures,
-    pub digests: &'a Digests,
+    pub files: &'a Files,
 }
 
 impl<'a> RunCx<'a> {
@@ -172,26 +172,94 @@ impl Captures {
     }
 }
 
-/// sha256 of local files, computed once per run (a verified snapshot is not hashed again
-/// when it is copied to every node).
+/// The run's local snapshot files: an `s3://` snapshot fetched once into a private directory
+/// (0700, removed when the run ends) and checked against its `.sha256`, and every file's
+/// sha256 computed once (a verified snapshot is not hashed again for each node it goes to).
 #[derive(Debug, Default)]
-pub struct Digests(Mutex<HashMap<PathBuf, String>>);
+pub struct Files {
+    digests: Mutex<HashMap<String, String>>,
+    // Held across a download, so steps asking at once share one fetch.
+    fetched: tokio::sync::Mutex<Fetched>,
+}
 
-impl Digests {
+#[derive(Debug, Default)]
+struct Fetched {
+    dir: Option<tempfile::TempDir>,
+    files: HashMap<String, PathBuf>,
+}
+
+/// Where a snapshot is on this machine; `fetched` says what the first fetch checked.
+#[derive(Debug)]
+pub struct LocalFile {
+    pub path: PathBuf,
+    pub fetched: Option<String>,
+}
+
+impl Files {
     pub fn remember(&self, path: &str, digest: String) {
-        self.0
+        self.digests
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(PathBuf::from(path), digest);
+            .insert(path.to_string(), digest);
+    }
+
+    /// `path` on this machine: itself, or for `s3://bucket/key` the object fetched (once).
+    pub async fn local(&self, path: &str) -> Result<LocalFile, String> {
+        let Some(object) = crate::snapshot::s3::S3Url::object(path) else {
+            return Ok(LocalFile {
+                path: PathBuf::from(path),
+                fetched: None,
+            });
+        };
+        let (url, name) = object?;
+        let mut f = self.fetched.lock().await;
+        if let Some(p) = f.files.get(path) {
+            return Ok(LocalFile {
+                path: p.clone(),
+                fetched: None,
+            });
+        }
+        if f.dir.is_none() {
+            let dir = tempfile::Builder::new()
+                .prefix("runbook-fetched-")
+                .tempdir()
+                .map_err(|e| format!("cannot make a private directory for {path}: {e}"))?;
+            f.dir = Some(dir);
+        }
+        let dir = f
+            .dir
+            .as_ref()
+            .map(|d| d.path().to_path_buf())
+            .unwrap_or_default();
+        let bucket = crate::snapshot::s3::Bucket::open(&url, None)?;
+        let started = std::time::Instant::now();
+        let (local, checked) = bucket.fetch(&name, &dir).await?;
+        let digest = crate::snapshot::sha256_file(&local)
+            .map_err(|e| format!("cannot read {}: {e}", local.display()))?;
+        self.remember(path, digest.clone());
+        self.remember(&local.display().to_string(), digest);
+        f.files.insert(path.to_string(), local.clone());
+        Ok(LocalFile {
+            fetched: Some(format!(
+                "fetched {path} to {} in {:.2}s: {checked}",
+                local.display(),
+                started.elapsed().as_secs_f64()
+            )),
+            path: local,
+        })
     }
 
     /// The file's sha256, hashed off the async threads the first time it is asked for.
     pub async fn sha256(&self, path: &str) -> Result<String, String> {
-        let p = PathBuf::from(path);
-        if let Some(d) = self.0.lock().unwrap_or_else(|x| x.into_inner()).get(&p) {
+        if let Some(d) = self
+            .digests
+            .lock()
+            .unwrap_or_else(|x| x.into_inner())
+            .get(path)
+        {
             return Ok(d.clone());
         }
-        let q = p.clone();
+        let q = self.local(path).await?.path;
         let d = tokio::task::spawn_blocking(move || crate::snapshot::sha256_file(&q))
             .await
             .map_err(|e| format!("hashing {path}: {e}"))?

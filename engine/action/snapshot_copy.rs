@@ -2,13 +2,16 @@
 //! check the copy where it landed, and keep only the newest N.
 //!
 //! Destinations: a directory on this machine, `[user@]host:dir` (scp, checked with
-//! `sha256sum -c` over ssh), or `s3://bucket/prefix` (`aws s3 cp`, checked by reading it back).
+//! `sha256sum -c` over ssh), or `s3://bucket/prefix` (runbook's own S3 client: uploaded,
+//! read back in full and its sha256 compared; pruned by listing the prefix).
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Act, Action, ActionInfo, args, schema_of, secs, ArgError, Command, Ctx};
+use super::{Act, Action, ActionInfo, ArgError, Command, Ctx, Native, RunCx, Said, args, schema_of, secs};
+use crate::executor::BoxFut;
 use crate::shell::quote;
+use crate::snapshot::s3::{Bucket, S3Url, Sse};
 
 pub static COPY: ActionInfo = ActionInfo {
     name: "snapshot.copy",
@@ -22,7 +25,7 @@ pub static COPY: ActionInfo = ActionInfo {
 
 pub static PRUNE: ActionInfo = ActionInfo {
     name: "snapshot.prune",
-    summary: "keep the newest N snapshots (PREFIX*.db) in a directory or scp target, and/or those younger than an age; delete the others (never the newest)",
+    summary: "keep the newest N snapshots (PREFIX*.db) in a directory, scp target or S3 prefix, and/or those younger than an age; delete the others (never the newest)",
     default_timeout: secs(300),
     destructive: true,
     idempotent: true,
@@ -35,7 +38,7 @@ pub static PRUNE: ActionInfo = ActionInfo {
 pub enum Dest {
     Dir(String),
     Scp { host: String, dir: String },
-    S3(String),
+    S3(S3Url),
 }
 
 impl Dest {
@@ -46,14 +49,10 @@ impl Dest {
                 format!("`{field}` is empty or contains a control character"),
             ));
         }
-        if let Some(rest) = to.strip_prefix("s3://") {
-            if rest.is_empty() || rest.starts_with('/') {
-                return Err(
-                    ArgError::field(field, format!("`{field}` {to:?} names no bucket"))
-                        .hint("e.g. s3://backups/etcd"),
-                );
-            }
-            return Ok(Dest::S3(to.trim_end_matches('/').to_string()));
+        if let Some(url) = S3Url::parse(to) {
+            return url.map(Dest::S3).map_err(|e| {
+                ArgError::field(field, format!("`{field}` {e}")).hint("e.g. s3://backups/etcd")
+            });
         }
         if to.starts_with('/') {
             return Ok(Dest::Dir(to.trim_end_matches('/').to_string()));
@@ -97,12 +96,20 @@ pub struct CopyArgs {
     pub source: String,
     /// An absolute directory, `[user@]host:/dir`, or `s3://bucket/prefix`.
     pub to: String,
+    /// S3 only: server-side encryption, `AES256`, `aws:kms` or `aws:kms:dsse`; empty or
+    /// absent: the bucket's default.
+    #[serde(default)]
+    pub sse: Option<String>,
+    /// S3 only: the KMS key for `aws:kms`; empty or absent: the account's `aws/s3` key.
+    #[serde(default)]
+    pub sse_kms_key_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct SnapshotCopy {
     pub source: String,
     pub to: Dest,
+    pub sse: Option<Sse>,
 }
 
 impl SnapshotCopy {
@@ -111,9 +118,29 @@ impl SnapshotCopy {
         if args.source.trim().is_empty() || args.source.ends_with('/') {
             return Err(ArgError::field("source", "`source` must name a file"));
         }
+        let to = Dest::parse("to", &args.to)?;
+        // Templates render an unset choice as "": the same as not asking.
+        let given = |v: Option<String>| v.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let sse = match given(args.sse) {
+            None if given(args.sse_kms_key_id.clone()).is_some() => {
+                return Err(ArgError::field(
+                    "sse_kms_key_id",
+                    "`sse_kms_key_id` without `sse: aws:kms`",
+                ));
+            }
+            None => None,
+            Some(kind) => Some(
+                Sse::parse(&kind, given(args.sse_kms_key_id))
+                    .map_err(|e| ArgError::field("sse", format!("`sse` {e}")))?,
+            ),
+        };
+        if sse.is_some() && !matches!(to, Dest::S3(_)) {
+            return Err(ArgError::field("sse", "`sse` applies to S3 destinations only"));
+        }
         Ok(SnapshotCopy {
-            to: Dest::parse("to", &args.to)?,
+            to,
             source: args.source,
+            sse,
         })
     }
 }
@@ -163,17 +190,23 @@ impl Act for SnapshotCopy {
                     )),
                 ]
             }
-            Dest::S3(prefix) => {
-                let obj = quote(&format!("{prefix}/{name}"));
-                vec![
-                    Command::Shell(format!(
-                        "aws s3 cp --only-show-errors -- {src} {obj} && aws s3 cp --only-show-errors -- {sum} {}",
-                        quote(&format!("{prefix}/{name}.sha256"))
-                    )),
-                    Command::Shell(format!(
-                        "test \"$(aws s3 cp --only-show-errors -- {obj} - | sha256sum | cut -d' ' -f1)\" = \"$(cut -d' ' -f1 < {sum})\" || {{ echo {obj}: the copy differs from the source >&2; exit 1; }}"
-                    )),
-                ]
+            Dest::S3(url) => {
+                let sse = match &self.sse {
+                    None => String::new(),
+                    Some(s) => format!(", encrypted at rest ({})", s.describe()),
+                };
+                vec![Command::native(
+                    UploadS3 {
+                        source: self.source.clone(),
+                        name: name.to_string(),
+                        url: url.clone(),
+                        sse: self.sse.clone(),
+                    },
+                    format!(
+                        "upload {} and its .sha256 to {url}/{name}{sse}, read the object back and compare its sha256 with the .sha256",
+                        quote(&self.source)
+                    ),
+                )]
             }
         }
     }
@@ -293,10 +326,6 @@ impl SnapshotPrune {
             );
         }
         let dir = Dest::parse("dir", &args.dir)?;
-        if matches!(dir, Dest::S3(_)) {
-            return Err(ArgError::field("dir", "S3 copies are not pruned here")
-                .hint("give the bucket a lifecycle rule that expires old objects"));
-        }
         Ok(SnapshotPrune {
             dir,
             prefix: args.prefix,
@@ -328,8 +357,130 @@ impl Act for SnapshotPrune {
                 quote(host),
                 quote(&script(dir))
             ))],
-            Dest::S3(_) => Vec::new(),
+            Dest::S3(url) => {
+                let mut rule = format!("keep the newest {}", self.keep);
+                if self.keep == u32::MAX {
+                    rule = "keep the newest".into();
+                }
+                if let Some(m) = self.max_age_min {
+                    rule.push_str(&format!(
+                        " and those younger than {}",
+                        humantime::format_duration(std::time::Duration::from_secs(m * 60))
+                    ));
+                }
+                vec![Command::native(
+                    PruneS3 {
+                        url: url.clone(),
+                        prefix: self.prefix.clone(),
+                        keep: self.keep,
+                        max_age_min: self.max_age_min,
+                    },
+                    format!(
+                        "list {url}/{}*.db, {rule}; delete the others with their .sha256",
+                        self.prefix
+                    ),
+                )]
+            }
         }
+    }
+}
+
+/// The upload to S3, and the check that what S3 now holds is the snapshot.
+#[derive(Debug)]
+struct UploadS3 {
+    source: String,
+    name: String,
+    url: S3Url,
+    sse: Option<Sse>,
+}
+
+impl Native for UploadS3 {
+    fn run<'a>(&'a self, cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Said, String>> {
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let source = std::path::Path::new(&self.source);
+            // The digest written at save time is the reference, as for the other destinations.
+            let side = format!("{}.sha256", self.source);
+            let line = std::fs::read_to_string(&side)
+                .map_err(|e| format!("cannot read {side}: {e}"))?;
+            let want = line
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            let local = cx.files.sha256(&self.source).await?;
+            if want != local {
+                return Err(format!(
+                    "{}: sha256 {local} differs from its .sha256 ({want}); not copying a changed file",
+                    self.source
+                ));
+            }
+            let bucket = Bucket::open(&self.url, self.sse.as_ref())?;
+            let size = bucket.upload(source, &self.name).await?;
+            bucket
+                .put_text(&format!("{}.sha256", self.name), line)
+                .await?;
+            let back = bucket.sha256(&self.name).await?;
+            if back != want {
+                return Err(format!(
+                    "{}/{}: read back with sha256 {back}, the snapshot's is {want}: the copy is damaged",
+                    self.url, self.name
+                ));
+            }
+            Ok(Said::shown(format!(
+                "{}/{}: {} uploaded and read back in {:.2}s, sha256 {back} as the .sha256 says",
+                self.url,
+                self.name,
+                humansize::format_size(size, humansize::BINARY),
+                started.elapsed().as_secs_f64()
+            )))
+        })
+    }
+}
+
+/// Retention in an S3 prefix: the same rule as in a directory, by the objects' times.
+#[derive(Debug)]
+struct PruneS3 {
+    url: S3Url,
+    prefix: String,
+    keep: u32,
+    max_age_min: Option<u64>,
+}
+
+impl Native for PruneS3 {
+    fn run<'a>(&'a self, _cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Said, String>> {
+        Box::pin(async move {
+            let bucket = Bucket::open(&self.url, None)?;
+            let mut snaps: Vec<_> = bucket
+                .list()
+                .await?
+                .into_iter()
+                .filter(|o| o.name.starts_with(&self.prefix) && o.name.ends_with(".db"))
+                .collect();
+            snaps.sort_by(|a, b| b.modified.cmp(&a.modified).then_with(|| b.name.cmp(&a.name)));
+            let now = std::time::SystemTime::now();
+            let mut removed = Vec::new();
+            // Newest first: the newest always stays; past `keep`, or older than `max_age`, goes.
+            for (n, o) in snaps.iter().enumerate().skip(1) {
+                let age_min = now
+                    .duration_since(o.modified)
+                    .map_or(0, |d| d.as_secs() / 60);
+                let too_old = self.max_age_min.is_some_and(|m| age_min > m);
+                if n as u64 >= u64::from(self.keep) || too_old {
+                    bucket.delete(&o.name).await?;
+                    bucket.delete(&format!("{}.sha256", o.name)).await?;
+                    removed.push(format!("removed {}", o.name));
+                }
+            }
+            let kept = snaps.len() - removed.len();
+            removed.push(format!(
+                "{}*.db at {}: {kept} kept, {} removed",
+                self.prefix,
+                self.url,
+                removed.len()
+            ));
+            Ok(Said::shown(removed.join("\n")))
+        })
     }
 }
 

@@ -107,7 +107,7 @@ impl Act for SnapshotDistribute {
 
     fn env<'a>(&'a self, cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Vec<(String, String)>, String>> {
         Box::pin(async move {
-            let digest = cx.digests.sha256(&self.source).await?;
+            let digest = cx.files.sha256(&self.source).await?;
             Ok(vec![(SOURCE_SHA256.to_string(), digest)])
         })
     }
@@ -126,7 +126,7 @@ impl Native for Upload {
             let node = cx.node("an upload")?;
             let started = std::time::Instant::now();
             cx.exec
-                .upload_boxed(node, std::path::Path::new(&self.source), &self.dest)
+                .upload_boxed(node, &cx.files.local(&self.source).await?.path, &self.dest)
                 .await
                 .map_err(|e| e.0)?;
             Ok(Said::logged(format!(

@@ -72,7 +72,7 @@ impl Native for SnapshotNotSource {
             crate::etcd::members::not_source(
                 cx.exec,
                 cx.inventory,
-                std::path::Path::new(&self.snapshot),
+                &cx.files.local(&self.snapshot).await?.path,
             )
             .await
             .map(Said::shown)

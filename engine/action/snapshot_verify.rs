@@ -119,7 +119,8 @@ impl Native for VerifyLocal {
     fn run<'a>(&'a self, cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Said, String>> {
         Box::pin(async move {
             let path = &self.path;
-            let p = std::path::PathBuf::from(path);
+            let local = cx.files.local(path).await?;
+            let p = local.path.clone();
             let st = tokio::task::spawn_blocking(move || crate::snapshot::status::status(&p))
                 .await
                 .map_err(|e| format!("verifying {path}: {e}"))?
@@ -139,11 +140,15 @@ impl Native for VerifyLocal {
                 Trailer::Damaged(damage) => return Err(format!("{path} is damaged: {damage}")),
             }
             // Copies of it to the nodes are checked against this digest without hashing again.
-            cx.digests.remember(path, st.file_sha256.clone());
-            Ok(Said::logged(format!(
+            cx.files.remember(path, st.file_sha256.clone());
+            let checked = format!(
                 "{path}: {} bytes, sha256 {}, trailer ok, every bbolt page checked; revision {}, {} keys, hash {}",
                 st.file_size, st.file_sha256, st.revision, st.total_keys, st.hash
-            )))
+            );
+            Ok(match local.fetched {
+                Some(f) => Said::shown(format!("{f}\n{checked}")),
+                None => Said::logged(checked),
+            })
         })
     }
 }
@@ -156,10 +161,10 @@ struct CheckSha256 {
 }
 
 impl Native for CheckSha256 {
-    fn run<'a>(&'a self, _cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Said, String>> {
+    fn run<'a>(&'a self, cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Said, String>> {
         Box::pin(async move {
             let path = &self.path;
-            let p = std::path::PathBuf::from(path);
+            let p = cx.files.local(path).await?.path;
             let e = self.expected.clone();
             tokio::task::spawn_blocking(move || crate::snapshot::check_sha256(&p, &e))
                 .await

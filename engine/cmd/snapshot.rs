@@ -1,4 +1,5 @@
-//! `runbook snapshot status`: the native snapshot check, as a table or JSON.
+//! `runbook snapshot status|list|save`: the native snapshot check (of a file or an S3 object),
+//! a directory's or S3 prefix's snapshots, and a snapshot taken over SSH.
 
 use std::path::Path;
 
@@ -7,6 +8,7 @@ use crate::cli::{SnapshotCommand, SnapshotFormat};
 use crate::executor::Executor;
 use crate::executor::ssh::Ssh;
 use crate::inventory::model::Node;
+use crate::snapshot::s3::{Bucket, S3Url};
 use crate::snapshot::status::{Status, StatusError, Trailer, status};
 use crate::table::Table;
 
@@ -32,61 +34,105 @@ pub fn run(cmd: SnapshotCommand) -> Done {
             &"neither -i INVENTORY nor --endpoint URL was given",
             None,
         )),
-        SnapshotCommand::Status { file, output } => match status(&file) {
-            Err(StatusError::Io { path, error }) => {
-                Err(Failure::usage(&format!("cannot read {path}"), &error, None))
-            }
-            Err(e) => Err(Failure::Invalid {
-                what: e.to_string(),
-                causes: Vec::new(),
-                hint: Some(
-                    "this file cannot be restored; take another snapshot or use an older one"
-                        .into(),
-                ),
-            }),
-            Ok(s) => {
-                match output {
-                    SnapshotFormat::Json => {
-                        // Both counts stay (total_keys: every pair; live_keys_36), plus the one
-                        // etcdutl of the snapshot's own version prints, and what it counts.
-                        let mut v = serde_json::to_value(&s).unwrap_or_default();
-                        if let Some(o) = v.as_object_mut() {
-                            o.insert("etcdutl_total_keys".into(), s.etcdutl_total_keys().into());
-                            o.insert("total_keys_meaning".into(), s.total_keys_meaning().into());
-                            // What is wrong with a damaged file, in words (null otherwise).
-                            let damage = match s.sha256 {
-                                Trailer::Damaged(d) => d.to_string().into(),
-                                _ => serde_json::Value::Null,
-                            };
-                            o.insert("damage".into(), damage);
-                        }
-                        let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
-                        print_out(&text)?;
+        SnapshotCommand::Status { file, output } => {
+            let fetched = fetch_if_s3(&file)?;
+            let local = fetched
+                .as_ref()
+                .map_or(file.as_path(), |f| f.path.as_path());
+            status_of(&file, local, output)
+        }
+    }
+}
+
+/// An `s3://bucket/key` argument fetched into a private directory (removed when dropped) and
+/// checked against its `.sha256`; `None` for a local path.
+struct Fetched {
+    path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn fetch_if_s3(arg: &Path) -> Result<Option<Fetched>, Failure> {
+    let text = arg.to_string_lossy();
+    let Some(object) = S3Url::object(&text) else {
+        return Ok(None);
+    };
+    let (url, name) = object.map_err(|e| Failure::usage("not an S3 object", &e, None))?;
+    let dir = tempfile::Builder::new()
+        .prefix("runbook-fetched-")
+        .tempdir()
+        .map_err(|e| Failure::usage("cannot make a private directory", &e, None))?;
+    let (path, checked) = runtime()?
+        .block_on(async {
+            let bucket = Bucket::open(&url, None)?;
+            bucket.fetch(&name, dir.path()).await
+        })
+        .map_err(Failure::invalid)?;
+    eprintln!("fetched {text}: {checked}");
+    Ok(Some(Fetched { path, _dir: dir }))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::usage("cannot start the async runtime", &e, None))
+}
+
+/// `snapshot status` of `local`, named `file` (what the operator gave) in messages.
+fn status_of(file: &Path, local: &Path, output: SnapshotFormat) -> Done {
+    match status(local) {
+        Err(StatusError::Io { path, error }) => {
+            Err(Failure::usage(&format!("cannot read {path}"), &error, None))
+        }
+        Err(e) => Err(Failure::Invalid {
+            what: e.to_string(),
+            causes: Vec::new(),
+            hint: Some(
+                "this file cannot be restored; take another snapshot or use an older one".into(),
+            ),
+        }),
+        Ok(s) => {
+            match output {
+                SnapshotFormat::Json => {
+                    // Both counts stay (total_keys: every pair; live_keys_36), plus the one
+                    // etcdutl of the snapshot's own version prints, and what it counts.
+                    let mut v = serde_json::to_value(&s).unwrap_or_default();
+                    if let Some(o) = v.as_object_mut() {
+                        o.insert("etcdutl_total_keys".into(), s.etcdutl_total_keys().into());
+                        o.insert("total_keys_meaning".into(), s.total_keys_meaning().into());
+                        // What is wrong with a damaged file, in words (null otherwise).
+                        let damage = match s.sha256 {
+                            Trailer::Damaged(d) => d.to_string().into(),
+                            _ => serde_json::Value::Null,
+                        };
+                        o.insert("damage".into(), damage);
                     }
-                    SnapshotFormat::Text => print_out(&table(&s))?,
+                    let text = serde_json::to_string_pretty(&v).unwrap_or_default() + "\n";
+                    print_out(&text)?;
                 }
-                if s.sha256 == Trailer::Mismatch {
-                    return Err(Failure::invalid(format!(
-                        "{}: the SHA-256 trailer does not match the content: corrupted or truncated",
-                        file.display()
-                    )));
-                }
-                if let Trailer::Damaged(damage) = s.sha256 {
-                    return Err(Failure::Invalid {
-                        what: format!("{} is damaged: {damage}", file.display()),
-                        causes: Vec::new(),
-                        hint: Some(damage.hint().to_string()),
-                    });
-                }
-                if s.sha256 == Trailer::Absent {
-                    eprintln!(
-                        "note: {} has no SHA-256 trailer (a copy of member/snap/db): restore needs --skip-hash-check",
-                        file.display()
-                    );
-                }
-                Ok(EXIT_OK)
+                SnapshotFormat::Text => print_out(&table(&s))?,
             }
-        },
+            if s.sha256 == Trailer::Mismatch {
+                return Err(Failure::invalid(format!(
+                    "{}: the SHA-256 trailer does not match the content: corrupted or truncated",
+                    file.display()
+                )));
+            }
+            if let Trailer::Damaged(damage) = s.sha256 {
+                return Err(Failure::Invalid {
+                    what: format!("{} is damaged: {damage}", file.display()),
+                    causes: Vec::new(),
+                    hint: Some(damage.hint().to_string()),
+                });
+            }
+            if s.sha256 == Trailer::Absent {
+                eprintln!(
+                    "note: {} has no SHA-256 trailer (a copy of member/snap/db): restore needs --skip-hash-check",
+                    file.display()
+                );
+            }
+            Ok(EXIT_OK)
+        }
     }
 }
 
@@ -328,6 +374,17 @@ struct Listed {
 /// Every `*.db` in `dir`, newest first, each checked like `snapshot status` and against the
 /// `.sha256` written beside it.
 fn list(dir: &Path, output: SnapshotFormat) -> Done {
+    let listed = match S3Url::parse(&dir.to_string_lossy()) {
+        Some(url) => {
+            let url = url.map_err(|e| Failure::usage("not an S3 prefix", &e, None))?;
+            list_s3(&url)?
+        }
+        None => list_dir(dir)?,
+    };
+    show_listed(&listed, &dir.display().to_string(), output)
+}
+
+fn list_dir(dir: &Path) -> Result<Vec<Listed>, Failure> {
     let cannot = |e: &dyn std::fmt::Display| {
         Failure::usage(&format!("cannot list {}", dir.display()), e, None)
     };
@@ -344,7 +401,58 @@ fn list(dir: &Path, output: SnapshotFormat) -> Done {
         })
         .collect();
     files.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    let listed: Vec<Listed> = files.iter().map(|(t, p)| check_one(p, *t)).collect();
+    Ok(files
+        .iter()
+        .map(|(t, p)| {
+            // The digest `snapshot save` (and the backup plan's copies) write beside the file.
+            let sidecar = std::fs::read_to_string(p.with_extension("db.sha256")).ok();
+            check_one(p, *t, sidecar)
+        })
+        .collect())
+}
+
+/// Every `*.db` directly under the prefix, newest first, each fetched in turn into a private
+/// directory (one at a time: the disk holds one snapshot, not the whole prefix) and checked.
+fn list_s3(url: &S3Url) -> Result<Vec<Listed>, Failure> {
+    let dir = tempfile::Builder::new()
+        .prefix("runbook-fetched-")
+        .tempdir()
+        .map_err(|e| Failure::usage("cannot make a private directory", &e, None))?;
+    runtime()?.block_on(async {
+        let bucket = Bucket::open(url, None).map_err(Failure::invalid)?;
+        let mut objects: Vec<_> = bucket
+            .list()
+            .await
+            .map_err(Failure::invalid)?
+            .into_iter()
+            .filter(|o| o.name.ends_with(".db"))
+            .collect();
+        objects.sort_by(|a, b| {
+            b.modified
+                .cmp(&a.modified)
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        let mut listed = Vec::new();
+        for o in objects {
+            let local = dir.path().join(&o.name);
+            let row = match bucket.download(&o.name, &local).await {
+                Err(e) => Listed::unreadable(o.name.clone(), None, o.size, e),
+                Ok(_) => {
+                    let sidecar = bucket
+                        .text(&format!("{}.sha256", o.name))
+                        .await
+                        .map_err(Failure::invalid)?;
+                    check_one(&local, o.modified, sidecar)
+                }
+            };
+            let _ = std::fs::remove_file(&local);
+            listed.push(row);
+        }
+        Ok(listed)
+    })
+}
+
+fn show_listed(listed: &[Listed], place: &str, output: SnapshotFormat) -> Done {
     let text = match output {
         SnapshotFormat::Json => serde_json::to_string_pretty(&listed).unwrap_or_default() + "\n",
         SnapshotFormat::Text => {
@@ -354,7 +462,7 @@ fn list(dir: &Path, output: SnapshotFormat) -> Done {
                 false,
             );
             let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-            for l in &listed {
+            for l in listed {
                 t.row([
                     l.file.clone(),
                     opt(l.taken.clone()),
@@ -373,15 +481,29 @@ fn list(dir: &Path, output: SnapshotFormat) -> Done {
     let bad = listed.iter().filter(|l| !l.ok).count();
     if bad > 0 {
         return Err(Failure::invalid(format!(
-            "{bad} of {} snapshots in {} do not check out",
+            "{bad} of {} snapshots in {place} do not check out",
             listed.len(),
-            dir.display()
         )));
     }
     Ok(EXIT_OK)
 }
 
-fn check_one(path: &Path, modified: std::time::SystemTime) -> Listed {
+impl Listed {
+    fn unreadable(file: String, taken: Option<String>, size: u64, e: String) -> Listed {
+        Listed {
+            file,
+            taken,
+            size,
+            revision: None,
+            keys: None,
+            check: format!("unreadable: {e}"),
+            ok: false,
+        }
+    }
+}
+
+/// One snapshot checked like `snapshot status` and against `sidecar`, the `.sha256` text.
+fn check_one(path: &Path, modified: std::time::SystemTime, sidecar: Option<String>) -> Listed {
     let file = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -396,22 +518,9 @@ fn check_one(path: &Path, modified: std::time::SystemTime) -> Listed {
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let st = match status(path) {
         Ok(st) => st,
-        Err(e) => {
-            return Listed {
-                file,
-                taken,
-                size,
-                revision: None,
-                keys: None,
-                check: format!("unreadable: {e}"),
-                ok: false,
-            };
-        }
+        Err(e) => return Listed::unreadable(file, taken, size, e.to_string()),
     };
-    // The digest `snapshot save` (and the backup plan's copies) write beside the file.
-    let sidecar = std::fs::read_to_string(path.with_file_name(format!("{file}.sha256")))
-        .ok()
-        .and_then(|t| t.split_whitespace().next().map(str::to_ascii_lowercase));
+    let sidecar = sidecar.and_then(|t| t.split_whitespace().next().map(str::to_ascii_lowercase));
     let (check, ok) = match (&st.sha256, sidecar) {
         (Trailer::Mismatch, _) => ("SHA-256 trailer MISMATCH".to_string(), false),
         (Trailer::Damaged(d), _) => (format!("DAMAGED: {d}"), false),

@@ -18,7 +18,7 @@ use super::record::{Place, launcher};
 use super::report::Reporter;
 use super::rundir::RunDir;
 use super::state::{RunState, Status};
-use crate::action::{Captures, Command, Digests, RUN_ID_VAR, RunCx};
+use crate::action::{Captures, Command, Files, RUN_ID_VAR, RunCx};
 use crate::executor::{Executor, Target};
 use crate::graph::StepGraph;
 use crate::shell::group_script;
@@ -43,7 +43,7 @@ pub struct Shared<E> {
     /// Captured outputs, (name, node) -> value.
     captures: Captures,
     /// sha256 of local files, computed once per run.
-    digests: Digests,
+    files: Files,
     /// The journal could not be written: the run must stop, it could not be resumed safely.
     journal_broken: std::sync::atomic::AtomicBool,
     /// The walk stopped scheduling (a failure or Ctrl-C): a step still waiting at its gate or
@@ -79,7 +79,7 @@ impl<E: Executor + 'static> Shared<E> {
             journal,
             run_dir,
             captures: Captures::default(),
-            digests: Digests::default(),
+            files: Files::default(),
             journal_broken: false.into(),
             stop: false.into(),
         }
@@ -396,7 +396,7 @@ async fn attempt_once<E: Executor + 'static>(sh: &Shared<E>, i: usize, attempt: 
         node,
         deadline,
         captures: &sh.captures,
-        digests: &sh.digests,
+        files: &sh.files,
     };
     let mut env = Vec::new();
     if let Some(r) = &sh.records {
