@@ -843,14 +843,42 @@ fn kill_anywhere(etcd: &str, name: &str) {
     }
 }
 
+/// The single-member restore, from a snapshot in S3 (fetched, checked against its .sha256).
 fn restore_single(etcd: &str, name: &str) {
     let lab = Lab::up(name, etcd, 1);
     let before = lab.write_keys("/drill/", BEFORE, "before");
     let snapshot = lab.snapshot();
+    let s3 = common::S3Server::start();
+    let sum = check(
+        Command::new("sha256sum").arg(&snapshot).output().unwrap(),
+        "sha256sum",
+    );
+    let digest = sum.split_whitespace().next().unwrap();
+    s3.python(&format!(
+        "s3.upload_file('{}', 'backups', 'etcd/etcd-one.db')\ns3.put_object(Bucket='backups', Key='etcd/etcd-one.db.sha256', Body=b'{digest}  etcd-one.db\\n')",
+        snapshot.display()
+    ));
     lab.write_keys("/later/", AFTER, "after");
     lab.destroy_all_data();
-    let (out, took, _) = lab.apply("plans/etcd-restore-single.yaml", &snapshot, &["--yes"]);
-    check(out, "runbook apply (single)");
+    let t = Instant::now();
+    let out = runbook()
+        .envs(s3.env())
+        .args(["apply", "plans/etcd-restore-single.yaml", "-i"])
+        .arg(&lab.inventory)
+        .args([
+            "--set",
+            "snapshot=s3://backups/etcd/etcd-one.db",
+            "--yes",
+            "--run-dir",
+        ])
+        .arg(lab.work.path().join("run-s3"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    check(out, "runbook apply (single, from S3)");
+    assert!(err.contains("matches etcd-one.db.sha256"), "{err}");
     eprintln!(
         "single-member restore on etcd {etcd}: {:.2}s",
         took.as_secs_f64()
@@ -1367,6 +1395,58 @@ fn backup(etcd: &str, name: &str) {
     .unwrap();
     assert_eq!(st["sha256"], "ok");
     assert!(st["live_keys_36"].as_u64().unwrap() >= 300);
+
+    // S3 as the off-host target: uploaded, read back, pruned there by the objects' times.
+    let s3 = common::S3Server::start();
+    for stamp in ["20261121T000011Z", "20261121T000012Z", "20261121T000013Z"] {
+        let out = runbook()
+            .envs(s3.env())
+            .args(["apply", "plans/etcd-backup.yaml", "-i"])
+            .arg(&lab.inventory)
+            .args(["--set", &format!("stamp={stamp}"), "--set"])
+            .arg(format!("dir={}", local.display()))
+            .args([
+                "--set",
+                "copy_to=s3://backups/etcd",
+                "--set",
+                "s3_sse=AES256",
+            ])
+            .args(["--set", "keep=2", "--yes", "--run-dir"])
+            .arg(lab.work.path().join(format!("run-{stamp}")))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        check(out, &format!("backup {stamp} to S3"));
+        assert!(err.contains("uploaded and read back"), "{err}");
+        std::thread::sleep(Duration::from_millis(1100)); // S3 times are to the second
+    }
+    let keys = s3.python(
+        "for o in s3.list_objects_v2(Bucket='backups')['Contents']: print(o['Key'], s3.head_object(Bucket='backups', Key=o['Key']).get('ServerSideEncryption'))",
+    );
+    assert_eq!(
+        keys.lines().collect::<Vec<_>>(),
+        [
+            format!("etcd/etcd-{name}-20261121T000012Z.db AES256"),
+            format!("etcd/etcd-{name}-20261121T000012Z.db.sha256 AES256"),
+            format!("etcd/etcd-{name}-20261121T000013Z.db AES256"),
+            format!("etcd/etcd-{name}-20261121T000013Z.db.sha256 AES256"),
+        ],
+        "the newest two, encrypted"
+    );
+    let listed = check(
+        runbook()
+            .envs(s3.env())
+            .args(["snapshot", "list", "s3://backups/etcd"])
+            .output()
+            .unwrap(),
+        "snapshot list s3://",
+    );
+    assert_eq!(
+        listed.matches("ok (trailer, .sha256)").count(),
+        2,
+        "{listed}"
+    );
 
     // A directory as the off-host target works the same way.
     let disk = lab.work.path().join("second-disk");

@@ -233,9 +233,7 @@ impl Files {
             .unwrap_or_default();
         let bucket = crate::snapshot::s3::Bucket::open(&url, None)?;
         let started = std::time::Instant::now();
-        let (local, checked) = bucket.fetch(&name, &dir).await?;
-        let digest = crate::snapshot::sha256_file(&local)
-            .map_err(|e| format!("cannot read {}: {e}", local.display()))?;
+        let (local, digest, checked) = bucket.fetch(&name, &dir).await?;
         self.remember(path, digest.clone());
         self.remember(&local.display().to_string(), digest);
         f.files.insert(path.to_string(), local.clone());

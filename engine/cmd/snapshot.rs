@@ -61,7 +61,7 @@ fn fetch_if_s3(arg: &Path) -> Result<Option<Fetched>, Failure> {
         .prefix("runbook-fetched-")
         .tempdir()
         .map_err(|e| Failure::usage("cannot make a private directory", &e, None))?;
-    let (path, checked) = runtime()?
+    let (path, _, checked) = runtime()?
         .block_on(async {
             let bucket = Bucket::open(&url, None)?;
             bucket.fetch(&name, dir.path()).await

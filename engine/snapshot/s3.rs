@@ -379,8 +379,8 @@ impl Bucket {
 
     /// Fetches `name` into `dir` (a private directory) and checks it against the `.sha256`
     /// object beside it, when there is one: a snapshot damaged in storage or on the way is
-    /// refused before anything reads it. Returns the file and what was checked.
-    pub async fn fetch(&self, name: &str, dir: &Path) -> Result<(PathBuf, String), String> {
+    /// refused before anything reads it. Returns the file, its sha256 and what was checked.
+    pub async fn fetch(&self, name: &str, dir: &Path) -> Result<(PathBuf, String, String), String> {
         let dest = dir.join(name);
         let got = self.download(name, &dest).await?;
         let side = format!("{name}.sha256");
@@ -402,7 +402,7 @@ impl Bucket {
                 format!("sha256 {got} matches {side}")
             }
         };
-        Ok((dest, checked))
+        Ok((dest, got, checked))
     }
 }
 
