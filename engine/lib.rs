@@ -47,3 +47,9 @@ pub mod yaml;
 // Shared with the lab through a crate of their own (engine/shared/lib.rs says why); kept at
 // their old paths so that `crate::shell::quote` and `crate::pod` read as before.
 pub use runbook_shared::{pod, shell};
+
+/// The process's one TLS crypto provider for its HTTPS clients (S3, members' /metrics):
+/// ring, as etcd's gRPC TLS already uses; set once, before the first client.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1644,6 +1644,61 @@ fn nospace(etcd: &str, name: &str) {
         lab.sh(n, "for i in $(seq 1 400); do pgrep -a -x etcd | grep -q quota-backend-bytes && exit 0; sleep 0.1; done; exit 1");
     }
     lab.sh("cp1", "for i in $(seq 1 100); do etcdctl endpoint health --cluster >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1");
+
+    // The backup's metric gate: a database past 75% of its quota on any member refuses
+    // the snapshot before it is taken; the plan's own limit set higher lets it through.
+    let filled = lab.sh(
+        "cp1",
+        "head -c 1000000 /dev/urandom | base64 -w0 | head -c 1000000 > /tmp/big; \
+         for i in $(seq 1 40); do \
+           etcdctl endpoint status --cluster -w json | grep -o '\"dbSize\":[0-9]*' | cut -d: -f2 \
+             | awk '$1 > 13000000 { high = 1 } END { exit !high }' && { echo filled; exit 0; }; \
+           etcdctl put /fill < /tmp/big >/dev/null || sleep 0.2; done; echo never",
+    );
+    assert!(filled.contains("filled"), "{filled}");
+    let backup = |limit: &str, run: &str| {
+        runbook()
+            .args(["apply", "etcd-backup", "-i"])
+            .arg(&lab.inventory)
+            .arg("--set")
+            .arg(format!("dir={}", lab.work.path().join("backups").display()))
+            .arg("--set")
+            .arg(format!(
+                "copy_to={}",
+                lab.work.path().join("copies").display()
+            ))
+            .args([
+                "--set",
+                &format!("max_db_percent={limit}"),
+                "--yes",
+                "--run-dir",
+            ])
+            .arg(lab.work.path().join(run))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let refused = backup("75", "run-gated");
+    let err = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the members' metrics refuse this run"),
+        "{err}"
+    );
+    assert!(
+        err.contains("above the limit 75 (db_quota_percent)"),
+        "{err}"
+    );
+    assert!(
+        !lab.work.path().join("backups").exists()
+            || std::fs::read_dir(lab.work.path().join("backups"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "no snapshot was taken"
+    );
+    check(backup("99", "run-allowed"), "backup with max_db_percent=99");
+
     // History fills the quota: one key overwritten with 1 MB values. A put that fails for any
     // other reason (a member still electing) is retried.
     let filled = lab.sh(

@@ -8,7 +8,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Act, Action, ActionInfo, ArgError, Command, Ctx, Native, RunCx, Said, args, schema_of, secs};
+use super::{Act, Action, ActionInfo, ArgError, Command, Count, Ctx, Native, RunCx, Said, args, schema_of, secs};
 use crate::executor::BoxFut;
 use crate::shell::quote;
 use crate::snapshot::s3::{Bucket, S3Url, Sse};
@@ -227,53 +227,6 @@ pub struct PruneArgs {
     /// Delete snapshots older than this (e.g. `30d`, `12h`), except the newest; empty: no limit.
     #[serde(default)]
     pub max_age: Option<String>,
-}
-
-/// A count written as a number, or as the digits a `{{ params.x }}` template renders.
-#[derive(Debug, Clone, Copy)]
-pub struct Count(pub u32);
-
-impl<'de> Deserialize<'de> for Count {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Count, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Count;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a whole number")
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Count, E> {
-                u32::try_from(v)
-                    .map(Count)
-                    .map_err(|_| E::custom(format!("{v} is too large")))
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Count, E> {
-                u64::try_from(v)
-                    .map_err(|_| E::custom(format!("{v} is negative")))
-                    .and_then(|v| self.visit_u64(v))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Count, E> {
-                v.trim()
-                    .parse::<u32>()
-                    .map(Count)
-                    .map_err(|_| E::custom(format!("{v:?} is not a whole number")))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl JsonSchema for Count {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Count".into()
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
-            "anyOf": [
-                { "type": "integer", "minimum": 0 },
-                { "type": "string", "description": "digits, or a template that renders to digits" }
-            ]
-        })
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -5,6 +5,7 @@
 pub mod defrag;
 pub mod maintenance;
 pub mod members;
+pub mod metrics;
 pub mod preflight;
 pub mod save;
 pub mod stop;

@@ -158,8 +158,7 @@ impl Bucket {
     /// `AWS_ACCESS_KEY_ID`, ...), then the profile (`AWS_PROFILE`, else `default`) in
     /// `~/.aws/credentials` and `~/.aws/config`; with neither, the instance's role.
     pub fn open(url: &S3Url, sse: Option<&Sse>) -> Result<Bucket, String> {
-        // rustls needs one crypto provider for the process: ring, as etcd's TLS already uses.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::install_crypto();
         let profile = Profile::load()?;
         let mut b = AmazonS3Builder::from_env()
             .with_bucket_name(&url.bucket)
