@@ -272,6 +272,10 @@ pub enum ScheduleCommand {
         /// The runbook binary the service runs (default: this one).
         #[arg(long, value_name = "PATH")]
         runbook: Option<PathBuf>,
+        /// Variables for the run, read by systemd from this file (KEY=VALUE lines), e.g. the
+        /// S3 endpoint and credentials: kept out of the unit file, readable by root only.
+        #[arg(long, value_name = "PATH")]
+        environment_file: Option<PathBuf>,
         /// Directory to write the two unit files into (default: the current directory).
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
@@ -409,6 +413,12 @@ pub enum LabCommand {
     Init {
         /// The node's directory in the lab.
         node_dir: PathBuf,
+    },
+    /// The first process of a lab host run by systemd: builds its root, then execs systemd.
+    #[command(hide = true)]
+    SystemdInit {
+        /// The host's directory (its systemd.json).
+        dir: PathBuf,
     },
 }
 

@@ -1566,6 +1566,108 @@ fn backup(etcd: &str, name: &str) {
             && accepted.matches("(server dry run)").count() == 2,
         "{accepted}"
     );
+
+    // On etcd 3.6, the generated timer run by real systemd.
+    if etcd == "3.6" {
+        scheduled_by_systemd(&lab, name);
+    }
+}
+
+/// What `runbook schedule systemd` writes, installed in a host run by real systemd (sharing
+/// this machine's network, like the operator's backup host): the timer fires, each run
+/// applies the pre-approved plan, copies to S3 and prunes there, and writes metrics.
+fn scheduled_by_systemd(lab: &Lab, name: &str) {
+    let s3 = common::S3Server::start();
+    let work = lab.work.path();
+    let env_file = work.join("s3.env");
+    let env: String = s3.env().iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    std::fs::write(&env_file, env).unwrap();
+    let sets = [
+        format!("dir={}", work.join("timer-local").display()),
+        "copy_to=s3://backups/timer".to_string(),
+        "keep=1".to_string(),
+    ];
+    let mut plan = runbook();
+    plan.args(["plan", "etcd-backup", "-i"]).arg(&lab.inventory);
+    for s in &sets {
+        plan.args(["--set", s]);
+    }
+    let reviewed: serde_json::Value =
+        serde_json::from_str(&check(plan.args(["-o", "json"]).output().unwrap(), "plan")).unwrap();
+    let fingerprint = reviewed["fingerprint"].as_str().unwrap();
+    let units = work.join("units");
+    std::fs::create_dir(&units).unwrap();
+    let metrics = work.join("timer.prom");
+    let mut schedule = runbook();
+    schedule
+        .args(["schedule", "systemd", "etcd-backup", "-i"])
+        .arg(&lab.inventory);
+    for s in &sets {
+        schedule.args(["--set", s]);
+    }
+    schedule
+        .args([
+            "--approve",
+            fingerprint,
+            "--name",
+            "timer",
+            "--on-calendar",
+            "*:*:0/10",
+        ])
+        .arg("--metrics-file")
+        .arg(&metrics)
+        .arg("--environment-file")
+        .arg(&env_file)
+        .arg("--out")
+        .arg(&units);
+    check(schedule.output().unwrap(), "schedule systemd");
+
+    let host = runbook_lab::SystemdHost::boot(
+        Path::new(env!("CARGO_BIN_EXE_runbook")),
+        &format!("{name}-sched"),
+        &work.join("sched-host"),
+        &[work.to_path_buf()],
+    )
+    .unwrap_or_else(|e| panic!("systemd host: {e}"));
+    host.sh(&format!(
+        "cp {}/runbook-timer.service {}/runbook-timer.timer /etc/systemd/system/ && systemctl daemon-reload && systemctl start runbook-timer.timer",
+        units.display(),
+        units.display()
+    ))
+    .unwrap();
+    // Two runs by the timer (every 10 s), each a whole backup.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let journal = loop {
+        let j = host
+            .sh("journalctl -u runbook-timer.service --no-pager -o cat")
+            .unwrap();
+        if j.matches("Finished runbook-timer.service").count() >= 2 || Instant::now() > deadline {
+            break j;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let runs = journal.matches("Finished runbook-timer.service").count();
+    assert!(runs >= 2, "two runs by the timer in 120 s: {journal}");
+    assert!(journal.matches("succeeded").count() >= 2, "{journal}");
+    assert!(!journal.contains("Failed with result"), "{journal}");
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let success = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "runbook_last_run_success")
+        .map(|s| matches!(s.value, prometheus_parse::Value::Gauge(v) if v == 1.0));
+    assert_eq!(success, Some(true), "{text}");
+    // keep=1: the first run's copy was pruned in S3 by the second.
+    let keys =
+        s3.python("for o in s3.list_objects_v2(Bucket='backups')['Contents']: print(o['Key'])");
+    assert_eq!(
+        keys.lines().filter(|k| k.ends_with(".db")).count(),
+        1,
+        "{keys}"
+    );
+    assert!(journal.contains("1 removed"), "{journal}");
+    drop(host);
 }
 
 /// The read-only health plan, then the defrag plan: every member shrinks, one at a time, the

@@ -42,6 +42,7 @@ pub fn run(cmd: LabCommand) -> Done {
         // Replaces this process on success: the command's exit status is the exit status.
         LabCommand::Exec { lab, node, command } => Err(lab::exec(&lab.name, &node, &command)),
         LabCommand::Init { node_dir } => lab::init(&node_dir).map(|()| String::new()),
+        LabCommand::SystemdInit { dir } => lab::systemd_init(&dir).map(|()| String::new()),
     };
     print_out(&result?)?;
     Ok(EXIT_OK)

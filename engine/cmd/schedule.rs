@@ -19,8 +19,16 @@ pub fn run(cmd: ScheduleCommand) -> Done {
             on_calendar,
             metrics_file,
             runbook,
+            environment_file,
             out,
-        } => systemd(&plan, &on_calendar, metrics_file, runbook, out),
+        } => systemd(
+            &plan,
+            &on_calendar,
+            metrics_file,
+            runbook,
+            environment_file,
+            out,
+        ),
         ScheduleCommand::Cronjob {
             plan,
             schedule,
@@ -122,9 +130,29 @@ fn systemd(
     on_calendar: &str,
     metrics_file: Option<PathBuf>,
     runbook: Option<PathBuf>,
+    environment_file: Option<PathBuf>,
     out: Option<PathBuf>,
 ) -> Done {
     let (graph, unit) = reviewed(s)?;
+    // EnvironmentFile= takes the path as it is (no quoting): one without blanks, `%` escaped.
+    let environment = match environment_file {
+        None => String::new(),
+        Some(p) => {
+            let p = absolute(&p).display().to_string();
+            if p.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(Failure::usage(
+                    "cannot name this environment file in a unit",
+                    &format!("{p:?} contains a blank or a control character"),
+                    Some("move it to a path without blanks"),
+                ));
+            }
+            format!(
+                "# The run's variables (e.g. AWS_ENDPOINT_URL and credentials), kept out of this file.\n\
+EnvironmentFile={}\n",
+                p.replace('%', "%%")
+            )
+        }
+    };
     let inventory = absolute(&s.input.inventory).display().to_string();
     let binary = match runbook {
         Some(p) => absolute(&p),
@@ -179,6 +207,7 @@ Type=oneshot\n\
 # while another run holds the cluster, and systemd starts no second run of this unit.\n\
 StateDirectory=runbook\n\
 WorkingDirectory=/var/lib/runbook\n\
+{environment}\
 ExecStart={exec}\n",
         fp = graph.fingerprint,
     );

@@ -38,6 +38,7 @@ mod node;
 mod pki;
 mod ready;
 mod state;
+mod systemd;
 
 use std::fmt::Write as _;
 use std::os::unix::process::CommandExt;
@@ -51,6 +52,7 @@ pub use deps::{EtcdTools, Flavor};
 pub use inventory::{CONNECT_TIMEOUT as INVENTORY_CONNECT_TIMEOUT, render as render_inventory};
 pub use kubelet::init;
 pub use state::{LabState, NodeState};
+pub use systemd::{SystemdHost, systemd_init};
 
 /// The most nodes a lab may have (the CLI enforces the same bound).
 pub const MAX_NODES: u8 = 9;
