@@ -36,9 +36,12 @@ fn main() {
            for i in $(seq 1 100); do echo \"put /bench/$b/$i $v\"; done | (echo; cat; echo; echo) | etcdctl txn >/dev/null; done",
     );
     let etcdutl = PathBuf::from(
-        String::from_utf8(ok(runbook().args(["lab", "bin", "--etcd", "3.6"]), "lab bin"))
-            .unwrap()
-            .trim(),
+        String::from_utf8(ok(
+            runbook().args(["lab", "bin", "--etcd", "3.6"]),
+            "lab bin",
+        ))
+        .unwrap()
+        .trim(),
     )
     .join("etcdutl");
     let ssh_config = inventory_field(&inventory, "/ssh/config_file");
@@ -56,7 +59,10 @@ fn main() {
                 .arg("--set")
                 .arg(format!("dir={}", work.path().join("engine").display()))
                 .arg("--set")
-                .arg(format!("copy_to={}", work.path().join("engine-copy").display()))
+                .arg(format!(
+                    "copy_to={}",
+                    work.path().join("engine-copy").display()
+                ))
                 .args(["--set", "keep=3", "--yes", "--run-dir"])
                 .arg(work.path().join(format!("run-{k}"))),
             "runbook apply etcd-backup",
@@ -64,15 +70,18 @@ fn main() {
         engine.push(t.elapsed().as_secs_f64());
         let t = Instant::now();
         ok(
-            Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/peer/backup.sh"))
-                .arg(&ssh_config)
-                .arg(&address)
-                .arg(&etcdctl)
-                .arg(&etcdutl)
-                .arg(work.path().join("peer"))
-                .arg(work.path().join("peer-copy"))
-                .arg("3")
-                .arg(&cluster),
+            Command::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/benches/peer/backup.sh"
+            ))
+            .arg(&ssh_config)
+            .arg(&address)
+            .arg(&etcdctl)
+            .arg(&etcdutl)
+            .arg(work.path().join("peer"))
+            .arg(work.path().join("peer-copy"))
+            .arg("3")
+            .arg(&cluster),
             "peer backup",
         );
         peer.push(t.elapsed().as_secs_f64());

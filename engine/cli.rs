@@ -481,6 +481,28 @@ pub enum SnapshotCommand {
         )]
         output: SnapshotFormat,
     },
+    /// What differs between two snapshots, or a snapshot and the live cluster (-i), by
+    /// Kubernetes resource, namespace and name: what a restore of the first would roll back.
+    #[command(after_help = help::SNAPSHOT_DIFF)]
+    Diff {
+        /// The older side: a snapshot file or s3://bucket/key (the one a restore would bring back).
+        snapshot: PathBuf,
+        /// The newer side: another snapshot; without it, the live cluster of -i.
+        #[arg(required_unless_present = "inventory", conflicts_with = "inventory")]
+        newer: Option<PathBuf>,
+        /// The cluster to compare with, read over etcd's API through SSH forwards.
+        #[arg(short = 'i', long = "inventory", value_name = "INVENTORY")]
+        inventory: Option<PathBuf>,
+        /// text: a summary table, then every differing object; json: one document.
+        #[arg(
+            short = 'o',
+            long = "output",
+            value_name = "FORMAT",
+            value_enum,
+            default_value_t = SnapshotFormat::Text
+        )]
+        output: SnapshotFormat,
+    },
     /// Every snapshot (*.db) in a directory, newest first: when, size, revision, keys, and
     /// whether its SHA-256 trailer and its .sha256 check out.
     #[command(after_help = help::SNAPSHOT_LIST)]
@@ -683,6 +705,13 @@ Exit status: 0 usable (trailer ok, or absent as in a raw member/snap/db copy); 1
 Example:
   runbook snapshot status /backups/etcd-2026-11-20.db \\
     -o json";
+
+    pub const SNAPSHOT_DIFF: &str = "\
+Exit status: 0 compared (whatever differs); 1 a side unreadable or the cluster unreachable; 2 usage.
+
+Examples:
+  runbook snapshot diff monday.db tuesday.db
+  runbook snapshot diff monday.db -i inventory.yaml";
 
     pub const SNAPSHOT_SAVE: &str = "\
 The member's client certificate is read over SSH into memory; the stream comes through an SSH local forward to the member's 127.0.0.1 client port. Writes FILE.part, fsyncs, renames, writes FILE.sha256 (sha256sum format) and checks the file before reporting success.

@@ -36,6 +36,7 @@ registry! {
     snapshot_copy => [COPY, PRUNE],
     snapshot_distribute => [INFO],
     snapshot_not_source => [INFO],
+    snapshot_impact => [INFO],
     manifest => [STOP, START],
     manifest_flags => [INFO],
     wait_process_gone => [INFO],

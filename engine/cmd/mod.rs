@@ -1,6 +1,7 @@
 //! Command implementations: one file per subcommand, sharing input handling and exit codes.
 
 mod apply;
+mod diff;
 mod discover;
 mod docs;
 mod drill;

@@ -29,6 +29,12 @@ pub fn run(cmd: SnapshotCommand) -> Done {
             ..
         } => save_direct(&file, &endpoint, cacert, cert, key),
         SnapshotCommand::List { dir, output } => list(&dir, output),
+        SnapshotCommand::Diff {
+            snapshot,
+            newer,
+            inventory,
+            output,
+        } => super::diff::run(&snapshot, newer.as_deref(), inventory.as_deref(), output),
         SnapshotCommand::Save { .. } => Err(Failure::usage(
             "snapshot save needs a cluster",
             &"neither -i INVENTORY nor --endpoint URL was given",
@@ -46,12 +52,12 @@ pub fn run(cmd: SnapshotCommand) -> Done {
 
 /// An `s3://bucket/key` argument fetched into a private directory (removed when dropped) and
 /// checked against its `.sha256`; `None` for a local path.
-struct Fetched {
-    path: std::path::PathBuf,
+pub(super) struct Fetched {
+    pub(super) path: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
-fn fetch_if_s3(arg: &Path) -> Result<Option<Fetched>, Failure> {
+pub(super) fn fetch_if_s3(arg: &Path) -> Result<Option<Fetched>, Failure> {
     let text = arg.to_string_lossy();
     let Some(object) = S3Url::object(&text) else {
         return Ok(None);

@@ -152,3 +152,59 @@ pub fn pick_source(members: &[MemberStatus]) -> Option<&MemberStatus> {
         .filter(|m| !m.is_learner && m.errors.is_empty())
         .max_by_key(|m| (m.raft_applied_index, !m.is_leader))
 }
+
+/// Every live key of the cluster at one revision (the first page's), read in pages of 500 in
+/// key order: memory holds one page of values and the digests of all. Serializable reads: the
+/// member's own state answers, also without quorum (a cluster in the outage a restore is for).
+pub async fn contents(client: &mut Client) -> Result<crate::snapshot::contents::Contents, String> {
+    let mut c = crate::snapshot::contents::Contents::default();
+    let mut from: Vec<u8> = vec![0];
+    let mut revision = 0;
+    loop {
+        let mut opts = etcd_client::GetOptions::new()
+            .with_range(vec![0])
+            .with_limit(500)
+            .with_serializable();
+        if revision > 0 {
+            opts = opts.with_revision(revision);
+        }
+        let r = client
+            .get(from.clone(), Some(opts))
+            .await
+            .map_err(|e| format!("reading the keys: {e}"))?;
+        if revision == 0 {
+            revision = r.header().map_or(0, |h| h.revision());
+            c.revision = revision;
+        }
+        for kv in r.kvs() {
+            c.put(kv.key(), kv.mod_revision(), kv.value());
+        }
+        match (r.more(), r.kvs().last()) {
+            (true, Some(last)) => {
+                from = last.key().to_vec();
+                from.push(0);
+            }
+            _ => return Ok(c),
+        }
+    }
+}
+
+/// The live keyspace, from the first member (in inventory order) that answers; which one.
+pub async fn cluster_contents<E: Executor + ?Sized>(
+    exec: &E,
+    members: &[&Node],
+) -> Result<(String, crate::snapshot::contents::Contents), String> {
+    let mut failures = Vec::new();
+    for n in members {
+        let read = async {
+            let mut client = connect_member(exec, n).await?;
+            contents(&mut client).await
+        };
+        match tokio::time::timeout(Duration::from_secs(60), read).await {
+            Ok(Ok(c)) => return Ok((n.name.clone(), c)),
+            Ok(Err(e)) => failures.push(format!("{}: {e}", n.name)),
+            Err(_) => failures.push(format!("{}: no answer in 60 s", n.name)),
+        }
+    }
+    Err(format!("no member answered: {}", failures.join("; ")))
+}

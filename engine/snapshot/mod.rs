@@ -4,6 +4,7 @@
 //! 32-byte SHA-256 of them; a raw copy of member/snap/db is whole pages (see `status`).
 
 pub mod bbolt;
+pub mod contents;
 pub mod s3;
 pub mod status;
 

@@ -225,7 +225,7 @@ pub fn status_with(path: &Path, digests: Digests) -> Result<Status, StatusError>
 }
 
 /// Opens a file that must not be empty: the file, its size, its path for messages.
-fn open_nonempty(path: &Path) -> Result<(File, u64, String), StatusError> {
+pub(crate) fn open_nonempty(path: &Path) -> Result<(File, u64, String), StatusError> {
     let p = path.display().to_string();
     let io = |error| StatusError::Io {
         path: p.clone(),
@@ -248,7 +248,7 @@ fn open_nonempty(path: &Path) -> Result<(File, u64, String), StatusError> {
 
 /// The file's size against its pages, from the bbolt meta page.
 #[derive(Debug, Clone, Copy)]
-struct Layout {
+pub(crate) struct Layout {
     size: u64,
     page_size: u32,
     /// The pages in use (meta `pgid` times the page size): where a save file's trailer starts.
@@ -256,7 +256,7 @@ struct Layout {
 }
 
 impl Layout {
-    fn of(src: &dyn ReadAt, size: u64) -> Result<Layout, BboltError> {
+    pub(crate) fn of(src: &dyn ReadAt, size: u64) -> Result<Layout, BboltError> {
         let meta = read_meta(src, size)?;
         Ok(Layout {
             size,
@@ -271,7 +271,7 @@ impl Layout {
     }
 
     /// What the bbolt walk reads: the whole pages, without a trailer or a partial page.
-    fn whole_pages(&self) -> u64 {
+    pub(crate) fn whole_pages(&self) -> u64 {
         self.size - self.partial()
     }
 
@@ -624,12 +624,12 @@ fn be_u64(v: &[u8]) -> Option<u64> {
 }
 
 /// The main revision of an mvcc revision key (8 bytes big-endian, then `_` and the sub revision).
-fn main_revision(k: &[u8]) -> Option<i64> {
+pub(crate) fn main_revision(k: &[u8]) -> Option<i64> {
     be_u64(k).map(|m| m as i64)
 }
 
 /// The first length-delimited field `field` of a protobuf message (mvccpb.KeyValue.key is 1).
-fn proto_bytes_field(mut msg: &[u8], field: u64) -> Option<&[u8]> {
+pub(crate) fn proto_bytes_field(mut msg: &[u8], field: u64) -> Option<&[u8]> {
     while !msg.is_empty() {
         let (tag, rest) = varint(msg)?;
         msg = rest;
