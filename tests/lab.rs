@@ -441,9 +441,51 @@ fn restore_ha(etcd: &str, name: &str) {
         "shop",
         "--image=registry.k8s.io/pause:3.10",
     ]);
+    // And one deleted: the restore brings it back.
+    let gone = deployments[0].trim_start_matches("deployment.apps/").to_string();
+    lab.kubectl(&["delete", "deployment", &gone, "-n", "shop", "--wait=false"]);
+    // What the restore would roll back, read before the outage: the snapshot against the
+    // live cluster, by resource.
+    let diff = |format: &str| {
+        check(
+            runbook()
+                .args(["snapshot", "diff"])
+                .arg(&snapshot)
+                .arg("-i")
+                .arg(&lab.inventory)
+                .args(["-o", format])
+                .output()
+                .unwrap(),
+            "snapshot diff",
+        )
+    };
+    let text = diff("text");
+    eprintln!("{text}");
+    let d: serde_json::Value = serde_json::from_str(&diff("json")).unwrap();
+    assert_eq!(d["resources"]["namespaces"]["created"], 1, "{text}");
+    assert_eq!(d["resources"]["deployments"]["created"], 1, "{text}");
+    assert_eq!(d["resources"]["deployments"]["deleted"], 1, "{text}");
+    assert_eq!(d["outside_registry"]["created"], AFTER as u64, "{text}");
+    let keys = d["keys"].as_array().unwrap();
+    let has = |change: &str, resource: &str, ns: Option<&str>, name: &str| {
+        keys.iter().any(|k| {
+            k["change"] == change
+                && k["resource"] == resource
+                && k["namespace"].as_str() == ns
+                && k["name"] == name
+        })
+    };
+    assert!(has("created", "deployments", Some("shop"), "late"), "{text}");
+    assert!(has("deleted", "deployments", Some("shop"), &gone), "{text}");
+    assert!(has("created", "namespaces", None, "later"), "{text}");
+    assert!(text.contains("brings back 1 deleted since (1 deployments)"), "{text}");
     lab.destroy_all_data();
     let (out, took, run_dir) = lab.apply("plans/etcd-restore-ha.yaml", &snapshot, &["--yes"]);
+    let impact = String::from_utf8_lossy(&out.stderr).into_owned();
     let stdout = check(out, "runbook apply");
+    // In the outage the restore is for, the impact step says what it can and does not fail.
+    assert!(stdout.contains("impact"), "{stdout}");
+    assert!(impact.contains("this restore") || impact.contains("does not answer"), "{impact}");
     let wait_etcd_gone = journal(&run_dir)
         .iter()
         .filter(|e| {
@@ -584,7 +626,7 @@ fn restore_ha(etcd: &str, name: &str) {
             .unwrap(),
         "junit",
     );
-    assert!(junit.contains("tests=\"41\" failures=\"0\""), "{junit}");
+    assert!(junit.contains("tests=\"42\" failures=\"0\""), "{junit}");
     common::assert_valid_junit(&junit);
     // The run's lock files are gone from every node.
     for n in &lab.nodes {

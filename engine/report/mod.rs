@@ -369,14 +369,18 @@ fn rto(
     }
 }
 
-/// What the checking steps (preflight, the source guard, the cluster verification) logged.
+/// What the checking steps (preflight, the source guard, the restore's impact, the cluster
+/// verification) logged.
 fn verification(dir: &RunDir, steps: &[RecordedStep]) -> Vec<String> {
     steps
         .iter()
         .filter(|s| {
             matches!(
                 s.action.as_str(),
-                "etcd.verify_cluster" | "etcd.preflight" | "snapshot.not_source"
+                "etcd.verify_cluster"
+                    | "etcd.preflight"
+                    | "snapshot.not_source"
+                    | "snapshot.impact"
             )
         })
         .filter_map(|s| std::fs::read_to_string(dir.log(&s.id)).ok())
