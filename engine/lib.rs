@@ -34,6 +34,7 @@ pub mod executor;
 pub mod graph;
 pub mod input;
 pub mod inventory;
+pub mod kube;
 pub mod lint;
 pub mod located;
 pub mod pipeline;

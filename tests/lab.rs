@@ -442,7 +442,9 @@ fn restore_ha(etcd: &str, name: &str) {
         "--image=registry.k8s.io/pause:3.10",
     ]);
     // And one deleted: the restore brings it back.
-    let gone = deployments[0].trim_start_matches("deployment.apps/").to_string();
+    let gone = deployments[0]
+        .trim_start_matches("deployment.apps/")
+        .to_string();
     lab.kubectl(&["delete", "deployment", &gone, "-n", "shop", "--wait=false"]);
     // What the restore would roll back, read before the outage: the snapshot against the
     // live cluster, by resource.
@@ -475,17 +477,26 @@ fn restore_ha(etcd: &str, name: &str) {
                 && k["name"] == name
         })
     };
-    assert!(has("created", "deployments", Some("shop"), "late"), "{text}");
+    assert!(
+        has("created", "deployments", Some("shop"), "late"),
+        "{text}"
+    );
     assert!(has("deleted", "deployments", Some("shop"), &gone), "{text}");
     assert!(has("created", "namespaces", None, "later"), "{text}");
-    assert!(text.contains("brings back 1 deleted since (1 deployments)"), "{text}");
+    assert!(
+        text.contains("brings back 1 deleted since (1 deployments)"),
+        "{text}"
+    );
     lab.destroy_all_data();
     let (out, took, run_dir) = lab.apply("plans/etcd-restore-ha.yaml", &snapshot, &["--yes"]);
     let impact = String::from_utf8_lossy(&out.stderr).into_owned();
     let stdout = check(out, "runbook apply");
     // In the outage the restore is for, the impact step says what it can and does not fail.
     assert!(stdout.contains("impact"), "{stdout}");
-    assert!(impact.contains("this restore") || impact.contains("does not answer"), "{impact}");
+    assert!(
+        impact.contains("this restore") || impact.contains("does not answer"),
+        "{impact}"
+    );
     let wait_etcd_gone = journal(&run_dir)
         .iter()
         .filter(|e| {
@@ -901,6 +912,66 @@ fn restore_single(etcd: &str, name: &str) {
         snapshot.display()
     ));
     lab.write_keys("/later/", AFTER, "after");
+
+    // The keys rotate after the snapshot: a new one, and the old one dropped. The snapshot's
+    // Secrets could not be read any more, so the restore refuses before it stops anything.
+    let config = "/etc/kubernetes/enc/encryption-config.yaml";
+    let original = lab.sh("cp1", &format!("cat {config}"));
+    let old_key = original
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("secret: "))
+        .unwrap()
+        .to_string();
+    let rotated = |keys: &str| {
+        format!(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - aescbc:\n      keys:\n{keys}  - identity: {{}}\n"
+        )
+    };
+    let new_key = "       - {name: key2, secret: bmV3LWtleS1uZXcta2V5LW5ldy1rZXktbmV3LWtleSE=}\n";
+    lab.sh(
+        "cp1",
+        &format!("cat > {config} <<'EOF'\n{}EOF", rotated(new_key)),
+    );
+    let restore = |run: &str| {
+        runbook()
+            .envs(s3.env())
+            .args(["apply", "plans/etcd-restore-single.yaml", "-i"])
+            .arg(&lab.inventory)
+            .args([
+                "--set",
+                "snapshot=s3://backups/etcd/etcd-one.db",
+                "--yes",
+                "--run-dir",
+            ])
+            .arg(lab.work.path().join(run))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let refused = restore("run-rotated");
+    let err = String::from_utf8_lossy(&refused.stderr).into_owned();
+    eprintln!("{err}");
+    assert_eq!(refused.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("secrets in the snapshot are encrypted with aescbc key \"key1\""),
+        "{err}"
+    );
+    assert!(err.contains("nothing was stopped"), "{err}");
+    lab.sh(
+        "cp1",
+        "test -e /etc/kubernetes/manifests/kube-apiserver.yaml",
+    );
+    // Both keys, the new one writing: the restore goes ahead.
+    lab.sh(
+        "cp1",
+        &format!(
+            "cat > {config} <<'EOF'\n{}EOF",
+            rotated(&format!(
+                "{new_key}       - {{name: key1, secret: {old_key}}}\n"
+            ))
+        ),
+    );
+
     lab.destroy_all_data();
     let t = Instant::now();
     let out = runbook()
@@ -921,11 +992,26 @@ fn restore_single(etcd: &str, name: &str) {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     check(out, "runbook apply (single, from S3)");
     assert!(err.contains("matches etcd-one.db.sha256"), "{err}");
+    assert!(
+        err.contains("every key the snapshot needs is configured: aescbc key \"key1\""),
+        "{err}"
+    );
     eprintln!(
         "single-member restore on etcd {etcd}: {:.2}s",
         took.as_secs_f64()
     );
     lab.assert_restored(&before);
+    // The Secret written under the old key reads back through the restored API.
+    let password = lab.kubectl(&[
+        "get",
+        "secret",
+        "shop-db",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.data.password}",
+    ]);
+    assert_eq!(password.trim(), "bGFiLXNlY3JldC12YWx1ZQ==");
 }
 
 /// Runs that must not start: another run's lock on a node, a host key that changed,
@@ -1824,6 +1910,7 @@ fn nospace(etcd: &str, name: &str) {
     };
     let refused = backup("75", "run-gated");
     let err = String::from_utf8_lossy(&refused.stderr).into_owned();
+    eprintln!("{err}");
     assert_eq!(refused.status.code(), Some(1), "{err}");
     assert!(
         err.contains("the members' metrics refuse this run"),

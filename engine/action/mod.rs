@@ -37,6 +37,7 @@ registry! {
     snapshot_distribute => [INFO],
     snapshot_not_source => [INFO],
     snapshot_impact => [INFO],
+    snapshot_encryption_keys => [INFO],
     manifest => [STOP, START],
     manifest_flags => [INFO],
     wait_process_gone => [INFO],

@@ -200,6 +200,25 @@ fn table(s: &Status) -> String {
         "bbolt:                 page size {}, txid {}\n",
         s.page_size, s.txid
     ));
+    // How the live values are stored: a restore needs every key named here in the
+    // kube-apiserver's EncryptionConfiguration.
+    if s.encryption.iter().any(|k| k.provider != "identity") {
+        let mut t = Table::new(&["ENCRYPTION", "KEY", "OBJECTS"], &[2], false);
+        for k in &s.encryption {
+            t.row([
+                k.provider.clone(),
+                if k.key.is_empty() {
+                    "-".into()
+                } else {
+                    k.key.clone()
+                },
+                k.objects.to_string(),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&t.render());
+        out.push('\n');
+    }
     out
 }
 

@@ -148,6 +148,18 @@ pub struct Status {
     pub members: Vec<Member>,
     /// Top-level buckets and their entry counts.
     pub buckets: Vec<(String, u64)>,
+    /// Live values by how Kubernetes stored them: each encryption provider and key name
+    /// (`k8s:enc:<provider>:v1:<key>:`), and `identity` for the rest.
+    pub encryption: Vec<KeyUse>,
+}
+
+/// How many live values one encryption key (or identity) holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyUse {
+    pub provider: String,
+    /// Empty for identity.
+    pub key: String,
+    pub objects: u64,
 }
 
 impl Status {
@@ -525,12 +537,13 @@ fn figures(src: &dyn ReadAt, body_len: u64) -> Result<Status, Refusal> {
     let free = db.check_freelist().map_err(bolt)?;
     db.check_coverage(&free).map_err(bolt)?;
 
+    let encryption = s.encryption();
     Ok(Status {
         sha256: Trailer::Absent,
         hash: format!("{crc:x}"),
         revision: s.revision,
         total_keys: s.total_keys,
-        live_keys_36: s.live.values().filter(|live| **live).count() as u64,
+        live_keys_36: s.live.values().filter(|(live, _)| *live).count() as u64,
         total_size: meta.pgid * u64::from(meta.page_size),
         file_sha256: String::new(),
         file_size: 0,
@@ -541,6 +554,7 @@ fn figures(src: &dyn ReadAt, body_len: u64) -> Result<Status, Refusal> {
         term: s.term,
         compact_revision_scheduled: s.scheduled,
         compact_revision_finished: s.finished,
+        encryption,
         members: s.members,
         buckets: s.buckets,
     })
@@ -558,8 +572,10 @@ struct Walk {
     revision: i64,
     total_keys: u64,
     /// Per user key (by a 64-bit digest, to keep memory small): is its latest revision live?
-    /// Keys are walked in revision order, so the last write wins.
-    live: HashMap<u64, bool>,
+    /// Keys are walked in revision order, so the last write wins. With it, the encryption
+    /// key of its latest value (an index into `keys`).
+    live: HashMap<u64, (bool, Option<u16>)>,
+    keys: Vec<(String, String)>,
     storage_version: Option<String>,
     consistent_index: Option<u64>,
     term: Option<u64>,
@@ -570,6 +586,49 @@ struct Walk {
 }
 
 impl Walk {
+    fn key_index(&mut self, provider: &str, key: &str) -> u16 {
+        match self
+            .keys
+            .iter()
+            .position(|(p, k)| p == provider && k == key)
+        {
+            Some(i) => i as u16,
+            None => {
+                self.keys.push((provider.to_string(), key.to_string()));
+                (self.keys.len() - 1) as u16
+            }
+        }
+    }
+
+    /// Live values per encryption key, then identity.
+    fn encryption(&self) -> Vec<KeyUse> {
+        let mut n = vec![0u64; self.keys.len()];
+        let mut plain = 0;
+        for (live, enc) in self.live.values() {
+            match (live, enc) {
+                (true, Some(i)) => n[usize::from(*i)] += 1,
+                (true, None) => plain += 1,
+                _ => {}
+            }
+        }
+        let mut out: Vec<KeyUse> = self
+            .keys
+            .iter()
+            .zip(n)
+            .map(|((p, k), objects)| KeyUse {
+                provider: p.clone(),
+                key: k.clone(),
+                objects,
+            })
+            .collect();
+        out.push(KeyUse {
+            provider: "identity".into(),
+            key: String::new(),
+            objects: plain,
+        });
+        out
+    }
+
     fn record(&mut self, bucket: &str, key: &[u8], value: &[u8]) {
         match bucket {
             "key" => {
@@ -582,7 +641,10 @@ impl Walk {
                     let digest = u64::from_be_bytes(
                         Sha256::digest(user_key)[..8].try_into().unwrap_or([0; 8]),
                     );
-                    self.live.insert(digest, !tombstone);
+                    let enc = proto_bytes_field(value, 5)
+                        .and_then(super::contents::encryption_of)
+                        .map(|(p, k)| self.key_index(p, k));
+                    self.live.insert(digest, (!tombstone, enc));
                 }
             }
             "meta" => match key {
