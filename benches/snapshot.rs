@@ -3,7 +3,9 @@
 //!   - `runbook snapshot status` vs `etcdutl snapshot status` vs `sha256sum`: wall time, peak RSS;
 //!   - peak RSS of `runbook snapshot status` on a 20 kB file vs the 1.1 GB one (flat memory);
 //!   - `runbook snapshot save` (through an SSH forward) vs `etcdctl snapshot save` (direct):
-//!     throughput.
+//!     throughput;
+//!   - `runbook snapshot diff` of that snapshot and a second one taken after 100 values were
+//!     rewritten, 50 deleted and 50 added: wall time and peak RSS, against reading both files.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -162,6 +164,44 @@ fn main() {
     println!(
         "  sha256sum                {sw:.2}s  peak RSS {sm:.1} MB   ratio runbook/sha256sum {:.2}",
         rw / sw
+    );
+
+    // Diff: a second snapshot after some churn, compared with the first.
+    in_node(
+        "for i in $(seq 1 100); do etcdctl put /big/$i < /tmp/v >/dev/null; done; \
+         for i in $(seq 101 150); do etcdctl del /big/$i >/dev/null; done; \
+         for i in $(seq 1 50); do etcdctl put /new/$i < /tmp/v >/dev/null; done; \
+         etcdctl snapshot save /var/lib/runbook/second.db >/dev/null",
+    );
+    let second = work.path().join("second.db");
+    let mut f = std::fs::File::create(&second).unwrap();
+    let mut cat = Command::new(exe)
+        .args([
+            "lab",
+            "exec",
+            "--name",
+            LAB,
+            "cp1",
+            "--",
+            "cat",
+            "/var/lib/runbook/second.db",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::copy(cat.stdout.as_mut().unwrap(), &mut f).unwrap();
+    assert!(cat.wait().unwrap().success());
+    let second = second.to_str().unwrap();
+    let (read_both, _) = measure(&["sh", "-c", &format!("cat {big} {second} > /dev/null")]);
+    let (dw, dm) = measure(&[exe, "snapshot", "diff", big, second]);
+    let both = (std::fs::metadata(big).unwrap().len() + std::fs::metadata(second).unwrap().len())
+        as f64
+        / 1e6;
+    println!("snapshot diff of {size:.0} MB and {:.0} MB:", both - size);
+    println!("  runbook snapshot diff    {dw:.2}s  peak RSS {dm:.1} MB");
+    println!(
+        "  cat both > /dev/null     {read_both:.2}s                    ratio diff/read {:.2}",
+        dw / read_both
     );
 
     ok(runbook().args(["lab", "down", "--name", LAB]), "lab down");

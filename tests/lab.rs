@@ -348,6 +348,19 @@ impl Lab {
     }
 
     /// Names of the objects of one kind in one namespace, sorted.
+    /// The seeded Secret's value, as kube-apiserver decrypts it.
+    fn shop_db_password(&self) -> String {
+        self.kubectl(&[
+            "get",
+            "secret",
+            "shop-db",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.data.password}",
+        ])
+    }
+
     fn kube_names(&self, kind: &str, namespace: Option<&str>) -> Vec<String> {
         let mut args = vec!["get", kind, "-o", "name"];
         if let Some(ns) = namespace {
@@ -543,15 +556,7 @@ fn restore_ha(etcd: &str, name: &str) {
         ],
     );
     assert!(raw.starts_with("k8s:enc:aescbc:v1:key1:"), "{raw:?}");
-    let password = lab.kubectl(&[
-        "get",
-        "secret",
-        "shop-db",
-        "-n",
-        "shop",
-        "-o",
-        "jsonpath={.data.password}",
-    ]);
+    let password = lab.shop_db_password();
     assert_eq!(password.trim(), "bGFiLXNlY3JldC12YWx1ZQ==");
     // A write through the restored API works.
     lab.kubectl(&[
@@ -1002,15 +1007,7 @@ fn restore_single(etcd: &str, name: &str) {
     );
     lab.assert_restored(&before);
     // The Secret written under the old key reads back through the restored API.
-    let password = lab.kubectl(&[
-        "get",
-        "secret",
-        "shop-db",
-        "-n",
-        "shop",
-        "-o",
-        "jsonpath={.data.password}",
-    ]);
+    let password = lab.shop_db_password();
     assert_eq!(password.trim(), "bGFiLXNlY3JldC12YWx1ZQ==");
 }
 

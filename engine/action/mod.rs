@@ -316,6 +316,25 @@ impl JsonSchema for Count {
     }
 }
 
+/// A snapshot a step reads on the operator's machine (a path, or s3://bucket/key): the step
+/// runs `on: local`, and the value names something.
+pub fn local_snapshot(ctx: &Ctx, action: &str, value: String) -> Result<String, ArgError> {
+    if ctx.node.is_some() {
+        return Err(ArgError::field(
+            "snapshot",
+            format!("`{action}` reads the snapshot on the operator's machine"),
+        )
+        .hint("run the step `on: local`"));
+    }
+    if value.trim().is_empty() || value.chars().any(char::is_control) {
+        return Err(ArgError::field(
+            "snapshot",
+            "`snapshot` is empty or contains a control character",
+        ));
+    }
+    Ok(value)
+}
+
 /// The variable every step's commands see with the run's id (the restore marks its work with it).
 pub const RUN_ID_VAR: &str = "RUNBOOK_RUN_ID";
 

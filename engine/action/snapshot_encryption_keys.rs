@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{
-    Act, Action, ActionInfo, ArgError, Command, Ctx, Native, RunCx, Said, args, schema_of, secs,
+    Act, Action, ActionInfo, local_snapshot, ArgError, Command, Ctx, Native, RunCx, Said, args, schema_of, secs,
 };
 use crate::executor::{BoxFut, output_on};
 use crate::kube::{apiserver_flag, encryption_rules, keys_for};
@@ -42,21 +42,8 @@ pub struct EncryptionKeys {
 
 impl EncryptionKeys {
     pub fn new(args: Args, ctx: &Ctx) -> Result<Self, ArgError> {
-        if ctx.node.is_some() {
-            return Err(ArgError::field(
-                "snapshot",
-                "`snapshot.encryption_keys` reads the snapshot on the operator's machine",
-            )
-            .hint("run the step `on: local`"));
-        }
-        if args.snapshot.trim().is_empty() || args.snapshot.chars().any(char::is_control) {
-            return Err(ArgError::field(
-                "snapshot",
-                "`snapshot` is empty or contains a control character",
-            ));
-        }
         Ok(EncryptionKeys {
-            snapshot: args.snapshot,
+            snapshot: local_snapshot(ctx, "snapshot.encryption_keys", args.snapshot)?,
             nodes: ctx
                 .inventory
                 .with_role("control-plane")

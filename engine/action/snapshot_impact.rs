@@ -7,7 +7,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{
-    Act, Action, ActionInfo, ArgError, Command, Ctx, Native, RunCx, Said, args, schema_of, secs,
+    Act, Action, ActionInfo, local_snapshot, ArgError, Command, Ctx, Native, RunCx, Said, args, schema_of, secs,
 };
 use crate::executor::BoxFut;
 use crate::shell::quote;
@@ -40,21 +40,8 @@ pub struct SnapshotImpact {
 
 impl SnapshotImpact {
     pub fn new(args: Args, ctx: &Ctx) -> Result<Self, ArgError> {
-        if ctx.node.is_some() {
-            return Err(ArgError::field(
-                "snapshot",
-                "`snapshot.impact` reads the snapshot on the operator's machine",
-            )
-            .hint("run the step `on: local`"));
-        }
-        if args.snapshot.trim().is_empty() || args.snapshot.chars().any(char::is_control) {
-            return Err(ArgError::field(
-                "snapshot",
-                "`snapshot` is empty or contains a control character",
-            ));
-        }
         Ok(SnapshotImpact {
-            snapshot: args.snapshot,
+            snapshot: local_snapshot(ctx, "snapshot.impact", args.snapshot)?,
             members: ctx.member_names(),
         })
     }

@@ -6,7 +6,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Act, Action, ActionInfo, args, schema_of, secs, RunCx, Said, ArgError, Command, Ctx, Native};
+use super::{Act, Action, ActionInfo, local_snapshot, args, schema_of, secs, RunCx, Said, ArgError, Command, Ctx, Native};
 use crate::executor::BoxFut;
 
 pub static INFO: ActionInfo = ActionInfo {
@@ -36,18 +36,8 @@ pub struct SnapshotNotSource {
 
 impl SnapshotNotSource {
     pub fn new(args: Args, ctx: &Ctx) -> Result<Self, ArgError> {
-        if ctx.node.is_some() {
-            return Err(ArgError::field(
-                "snapshot",
-                "`snapshot.not_source` reads the snapshot on the operator's machine",
-            )
-            .hint("run the step `on: local`"));
-        }
-        if args.snapshot.trim().is_empty() {
-            return Err(ArgError::field("snapshot", "`snapshot` is empty"));
-        }
         Ok(SnapshotNotSource {
-            snapshot: args.snapshot,
+            snapshot: local_snapshot(ctx, "snapshot.not_source", args.snapshot)?,
             members: ctx.member_names(),
         })
     }
