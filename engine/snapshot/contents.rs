@@ -2,13 +2,13 @@
 //! them, grouped the way Kubernetes stores its objects (`/registry/...`).
 //!
 //! Memory is bounded by the number of keys, not by value sizes: each live key keeps its name,
-//! its revision, a 128-bit digest of its value, its size and its encryption key (an index).
+//! its revision, a 128-bit digest of its value (XXH3: fast, not cryptographic — a diff informs,
+//! the checks that guard a restore use SHA-256), its size and its encryption key (an index).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::bbolt::{Db, Entry, Root, bucket_root};
 use super::status::{Layout, StatusError, main_revision, open_nonempty, proto_bytes_field};
@@ -35,7 +35,7 @@ pub struct Contents {
 impl Contents {
     /// Records `key`'s value at `revision`, replacing what an older revision said.
     pub fn put(&mut self, key: &[u8], revision: i64, value: &[u8]) {
-        let digest = u128::from_be_bytes(Sha256::digest(value)[..16].try_into().unwrap_or([0; 16]));
+        let digest = xxhash_rust::xxh3::xxh3_128(value);
         let encryption = encryption_of(value).map(|(p, k)| self.intern(p, k));
         self.keys.insert(
             key.to_vec(),
