@@ -148,21 +148,34 @@ impl S3Server {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        // As a module of the python3 that has it, not a script on PATH that pip may not link.
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("moto_server runs (tests/run.sh installs moto[server] from PyPI)");
-        let s = S3Server {
+            .expect("python3 runs moto's server (tests/run.sh installs moto[server] from PyPI)");
+        let mut s = S3Server {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = s.child.try_wait() {
+                panic!(
+                    "moto's server exited ({status}): is moto[server] installed? (tests/run.sh installs it)"
+                );
+            }
             assert!(
                 std::time::Instant::now() < deadline,
-                "moto_server did not listen"
+                "moto's server did not listen in 30 s"
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
