@@ -642,7 +642,7 @@ fn restore_ha(etcd: &str, name: &str) {
             .unwrap(),
         "junit",
     );
-    assert!(junit.contains("tests=\"42\" failures=\"0\""), "{junit}");
+    assert!(junit.contains("tests=\"43\" failures=\"0\""), "{junit}");
     common::assert_valid_junit(&junit);
     // The run's lock files are gone from every node.
     for n in &lab.nodes {
