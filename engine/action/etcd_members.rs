@@ -1,5 +1,7 @@
-//! `etcd.member_remove` and `etcd.member_add`: membership changes for the step's node, done
-//! over etcd's API through the *other* members (the node's own etcd is stopped).
+//! `etcd.member_remove`, `etcd.member_add` and `etcd.member_promote`: membership changes for
+//! the step's node, done over etcd's API through the *other* members (the node's own etcd is
+//! stopped, or a learner). From etcd 3.5 a member joins as a learner and is promoted once in
+//! sync, as kubeadm does; on 3.4, whose learners are immature, it joins as a voter.
 
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -22,7 +24,7 @@ pub static REMOVE: ActionInfo = ActionInfo {
 
 pub static ADD: ActionInfo = ActionInfo {
     name: "etcd.member_add",
-    summary: "add the node as a voting member once every voter is started (one at a time) and write its join flags into its parked manifest",
+    summary: "add the node as a learner (etcd 3.5+; a voter on 3.4) once every voter is started, one at a time, and write its join flags into its parked manifest",
     default_timeout: secs(300),
     destructive: true,
     idempotent: true,
@@ -30,7 +32,75 @@ pub static ADD: ActionInfo = ActionInfo {
     parse: |v, ctx| Ok(Action::new(EtcdMemberAdd::new(args(v)?, ctx)?)),
 };
 
-/// Arguments of `etcd.member_remove` (none: the member is the step's node).
+pub static PROMOTE: ActionInfo = ActionInfo {
+    name: "etcd.member_promote",
+    summary: "promote the node's learner to a voting member once it is in sync with the leader (asked until the step's deadline); nothing to do on etcd 3.4",
+    default_timeout: secs(300),
+    destructive: false,
+    idempotent: true,
+    schema: schema_of::<RemoveArgs>,
+    parse: |v, ctx| Ok(Action::new(EtcdMemberPromote::new(args(v)?, ctx)?)),
+};
+
+/// Whether members join as learners: etcd 3.5 and later (3.4's learners are immature).
+fn joins_as_learner(ctx: &Ctx) -> bool {
+    let v = ctx.inventory.etcd.version;
+    (v.major, v.minor) >= (3, 5)
+}
+
+#[derive(Debug, Clone)]
+pub struct EtcdMemberPromote {
+    pub node: String,
+    pub learner: bool,
+}
+
+impl EtcdMemberPromote {
+    pub fn new(_args: RemoveArgs, ctx: &Ctx) -> Result<Self, ArgError> {
+        let node = ctx.require_node("etcd.member_promote")?;
+        Ok(EtcdMemberPromote {
+            node: node.name.clone(),
+            learner: joins_as_learner(ctx),
+        })
+    }
+}
+
+impl Act for EtcdMemberPromote {
+    fn commands(&self) -> Vec<Command> {
+        let text = if self.learner {
+            format!(
+                "promote the learner {} to a voting member, asking again every 0.5 s until etcd finds it in sync with the leader; already a voter is success",
+                self.node
+            )
+        } else {
+            format!(
+                "nothing to promote: on etcd 3.4 {} joined as a voter (its learners are immature)",
+                self.node
+            )
+        };
+        vec![Command::native(self.clone(), text)]
+    }
+}
+
+impl Native for EtcdMemberPromote {
+    fn run<'a>(&'a self, cx: &'a RunCx<'a>) -> BoxFut<'a, Result<Said, String>> {
+        Box::pin(async move {
+            if !self.learner {
+                return Ok(Said::shown(format!(
+                    "{} joined as a voter (etcd 3.4): nothing to promote",
+                    self.node
+                )));
+            }
+            let node = cx.node("a promotion")?;
+            let deadline = cx.deadline - std::time::Duration::from_secs(2);
+            crate::etcd::members::promote(cx.exec, cx.inventory, node, deadline)
+                .await
+                .map(Said::shown)
+        })
+    }
+}
+
+/// Arguments of `etcd.member_remove` and `etcd.member_promote` (none: the member is the
+/// step's node).
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 #[schemars(rename = "EtcdMemberRemoveArgs")]
 #[serde(deny_unknown_fields)]
@@ -82,6 +152,7 @@ pub struct EtcdMemberAdd {
     pub node: String,
     pub peer_url: String,
     pub manifest: String,
+    pub learner: bool,
 }
 
 impl EtcdMemberAdd {
@@ -93,6 +164,7 @@ impl EtcdMemberAdd {
             node: node.name.clone(),
             peer_url: node.peer_url(),
             manifest: parked_path(node, args.parking_dir, &name)?,
+            learner: joins_as_learner(ctx),
         })
     }
 }
@@ -102,9 +174,17 @@ impl Act for EtcdMemberAdd {
         vec![Command::native(
             self.clone(),
             format!(
-                "once every voting member is started and answers (etcd takes one new voter at a time), add {} ({}) as a voting member; \
+                "once every voting member is started and answers (etcd takes one change at a time{}), add {} ({}) as {}; \
 then set --initial-cluster=<the members etcd lists after the add> and --initial-cluster-state=existing in {}",
-                self.node, self.peer_url, self.manifest
+                if self.learner { ", and one learner" } else { "" },
+                self.node,
+                self.peer_url,
+                if self.learner {
+                    "a learner (promoted once in sync)"
+                } else {
+                    "a voting member (etcd 3.4: its learners are immature)"
+                },
+                self.manifest
             ),
         )]
     }
@@ -127,7 +207,9 @@ impl Native for EtcdMemberAdd {
             let node = cx.node("a member add")?;
             // The step's own time limit cuts the wait; leave a little for the manifest edit.
             let deadline = cx.deadline - std::time::Duration::from_secs(10);
-            let added = crate::etcd::members::add(cx.exec, cx.inventory, node, deadline).await?;
+            let added =
+                crate::etcd::members::add(cx.exec, cx.inventory, node, deadline, self.learner)
+                    .await?;
             let set = [
                 ("initial-cluster".to_string(), added.initial_cluster.clone()),
                 ("initial-cluster-state".to_string(), "existing".to_string()),

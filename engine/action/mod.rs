@@ -49,7 +49,7 @@ registry! {
     wait_http => [INFO],
     etcd_defrag => [DEFRAG, CLUSTER],
     etcd_maintenance => [COMPACT, CHECK_WRITES],
-    etcd_members => [REMOVE, ADD],
+    etcd_members => [REMOVE, ADD, PROMOTE],
 }
 
 /// `run:` steps: the plan language's raw shell, not a registered action.

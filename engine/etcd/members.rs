@@ -205,24 +205,30 @@ pub async fn remove(
 /// What an add leaves behind: the member's id and the `--initial-cluster` it must start with.
 pub struct Added {
     pub id: u64,
+    pub learner: bool,
     pub initial_cluster: String,
     pub message: String,
 }
 
-/// Adds `node` as a voting member once every listed voter is started and answers (polling
-/// until `deadline`); a member already listed with its peer URL is reused (a resumed run).
+/// Adds `node` once every listed voter is started and answers (polling until `deadline`):
+/// as a learner (`learner`; etcd takes one learner at a time, so another one's promotion is
+/// waited for), else as a voter. A member already listed with its peer URL is reused (a
+/// resumed run).
 pub async fn add(
     exec: &(impl Executor + ?Sized),
     inv: &Inventory,
     node: &Node,
     deadline: Instant,
+    learner: bool,
 ) -> Result<Added, String> {
-    let _one = MEMBERSHIP.lock().await;
     let ask = others(inv, node);
+    let kind = if learner { "learner" } else { "voting member" };
     loop {
+        // Held for one round, not across the waits: a promotion this add waits for takes it too.
+        let one = MEMBERSHIP.lock().await;
         let (asked, mut client, list) = list_from(exec, &ask).await?;
         if let Some(m) = list.iter().find(|m| m.is(node)) {
-            if m.is_learner {
+            if m.is_learner && !learner {
                 return Err(format!(
                     "{} is listed as a learner ({:x}); promote or remove it first",
                     node.name, m.id
@@ -231,9 +237,12 @@ pub async fn add(
             let initial_cluster = initial_cluster(inv, node, &list)?;
             return Ok(Added {
                 id: m.id,
+                learner: m.is_learner,
                 message: format!(
-                    "{} is already listed as member {:x} (added by an earlier attempt); joins with --initial-cluster={initial_cluster}",
-                    node.name, m.id
+                    "{} is already listed as {} {:x} (added by an earlier attempt); joins with --initial-cluster={initial_cluster}",
+                    node.name,
+                    if m.is_learner { "learner" } else { "member" },
+                    m.id
                 ),
                 initial_cluster,
             });
@@ -247,12 +256,23 @@ pub async fn add(
         let (_, not) = answering(exec, inv, &voters).await;
         let mut waiting = unstarted;
         waiting.extend(not);
+        if learner {
+            // etcd refuses a second learner ("too many learner members in cluster").
+            waiting.extend(list.iter().filter(|m| m.is_learner).map(|m| {
+                format!(
+                    "learner {} is not promoted yet (etcd takes one learner at a time)",
+                    m.label()
+                )
+            }));
+        }
         if waiting.is_empty() {
-            let r = match client.member_add([node.peer_url()], None).await {
+            let opts = learner.then(|| etcd_client::MemberAddOptions::new().with_is_learner());
+            let r = match client.member_add([node.peer_url()], opts).await {
                 Ok(r) => r,
                 // etcd's own readiness rules (strict reconfig check): every voter started, and
                 // the member asked connected to all of them for 5 s. Both pass with time.
                 Err(e) if not_yet(&e.to_string()) && Instant::now() < deadline => {
+                    drop(one);
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 }
@@ -263,8 +283,9 @@ pub async fn add(
             let initial_cluster = initial_cluster(inv, node, &after)?;
             return Ok(Added {
                 id,
+                learner,
                 message: format!(
-                    "added {} ({}) as member {id:x} via {asked}; {} voting members; joins with --initial-cluster={initial_cluster}",
+                    "added {} ({}) as {kind} {id:x} via {asked}; {} voting members; joins with --initial-cluster={initial_cluster}",
                     node.name,
                     node.peer_url(),
                     after.iter().filter(|m| !m.is_learner).count()
@@ -274,12 +295,80 @@ pub async fn add(
         }
         if Instant::now() >= deadline {
             return Err(format!(
-                "the cluster cannot take a new voter: {}",
+                "the cluster cannot take a new {kind}: {}",
                 waiting.join("; ")
             ));
         }
+        drop(one);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Promotes the learner `node` to a voter: etcd accepts only once the learner has caught up
+/// with the leader, so it is asked again every half second until `deadline`. Already a voter
+/// is success (a resumed run).
+pub async fn promote(
+    exec: &(impl Executor + ?Sized),
+    inv: &Inventory,
+    node: &Node,
+    deadline: Instant,
+) -> Result<String, String> {
+    let ask = others(inv, node);
+    let started = Instant::now();
+    let mut refusals = 0u32;
+    loop {
+        let one = MEMBERSHIP.lock().await;
+        let (asked, mut client, list) = list_from(exec, &ask).await?;
+        let Some(m) = list.iter().find(|m| m.is(node)) else {
+            return Err(format!(
+                "{} is not a member of the cluster: add it (as a learner) first",
+                node.name
+            ));
+        };
+        if !m.is_learner {
+            return Ok(format!(
+                "{} is a voting member {:x} (promoted by an earlier attempt)",
+                node.name, m.id
+            ));
+        }
+        match client.member_promote(m.id).await {
+            Ok(_) => {
+                return Ok(format!(
+                    "learner {} ({:x}) promoted to voting member via {asked} after {:.1}s ({refusals} times not yet in sync)",
+                    node.name,
+                    m.id,
+                    started.elapsed().as_secs_f64()
+                ));
+            }
+            // etcd: "can only promote a learner member which is in sync with leader"; or the
+            // cluster is between leaders, or waiting for a member to start.
+            Err(e) if promote_later(&e.to_string()) && Instant::now() < deadline => {
+                refusals += 1;
+                drop(one);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{} is still a learner after {:.0}s: {e}",
+                    node.name,
+                    started.elapsed().as_secs_f64()
+                ));
+            }
+        }
+    }
+}
+
+/// etcd's answers to a promotion meaning "not yet": retried until the step's deadline.
+fn promote_later(err: &str) -> bool {
+    not_yet(err)
+        || [
+            "in sync",
+            "request timed out",
+            "leader changed",
+            "no leader",
+        ]
+        .iter()
+        .any(|m| err.contains(m))
 }
 
 /// etcd's answers meaning "not now": retried until the step's deadline.
