@@ -1747,6 +1747,9 @@ fn scheduled_by_systemd(lab: &Lab, name: &str) {
         .arg(&units);
     check(schedule.output().unwrap(), "schedule systemd");
 
+    // This machine's /tmp is seen as it was at boot (systemd's boot-time clean of /tmp would
+    // hide a runbook binary built there, as in a clean clone's target directory).
+    let outside = tempfile::NamedTempFile::new_in("/tmp").unwrap();
     let host = runbook_lab::SystemdHost::boot(
         Path::new(env!("CARGO_BIN_EXE_runbook")),
         &format!("{name}-sched"),
@@ -1754,6 +1757,8 @@ fn scheduled_by_systemd(lab: &Lab, name: &str) {
         &[work.to_path_buf()],
     )
     .unwrap_or_else(|e| panic!("systemd host: {e}"));
+    host.sh(&format!("test -e {}", outside.path().display()))
+        .unwrap_or_else(|e| panic!("the host does not see this machine's /tmp: {e}"));
     host.sh(&format!(
         "cp {}/runbook-timer.service {}/runbook-timer.timer /etc/systemd/system/ && systemctl daemon-reload && systemctl start runbook-timer.timer",
         units.display(),

@@ -416,6 +416,11 @@ fn build_root(dir: &Path, config: &Config) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink("/dev/null", &link)?;
     }
+    // systemd empties /tmp at boot (tmpfiles.d's `D /tmp`): in the overlay that would hide
+    // this machine's /tmp (a binary or a test's files there); create it, never clean it.
+    let tmpfiles = etc.join("tmpfiles.d");
+    std::fs::create_dir_all(&tmpfiles)?;
+    std::fs::write(tmpfiles.join("tmp.conf"), "d /tmp 1777 root root -\n")?;
     std::fs::write(
         units.join("lab.target"),
         "[Unit]\nDescription=runbook lab host\nRequires=basic.target\nAfter=basic.target\nAllowIsolate=yes\n",
