@@ -1879,13 +1879,15 @@ fn nospace(etcd: &str, name: &str) {
 
     // The backup's metric gate: a database past 75% of its quota on any member refuses
     // the snapshot before it is taken; the plan's own limit set higher lets it through.
+    // Filled in 200 kB steps: members' sizes differ by a few MB (one may have taken a raft
+    // snapshot), so large steps could carry one past 99% before the check sees 75%.
     let filled = lab.sh(
         "cp1",
-        "head -c 1000000 /dev/urandom | base64 -w0 | head -c 1000000 > /tmp/big; \
-         for i in $(seq 1 40); do \
+        "head -c 200000 /dev/urandom | base64 -w0 | head -c 200000 > /tmp/mid; \
+         for i in $(seq 1 200); do \
            etcdctl endpoint status --cluster -w json | grep -o '\"dbSize\":[0-9]*' | cut -d: -f2 \
              | awk '$1 > 13000000 { high = 1 } END { exit !high }' && { echo filled; exit 0; }; \
-           etcdctl put /fill < /tmp/big >/dev/null || sleep 0.2; done; echo never",
+           etcdctl put /fill < /tmp/mid >/dev/null || sleep 0.2; done; echo never",
     );
     assert!(filled.contains("filled"), "{filled}");
     let backup = |limit: &str, run: &str| {
