@@ -979,20 +979,7 @@ fn restore_single(etcd: &str, name: &str) {
 
     lab.destroy_all_data();
     let t = Instant::now();
-    let out = runbook()
-        .envs(s3.env())
-        .args(["apply", "plans/etcd-restore-single.yaml", "-i"])
-        .arg(&lab.inventory)
-        .args([
-            "--set",
-            "snapshot=s3://backups/etcd/etcd-one.db",
-            "--yes",
-            "--run-dir",
-        ])
-        .arg(lab.work.path().join("run-s3"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = restore("run-s3");
     let took = t.elapsed();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     check(out, "runbook apply (single, from S3)");
