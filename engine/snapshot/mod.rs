@@ -7,6 +7,7 @@ pub mod bbolt;
 pub mod contents;
 pub mod s3;
 pub mod status;
+pub mod wire;
 
 use std::fs::File;
 use std::io::{self, Read};

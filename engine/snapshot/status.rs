@@ -691,38 +691,8 @@ pub(crate) fn main_revision(k: &[u8]) -> Option<i64> {
 }
 
 /// The first length-delimited field `field` of a protobuf message (mvccpb.KeyValue.key is 1).
-pub(crate) fn proto_bytes_field(mut msg: &[u8], field: u64) -> Option<&[u8]> {
-    while !msg.is_empty() {
-        let (tag, rest) = varint(msg)?;
-        msg = rest;
-        match tag & 7 {
-            0 => msg = varint(msg)?.1,
-            1 => msg = msg.get(8..)?,
-            2 => {
-                let (len, rest) = varint(msg)?;
-                let len = usize::try_from(len).ok()?;
-                let data = rest.get(..len)?;
-                if tag >> 3 == field {
-                    return Some(data);
-                }
-                msg = &rest[len..];
-            }
-            5 => msg = msg.get(4..)?,
-            _ => return None,
-        }
-    }
-    None
-}
-
-fn varint(b: &[u8]) -> Option<(u64, &[u8])> {
-    let mut v = 0u64;
-    for (i, &byte) in b.iter().enumerate().take(10) {
-        v |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some((v, &b[i + 1..]));
-        }
-    }
-    None
+pub(crate) fn proto_bytes_field(msg: &[u8], field: u64) -> Option<&[u8]> {
+    super::wire::bytes_field(msg, u32::try_from(field).ok()?)
 }
 
 #[cfg(test)]

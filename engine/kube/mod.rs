@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 
+pub mod object;
+
 /// The value of `--flag` among kube-apiserver's command and args (`--flag=V` or `--flag V`).
 pub fn apiserver_flag(manifest: &str, flag: &str) -> Result<Option<String>, String> {
     let v: Value = serde_saphyr::from_str(manifest)
