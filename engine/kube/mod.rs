@@ -4,7 +4,9 @@
 
 use serde_json::Value;
 
+pub mod decrypt;
 pub mod object;
+pub mod select;
 
 /// The value of `--flag` among kube-apiserver's command and args (`--flag=V` or `--flag V`).
 pub fn apiserver_flag(manifest: &str, flag: &str) -> Result<Option<String>, String> {
@@ -103,6 +105,33 @@ pub fn encryption_rules(config: &str) -> Result<Vec<Rule>, String> {
         rules.push(Rule { resources, keys });
     }
     Ok(rules)
+}
+
+/// Every key of an EncryptionConfiguration that carries a secret: (provider, name, secret
+/// as written, base64). What `snapshot get --encryption-config` decrypts with.
+pub fn key_secrets(config: &str) -> Result<Vec<(String, String, String)>, String> {
+    let v: Value = serde_saphyr::from_str(config).map_err(|e| format!("not YAML: {e}"))?;
+    if v.get("kind").and_then(Value::as_str) != Some("EncryptionConfiguration") {
+        return Err("not an EncryptionConfiguration (kind)".into());
+    }
+    let list = |v: &Value, f: &str| v.get(f).and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    for entry in list(&v, "resources") {
+        for p in list(&entry, "providers") {
+            let Some(obj) = p.as_object() else { continue };
+            for (provider, body) in obj {
+                for k in list(body, "keys") {
+                    if let (Some(n), Some(s)) = (
+                        k.get("name").and_then(Value::as_str),
+                        k.get("secret").and_then(Value::as_str),
+                    ) {
+                        out.push((provider.clone(), n.to_string(), s.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Whether a rule's resource pattern covers `resource` (`secrets`, `widgets.example.com`):

@@ -64,46 +64,16 @@ impl Contents {
     /// Reads every live key of a snapshot file (or a raw member/snap/db copy), walking its
     /// revisions in order: the last write of a key wins, a deletion removes it.
     pub fn of_file(path: &Path) -> Result<Contents, StatusError> {
-        let (file, size, p) = open_nonempty(path)?;
-        let bolt = |error| StatusError::Bbolt {
-            path: p.clone(),
-            error,
-        };
-        let layout = Layout::of(&file, size).map_err(bolt)?;
-        let mut db = Db::open(&file, layout.whole_pages()).map_err(bolt)?;
-        let mut root = None;
-        db.for_each(Root::Page(db.meta.root), &mut |_, e| {
-            if let Entry::Bucket {
-                name: b"key",
-                header,
-                page,
-            } = e
-            {
-                root = Some(bucket_root(header, page));
-            }
-            Ok(())
-        })
-        .map_err(bolt)?;
         let mut c = Contents::default();
-        let Some(root) = root else {
-            return Ok(c);
-        };
-        db.for_each(root, &mut |_, e| {
-            if let Entry::Pair { key, value } = e
-                && let (Some(rev), Some(user_key)) =
-                    (main_revision(key), proto_bytes_field(value, 1))
-            {
-                c.revision = rev;
-                // A revision key is main(8) '_' sub(8), with a trailing 't' for a deletion.
-                if key.len() == 18 && key[17] == b't' {
-                    c.keys.remove(user_key);
-                } else {
-                    c.put(user_key, rev, proto_bytes_field(value, 5).unwrap_or(b""));
+        walk_revisions(path, &mut |rev, key, value| {
+            c.revision = rev;
+            match value {
+                Some(v) => c.put(key, rev, v),
+                None => {
+                    c.keys.remove(key);
                 }
             }
-            Ok(())
-        })
-        .map_err(bolt)?;
+        })?;
         Ok(c)
     }
 
@@ -140,6 +110,52 @@ impl Contents {
         }
         out
     }
+}
+
+/// Every revision of a snapshot's keyspace, oldest first: `(revision, key, Some(value))` for
+/// a write, `(revision, key, None)` for a deletion. One pass over the file's pages; nothing
+/// is kept, so the caller's memory is what it keeps.
+pub fn walk_revisions(
+    path: &Path,
+    each: &mut dyn FnMut(i64, &[u8], Option<&[u8]>),
+) -> Result<(), StatusError> {
+    let (file, size, p) = open_nonempty(path)?;
+    let bolt = |error| StatusError::Bbolt {
+        path: p.clone(),
+        error,
+    };
+    let layout = Layout::of(&file, size).map_err(bolt)?;
+    let mut db = Db::open(&file, layout.whole_pages()).map_err(bolt)?;
+    let mut root = None;
+    db.for_each(Root::Page(db.meta.root), &mut |_, e| {
+        if let Entry::Bucket {
+            name: b"key",
+            header,
+            page,
+        } = e
+        {
+            root = Some(bucket_root(header, page));
+        }
+        Ok(())
+    })
+    .map_err(bolt)?;
+    let Some(root) = root else {
+        return Ok(());
+    };
+    db.for_each(root, &mut |_, e| {
+        if let Entry::Pair { key, value } = e
+            && let (Some(rev), Some(user_key)) = (main_revision(key), proto_bytes_field(value, 1))
+        {
+            // A revision key is main(8) '_' sub(8), with a trailing 't' for a deletion.
+            if key.len() == 18 && key[17] == b't' {
+                each(rev, user_key, None);
+            } else {
+                each(rev, user_key, Some(proto_bytes_field(value, 5).unwrap_or(b"")));
+            }
+        }
+        Ok(())
+    })
+    .map_err(bolt)
 }
 
 /// A Kubernetes encryption envelope prefix: `k8s:enc:<provider>:v1:<key name>:` (KMS v2 has

@@ -1,0 +1,127 @@
+//! Secrets encrypted at rest, decrypted on this machine with the operator's
+//! EncryptionConfiguration: kube-apiserver's `aescbc` (AES-CBC with PKCS#7 padding, the
+//! 16-byte IV first) and `secretbox` (XSalsa20-Poly1305, the 24-byte nonce first) providers.
+//! `aesgcm` and KMS are not decrypted here (KMS keys never leave their service).
+
+use aes::cipher::{BlockDecryptMut, KeyIvInit, block_padding::Pkcs7};
+use base64::Engine as _;
+use crypto_secretbox::aead::{Aead, KeyInit};
+
+/// The keys of an EncryptionConfiguration that can be used here.
+#[derive(Default)]
+pub struct Keys {
+    /// (provider, key name, key bytes).
+    keys: Vec<(String, String, Vec<u8>)>,
+}
+
+impl Keys {
+    pub fn of_config(config: &str) -> Result<Keys, String> {
+        let mut keys = Vec::new();
+        for (provider, name, secret) in super::key_secrets(config)? {
+            if provider != "aescbc" && provider != "secretbox" {
+                continue;
+            }
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(secret.trim())
+                .map_err(|e| format!("{provider} key {name:?}: the secret is not base64 ({e})"))?;
+            let ok = match provider.as_str() {
+                "aescbc" => matches!(bytes.len(), 16 | 24 | 32),
+                _ => bytes.len() == 32,
+            };
+            if !ok {
+                return Err(format!(
+                    "{provider} key {name:?} is {} bytes, which {provider} does not use",
+                    bytes.len()
+                ));
+            }
+            keys.push((provider, name, bytes));
+        }
+        Ok(Keys { keys })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The stored bytes under the envelope, or why not: no such key here, a provider this
+    /// cannot decrypt, or a key that does not open the value (the wrong key of that name).
+    pub fn decrypt(&self, value: &[u8], provider: &str, name: &str) -> Result<Vec<u8>, String> {
+        let Some((_, _, key)) = self
+            .keys
+            .iter()
+            .find(|(p, n, _)| p == provider && n == name)
+        else {
+            return Err(if matches!(provider, "aescbc" | "secretbox") {
+                format!("encrypted with {provider} key {name:?}, which the encryption config does not hold")
+            } else {
+                format!("encrypted with {provider} ({name}), which runbook does not decrypt")
+            });
+        };
+        let prefix = format!("k8s:enc:{provider}:v1:{name}:");
+        let data = &value[prefix.len().min(value.len())..];
+        let wrong = || format!("{provider} key {name:?} does not decrypt it (a different key of the same name?)");
+        match provider {
+            "aescbc" => {
+                if data.len() < 32 || data.len() % 16 != 0 {
+                    return Err(wrong());
+                }
+                let (iv, ct) = data.split_at(16);
+                let plain = match key.len() {
+                    16 => cbc::Decryptor::<aes::Aes128>::new_from_slices(key, iv)
+                        .map_err(|_| wrong())?
+                        .decrypt_padded_vec_mut::<Pkcs7>(ct),
+                    24 => cbc::Decryptor::<aes::Aes192>::new_from_slices(key, iv)
+                        .map_err(|_| wrong())?
+                        .decrypt_padded_vec_mut::<Pkcs7>(ct),
+                    _ => cbc::Decryptor::<aes::Aes256>::new_from_slices(key, iv)
+                        .map_err(|_| wrong())?
+                        .decrypt_padded_vec_mut::<Pkcs7>(ct),
+                };
+                plain.map_err(|_| wrong())
+            }
+            _ => {
+                if data.len() < 24 {
+                    return Err(wrong());
+                }
+                let (nonce, ct) = data.split_at(24);
+                crypto_secretbox::XSalsa20Poly1305::new_from_slice(key)
+                    .map_err(|_| wrong())?
+                    .decrypt(nonce.into(), ct)
+                    .map_err(|_| wrong())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aes::cipher::BlockEncryptMut;
+
+    const CONFIG: &str = "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - aescbc:\n      keys:\n      - {name: key1, secret: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=}\n  - secretbox:\n      keys:\n      - {name: box1, secret: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=}\n  - identity: {}\n";
+
+    #[test]
+    fn aescbc_and_secretbox_values_open_with_their_named_key_only() {
+        let keys = Keys::of_config(CONFIG).unwrap();
+        let key = b"0123456789abcdef0123456789abcdef";
+        let iv = [7u8; 16];
+        let ct = cbc::Encryptor::<aes::Aes256>::new_from_slices(key, &iv)
+            .unwrap()
+            .encrypt_padded_vec_mut::<Pkcs7>(b"k8s\0object");
+        let value = [b"k8s:enc:aescbc:v1:key1:".to_vec(), iv.to_vec(), ct].concat();
+        assert_eq!(keys.decrypt(&value, "aescbc", "key1").unwrap(), b"k8s\0object");
+        let missing = keys.decrypt(&value, "aescbc", "key0").unwrap_err();
+        assert!(missing.contains("does not hold"), "{missing}");
+
+        let nonce = [9u8; 24];
+        let sealed = crypto_secretbox::XSalsa20Poly1305::new_from_slice(key)
+            .unwrap()
+            .encrypt((&nonce).into(), &b"k8s\0boxed"[..])
+            .unwrap();
+        let mut value = [b"k8s:enc:secretbox:v1:box1:".to_vec(), nonce.to_vec(), sealed].concat();
+        assert_eq!(keys.decrypt(&value, "secretbox", "box1").unwrap(), b"k8s\0boxed");
+        *value.last_mut().unwrap() ^= 1;
+        assert!(keys.decrypt(&value, "secretbox", "box1").unwrap_err().contains("does not decrypt"));
+        assert!(keys.decrypt(b"k8s:enc:kms:v2:vault:x", "kms", "vault").unwrap_err().contains("does not decrypt"));
+    }
+}
