@@ -2,6 +2,7 @@
 
 mod apply;
 mod diff;
+mod get;
 mod discover;
 mod docs;
 mod drill;

@@ -29,6 +29,25 @@ pub fn run(cmd: SnapshotCommand) -> Done {
             ..
         } => save_direct(&file, &endpoint, cacert, cert, key),
         SnapshotCommand::List { dir, output } => list(&dir, output),
+        SnapshotCommand::Get {
+            snapshot,
+            resource,
+            name,
+            namespace,
+            output,
+            for_apply,
+            show_managed_fields,
+            encryption_config,
+        } => super::get::run(super::get::GetArgs {
+            snapshot: &snapshot,
+            resource: resource.as_deref(),
+            name: name.as_deref(),
+            namespace: namespace.as_deref(),
+            output,
+            for_apply,
+            show_managed_fields,
+            encryption_config: encryption_config.as_deref(),
+        }),
         SnapshotCommand::Diff {
             snapshot,
             newer,

@@ -54,9 +54,10 @@ pub fn decode(value: &[u8]) -> Result<Stored, DecodeError> {
         return decode_envelope(envelope).map(Stored::Object);
     }
     if value.first() == Some(&b'{') {
-        return serde_json::from_slice(value)
-            .map(Stored::Object)
-            .map_err(|e| DecodeError::Json(e.to_string()));
+        let mut object: Value =
+            serde_json::from_slice(value).map_err(|e| DecodeError::Json(e.to_string()))?;
+        served(&mut object);
+        return Ok(Stored::Object(sorted(object)));
     }
     Err(DecodeError::Unknown)
 }
@@ -98,7 +99,73 @@ fn decode_envelope(envelope: &[u8]) -> Result<Value, DecodeError> {
         });
     };
     object.extend(body);
-    Ok(sorted(Value::Object(object)))
+    let mut object = Value::Object(object);
+    served(&mut object);
+    Ok(sorted(object))
+}
+
+/// The version kube-apiserver serves, where it stores another: CustomResourceDefinitions are
+/// still stored as apiextensions.k8s.io/v1beta1, which no apiserver since 1.22 accepts, so they
+/// are shown (and re-created) as v1, converted the way kube-apiserver converts them: the
+/// top-level schema, subresources and printer columns of v1beta1 move into each version.
+fn served(object: &mut Value) {
+    if object["apiVersion"] != "apiextensions.k8s.io/v1beta1"
+        || object["kind"] != "CustomResourceDefinition"
+    {
+        return;
+    }
+    object["apiVersion"] = "apiextensions.k8s.io/v1".into();
+    let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    spec.remove("version");
+    let schema = spec.remove("validation");
+    let subresources = spec.remove("subresources");
+    let columns = spec.remove("additionalPrinterColumns");
+    if spec.get("preserveUnknownFields") == Some(&Value::Bool(false)) {
+        spec.remove("preserveUnknownFields");
+    }
+    // v1beta1 spells a printer column's path `JSONPath`; v1 `jsonPath`.
+    let v1_columns = |c: Value| -> Value {
+        let mut c = c;
+        if let Some(list) = c.as_array_mut() {
+            for col in list.iter_mut().filter_map(Value::as_object_mut) {
+                if let Some(p) = col.remove("JSONPath") {
+                    col.insert("jsonPath".into(), p);
+                }
+            }
+        }
+        c
+    };
+    if let Some(versions) = spec.get_mut("versions").and_then(Value::as_array_mut) {
+        for v in versions.iter_mut().filter_map(Value::as_object_mut) {
+            for (field, top) in [("schema", &schema), ("subresources", &subresources)] {
+                if let Some(top) = top.as_ref().filter(|_| !v.contains_key(field)) {
+                    v.insert(field.into(), top.clone());
+                }
+            }
+            let own = v.remove("additionalPrinterColumns").or_else(|| columns.clone());
+            if let Some(c) = own {
+                v.insert("additionalPrinterColumns".into(), v1_columns(c));
+            }
+        }
+    }
+    // v1beta1 keeps the webhook's settings beside the strategy; v1 under `webhook`, and only
+    // for the Webhook strategy.
+    if let Some(conv) = spec.get_mut("conversion").and_then(Value::as_object_mut) {
+        let client = conv.remove("webhookClientConfig");
+        let reviews = conv.remove("conversionReviewVersions");
+        if conv.get("strategy").and_then(Value::as_str) == Some("Webhook") {
+            let mut webhook = Map::new();
+            if let Some(c) = client {
+                webhook.insert("clientConfig".into(), c);
+            }
+            if let Some(r) = reviews {
+                webhook.insert("conversionReviewVersions".into(), r);
+            }
+            conv.insert("webhook".into(), Value::Object(webhook));
+        }
+    }
 }
 
 /// Keys in order at every level, as kubectl prints objects (it goes through unstructured maps).
