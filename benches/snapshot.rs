@@ -5,7 +5,9 @@
 //!   - `runbook snapshot save` (through an SSH forward) vs `etcdctl snapshot save` (direct):
 //!     throughput;
 //!   - `runbook snapshot diff` of that snapshot and a second one taken after 100 values were
-//!     rewritten, 50 deleted and 50 added: wall time and peak RSS, against reading both files.
+//!     rewritten, 50 deleted and 50 added: wall time and peak RSS, against reading both files;
+//!   - `runbook snapshot get` of one resource (the lab's ConfigMaps, as YAML) from the 1.1 GB
+//!     snapshot against one read of the file, and its peak RSS against the 20 kB one's.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -202,6 +204,27 @@ fn main() {
     println!(
         "  cat both > /dev/null     {read_both:.2}s                    ratio diff/read {:.2}",
         dw / read_both
+    );
+
+    // Get: one resource out of the big snapshot (one pass, only that resource kept).
+    let (read_one, _) = measure(&["cat", big]);
+    let (gw, gm) = measure(&[exe, "snapshot", "get", big, "configmaps", "-o", "yaml"]);
+    let (_, small_gm) = measure(&[
+        exe,
+        "snapshot",
+        "get",
+        small.to_str().unwrap(),
+        "configmaps",
+        "-o",
+        "yaml",
+    ]);
+    println!("snapshot get configmaps -o yaml from {size:.0} MB:");
+    println!(
+        "  runbook snapshot get     {gw:.2}s  peak RSS {gm:.1} MB   (on a 20 kB file: {small_gm:.1} MB)"
+    );
+    println!(
+        "  cat > /dev/null          {read_one:.2}s                    ratio get/read {:.2}",
+        gw / read_one
     );
 
     ok(runbook().args(["lab", "down", "--name", LAB]), "lab down");

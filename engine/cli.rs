@@ -758,10 +758,12 @@ Exit status: 0 every selected object shown; 1 nothing matched, the file unreadab
 
 Examples:
   runbook snapshot get /backups/etcd.db
-  runbook snapshot get /backups/etcd.db crd widgets.example.com -o yaml
+  runbook snapshot get /backups/etcd.db deploy -n shop
   runbook snapshot get /backups/etcd.db secrets -n shop \\
-    --encryption-config /etc/kubernetes/enc/config.yaml -o yaml
-  runbook snapshot get /backups/etcd.db crd widgets.example.com --for-apply | kubectl create -f -";
+    --encryption-config enc.yaml -o yaml
+  runbook snapshot get /backups/etcd.db \\
+    crd widgets.example.com --for-apply \\
+    | kubectl create -f -";
 
     pub const SNAPSHOT_SAVE: &str = "\
 The member's client certificate is read over SSH into memory; the stream comes through an SSH local forward to the member's 127.0.0.1 client port. Writes FILE.part, fsyncs, renames, writes FILE.sha256 (sha256sum format) and checks the file before reporting success.

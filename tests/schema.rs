@@ -132,3 +132,31 @@ fn every_plan_compiles_with_every_matching_example() {
         assert_eq!(r.code, 0, "{name}:\n{}", r.stderr);
     }
 }
+
+/// engine/kube/types.json, the Kubernetes type shapes `snapshot get` decodes with, is what
+/// engine/kube/schema writes from the Kubernetes Go types its go.sum pins.
+#[test]
+fn kubernetes_type_shapes_are_current() {
+    let go = ["/usr/local/go/bin/go", "/usr/lib/go/bin/go"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| "go".into());
+    let dir = root().join("engine/kube/schema");
+    let out = std::process::Command::new(go)
+        .args(["run", "."])
+        .current_dir(&dir)
+        .env("GOFLAGS", "-mod=readonly")
+        .output()
+        .expect("Go builds the lab's servers and this generator");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let committed = std::fs::read(root().join("engine/kube/types.json")).unwrap();
+    assert!(
+        out.stdout == committed,
+        "engine/kube/types.json is stale: run `(cd engine/kube/schema && go run . > ../types.json)`"
+    );
+}

@@ -47,8 +47,13 @@ pub fn run(a: GetArgs) -> Done {
     let Some(resource) = a.resource else {
         return census(a.snapshot, local);
     };
-    let selector = Selector::parse(resource)
-        .map_err(|e| Failure::usage("not a resource", &e, Some("e.g. secrets, deploy, crd, widgets.example.com")))?;
+    let selector = Selector::parse(resource).map_err(|e| {
+        Failure::usage(
+            "not a resource",
+            &e,
+            Some("e.g. secrets, deploy, crd, widgets.example.com"),
+        )
+    })?;
     let mut latest: BTreeMap<Vec<u8>, (i64, Vec<u8>)> = BTreeMap::new();
     let mut revision = 0;
     walk_revisions(local, &mut |rev, key, value| {
@@ -67,7 +72,14 @@ pub fn run(a: GetArgs) -> Done {
     })
     .map_err(|e| Failure::invalid(e.to_string()))?;
     if latest.is_empty() {
-        return Err(nothing_found(a.snapshot, local, &selector, a.name, a.namespace, revision));
+        return Err(nothing_found(
+            a.snapshot,
+            local,
+            &selector,
+            a.name,
+            a.namespace,
+            revision,
+        ));
     }
     let found: Vec<Found> = latest
         .into_iter()
@@ -93,7 +105,11 @@ pub fn run(a: GetArgs) -> Done {
         .filter(|f| f.shown.is_err() && !(listing && f.stored.starts_with("encrypted")))
         .collect();
     for f in &problems {
-        eprintln!("{}: {}", path_of(&f.at), f.shown.as_ref().err().map_or("", String::as_str));
+        eprintln!(
+            "{}: {}",
+            path_of(&f.at),
+            f.shown.as_ref().err().map_or("", String::as_str)
+        );
     }
     if problems.iter().any(|f| f.stored.starts_with("encrypted")) && keys.is_empty() {
         eprintln!(
@@ -101,7 +117,11 @@ pub fn run(a: GetArgs) -> Done {
              kube-apiserver's --encryption-provider-config) that holds those keys"
         );
     }
-    Ok(if problems.is_empty() { EXIT_OK } else { EXIT_INVALID })
+    Ok(if problems.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_INVALID
+    })
 }
 
 fn encryption_keys(path: &Path) -> Result<Keys, Failure> {
@@ -130,7 +150,8 @@ fn wanted(key: &[u8], name: Option<&str>, namespace: Option<&str>) -> bool {
     let Some(r) = Resource::of(key) else {
         return false;
     };
-    name.is_none_or(|n| r.name == n) && namespace.is_none_or(|ns| r.namespace.as_deref() == Some(ns))
+    name.is_none_or(|n| r.name == n)
+        && namespace.is_none_or(|ns| r.namespace.as_deref() == Some(ns))
 }
 
 /// Decrypts (when it can) and decodes one value; the apiserver's read-time fields are filled
@@ -153,9 +174,10 @@ fn show(
             let label = format!("encrypted ({provider} {name})");
             match keys.decrypt(value, provider, name) {
                 Ok(p) => (label + ", decrypted", Ok(p)),
-                Err(_) if keys.is_empty() => {
-                    (label, Err(format!("encrypted with {provider} key {name:?}")))
-                }
+                Err(_) if keys.is_empty() => (
+                    label,
+                    Err(format!("encrypted with {provider} key {name:?}")),
+                ),
                 Err(e) => (label, Err(e)),
             }
         }
@@ -163,7 +185,9 @@ fn show(
     };
     let shown = plain.and_then(|p| match decode(&p) {
         Ok(Stored::Object(v)) => Ok(v),
-        Ok(Stored::Encrypted { provider, key }) => Err(format!("encrypted twice ({provider} {key})")),
+        Ok(Stored::Encrypted { provider, key }) => {
+            Err(format!("encrypted twice ({provider} {key})"))
+        }
         Err(e) => Err(e.to_string()),
     });
     let stored = if stored.is_empty() {
@@ -224,7 +248,11 @@ fn path_of(r: &Resource) -> String {
 }
 
 fn table(found: &[Found]) -> String {
-    let mut t = Table::new(&["NAMESPACE", "NAME", "KIND", "REVISION", "STORED"], &[3], false);
+    let mut t = Table::new(
+        &["NAMESPACE", "NAME", "KIND", "REVISION", "STORED"],
+        &[3],
+        false,
+    );
     for f in found {
         let kind = f.shown.as_ref().map_or("?".to_string(), |v| {
             format!(
@@ -311,9 +339,11 @@ fn nothing_found(
 ) -> Failure {
     let counts = count_resources(local).map(|(_, c)| c).unwrap_or_default();
     let any_of_resource = counts.keys().any(|r| {
-        let key = r.split_once('.').map_or(format!("/registry/{r}/x"), |(res, g)| {
-            format!("/registry/{g}/{res}/x")
-        });
+        let key = r
+            .split_once('.')
+            .map_or(format!("/registry/{r}/x"), |(res, g)| {
+                format!("/registry/{g}/{res}/x")
+            });
         selector.matches(key.as_bytes())
     });
     let what = match (name, namespace) {
@@ -323,7 +353,8 @@ fn nothing_found(
         (None, None) => selector.arg.clone(),
     };
     let hint = if any_of_resource {
-        "the snapshot holds other objects of that resource: list them without a name or namespace".to_string()
+        "the snapshot holds other objects of that resource: list them without a name or namespace"
+            .to_string()
     } else {
         let mut close: Vec<&String> = counts
             .keys()
@@ -335,12 +366,19 @@ fn nothing_found(
         } else {
             format!(
                 "did you mean {}? (`runbook snapshot get SNAPSHOT` lists them all)",
-                close.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                close
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         }
     };
     Failure::Invalid {
-        what: format!("no {what} in {} (revision {revision})", shown_path.display()),
+        what: format!(
+            "no {what} in {} (revision {revision})",
+            shown_path.display()
+        ),
         causes: Vec::new(),
         hint: Some(hint),
     }

@@ -2,10 +2,10 @@
 
 mod apply;
 mod diff;
-mod get;
 mod discover;
 mod docs;
 mod drill;
+mod get;
 mod lab;
 mod plan;
 mod plans;

@@ -52,17 +52,23 @@ impl Keys {
             .find(|(p, n, _)| p == provider && n == name)
         else {
             return Err(if matches!(provider, "aescbc" | "secretbox") {
-                format!("encrypted with {provider} key {name:?}, which the encryption config does not hold")
+                format!(
+                    "encrypted with {provider} key {name:?}, which the encryption config does not hold"
+                )
             } else {
                 format!("encrypted with {provider} ({name}), which runbook does not decrypt")
             });
         };
         let prefix = format!("k8s:enc:{provider}:v1:{name}:");
         let data = &value[prefix.len().min(value.len())..];
-        let wrong = || format!("{provider} key {name:?} does not decrypt it (a different key of the same name?)");
+        let wrong = || {
+            format!(
+                "{provider} key {name:?} does not decrypt it (a different key of the same name?)"
+            )
+        };
         match provider {
             "aescbc" => {
-                if data.len() < 32 || data.len() % 16 != 0 {
+                if data.len() < 32 || !data.len().is_multiple_of(16) {
                     return Err(wrong());
                 }
                 let (iv, ct) = data.split_at(16);
@@ -109,7 +115,10 @@ mod tests {
             .unwrap()
             .encrypt_padded_vec_mut::<Pkcs7>(b"k8s\0object");
         let value = [b"k8s:enc:aescbc:v1:key1:".to_vec(), iv.to_vec(), ct].concat();
-        assert_eq!(keys.decrypt(&value, "aescbc", "key1").unwrap(), b"k8s\0object");
+        assert_eq!(
+            keys.decrypt(&value, "aescbc", "key1").unwrap(),
+            b"k8s\0object"
+        );
         let missing = keys.decrypt(&value, "aescbc", "key0").unwrap_err();
         assert!(missing.contains("does not hold"), "{missing}");
 
@@ -118,10 +127,26 @@ mod tests {
             .unwrap()
             .encrypt((&nonce).into(), &b"k8s\0boxed"[..])
             .unwrap();
-        let mut value = [b"k8s:enc:secretbox:v1:box1:".to_vec(), nonce.to_vec(), sealed].concat();
-        assert_eq!(keys.decrypt(&value, "secretbox", "box1").unwrap(), b"k8s\0boxed");
+        let mut value = [
+            b"k8s:enc:secretbox:v1:box1:".to_vec(),
+            nonce.to_vec(),
+            sealed,
+        ]
+        .concat();
+        assert_eq!(
+            keys.decrypt(&value, "secretbox", "box1").unwrap(),
+            b"k8s\0boxed"
+        );
         *value.last_mut().unwrap() ^= 1;
-        assert!(keys.decrypt(&value, "secretbox", "box1").unwrap_err().contains("does not decrypt"));
-        assert!(keys.decrypt(b"k8s:enc:kms:v2:vault:x", "kms", "vault").unwrap_err().contains("does not decrypt"));
+        assert!(
+            keys.decrypt(&value, "secretbox", "box1")
+                .unwrap_err()
+                .contains("does not decrypt")
+        );
+        assert!(
+            keys.decrypt(b"k8s:enc:kms:v2:vault:x", "kms", "vault")
+                .unwrap_err()
+                .contains("does not decrypt")
+        );
     }
 }

@@ -114,7 +114,12 @@ pub fn key_secrets(config: &str) -> Result<Vec<(String, String, String)>, String
     if v.get("kind").and_then(Value::as_str) != Some("EncryptionConfiguration") {
         return Err("not an EncryptionConfiguration (kind)".into());
     }
-    let list = |v: &Value, f: &str| v.get(f).and_then(Value::as_array).cloned().unwrap_or_default();
+    let list = |v: &Value, f: &str| {
+        v.get(f)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
     let mut out = Vec::new();
     for entry in list(&v, "resources") {
         for p in list(&entry, "providers") {

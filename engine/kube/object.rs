@@ -144,7 +144,9 @@ fn served(object: &mut Value) {
                     v.insert(field.into(), top.clone());
                 }
             }
-            let own = v.remove("additionalPrinterColumns").or_else(|| columns.clone());
+            let own = v
+                .remove("additionalPrinterColumns")
+                .or_else(|| columns.clone());
             if let Some(c) = own {
                 v.insert("additionalPrinterColumns".into(), v1_columns(c));
             }
@@ -335,7 +337,9 @@ fn fields_packed(mut b: &[u8], k: Kind) -> Vec<Result<Wire<'_>, DecodeError>> {
                     b = &b[8..];
                 }
                 None => {
-                    out.push(Err(DecodeError::Damaged { ty: "packed".into() }));
+                    out.push(Err(DecodeError::Damaged {
+                        ty: "packed".into(),
+                    }));
                     break;
                 }
             }
@@ -346,7 +350,9 @@ fn fields_packed(mut b: &[u8], k: Kind) -> Vec<Result<Wire<'_>, DecodeError>> {
                     b = rest;
                 }
                 None => {
-                    out.push(Err(DecodeError::Damaged { ty: "packed".into() }));
+                    out.push(Err(DecodeError::Damaged {
+                        ty: "packed".into(),
+                    }));
                     break;
                 }
             }
@@ -646,12 +652,14 @@ mod tests {
         assert_eq!(v["data"]["password"], "czNjcmV0");
         assert_eq!(v["type"], "Opaque");
 
-        let ios = |raw: &[u8]| {
-            special("k8s.io/apimachinery/pkg/util/intstr.IntOrString", raw).unwrap()
-        };
+        let ios =
+            |raw: &[u8]| special("k8s.io/apimachinery/pkg/util/intstr.IntOrString", raw).unwrap();
         assert_eq!(ios(&[num(1, 0), num(2, 8080)].concat()), 8080);
         assert_eq!(ios(&[num(1, 1), bytes(3, b"25%")].concat()), "25%");
-        let q = special("k8s.io/apimachinery/pkg/api/resource.Quantity", &bytes(1, b"128Mi"));
+        let q = special(
+            "k8s.io/apimachinery/pkg/api/resource.Quantity",
+            &bytes(1, b"128Mi"),
+        );
         assert_eq!(q.unwrap(), "128Mi");
     }
 

@@ -33,8 +33,14 @@ const SHORT_NAMES: &[(&str, &str)] = &[
     ("svc", "services"),
     ("apiservice", "apiservices.apiregistration.k8s.io"),
     ("apiservices", "apiservices.apiregistration.k8s.io"),
-    ("customresourcedefinition", "customresourcedefinitions.apiextensions.k8s.io"),
-    ("customresourcedefinitions", "customresourcedefinitions.apiextensions.k8s.io"),
+    (
+        "customresourcedefinition",
+        "customresourcedefinitions.apiextensions.k8s.io",
+    ),
+    (
+        "customresourcedefinitions",
+        "customresourcedefinitions.apiextensions.k8s.io",
+    ),
 ];
 
 /// Built-in resources kept under another directory than their plural.
@@ -156,10 +162,19 @@ mod tests {
         assert!(m("deploy", "/registry/deployments/shop/web"));
         assert!(m("deployments.apps", "/registry/deployments/shop/web"));
         assert!(m("networkpolicy", "/registry/networkpolicies/shop/deny"));
-        assert!(m("crd", "/registry/apiextensions.k8s.io/customresourcedefinitions/widgets.example.com"));
-        assert!(m("widgets.example.com", "/registry/example.com/widgets/shop/w1"));
+        assert!(m(
+            "crd",
+            "/registry/apiextensions.k8s.io/customresourcedefinitions/widgets.example.com"
+        ));
+        assert!(m(
+            "widgets.example.com",
+            "/registry/example.com/widgets/shop/w1"
+        ));
         assert!(m("widgets", "/registry/example.com/widgets/shop/w1"));
-        assert!(!m("widgets.other.io", "/registry/example.com/widgets/shop/w1"));
+        assert!(!m(
+            "widgets.other.io",
+            "/registry/example.com/widgets/shop/w1"
+        ));
         assert!(m("svc", "/registry/services/specs/default/kubernetes"));
         assert!(!m("svc", "/registry/services/endpoints/default/kubernetes"));
         assert!(m("ep", "/registry/services/endpoints/default/kubernetes"));
@@ -174,7 +189,10 @@ mod tests {
     fn a_census_names_resources_as_they_are_typed() {
         let r = |k: &str| resource_of(k.as_bytes());
         assert_eq!(r("/registry/secrets/shop/db").as_deref(), Some("secrets"));
-        assert_eq!(r("/registry/services/specs/default/kubernetes").as_deref(), Some("services"));
+        assert_eq!(
+            r("/registry/services/specs/default/kubernetes").as_deref(),
+            Some("services")
+        );
         assert_eq!(r("/registry/minions/cp1").as_deref(), Some("nodes"));
         assert_eq!(
             r("/registry/example.com/widgets/shop/w1").as_deref(),

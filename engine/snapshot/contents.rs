@@ -112,13 +112,13 @@ impl Contents {
     }
 }
 
+/// What `walk_revisions` calls for each revision: (revision, key, value or None).
+pub type Revisions<'f> = dyn FnMut(i64, &[u8], Option<&[u8]>) + 'f;
+
 /// Every revision of a snapshot's keyspace, oldest first: `(revision, key, Some(value))` for
 /// a write, `(revision, key, None)` for a deletion. One pass over the file's pages; nothing
 /// is kept, so the caller's memory is what it keeps.
-pub fn walk_revisions(
-    path: &Path,
-    each: &mut dyn FnMut(i64, &[u8], Option<&[u8]>),
-) -> Result<(), StatusError> {
+pub fn walk_revisions(path: &Path, each: &mut Revisions) -> Result<(), StatusError> {
     let (file, size, p) = open_nonempty(path)?;
     let bolt = |error| StatusError::Bbolt {
         path: p.clone(),
@@ -150,7 +150,11 @@ pub fn walk_revisions(
             if key.len() == 18 && key[17] == b't' {
                 each(rev, user_key, None);
             } else {
-                each(rev, user_key, Some(proto_bytes_field(value, 5).unwrap_or(b"")));
+                each(
+                    rev,
+                    user_key,
+                    Some(proto_bytes_field(value, 5).unwrap_or(b"")),
+                );
             }
         }
         Ok(())
