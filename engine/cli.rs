@@ -509,12 +509,13 @@ pub enum SnapshotCommand {
     Get {
         /// The snapshot file or s3://bucket/key.
         snapshot: PathBuf,
-        /// secrets, deploy, deployments.apps, crd, widgets.example.com (kubectl's names and
-        /// short names); without it, every resource the snapshot holds, with counts.
-        resource: Option<String>,
-        /// One object by name.
-        name: Option<String>,
-        /// Only this namespace (all namespaces without it: there is no current context here).
+        /// As kubectl takes them: TYPE[,TYPE...] [NAME...] (secrets, deploy, crd,
+        /// widgets.example.com; kubectl's names and short names) or TYPE/NAME...
+        /// (ns/shop crd/widgets.example.com); none: every resource the snapshot holds.
+        #[arg(value_name = "TARGETS")]
+        targets: Vec<String>,
+        /// Only this namespace's namespaced objects (all namespaces without it: there is no
+        /// current context here); cluster-scoped objects are not filtered.
         #[arg(short = 'n', long, value_name = "NAMESPACE")]
         namespace: Option<String>,
         /// text: a table; yaml or json: the objects (one by name, otherwise a List).
@@ -532,6 +533,28 @@ pub enum SnapshotCommand {
         /// --encryption-provider-config): aescbc and secretbox values are decrypted here.
         #[arg(long, value_name = "FILE")]
         encryption_config: Option<PathBuf>,
+        /// Re-create the objects through kube-apiserver (cleaned as with --for-apply):
+        /// namespaces, then CRDs, then the rest; every object checked and admitted by a
+        /// server-side dry run before any is created.
+        #[arg(long, requires = "cluster")]
+        apply: bool,
+        /// The cluster for --apply: kubeadm's admin.conf is read from a control-plane node.
+        #[arg(
+            short = 'i',
+            long = "inventory",
+            value_name = "INVENTORY",
+            group = "cluster"
+        )]
+        inventory: Option<PathBuf>,
+        /// Or a kubeconfig on this machine (its current context) for --apply.
+        #[arg(long, value_name = "FILE", group = "cluster")]
+        kubeconfig: Option<PathBuf>,
+        /// With --apply: check and admit every object (server-side dry run), create nothing.
+        #[arg(long, requires = "apply")]
+        dry_run: bool,
+        /// With --apply: replace objects that exist with the snapshot's (refused otherwise).
+        #[arg(long, requires = "apply")]
+        overwrite: bool,
     },
     /// Every snapshot (*.db) in a directory, newest first: when, size, revision, keys, and
     /// whether its SHA-256 trailer and its .sha256 check out.
@@ -763,7 +786,10 @@ Examples:
     --encryption-config enc.yaml -o yaml
   runbook snapshot get /backups/etcd.db \\
     crd widgets.example.com --for-apply \\
-    | kubectl create -f -";
+    | kubectl create -f -
+  runbook snapshot get /backups/etcd.db \\
+    widgets.example.com -n shop \\
+    --apply -i inventory.yaml --dry-run";
 
     pub const SNAPSHOT_SAVE: &str = "\
 The member's client certificate is read over SSH into memory; the stream comes through an SSH local forward to the member's 127.0.0.1 client port. Writes FILE.part, fsyncs, renames, writes FILE.sha256 (sha256sum format) and checks the file before reporting success.

@@ -2507,6 +2507,115 @@ fn snapshot_get(etcd: &str, name: &str) {
             .unwrap(),
         b"s3cr3t-v4lue"
     );
+    // The same recovery through kube-apiserver (`--apply`), admin credentials read from the
+    // node over SSH: one command for the CRD and the namespace, one for what was in it.
+    lab.kubectl(&[
+        "delete",
+        "crd",
+        "widgets.example.com",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    lab.kubectl(&[
+        "delete",
+        "namespace",
+        "recover",
+        "--wait=true",
+        "--timeout=120s",
+    ]);
+    let inventory = lab.inventory.to_str().unwrap().to_string();
+    let apply = |args: &[&str]| -> Output {
+        let mut a = args.to_vec();
+        a.extend(["--apply", "-i", &inventory]);
+        get(&a)
+    };
+    let dry = check(
+        apply(&["ns/recover", "crd/widgets.example.com", "--dry-run"]),
+        "apply --dry-run",
+    );
+    assert!(
+        dry.contains("Namespace recover")
+            && dry.contains("CustomResourceDefinition widgets.example.com"),
+        "{dry}"
+    );
+    assert!(
+        !lab.kubectl(&["get", "ns", "-o", "name"])
+            .contains("recover"),
+        "a dry run creates nothing"
+    );
+    let made = check(
+        apply(&["ns/recover", "crd/widgets.example.com"]),
+        "apply ns and crd",
+    );
+    assert!(made.contains("created, established"), "{made}");
+    // Secrets need their key: without it nothing at all is created.
+    let refused = apply(&["widgets.example.com,deploy,cm,secrets", "-n", "recover"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("nothing was re-created"));
+    assert!(
+        lab.kubectl(&["get", "widgets", "-n", "recover", "-o", "name"])
+            .trim()
+            .is_empty()
+    );
+    let all = check(
+        apply(&[
+            "widgets.example.com,deploy,cm,secrets",
+            "-n",
+            "recover",
+            "--encryption-config",
+            &config,
+        ]),
+        "apply the namespace's objects",
+    );
+    assert!(
+        all.contains("Widget recover/w1") && all.contains("Secret recover/api-token"),
+        "{all}"
+    );
+    assert_eq!(before(json(&["widget", "w1", "-n", "recover"]), "spec"), w1);
+    assert_eq!(
+        before(json(&["deploy", "api", "-n", "recover"]), "spec"),
+        deploy
+    );
+    assert_eq!(
+        lab.kubectl(&[
+            "get",
+            "secret",
+            "api-token",
+            "-n",
+            "recover",
+            "-o",
+            "jsonpath={.data.token}"
+        ]),
+        token
+    );
+    // What exists and differs is refused (and nothing is changed) unless --overwrite.
+    lab.kubectl(&[
+        "patch",
+        "widget",
+        "w1",
+        "-n",
+        "recover",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"size":9}}"#,
+    ]);
+    let again = apply(&["widgets.example.com", "-n", "recover"]);
+    assert_eq!(again.status.code(), Some(1));
+    let table = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        table.contains("refused") && table.contains("unchanged"),
+        "{table}"
+    );
+    assert_eq!(
+        before(json(&["widget", "w1", "-n", "recover"]), "spec")["size"],
+        9
+    );
+    let replaced = check(
+        apply(&["widgets.example.com", "-n", "recover", "--overwrite"]),
+        "apply --overwrite",
+    );
+    assert!(replaced.contains("replaced"), "{replaced}");
+    assert_eq!(before(json(&["widget", "w1", "-n", "recover"]), "spec"), w1);
 }
 
 /// `snapshot get` is proven on the etcd versions current clusters run: the newest 3.5 and 3.6.

@@ -14,24 +14,37 @@ use super::{Done, EXIT_INVALID, EXIT_OK, Failure, print_out};
 use crate::cli::GetFormat;
 use crate::kube::decrypt::Keys;
 use crate::kube::object::{Stored, decode, sorted};
-use crate::kube::select::{Selector, resource_of};
+use crate::kube::recreate::{Wanted, clean, order, recreate};
+use crate::kube::select::{Targets, resource_of};
 use crate::snapshot::contents::{Resource, encryption_of, walk_revisions};
 use crate::table::Table;
 
 pub struct GetArgs<'a> {
     pub snapshot: &'a Path,
-    pub resource: Option<&'a str>,
-    pub name: Option<&'a str>,
+    /// `TYPE[,TYPE...] [NAME...]` or `TYPE/NAME...`; empty: a census of resources.
+    pub targets: &'a [String],
     pub namespace: Option<&'a str>,
     pub output: GetFormat,
     pub for_apply: bool,
     pub show_managed_fields: bool,
     pub encryption_config: Option<&'a Path>,
+    /// Re-create the objects in a cluster: `Some` with where to reach it.
+    pub apply: Option<Cluster<'a>>,
+}
+
+/// The cluster `--apply` re-creates objects in, and how.
+pub struct Cluster<'a> {
+    pub inventory: Option<&'a Path>,
+    pub kubeconfig: Option<&'a Path>,
+    pub dry_run: bool,
+    pub overwrite: bool,
 }
 
 /// One selected key: where it is, its revision, and what it turned out to be.
 struct Found {
     at: Resource,
+    /// The key's resource as kubectl names it (`deployments`, `widgets.example.com`).
+    resource: String,
     revision: i64,
     shown: Result<Value, String>,
     stored: String,
@@ -44,10 +57,10 @@ pub fn run(a: GetArgs) -> Done {
         Some(p) => encryption_keys(p)?,
         None => Keys::default(),
     };
-    let Some(resource) = a.resource else {
+    if a.targets.is_empty() {
         return census(a.snapshot, local);
-    };
-    let selector = Selector::parse(resource).map_err(|e| {
+    }
+    let targets = Targets::parse(a.targets).map_err(|e| {
         Failure::usage(
             "not a resource",
             &e,
@@ -58,7 +71,7 @@ pub fn run(a: GetArgs) -> Done {
     let mut revision = 0;
     walk_revisions(local, &mut |rev, key, value| {
         revision = rev;
-        if !selector.matches(key) || !wanted(key, a.name, a.namespace) {
+        if !targets.matches(key, a.namespace) {
             return;
         }
         match value {
@@ -75,18 +88,19 @@ pub fn run(a: GetArgs) -> Done {
         return Err(nothing_found(
             a.snapshot,
             local,
-            &selector,
-            a.name,
+            &targets,
             a.namespace,
             revision,
         ));
     }
+    let for_apply = a.for_apply || a.apply.is_some();
     let found: Vec<Found> = latest
         .into_iter()
-        .map(|(key, (rev, value))| {
-            show(&key, rev, &value, &keys, a.for_apply, a.show_managed_fields)
-        })
+        .map(|(key, (rev, value))| show(&key, rev, &value, &keys, for_apply, a.show_managed_fields))
         .collect();
+    if let Some(cluster) = &a.apply {
+        return apply(&found, cluster, keys.is_empty());
+    }
     // A listing names encrypted objects as such; printing them needs their key.
     let listing = a.output == GetFormat::Text && !a.for_apply;
     let text = match (a.output, a.for_apply) {
@@ -97,7 +111,7 @@ pub fn run(a: GetArgs) -> Done {
             }
             t
         }
-        (format, _) => objects(&found, a.name.is_some(), format),
+        (format, _) => objects(&found, targets.named(), format),
     };
     print_out(&text)?;
     let problems: Vec<&Found> = found
@@ -140,18 +154,6 @@ fn encryption_keys(path: &Path) -> Result<Keys, Failure> {
             Some("give the file kube-apiserver's --encryption-provider-config names"),
         )
     })
-}
-
-/// Whether a key's name and namespace are the ones asked for (the key says both).
-fn wanted(key: &[u8], name: Option<&str>, namespace: Option<&str>) -> bool {
-    if name.is_none() && namespace.is_none() {
-        return true;
-    }
-    let Some(r) = Resource::of(key) else {
-        return false;
-    };
-    name.is_none_or(|n| r.name == n)
-        && namespace.is_none_or(|ns| r.namespace.as_deref() == Some(ns))
 }
 
 /// Decrypts (when it can) and decodes one value; the apiserver's read-time fields are filled
@@ -200,7 +202,7 @@ fn show(
     };
     let shown = shown.map(|mut v| {
         if for_apply {
-            for_apply_clean(&mut v);
+            clean(&mut v);
         } else if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), revision.to_string().into());
             // Hidden unless asked for, as kubectl hides them (they are bookkeeping).
@@ -211,32 +213,11 @@ fn show(
         sorted(v)
     });
     Found {
+        resource: resource_of(key).unwrap_or_default(),
         at,
         revision,
         shown,
         stored,
-    }
-}
-
-/// What kube-apiserver sets itself and refuses or ignores on create: identity, versions,
-/// timestamps, managed fields, and status (a subresource, written by controllers).
-fn for_apply_clean(v: &mut Value) {
-    if let Some(o) = v.as_object_mut() {
-        o.remove("status");
-        if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-            for f in [
-                "uid",
-                "resourceVersion",
-                "generation",
-                "creationTimestamp",
-                "deletionTimestamp",
-                "deletionGracePeriodSeconds",
-                "managedFields",
-                "selfLink",
-            ] {
-                meta.remove(f);
-            }
-        }
     }
 }
 
@@ -332,33 +313,28 @@ fn count_resources(local: &Path) -> Result<(i64, BTreeMap<String, u64>), Failure
 fn nothing_found(
     shown_path: &Path,
     local: &Path,
-    selector: &Selector,
-    name: Option<&str>,
+    targets: &Targets,
     namespace: Option<&str>,
     revision: i64,
 ) -> Failure {
     let counts = count_resources(local).map(|(_, c)| c).unwrap_or_default();
-    let any_of_resource = counts.keys().any(|r| {
-        let key = r
-            .split_once('.')
-            .map_or(format!("/registry/{r}/x"), |(res, g)| {
-                format!("/registry/{g}/{res}/x")
-            });
-        selector.matches(key.as_bytes())
-    });
-    let what = match (name, namespace) {
-        (Some(n), Some(ns)) => format!("{} {n:?} in namespace {ns:?}", selector.arg),
-        (Some(n), None) => format!("{} {n:?}", selector.arg),
-        (None, Some(ns)) => format!("{} in namespace {ns:?}", selector.arg),
-        (None, None) => selector.arg.clone(),
+    let any_of_resource = counts.keys().any(|r| targets.covers_resource(r));
+    let what = match namespace {
+        Some(ns) => format!("{} in namespace {ns:?}", targets.describe()),
+        None => targets.describe(),
     };
     let hint = if any_of_resource {
         "the snapshot holds other objects of that resource: list them without a name or namespace"
             .to_string()
     } else {
+        let typed: Vec<String> = targets
+            .args()
+            .iter()
+            .map(|a| a.to_ascii_lowercase())
+            .collect();
         let mut close: Vec<&String> = counts
             .keys()
-            .filter(|r| strsim::jaro_winkler(r, &selector.arg.to_ascii_lowercase()) > 0.8)
+            .filter(|r| typed.iter().any(|t| strsim::jaro_winkler(r, t) > 0.8))
             .collect();
         close.truncate(5);
         if close.is_empty() {
@@ -382,4 +358,77 @@ fn nothing_found(
         causes: Vec::new(),
         hint: Some(hint),
     }
+}
+
+/// `--apply`: every selected object re-created through kube-apiserver (or, with --dry-run,
+/// checked and admitted without being created).
+fn apply(found: &[Found], cluster: &Cluster, no_keys: bool) -> Done {
+    let unreadable: Vec<String> = found
+        .iter()
+        .filter_map(|f| {
+            f.shown
+                .as_ref()
+                .err()
+                .map(|e| format!("{}: {e}", path_of(&f.at)))
+        })
+        .collect();
+    if !unreadable.is_empty() {
+        return Err(Failure::Invalid {
+            what: format!(
+                "nothing was re-created: {} of the selected objects cannot be read from the snapshot",
+                unreadable.len()
+            ),
+            causes: unreadable,
+            hint: no_keys.then(|| {
+                "pass --encryption-config with the EncryptionConfiguration that holds their keys"
+                    .to_string()
+            }),
+        });
+    }
+    let wanted = order(
+        found
+            .iter()
+            .filter_map(|f| {
+                Some(Wanted {
+                    object: f.shown.clone().ok()?,
+                    plural: f
+                        .resource
+                        .split_once('.')
+                        .map_or(f.resource.as_str(), |(p, _)| p)
+                        .to_string(),
+                    namespace: f.at.namespace.clone(),
+                    name: f.at.name.clone(),
+                })
+            })
+            .collect(),
+    );
+    let (dry_run, overwrite) = (cluster.dry_run, cluster.overwrite);
+    let rows = super::kube::with_api(cluster.inventory, cluster.kubeconfig, move |api| {
+        Box::pin(async move { recreate(api, &wanted, dry_run, overwrite).await })
+    })?;
+    let mut t = Table::new(&["OBJECT", "ACTION", "RESULT"], &[], false);
+    for r in &rows {
+        t.row([r.object.clone(), r.action.clone(), r.result.clone()]);
+    }
+    print_out(&(t.render() + "\n"))?;
+    let failed = rows.iter().filter(|r| !r.ok).count();
+    if failed > 0 {
+        let created = rows
+            .iter()
+            .filter(|r| r.result.starts_with("created") || r.result == "replaced")
+            .count();
+        eprintln!(
+            "{failed} object(s) refused; {}",
+            if created == 0 {
+                "nothing was created or replaced".to_string()
+            } else {
+                format!("{created} created or replaced before the failure")
+            }
+        );
+        return Ok(EXIT_INVALID);
+    }
+    if cluster.dry_run {
+        eprintln!("dry run: nothing was created; run without --dry-run to create these");
+    }
+    Ok(EXIT_OK)
 }

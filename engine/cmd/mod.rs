@@ -6,6 +6,7 @@ mod discover;
 mod docs;
 mod drill;
 mod get;
+mod kube;
 mod lab;
 mod plan;
 mod plans;

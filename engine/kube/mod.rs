@@ -4,8 +4,10 @@
 
 use serde_json::Value;
 
+pub mod api;
 pub mod decrypt;
 pub mod object;
+pub mod recreate;
 pub mod select;
 
 /// The value of `--flag` among kube-apiserver's command and args (`--flag=V` or `--flag V`).

@@ -123,6 +123,100 @@ impl Selector {
     }
 }
 
+/// What `snapshot get` was asked for, the way kubectl takes it: `TYPE[,TYPE...] [NAME...]`,
+/// or `TYPE/NAME...` (then every argument names one object).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Targets {
+    items: Vec<(Selector, Option<String>)>,
+}
+
+impl Targets {
+    pub fn parse(args: &[String]) -> Result<Targets, String> {
+        let mut items = Vec::new();
+        if args.iter().any(|a| a.contains('/')) {
+            for a in args {
+                let Some((ty, name)) = a
+                    .split_once('/')
+                    .filter(|(t, n)| !t.is_empty() && !n.is_empty())
+                else {
+                    return Err(format!(
+                        "{a:?}: when one argument is TYPE/NAME, every argument must be (as with kubectl)"
+                    ));
+                };
+                items.push((Selector::parse(ty)?, Some(name.to_string())));
+            }
+        } else if let Some((types, names)) = args.split_first() {
+            for ty in types.split(',') {
+                let sel = Selector::parse(ty)?;
+                if names.is_empty() {
+                    items.push((sel, None));
+                } else {
+                    items.extend(names.iter().map(|n| (sel.clone(), Some(n.clone()))));
+                }
+            }
+        }
+        Ok(Targets { items })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Whether the arguments named objects (not whole resources).
+    pub fn named(&self) -> bool {
+        self.items.iter().any(|(_, n)| n.is_some())
+    }
+
+    /// Whether a key is asked for. `namespace` limits namespaced objects only: kubectl ignores
+    /// it for cluster-scoped ones (a Namespace, a CRD).
+    pub fn matches(&self, key: &[u8], namespace: Option<&str>) -> bool {
+        let mut at = None;
+        self.items.iter().any(|(sel, name)| {
+            if !sel.matches(key) {
+                return false;
+            }
+            if name.is_none() && namespace.is_none() {
+                return true;
+            }
+            let Some(r) =
+                at.get_or_insert_with(|| super::super::snapshot::contents::Resource::of(key))
+            else {
+                return false;
+            };
+            name.as_ref().is_none_or(|n| r.name == *n)
+                && (r.namespace.is_none()
+                    || namespace.is_none_or(|ns| r.namespace.as_deref() == Some(ns)))
+        })
+    }
+
+    /// What was asked for, for messages: `secrets "db"`, `crd, widgets.example.com`.
+    pub fn describe(&self) -> String {
+        self.items
+            .iter()
+            .map(|(s, n)| match n {
+                Some(n) => format!("{} {n:?}", s.arg),
+                None => s.arg.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Whether any selector matches a key of `resource` (as `resource_of` names it).
+    pub fn covers_resource(&self, resource: &str) -> bool {
+        let key = resource
+            .split_once('.')
+            .map_or(format!("/registry/{resource}/x"), |(res, g)| {
+                format!("/registry/{g}/{res}/x")
+            });
+        self.items.iter().any(|(s, _)| s.matches(key.as_bytes()))
+    }
+
+    /// The resource arguments, for "did you mean".
+    pub fn args(&self) -> Vec<&str> {
+        self.items.iter().map(|(s, _)| s.arg.as_str()).collect()
+    }
+}
+
 /// The resource directory of a key, for a census of what a snapshot holds: `secrets`,
 /// `widgets.example.com`, `services` (from `services/specs`).
 pub fn resource_of(key: &[u8]) -> Option<String> {
@@ -183,6 +277,31 @@ mod tests {
         assert!(!m("secrets", "/other/secrets/x"));
         assert!(Selector::parse("a/b").is_err());
         assert!(Selector::parse("").is_err());
+    }
+
+    #[test]
+    fn targets_are_read_as_kubectl_reads_them() {
+        let t =
+            |args: &[&str]| Targets::parse(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+        let both = t(&["ns/recover", "crd/widgets.example.com"]).unwrap();
+        assert!(both.named());
+        assert!(both.matches(b"/registry/namespaces/recover", Some("recover")));
+        assert!(both.matches(
+            b"/registry/apiextensions.k8s.io/customresourcedefinitions/widgets.example.com",
+            Some("recover")
+        ));
+        assert!(!both.matches(b"/registry/namespaces/other", None));
+        let kinds = t(&["widgets.example.com,deploy,cm"]).unwrap();
+        assert!(!kinds.named());
+        assert!(kinds.matches(b"/registry/configmaps/recover/settings", Some("recover")));
+        assert!(!kinds.matches(b"/registry/configmaps/other/settings", Some("recover")));
+        assert!(kinds.matches(b"/registry/deployments/recover/api", None));
+        let named = t(&["secrets", "db", "token"]).unwrap();
+        assert!(named.matches(b"/registry/secrets/shop/token", None));
+        assert!(!named.matches(b"/registry/secrets/shop/other", None));
+        assert!(t(&["ns/recover", "secrets"]).is_err());
+        assert!(t(&["ns/"]).is_err());
+        assert!(t(&[]).unwrap().is_empty());
     }
 
     #[test]

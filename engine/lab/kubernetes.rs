@@ -1,8 +1,8 @@
 //! The lab's Kubernetes control plane beside etcd: kubeconfigs and encryption at rest in
 //! kubeadm's layout, and the real objects seeded through kubectl once it is up.
 //!
-//! Every node gets `controller-manager.conf` and `scheduler.conf` (client certificates
-//! embedded, as kubeadm writes them) and one EncryptionConfiguration whose `aescbc` key is the
+//! Every node gets `admin.conf`, `controller-manager.conf` and `scheduler.conf` (client
+//! certificates embedded, as kubeadm writes them) and one EncryptionConfiguration whose `aescbc` key is the
 //! same on every node: HA API servers share one store, so they must share its keys. The lab
 //! admin's kubeconfig (`admin.conf`, beside the inventory) talks to the first node.
 
@@ -125,6 +125,16 @@ pub fn write_all(
                     .with_context(|| format!("cannot remove {}", f.display()))?;
             }
         }
+        // kubeadm writes the admin kubeconfig on every control-plane node too: what tools on
+        // the node (and `snapshot get --apply -i`) use.
+        let admin = kubeconfig(
+            &server,
+            &ca,
+            "kubernetes-admin",
+            &read(&pki_dir.join("admin.crt"))?,
+            &read(&pki_dir.join("admin.key"))?,
+        );
+        write_file(&kube.join("admin.conf"), &admin, 0o600)?;
         let enc_dir = kube.join("enc");
         std::fs::create_dir_all(&enc_dir)
             .with_context(|| format!("cannot create {}", enc_dir.display()))?;
