@@ -50,7 +50,7 @@ pub fn run(cmd: SnapshotCommand) -> Done {
             for_apply,
             show_managed_fields,
             encryption_config: encryption_config.as_deref(),
-            apply: apply.then(|| super::get::Cluster {
+            apply: apply.then_some(super::get::Cluster {
                 inventory: inventory.as_deref(),
                 kubeconfig: kubeconfig.as_deref(),
                 dry_run,
