@@ -104,13 +104,7 @@ pub fn run(a: GetArgs) -> Done {
     // A listing names encrypted objects as such; printing them needs their key.
     let listing = a.output == GetFormat::Text && !a.for_apply;
     let text = match (a.output, a.for_apply) {
-        (GetFormat::Text, false) => {
-            let mut t = table(&found);
-            if !t.ends_with('\n') {
-                t.push('\n');
-            }
-            t
-        }
+        (GetFormat::Text, false) => ended(table(&found)),
         (format, _) => objects(&found, targets.named(), format),
     };
     print_out(&text)?;
@@ -221,6 +215,14 @@ fn show(
     }
 }
 
+/// Text that ends its last line.
+fn ended(mut text: String) -> String {
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
+
 fn path_of(r: &Resource) -> String {
     match &r.namespace {
         Some(ns) => format!("{}/{ns}/{}", r.resource, r.name),
@@ -280,9 +282,9 @@ fn census(shown_path: &Path, local: &Path) -> Done {
         t.row([r.clone(), n.to_string()]);
     }
     print_out(&format!(
-        "{} (revision {revision})\n{}\n",
+        "{} (revision {revision})\n{}",
         shown_path.display(),
-        t.render()
+        ended(t.render())
     ))?;
     Ok(EXIT_OK)
 }
@@ -410,7 +412,7 @@ fn apply(found: &[Found], cluster: &Cluster, no_keys: bool) -> Done {
     for r in &rows {
         t.row([r.object.clone(), r.action.clone(), r.result.clone()]);
     }
-    print_out(&(t.render() + "\n"))?;
+    print_out(&ended(t.render()))?;
     let failed = rows.iter().filter(|r| !r.ok).count();
     if failed > 0 {
         let created = rows
