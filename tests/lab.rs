@@ -432,6 +432,16 @@ fn restore_ha(etcd: &str, name: &str) {
         "{namespaces:?}"
     );
     let deployments = lab.kube_names("deployments", Some("shop"));
+    // A canary written before the snapshot and rewritten after it: the restore's proof
+    // through kube-apiserver must find the snapshot's value.
+    lab.kubectl(&[
+        "create",
+        "configmap",
+        "restore-canary",
+        "-n",
+        "kube-system",
+        "--from-literal=at=before",
+    ]);
     let snapshot = lab.snapshot();
     let status: serde_json::Value = serde_json::from_str(&check(
         runbook()
@@ -444,6 +454,16 @@ fn restore_ha(etcd: &str, name: &str) {
     .unwrap();
     let snapshot_revision = status["revision"].as_u64().unwrap();
     lab.write_keys("/later/", AFTER, "after");
+    lab.kubectl(&[
+        "patch",
+        "configmap",
+        "restore-canary",
+        "-n",
+        "kube-system",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"at":"after"}}"#,
+    ]);
     // Kubernetes objects made after the snapshot, through the real API: the restore drops them.
     lab.kubectl(&["create", "namespace", "later"]);
     lab.kubectl(&[
@@ -501,7 +521,15 @@ fn restore_ha(etcd: &str, name: &str) {
         "{text}"
     );
     lab.destroy_all_data();
-    let (out, took, run_dir) = lab.apply("plans/etcd-restore-ha.yaml", &snapshot, &["--yes"]);
+    let (out, took, run_dir) = lab.apply(
+        "plans/etcd-restore-ha.yaml",
+        &snapshot,
+        &[
+            "--yes",
+            "--set",
+            "canary=configmaps/kube-system/restore-canary",
+        ],
+    );
     let impact = String::from_utf8_lossy(&out.stderr).into_owned();
     let stdout = check(out, "runbook apply");
     // In the outage the restore is for, the impact step says what it can and does not fail.
@@ -543,6 +571,25 @@ fn restore_ha(etcd: &str, name: &str) {
         "{order:?}"
     );
     lab.assert_restored(&before);
+    // The proof through kube-apiserver: counts per resource, and the canary's snapshot value.
+    assert!(
+        impact.contains(
+            "the canary configmaps/kube-system/restore-canary holds the snapshot's content"
+        ) && impact.contains("resources hold as many objects as the snapshot"),
+        "{impact}"
+    );
+    assert_eq!(
+        lab.kubectl(&[
+            "get",
+            "configmap",
+            "restore-canary",
+            "-n",
+            "kube-system",
+            "-o",
+            "jsonpath={.data.at}"
+        ]),
+        "before"
+    );
     // Kubernetes sees exactly the snapshot: the later namespace and deployment are gone.
     assert_eq!(lab.kube_names("namespaces", None), namespaces);
     assert_eq!(lab.kube_names("deployments", Some("shop")), deployments);
@@ -631,7 +678,9 @@ fn restore_ha(etcd: &str, name: &str) {
     assert!(status["live_keys_36"].as_u64().unwrap() > BEFORE as u64);
     let findings = report["verification"].to_string();
     assert!(
-        findings.contains("member list equals the inventory") && findings.contains("HashKV"),
+        findings.contains("member list equals the inventory")
+            && findings.contains("HashKV")
+            && findings.contains("holds the snapshot's content"),
         "{findings}"
     );
     let junit = check(
@@ -642,7 +691,7 @@ fn restore_ha(etcd: &str, name: &str) {
             .unwrap(),
         "junit",
     );
-    assert!(junit.contains("tests=\"43\" failures=\"0\""), "{junit}");
+    assert!(junit.contains("tests=\"44\" failures=\"0\""), "{junit}");
     common::assert_valid_junit(&junit);
     // The run's lock files are gone from every node.
     for n in &lab.nodes {

@@ -47,6 +47,7 @@ registry! {
     wait_etcd_healthy => [INFO],
     etcd_verify_cluster => [INFO],
     wait_http => [INFO],
+    kube_verify_restore => [INFO],
     etcd_defrag => [DEFRAG, CLUSTER],
     etcd_maintenance => [COMPACT, CHECK_WRITES],
     etcd_members => [REMOVE, ADD, PROMOTE],

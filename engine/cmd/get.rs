@@ -4,7 +4,7 @@
 //! One pass over the file keeps only the selected resource's latest values, so memory follows
 //! what is asked for, not the snapshot's size.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{Map, Value};
@@ -290,24 +290,7 @@ fn census(shown_path: &Path, local: &Path) -> Done {
 }
 
 fn count_resources(local: &Path) -> Result<(i64, BTreeMap<String, u64>), Failure> {
-    let mut live: BTreeSet<Vec<u8>> = BTreeSet::new();
-    let mut revision = 0;
-    walk_revisions(local, &mut |rev, key, value| {
-        revision = rev;
-        if value.is_some() {
-            live.insert(key.to_vec());
-        } else {
-            live.remove(key);
-        }
-    })
-    .map_err(|e| Failure::invalid(e.to_string()))?;
-    let mut counts = BTreeMap::new();
-    for k in &live {
-        if let Some(r) = resource_of(k) {
-            *counts.entry(r).or_insert(0u64) += 1;
-        }
-    }
-    Ok((revision, counts))
+    crate::snapshot::contents::resource_counts(local).map_err(|e| Failure::invalid(e.to_string()))
 }
 
 /// Nothing matched: say whether the resource is absent or only the name/namespace, and name

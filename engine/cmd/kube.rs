@@ -7,9 +7,9 @@ use std::path::Path;
 use std::pin::Pin;
 
 use super::Failure;
-use crate::executor::{Executor, output_on};
+use crate::executor::Executor;
 use crate::inventory::model::CONTROL_PLANE_ROLE;
-use crate::kube::api::{Api, Kubeconfig};
+use crate::kube::api::{Api, Kubeconfig, through_nodes};
 
 type Work<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + 'a>>;
 
@@ -53,72 +53,24 @@ pub fn with_api<T>(
         ));
     };
     let inv = super::load_inventory(inventory)?;
-    let mut nodes: Vec<_> = inv.with_role(CONTROL_PLANE_ROLE).collect();
-    if nodes.is_empty() {
-        nodes = inv.etcd_members();
-    }
     let dir = crate::executor::ssh::private_control_dir("kube")
         .map_err(|e| Failure::usage("cannot create the SSH control directory", &e, None))?;
     let result = rt.block_on(async {
         let exec = crate::executor::ssh::Ssh::new(dir.path().to_path_buf());
-        let unreachable = exec.connect(&nodes).await;
-        let mut tried = Vec::new();
-        let mut out = None;
-        for node in &nodes {
-            if let Some((_, e)) = unreachable.iter().find(|(n, _)| *n == node.name) {
-                tried.push(format!("{}: {}", node.name, e.0));
-                continue;
-            }
-            // kubeadm writes the admin kubeconfig beside the manifests' directory.
-            let conf = Path::new(&node.etcd.manifests_dir)
-                .parent()
-                .unwrap_or(Path::new("/etc/kubernetes"))
-                .join("admin.conf");
-            let conf = conf.to_string_lossy();
-            let attempt = async {
-                let text = output_on(
-                    &exec,
-                    node,
-                    &format!("cat -- {}", crate::shell::quote(&conf)),
-                    &format!("cannot read {conf}"),
-                )
-                .await?;
-                let config = Kubeconfig::parse(&String::from_utf8_lossy(&text))
-                    .map_err(|e| format!("{conf}: {e}"))?;
-                let mut files = std::collections::HashMap::new();
-                for f in config.files() {
-                    let data = output_on(
-                        &exec,
-                        node,
-                        &format!("cat -- {}", crate::shell::quote(&f)),
-                        &format!("cannot read {f}"),
-                    )
-                    .await?;
-                    files.insert(f, data);
-                }
-                let creds = config.credentials(&|f| files.get(f).cloned())?;
-                let addr = exec.tunnel(node, creds.port()).await.map_err(|e| e.0)?;
-                Api::connect(&creds, Some(addr))
-            };
-            match attempt.await {
-                Ok(api) => {
-                    eprintln!(
-                        "kube-apiserver of {} (admin credentials from {conf})",
-                        node.name
-                    );
-                    out = Some(work(&api).await);
-                    break;
-                }
-                Err(e) => tried.push(format!("{}: {e}", node.name)),
-            }
+        let mut nodes: Vec<_> = inv.with_role(CONTROL_PLANE_ROLE).collect();
+        if nodes.is_empty() {
+            nodes = inv.etcd_members();
         }
+        let _ = exec.connect(&nodes).await;
+        let out = match through_nodes(&exec, &inv).await {
+            Ok((api, node, conf)) => {
+                eprintln!("kube-apiserver of {node} (admin credentials from {conf})");
+                work(&api).await
+            }
+            Err(e) => Err(e),
+        };
         exec.close().await;
-        out.unwrap_or_else(|| {
-            Err(format!(
-                "no control-plane node's kube-apiserver could be reached: {}",
-                tried.join("; ")
-            ))
-        })
+        out
     });
     result.map_err(Failure::invalid)
 }

@@ -137,6 +137,64 @@ impl Credentials {
     }
 }
 
+/// kube-apiserver of the first control-plane node (else etcd member) that answers, with
+/// kubeadm's admin kubeconfig read from it over SSH (never written to this machine) and the
+/// API reached through an SSH forward to its loopback. Answers the node's name and the
+/// kubeconfig's path too.
+pub async fn through_nodes<E: crate::executor::Executor + ?Sized>(
+    exec: &E,
+    inventory: &crate::inventory::model::Inventory,
+) -> Result<(Api, String, String), String> {
+    use crate::executor::output_on;
+    use crate::shell::quote;
+    let mut nodes: Vec<_> = inventory
+        .with_role(crate::inventory::model::CONTROL_PLANE_ROLE)
+        .collect();
+    if nodes.is_empty() {
+        nodes = inventory.etcd_members();
+    }
+    let mut tried = Vec::new();
+    for node in nodes {
+        // kubeadm writes the admin kubeconfig beside the manifests' directory.
+        let conf = std::path::Path::new(&node.etcd.manifests_dir)
+            .parent()
+            .unwrap_or(std::path::Path::new("/etc/kubernetes"))
+            .join("admin.conf")
+            .to_string_lossy()
+            .into_owned();
+        let attempt = async {
+            let read = |path: String| async move {
+                output_on(
+                    exec,
+                    node,
+                    &format!("cat -- {}", quote(&path)),
+                    &format!("cannot read {path}"),
+                )
+                .await
+            };
+            let text = read(conf.clone()).await?;
+            let config = Kubeconfig::parse(&String::from_utf8_lossy(&text))
+                .map_err(|e| format!("{conf}: {e}"))?;
+            let mut files = std::collections::HashMap::new();
+            for f in config.files() {
+                let data = read(f.clone()).await?;
+                files.insert(f, data);
+            }
+            let creds = config.credentials(&|f| files.get(f).cloned())?;
+            let addr = exec.tunnel(node, creds.port()).await.map_err(|e| e.0)?;
+            Api::connect(&creds, Some(addr))
+        };
+        match attempt.await {
+            Ok(api) => return Ok((api, node.name.clone(), conf)),
+            Err(e) => tried.push(format!("{}: {e}", node.name)),
+        }
+    }
+    Err(format!(
+        "no control-plane node's kube-apiserver could be reached: {}",
+        tried.join("; ")
+    ))
+}
+
 /// A connection to one kube-apiserver.
 pub struct Api {
     http: reqwest::Client,
@@ -244,6 +302,67 @@ impl Api {
             format!("{collection}?fieldManager=runbook")
         };
         self.call(reqwest::Method::POST, &path, Some(object)).await
+    }
+
+    /// Every resource kube-apiserver lists, by (group, plural) — the core group is "" —
+    /// with its collection path at the group's preferred version.
+    pub async fn listable(
+        &self,
+    ) -> Result<std::collections::BTreeMap<(String, String), String>, String> {
+        let mut out = std::collections::BTreeMap::new();
+        let mut versions = vec![(String::new(), "/api/v1".to_string())];
+        let groups = self.get("/apis").await?;
+        for g in groups.body["groups"].as_array().into_iter().flatten() {
+            if let (Some(name), Some(gv)) = (
+                g["name"].as_str(),
+                g["preferredVersion"]["groupVersion"].as_str(),
+            ) {
+                versions.push((name.to_string(), format!("/apis/{gv}")));
+            }
+        }
+        for (group, base) in versions {
+            let list = self.get(&base).await?;
+            if list.status != 200 {
+                continue;
+            }
+            for r in list.body["resources"].as_array().into_iter().flatten() {
+                let (Some(name), Some(verbs)) = (r["name"].as_str(), r["verbs"].as_array()) else {
+                    continue;
+                };
+                // Subresources (pods/log) are not objects.
+                if name.contains('/') || !verbs.iter().any(|v| v == "list") {
+                    continue;
+                }
+                out.entry((group.clone(), name.to_string()))
+                    .or_insert_with(|| format!("{base}/{name}"));
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many objects a collection holds: from one item and kube-apiserver's
+    /// remainingItemCount when it gives one, else by paging through it.
+    pub async fn count(&self, collection: &str) -> Result<u64, String> {
+        let mut total = 0u64;
+        let mut next = String::new();
+        let mut limit = 1;
+        loop {
+            let page = self
+                .get(&format!("{collection}?limit={limit}&continue={next}"))
+                .await?;
+            if page.status != 200 {
+                return Err(format!("list {collection}: {}", page.message()));
+            }
+            total += page.body["items"].as_array().map_or(0, Vec::len) as u64;
+            if let Some(rest) = page.body["metadata"]["remainingItemCount"].as_u64() {
+                return Ok(total + rest);
+            }
+            match page.body["metadata"]["continue"].as_str() {
+                Some(c) if !c.is_empty() => next = c.to_string(),
+                _ => return Ok(total),
+            }
+            limit = 500;
+        }
     }
 
     pub async fn replace(

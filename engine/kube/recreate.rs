@@ -104,7 +104,7 @@ pub fn clean(v: &mut Value) {
 /// Whether the live object already is the snapshot's: the same content, labels and
 /// annotations (what a controller re-creates by itself, such as a namespace's
 /// kube-root-ca.crt, usually is).
-fn same(snapshot: &Value, live: &Value) -> bool {
+pub fn same(snapshot: &Value, live: &Value) -> bool {
     let comparable = |v: &Value| {
         let mut v = v.clone();
         clean(&mut v);

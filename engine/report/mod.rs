@@ -370,7 +370,7 @@ fn rto(
 }
 
 /// What the checking steps (preflight, the source guard, the restore's impact, the cluster
-/// verification) logged.
+/// verification, the proof through kube-apiserver) logged.
 fn verification(dir: &RunDir, steps: &[RecordedStep]) -> Vec<String> {
     steps
         .iter()
@@ -381,6 +381,7 @@ fn verification(dir: &RunDir, steps: &[RecordedStep]) -> Vec<String> {
                     | "etcd.preflight"
                     | "snapshot.not_source"
                     | "snapshot.impact"
+                    | "kube.verify_restore"
             )
         })
         .filter_map(|s| std::fs::read_to_string(dir.log(&s.id)).ok())

@@ -162,6 +162,38 @@ pub fn walk_revisions(path: &Path, each: &mut Revisions) -> Result<(), StatusErr
     .map_err(bolt)
 }
 
+/// Live objects per resource (as `kube::select::resource_of` names them) and the revision.
+pub fn resource_counts(path: &Path) -> Result<(i64, BTreeMap<String, u64>), StatusError> {
+    let mut live: BTreeSet<Vec<u8>> = BTreeSet::new();
+    let mut revision = 0;
+    walk_revisions(path, &mut |rev, key, value| {
+        revision = rev;
+        if value.is_some() {
+            live.insert(key.to_vec());
+        } else {
+            live.remove(key);
+        }
+    })?;
+    let mut counts = BTreeMap::new();
+    for k in &live {
+        if let Some(r) = crate::kube::select::resource_of(k) {
+            *counts.entry(r).or_insert(0u64) += 1;
+        }
+    }
+    Ok((revision, counts))
+}
+
+/// One key's latest value and its revision, if the snapshot holds it.
+pub fn latest_value(path: &Path, key: &[u8]) -> Result<Option<(i64, Vec<u8>)>, StatusError> {
+    let mut found = None;
+    walk_revisions(path, &mut |rev, k, value| {
+        if k == key {
+            found = value.map(|v| (rev, v.to_vec()));
+        }
+    })?;
+    Ok(found)
+}
+
 /// A Kubernetes encryption envelope prefix: `k8s:enc:<provider>:v1:<key name>:` (KMS v2 has
 /// no key name in the prefix: its provider name stands for it).
 pub fn encryption_of(value: &[u8]) -> Option<(&str, &str)> {
