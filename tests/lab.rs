@@ -331,6 +331,14 @@ impl Lab {
     /// kubectl on this machine as the lab admin (the kubeconfig `lab up` wrote beside the
     /// inventory), talking to cp1's kube-apiserver.
     fn kubectl(&self, args: &[&str]) -> String {
+        check(
+            self.kubectl_output(args),
+            &format!("kubectl {}", args.join(" ")),
+        )
+    }
+
+    /// The same, whatever it exits with.
+    fn kubectl_output(&self, args: &[&str]) -> Output {
         let dir = check(
             runbook()
                 .args(["lab", "bin", "--kubernetes"])
@@ -338,13 +346,12 @@ impl Lab {
                 .unwrap(),
             "lab bin --kubernetes",
         );
-        let out = Command::new(Path::new(dir.trim()).join("kubectl"))
+        Command::new(Path::new(dir.trim()).join("kubectl"))
             .env("KUBECONFIG", self.inventory.with_file_name("admin.conf"))
             .args(["--request-timeout=20s"])
             .args(args)
             .output()
-            .unwrap();
-        check(out, &format!("kubectl {}", args.join(" ")))
+            .unwrap()
     }
 
     /// Names of the objects of one kind in one namespace, sorted.
@@ -520,6 +527,15 @@ fn restore_ha(etcd: &str, name: &str) {
         text.contains("brings back 1 deleted since (1 deployments)"),
         "{text}"
     );
+    // A client watching ConfigMaps (as every informer does) has seen the store up to this
+    // resourceVersion when the outage begins; it resumes its watch from there afterwards.
+    let list: serde_json::Value =
+        serde_json::from_str(&lab.kubectl(&["get", "--raw", "/api/v1/namespaces/shop/configmaps"]))
+            .unwrap();
+    let watched = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
     lab.destroy_all_data();
     let (out, took, run_dir) = lab.apply(
         "plans/etcd-restore-ha.yaml",
@@ -614,6 +630,36 @@ fn restore_ha(etcd: &str, name: &str) {
         "shop",
         "--from-literal=ok=yes",
     ]);
+    // The watch resumed from before the restore: with the revision bumped and compacted,
+    // kube-apiserver tells the client its resourceVersion is gone (410), so it relists and
+    // sees the restored state; without the bump (3.4, 3.5.1) it is not told: the restored
+    // store's revisions are below what the client saw, and it would wait for them to pass it.
+    let resumed = lab.kubectl_output(&[
+        "get",
+        "--raw",
+        &format!(
+            "/api/v1/namespaces/shop/configmaps?watch=1&resourceVersion={}&timeoutSeconds=5",
+            watched.trim()
+        ),
+    ]);
+    let told = format!(
+        "{}{}",
+        String::from_utf8_lossy(&resumed.stdout),
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    eprintln!("watch from resourceVersion {watched} after the restore on etcd {etcd}: {told}");
+    if bumps(etcd) {
+        assert!(
+            told.contains("\"code\":410") && told.contains("too old resource version"),
+            "{told}"
+        );
+    } else {
+        // Silent: no error to relist on, and not even the ConfigMap written after the restore.
+        assert!(
+            !told.contains("\"type\":\"ERROR\"") && !told.contains("after-restore"),
+            "{told}"
+        );
+    }
     if bumps(etcd) {
         // The restore ran with --bump-revision/--mark-compacted: the store's revision is past
         // the snapshot's by the bump, and a watch from before the restore is refused.
