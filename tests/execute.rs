@@ -1231,3 +1231,44 @@ fn metrics_of_a_run_parse_and_a_failure_keeps_the_last_success() {
         .collect();
     assert_eq!(left.len(), 1);
 }
+
+/// A plan that starts with read-only checks: on a terminal they run first, and the one
+/// question for the whole plan shows what they found (here: the snapshot's figures, and what
+/// a restore of it would roll back, said even though no cluster answers). `no` stops there.
+fn checked_plan(s: &Scratch) {
+    let snap = common::root().join("tests/fixtures/kubernetes/k8s-1.34.db");
+    std::fs::write(
+        s.path("plan.yaml"),
+        format!(
+            "name: checked\nsteps:\n  - id: verify-snapshot\n    on: local\n    action: snapshot.verify\n    with: {{ path: '{snap}' }}\n  - id: impact\n    on: local\n    action: snapshot.impact\n    with: {{ snapshot: '{snap}' }}\n    needs: [verify-snapshot]\n  - id: one\n    on: n1\n    run: '{one}'\n    destructive: true\n    rollback: undo one\n    needs: [impact]\n",
+            snap = snap.display(),
+            one = mark(s.dir.path(), "one"),
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn on_a_terminal_the_checks_run_first_and_the_question_shows_what_they_found() {
+    let s = Scratch::new("");
+    checked_plan(&s);
+    let text = on_a_terminal(&s, "", b"yes\n");
+    let found = text
+        .find("What the checks found before anything changes:")
+        .unwrap_or_else(|| panic!("{text}"));
+    let question = text.find("Run this plan? Only `yes` is accepted:").unwrap();
+    assert!(found < question, "{text}");
+    let shown = &text[found..question];
+    assert!(shown.contains("verify-snapshot:"), "{shown}");
+    assert!(
+        shown.contains("impact: the cluster does not answer") && shown.contains("keys at revision"),
+        "{shown}"
+    );
+    assert!(s.path("one").exists(), "{text}");
+
+    let declined = Scratch::new("");
+    checked_plan(&declined);
+    let text = on_a_terminal(&declined, "", b"no\n");
+    assert!(text.contains("What the checks found"), "{text}");
+    assert!(!declined.path("one").exists(), "{text}");
+}

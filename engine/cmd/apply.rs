@@ -354,8 +354,13 @@ fn approval(g: &StepGraph, opts: &RunOptions, dry_run: bool) -> Result<Approval,
         return Ok(Approval::Yes);
     }
     if tty {
-        // The whole plan, once, before anything is locked or started: time at the prompt
-        // is not the run's.
+        // Read-only checks at the plan's start (what a restore rolls back, whether Secrets
+        // stay readable) run first, and the one question shows what they found.
+        if crate::execute::gate::checks(g).contains(&true) {
+            return Ok(Approval::AfterChecks);
+        }
+        // Otherwise the whole plan, once, before anything is locked or started: time at the
+        // prompt is not the run's.
         if crate::execute::gate::confirm_plan(g) {
             return Ok(Approval::Confirmed);
         }

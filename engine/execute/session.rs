@@ -261,7 +261,7 @@ async fn run_with<E: Executor + 'static>(
     let shared = Arc::new(Shared::new(
         graph.clone(),
         exec.clone(),
-        Gate::new(s.approval),
+        Gate::new(s.approval, &graph),
         reporter,
         journal,
         run_dir.clone(),

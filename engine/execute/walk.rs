@@ -130,6 +130,12 @@ pub async fn walk<E: Executor + 'static>(
     for ((name, node), value) in &state.captures {
         shared.captures.insert(name, node.as_deref(), value.clone());
     }
+    // Checks a resumed run finished before: the question does not wait for them again.
+    for (i, st) in state.status.iter().enumerate() {
+        if *st != Status::Pending {
+            shared.gate.check_finished(i);
+        }
+    }
     let global = Arc::new(Semaphore::new(limits.parallel.max(1)));
     let mut per_host: HashMap<String, Arc<Semaphore>> = HashMap::new();
     let mut tasks: JoinSet<Done> = JoinSet::new();
@@ -149,6 +155,7 @@ pub async fn walk<E: Executor + 'static>(
         }
         if stopping {
             shared.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            shared.gate.release();
         } else {
             for &i in &g.order {
                 if state.status[i] != Status::Pending {
@@ -280,7 +287,7 @@ async fn run_instance<E: Executor + 'static>(
     let g = sh.graph.clone();
     let inst = g.instance(i);
     let stopped = || sh.stop.load(std::sync::atomic::Ordering::SeqCst);
-    if sh.gate.applies(inst) {
+    if sh.gate.applies(i, inst) {
         match sh.gate.check(&g, i, &sh.reporter).await {
             // Approved while the run was stopping: it stays pending and is skipped.
             Verdict::Go(..) if stopped() => {
@@ -331,13 +338,20 @@ async fn run_instance<E: Executor + 'static>(
             }
             _ => None,
         };
+        let error = result.error;
+        if sh.gate.is_check(i)
+            && status != Finish::Succeeded
+            && let Some(e) = &error
+        {
+            sh.gate.finding(&inst.id, &format!("FAILED: {e}"));
+        }
         sh.emit(Event::StepFinished {
             id: inst.id.clone(),
             attempt,
             status,
             exit_code: result.exit_code,
             duration_ms: ms,
-            error: result.error,
+            error,
             capture,
         });
         if status != Finish::Succeeded && attempt < last && !stopped() {
@@ -352,6 +366,7 @@ async fn run_instance<E: Executor + 'static>(
             attempt += 1;
             continue;
         }
+        sh.gate.check_finished(i);
         return Done {
             index: i,
             status: match status {
@@ -429,6 +444,9 @@ async fn attempt_once<E: Executor + 'static>(sh: &Shared<E>, i: usize, attempt: 
                     Some(Ok(Err(e))) => return failed(sh, &inst.id, e),
                     Some(Ok(Ok(said))) => {
                         sh.log(&inst.id, format!("{}\n", said.text).as_bytes());
+                        if sh.gate.is_check(i) {
+                            sh.gate.finding(&inst.id, &said.text);
+                        }
                         sh.emit(Event::StepOutput {
                             id: inst.id.clone(),
                             text: said.text,
