@@ -530,7 +530,7 @@ pub enum SnapshotCommand {
         #[arg(long)]
         show_managed_fields: bool,
         /// An EncryptionConfiguration holding the keys (kube-apiserver's
-        /// --encryption-provider-config): aescbc and secretbox values are decrypted here.
+        /// --encryption-provider-config): aescbc, aesgcm and secretbox values are decrypted here.
         #[arg(long, value_name = "FILE")]
         encryption_config: Option<PathBuf>,
         /// Re-create the objects through kube-apiserver (cleaned as with --for-apply):

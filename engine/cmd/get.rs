@@ -168,7 +168,7 @@ fn show(
     let (stored, plain) = match encryption_of(value) {
         Some((provider, name)) => {
             let label = format!("encrypted ({provider} {name})");
-            match keys.decrypt(value, provider, name) {
+            match keys.decrypt(value, provider, name, key) {
                 Ok(p) => (label + ", decrypted", Ok(p)),
                 Err(_) if keys.is_empty() => (
                     label,
