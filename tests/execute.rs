@@ -692,7 +692,7 @@ fn dry_run_reaches_no_host_and_writes_nothing() {
 /// terminal showed.
 fn on_a_terminal(s: &Scratch, extra: &str, answers: &[u8]) -> String {
     let line = format!(
-        "{} apply plan.yaml -i inventory.yaml --local --run-dir run {extra}",
+        "timeout 120 {} apply plan.yaml -i inventory.yaml --local --run-dir run {extra}",
         env!("CARGO_BIN_EXE_runbook")
     );
     let mut child = Command::new("script")
@@ -1234,15 +1234,18 @@ fn metrics_of_a_run_parse_and_a_failure_keeps_the_last_success() {
 
 /// A plan that starts with read-only checks: on a terminal they run first, and the one
 /// question for the whole plan shows what they found (here: the snapshot's figures, and what
-/// a restore of it would roll back, said even though no cluster answers). `no` stops there.
+/// a restore of it would roll back, said even though no cluster answers); every other step,
+/// destructive or not, waits for the answer, without taking the slot a check needs (one
+/// step at a time here). `no` stops there.
 fn checked_plan(s: &Scratch) {
     let snap = common::root().join("tests/fixtures/kubernetes/k8s-1.34.db");
     std::fs::write(
         s.path("plan.yaml"),
         format!(
-            "name: checked\nsteps:\n  - id: verify-snapshot\n    on: local\n    action: snapshot.verify\n    with: {{ path: '{snap}' }}\n  - id: impact\n    on: local\n    action: snapshot.impact\n    with: {{ snapshot: '{snap}' }}\n    needs: [verify-snapshot]\n  - id: one\n    on: n1\n    run: '{one}'\n    destructive: true\n    rollback: undo one\n    needs: [impact]\n",
+            "name: checked\nsteps:\n  - id: early\n    on: n1\n    run: '{early}'\n  - id: verify-snapshot\n    on: local\n    action: snapshot.verify\n    with: {{ path: '{snap}' }}\n  - id: impact\n    on: local\n    action: snapshot.impact\n    with: {{ snapshot: '{snap}' }}\n    needs: [verify-snapshot]\n  - id: one\n    on: n1\n    run: '{one}'\n    destructive: true\n    rollback: undo one\n    needs: [impact]\n",
             snap = snap.display(),
             one = mark(s.dir.path(), "one"),
+            early = mark(s.dir.path(), "early"),
         ),
     )
     .unwrap();
@@ -1252,7 +1255,7 @@ fn checked_plan(s: &Scratch) {
 fn on_a_terminal_the_checks_run_first_and_the_question_shows_what_they_found() {
     let s = Scratch::new("");
     checked_plan(&s);
-    let text = on_a_terminal(&s, "", b"yes\n");
+    let text = on_a_terminal(&s, "--parallel 1", b"yes\n");
     let found = text
         .find("What the checks found before anything changes:")
         .unwrap_or_else(|| panic!("{text}"));
@@ -1264,11 +1267,14 @@ fn on_a_terminal_the_checks_run_first_and_the_question_shows_what_they_found() {
         shown.contains("impact: the cluster does not answer") && shown.contains("keys at revision"),
         "{shown}"
     );
-    assert!(s.path("one").exists(), "{text}");
+    assert!(s.path("one").exists() && s.path("early").exists(), "{text}");
 
     let declined = Scratch::new("");
     checked_plan(&declined);
     let text = on_a_terminal(&declined, "", b"no\n");
     assert!(text.contains("What the checks found"), "{text}");
-    assert!(!declined.path("one").exists(), "{text}");
+    assert!(
+        !declined.path("one").exists() && !declined.path("early").exists(),
+        "nothing but the checks ran: {text}"
+    );
 }

@@ -2492,20 +2492,23 @@ fn snapshot_get(etcd: &str, name: &str) {
         "snapshot save",
     );
     // The mistake: the CRD (and with it every Widget) and the namespace are deleted.
-    lab.kubectl(&[
-        "delete",
-        "crd",
-        "widgets.example.com",
-        "--wait=true",
-        "--timeout=60s",
-    ]);
-    lab.kubectl(&[
-        "delete",
-        "namespace",
-        "recover",
-        "--wait=true",
-        "--timeout=120s",
-    ]);
+    let the_mistake = || {
+        lab.kubectl(&[
+            "delete",
+            "crd",
+            "widgets.example.com",
+            "--wait=true",
+            "--timeout=60s",
+        ]);
+        lab.kubectl(&[
+            "delete",
+            "namespace",
+            "recover",
+            "--wait=true",
+            "--timeout=120s",
+        ]);
+    };
+    the_mistake();
     assert!(
         !lab.kubectl(&["get", "crd", "-o", "name"])
             .contains("widgets")
@@ -2604,20 +2607,7 @@ fn snapshot_get(etcd: &str, name: &str) {
     );
     // The same recovery through kube-apiserver (`--apply`), admin credentials read from the
     // node over SSH: one command for the CRD and the namespace, one for what was in it.
-    lab.kubectl(&[
-        "delete",
-        "crd",
-        "widgets.example.com",
-        "--wait=true",
-        "--timeout=60s",
-    ]);
-    lab.kubectl(&[
-        "delete",
-        "namespace",
-        "recover",
-        "--wait=true",
-        "--timeout=120s",
-    ]);
+    the_mistake();
     let inventory = lab.inventory.to_str().unwrap().to_string();
     let apply = |args: &[&str]| -> Output {
         let mut a = args.to_vec();

@@ -194,17 +194,13 @@ impl Native for KubeVerifyRestore {
                     }
                     Err(e) => return Err(format!("{text}\nthe canary {c}: {e}")),
                 };
-                let group_version = snapshot_object["apiVersion"].as_str().unwrap_or("v1");
-                let base = if group_version.contains('/') {
-                    format!("/apis/{group_version}")
-                } else {
-                    format!("/api/{group_version}")
-                };
                 let plural = r.split_once('.').map_or(r.as_str(), |(p, _)| p);
-                let path = match ns {
-                    Some(ns) => format!("{base}/namespaces/{ns}/{plural}/{n}"),
-                    None => format!("{base}/{plural}/{n}"),
-                };
+                let path = crate::kube::api::object_path(
+                    snapshot_object["apiVersion"].as_str().unwrap_or("v1"),
+                    ns.as_deref(),
+                    plural,
+                    Some(n),
+                );
                 let live = api.get(&path).await?;
                 if live.status != 200 {
                     return Err(format!(
@@ -214,7 +210,13 @@ impl Native for KubeVerifyRestore {
                 }
                 if !same(&snapshot_object, &live.body) {
                     return Err(format!(
-                        "{text}\nthe canary {c} differs from the snapshot's (revision {rev}): kube-apiserver serves other data than the snapshot holds (a later write survived, or another snapshot came back)"
+                        "{text}\nthe canary {c} differs from the snapshot's (revision {rev}): kube-apiserver serves other data than the snapshot holds (a later write survived, or another snapshot came back)\n\
+                         remedy: compare `runbook snapshot get {snap} {c_get} -o yaml` with `kubectl get {c_get} -o yaml`; if the cluster is not the snapshot's, restore the intended snapshot again before workloads act on this data",
+                        snap = self.snapshot,
+                        c_get = match ns {
+                            Some(ns) => format!("{r} {n} -n {ns}"),
+                            None => format!("{r} {n}"),
+                        },
                     ));
                 }
                 text.push_str(&format!(

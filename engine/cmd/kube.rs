@@ -8,8 +8,7 @@ use std::pin::Pin;
 
 use super::Failure;
 use crate::executor::Executor;
-use crate::inventory::model::CONTROL_PLANE_ROLE;
-use crate::kube::api::{Api, Kubeconfig, through_nodes};
+use crate::kube::api::{Api, Kubeconfig, api_nodes, through_nodes};
 
 type Work<'a, T> = Pin<Box<dyn Future<Output = Result<T, String>> + 'a>>;
 
@@ -57,11 +56,7 @@ pub fn with_api<T>(
         .map_err(|e| Failure::usage("cannot create the SSH control directory", &e, None))?;
     let result = rt.block_on(async {
         let exec = crate::executor::ssh::Ssh::new(dir.path().to_path_buf());
-        let mut nodes: Vec<_> = inv.with_role(CONTROL_PLANE_ROLE).collect();
-        if nodes.is_empty() {
-            nodes = inv.etcd_members();
-        }
-        let _ = exec.connect(&nodes).await;
+        let _ = exec.connect(&api_nodes(&inv)).await;
         let out = match through_nodes(&exec, &inv).await {
             Ok((api, node, conf)) => {
                 eprintln!("kube-apiserver of {node} (admin credentials from {conf})");
@@ -72,5 +67,13 @@ pub fn with_api<T>(
         exec.close().await;
         out
     });
-    result.map_err(Failure::invalid)
+    result.map_err(|e| Failure::Invalid {
+        what: e,
+        causes: Vec::new(),
+        hint: Some(
+            "kube-apiserver must answer on a control-plane node (kubeadm's admin.conf beside its manifests); \
+             or pass --kubeconfig FILE"
+                .into(),
+        ),
+    })
 }

@@ -143,6 +143,15 @@ impl Gate {
         }
     }
 
+    /// AfterChecks: instance `i` must not start yet — the checks are still running, and a
+    /// step waiting at the question must not hold one of the run's slots the checks need.
+    pub fn holds_back(&self, i: usize) -> bool {
+        self.approval == Approval::AfterChecks
+            && !self.checks[i]
+            && self.checks_left.load(Ordering::SeqCst) > 0
+            && !self.released.load(Ordering::SeqCst)
+    }
+
     /// Whether instance `i` is one of the checks the question waits for.
     pub fn is_check(&self, i: usize) -> bool {
         self.checks[i]

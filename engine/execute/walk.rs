@@ -168,7 +168,7 @@ pub async fn walk<E: Executor + 'static>(
                         petgraph::Direction::Incoming,
                     )
                     .all(|p| state.status[g.dag[p]].satisfied());
-                if !ready {
+                if !ready || shared.gate.holds_back(i) {
                     continue;
                 }
                 let host = g.instance(i).node.clone().unwrap_or_else(|| "local".into());

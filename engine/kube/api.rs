@@ -147,14 +147,8 @@ pub async fn through_nodes<E: crate::executor::Executor + ?Sized>(
 ) -> Result<(Api, String, String), String> {
     use crate::executor::output_on;
     use crate::shell::quote;
-    let mut nodes: Vec<_> = inventory
-        .with_role(crate::inventory::model::CONTROL_PLANE_ROLE)
-        .collect();
-    if nodes.is_empty() {
-        nodes = inventory.etcd_members();
-    }
     let mut tried = Vec::new();
-    for node in nodes {
+    for node in api_nodes(inventory) {
         // kubeadm writes the admin kubeconfig beside the manifests' directory.
         let conf = std::path::Path::new(&node.etcd.manifests_dir)
             .parent()
@@ -296,12 +290,12 @@ impl Api {
         object: &Value,
         dry_run: bool,
     ) -> Result<Answer, String> {
-        let path = if dry_run {
-            format!("{collection}?dryRun=All&fieldManager=runbook")
-        } else {
-            format!("{collection}?fieldManager=runbook")
-        };
-        self.call(reqwest::Method::POST, &path, Some(object)).await
+        self.call(
+            reqwest::Method::POST,
+            &writing(collection, dry_run),
+            Some(object),
+        )
+        .await
     }
 
     /// Every resource kube-apiserver lists, by (group, plural) — the core group is "" —
@@ -348,7 +342,13 @@ impl Api {
         let mut limit = 1;
         loop {
             let page = self
-                .get(&format!("{collection}?limit={limit}&continue={next}"))
+                .get(&format!(
+                    "{collection}?limit={limit}&continue={}",
+                    percent_encoding::utf8_percent_encode(
+                        &next,
+                        percent_encoding::NON_ALPHANUMERIC
+                    )
+                ))
                 .await?;
             if page.status != 200 {
                 return Err(format!("list {collection}: {}", page.message()));
@@ -371,12 +371,68 @@ impl Api {
         object: &Value,
         dry_run: bool,
     ) -> Result<Answer, String> {
-        let path = if dry_run {
-            format!("{path}?dryRun=All&fieldManager=runbook")
-        } else {
-            format!("{path}?fieldManager=runbook")
-        };
-        self.call(reqwest::Method::PUT, &path, Some(object)).await
+        self.call(reqwest::Method::PUT, &writing(path, dry_run), Some(object))
+            .await
+    }
+}
+
+/// A write's URL: runbook named as the field manager, and `dryRun=All` for a dry run.
+fn writing(path: &str, dry_run: bool) -> String {
+    if dry_run {
+        format!("{path}?dryRun=All&fieldManager=runbook")
+    } else {
+        format!("{path}?fieldManager=runbook")
+    }
+}
+
+/// `/api/v1` for the core group, `/apis/GROUP/VERSION` otherwise; then the namespace, the
+/// plural and the name, each encoded as one path segment (names come from snapshot keys).
+pub fn object_path(
+    api_version: &str,
+    namespace: Option<&str>,
+    plural: &str,
+    name: Option<&str>,
+) -> String {
+    let base = if api_version.contains('/') {
+        format!("/apis/{api_version}")
+    } else {
+        format!("/api/{api_version}")
+    };
+    let mut p = match namespace {
+        Some(ns) => format!("{base}/namespaces/{}/{}", segment(ns), segment(plural)),
+        None => format!("{base}/{}", segment(plural)),
+    };
+    if let Some(n) = name {
+        p.push('/');
+        p.push_str(&segment(n));
+    }
+    p
+}
+
+/// One URL path segment: everything but unreserved characters (and `:`, which RBAC names
+/// use) percent-encoded, so a name can never add a segment or a query.
+fn segment(s: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b':');
+    percent_encoding::utf8_percent_encode(s, KEEP).to_string()
+}
+
+/// The nodes whose kube-apiserver runbook asks: the control plane, else the etcd members
+/// (stacked kubeadm inventories name only the latter).
+pub fn api_nodes(
+    inventory: &crate::inventory::model::Inventory,
+) -> Vec<&crate::inventory::model::Node> {
+    let nodes: Vec<_> = inventory
+        .with_role(crate::inventory::model::CONTROL_PLANE_ROLE)
+        .collect();
+    if nodes.is_empty() {
+        inventory.etcd_members()
+    } else {
+        nodes
     }
 }
 

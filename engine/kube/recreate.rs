@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::api::Api;
+use super::api::{Api, object_path};
 
 /// One object to re-create and where it lives in the API.
 #[derive(Debug, Clone)]
@@ -35,26 +35,22 @@ impl Wanted {
         self.object["kind"].as_str().unwrap_or("?")
     }
 
-    /// `/api/v1[/namespaces/NS]/PLURAL` or `/apis/GROUP/VERSION[/namespaces/NS]/PLURAL`; the
-    /// names come from the snapshot's keys, so they are encoded as path segments.
     fn collection(&self) -> String {
-        let base = if self.group().is_empty() {
-            format!("/api/{}", self.api_version())
-        } else {
-            format!("/apis/{}", self.api_version())
-        };
-        match &self.namespace {
-            Some(ns) => format!(
-                "{base}/namespaces/{}/{}",
-                segment(ns),
-                segment(&self.plural)
-            ),
-            None => format!("{base}/{}", segment(&self.plural)),
-        }
+        object_path(
+            self.api_version(),
+            self.namespace.as_deref(),
+            &self.plural,
+            None,
+        )
     }
 
     fn path(&self) -> String {
-        format!("{}/{}", self.collection(), segment(&self.name))
+        object_path(
+            self.api_version(),
+            self.namespace.as_deref(),
+            &self.plural,
+            Some(&self.name),
+        )
     }
 
     /// `Deployment shop/web`, `CustomResourceDefinition widgets.example.com`.
@@ -121,18 +117,6 @@ pub fn same(snapshot: &Value, live: &Value) -> bool {
         v
     };
     comparable(snapshot) == comparable(live)
-}
-
-/// One URL path segment: everything but unreserved characters (and `:`, which RBAC names
-/// use) percent-encoded, so a name can never add a segment or a query.
-fn segment(s: &str) -> String {
-    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'~')
-        .remove(b':');
-    percent_encoding::utf8_percent_encode(s, KEEP).to_string()
 }
 
 /// Namespaces first, then CRDs, then the rest, each in the order given.
