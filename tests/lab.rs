@@ -2952,6 +2952,7 @@ fn rolling_changes(name: &str) {
         );
     }
     assert!(stderr.contains("leadership handed to"), "{stderr}");
+    assert!(stderr.contains("cluster version 3.6.0"), "{stderr}");
     assert_eq!(versions(&lab), vec![v36.clone(); 3]);
     let h = hashes(&lab);
     assert!(h.windows(2).all(|w| w[0] == w[1]), "HashKV differs: {h:?}");

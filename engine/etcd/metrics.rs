@@ -52,24 +52,35 @@ impl Signals {
 /// Reads the member's `/metrics` on its client port, through its forward.
 pub async fn scrape<E: Executor + ?Sized>(exec: &E, node: &Node) -> Result<Signals, String> {
     let tls = read_tls(exec, node).await?;
+    let text = http_get(exec, node, tls.as_ref(), "/metrics").await?;
+    signals(&node.name, &text, SystemTime::now())
+}
+
+/// GET `path` from the member's client port (through its tunnel, with its client
+/// certificate): /metrics, /version.
+pub async fn http_get<E: Executor + ?Sized>(
+    exec: &E,
+    node: &Node,
+    tls: Option<&TlsMaterial>,
+    path: &str,
+) -> Result<String, String> {
     let addr = exec
         .tunnel(node, node.etcd.client_port)
         .await
         .map_err(|e| e.0)?;
-    let fail = |e: &dyn std::fmt::Display| format!("cannot read /metrics of {}: {e}", node.name);
-    let client = client(tls.as_ref()).map_err(|e| fail(&e))?;
+    let fail = |e: &dyn std::fmt::Display| format!("cannot read {path} of {}: {e}", node.name);
+    let client = client(tls).map_err(|e| fail(&e))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     // The forward ends on the member's loopback, which its server certificate names.
-    let text = client
-        .get(format!("{scheme}://127.0.0.1:{}/metrics", addr.port()))
+    client
+        .get(format!("{scheme}://127.0.0.1:{}{path}", addr.port()))
         .send()
         .await
         .and_then(|r| r.error_for_status())
         .map_err(|e| fail(&e))?
         .text()
         .await
-        .map_err(|e| fail(&e))?;
-    signals(&node.name, &text, SystemTime::now())
+        .map_err(|e| fail(&e))
 }
 
 fn client(tls: Option<&TlsMaterial>) -> Result<reqwest::Client, reqwest::Error> {

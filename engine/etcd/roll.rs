@@ -234,6 +234,18 @@ impl Member<'_> {
         connect(self.node, addr, self.tls.as_ref()).await
     }
 
+    /// The cluster version this member reports (`/version`'s etcdcluster, e.g. "3.6.0"):
+    /// the leader raises it only once every member runs the newer minor version.
+    async fn cluster_version<E: Executor + ?Sized>(&self, exec: &E) -> Result<String, String> {
+        let text = super::metrics::http_get(exec, self.node, self.tls.as_ref(), "/version").await?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| format!("/version of {} is not JSON: {e}", self.node.name))?;
+        v["etcdcluster"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("/version of {} has no etcdcluster: {text}", self.node.name))
+    }
+
     async fn status<E: Executor + ?Sized>(&self, exec: &E) -> Result<MemberStatus, String> {
         let work = async {
             let mut c = self.client(exec).await?;
@@ -350,6 +362,7 @@ pub async fn roll<E: Executor + ?Sized>(
             "every member runs etcd {target}: {}",
             versions.join(", ")
         ));
+        report.push(wait_cluster_version(exec, &members, target, deadline).await?);
         if step == Step::MinorDown {
             report.push(finish_downgrade(exec, &members, deadline).await?);
         }
@@ -379,6 +392,15 @@ async fn enable_downgrade<E: Executor + ?Sized>(
     let minor = format!("{}.{}", target.major, target.minor);
     let mut lines = Vec::new();
     let first = members.first().ok_or("no etcd member in the inventory")?;
+    // etcd validates against the cluster version, which trails a just-finished upgrade by
+    // a few seconds; a cluster version already at the target means a resumed run.
+    let from = EtcdVersion::new(target.major, target.minor + 1, 0);
+    if let Err(e) = wait_cluster_version(exec, members, from, deadline).await {
+        let now = first.cluster_version(exec).await?;
+        if !now.starts_with(&format!("{minor}.")) {
+            return Err(e);
+        }
+    }
     let mut c = first.client(exec).await?;
     let raw = c
         .status()
@@ -433,6 +455,35 @@ async fn enable_downgrade<E: Executor + ?Sized>(
         started.elapsed().as_secs_f64()
     ));
     Ok(lines)
+}
+
+/// Waits until the cluster version is `target`'s minor (the leader raises it a few seconds
+/// after the last member is upgraded; a downgrade sets it when enabled).
+async fn wait_cluster_version<E: Executor + ?Sized>(
+    exec: &E,
+    members: &[Member<'_>],
+    target: EtcdVersion,
+    deadline: Instant,
+) -> Result<String, String> {
+    let want = format!("{}.{}.", target.major, target.minor);
+    let first = members.first().ok_or("no etcd member in the inventory")?;
+    let started = Instant::now();
+    loop {
+        let now = first.cluster_version(exec).await?;
+        if now.starts_with(&want) {
+            return Ok(format!(
+                "cluster version {now} (after {:.1}s)",
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the cluster version is still {now}, not {}.{}: etcd raises it once every member runs that minor version",
+                target.major, target.minor
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// Once every member runs the target, etcd ends the downgrade by itself; say whether it has.
