@@ -123,9 +123,9 @@ pub fn now_unix() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Whole days from `now` to the end of validity; negative once expired.
+/// Whole days from `now` to the end of validity; once expired, minus the whole days since.
 pub fn days_left(c: &Cert, now: i64) -> i64 {
-    (c.not_after - now).div_euclid(DAY)
+    (c.not_after - now) / DAY
 }
 
 /// `certificate cp1 peer, file /etc/kubernetes/pki/etcd/peer.crt: expires 2027-12-02
@@ -154,6 +154,8 @@ pub struct Row {
     /// `TLS 10.0.0.1:2380` or `file /path`.
     pub source: String,
     pub expires: String,
+    pub expired: bool,
+    /// Whole days left; once expired, minus the whole days since.
     pub days_left: i64,
 }
 
@@ -166,9 +168,9 @@ pub fn parse_line(l: &str) -> Option<Row> {
     let (expires, rest) = rest.split_once(" (")?;
     let (n, rest) = rest.split_once(' ')?;
     let n: i64 = n.parse().ok()?;
-    let days_left = match (word, rest.starts_with("days ago")) {
-        ("expires", false) => n,
-        ("expired", true) => -n,
+    let (expired, days_left) = match (word, rest.starts_with("days ago")) {
+        ("expires", false) => (false, n),
+        ("expired", true) => (true, -n),
         _ => return None,
     };
     Some(Row {
@@ -176,6 +178,7 @@ pub fn parse_line(l: &str) -> Option<Row> {
         role: role.into(),
         source: source.into(),
         expires: expires.into(),
+        expired,
         days_left,
     })
 }
@@ -527,6 +530,8 @@ mod tests {
         for (c, days) in [
             (cert(NOW - DAY, NOW + 365 * DAY + 60), 365),
             (cert(NOW - 400 * DAY, NOW - 3 * DAY), -3),
+            // Expired hours ago: 0 whole days, still expired.
+            (cert(NOW - 400 * DAY, NOW - 36_000), 0),
             (
                 Cert {
                     role: Role::Serving,
@@ -543,6 +548,7 @@ mod tests {
             assert_eq!(row.source, c.source.to_string());
             assert_eq!(row.expires, date(c.not_after));
             assert_eq!(row.days_left, days, "{l}");
+            assert_eq!(row.expired, c.not_after <= NOW, "{l}");
         }
         assert_eq!(parse_line("cp1: member 1 etcd 3.6.5"), None);
     }

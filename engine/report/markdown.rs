@@ -167,7 +167,7 @@ pub fn markdown(r: &Report) -> String {
                 ));
             }
             for c in certs {
-                let days = if c.days_left < 0 {
+                let days = if c.expired {
                     format!("**expired** {} days ago", -c.days_left)
                 } else {
                     c.days_left.to_string()
