@@ -2790,9 +2790,24 @@ fn preflight_time(etcd: &str, name: &str) {
         );
     };
     // (`lab exec` enters the node without sshd: only runbook's own SSH sessions are skewed.)
+    let skewed_at = std::time::SystemTime::now();
     skew(true);
     let (code, err) = health("skewed");
     skew(false);
+    // libfaketime leaves /dev/shm/faketime_shm_PID (and sem.faketime_sem_PID) behind from
+    // processes that fork; /dev/shm is this machine's, PIDs inside nodes are small and repeat,
+    // and a later libfaketime whose name is taken fails: remove what this run left.
+    for e in std::fs::read_dir("/dev/shm").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = name.starts_with("faketime_shm_") || name.starts_with("sem.faketime_sem_");
+        if ours
+            && e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t >= skewed_at)
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("the nodes' clocks refuse this run:"), "{err}");
     assert!(err.contains("cp2: its clock is +30."), "{err}");
@@ -2803,16 +2818,21 @@ fn preflight_time(etcd: &str, name: &str) {
     );
     eprintln!("offsets with cp2 skewed: {:?}", offsets(&err));
 
-    // An expired peer certificate in cp3's files: issued for 30 days, 400 days ago, with the
-    // member's own key (etcd reads its certificate files at each handshake, so it serves it).
+    // An expired peer certificate in cp3's files: valid for 30 days from 400 days ago, signed
+    // by the lab's etcd CA for the member's own key (etcd reads its certificate files at each
+    // handshake, so it serves it too). `openssl ca` takes the dates as given.
     let pki = "/etc/kubernetes/pki/etcd";
     lab.sh(
         "cp3",
         &format!(
-            "cd {pki} && cp peer.crt /root/peer.crt.good \
+            "cd {pki} && cp peer.crt /root/peer.crt.good && mkdir -p /root/ca && : > /root/ca/index.txt \
+             && echo 01 > /root/ca/serial \
+             && printf '[ca]\\ndefault_ca=d\\n[d]\\ndatabase=/root/ca/index.txt\\nnew_certs_dir=/root/ca\\n\
+serial=/root/ca/serial\\ndefault_md=sha256\\npolicy=p\\n[p]\\ncommonName=supplied\\n' > /root/ca/ca.cnf \
              && openssl req -new -key peer.key -subj /CN=cp3 -out /root/peer.csr \
-             && faketime -f -400d openssl x509 -req -in /root/peer.csr -CA ca.crt -CAkey ca.key \
-                -days 30 -out /root/peer.crt.expired 2>/dev/null \
+             && openssl ca -batch -notext -config /root/ca/ca.cnf -cert ca.crt -keyfile ca.key \
+                -startdate $(date -u -d '-400 days' +%Y%m%d%H%M%SZ) -enddate $(date -u -d '-370 days' +%Y%m%d%H%M%SZ) \
+                -in /root/peer.csr -out /root/peer.crt.expired \
              && cp /root/peer.crt.expired peer.crt"
         ),
     );

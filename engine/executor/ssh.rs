@@ -67,7 +67,7 @@ const MASTER_IDLE_SECS: usize = 900;
 pub struct Ssh {
     control_dir: PathBuf,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
-    /// Local forwards already opened: (node, remote port) -> local address.
+    /// Local forwards already opened: (node, host as the node sees it, port) -> local address.
     tunnels: tokio::sync::Mutex<HashMap<(String, String, u16), std::net::SocketAddr>>,
 }
 
