@@ -441,6 +441,11 @@ pub struct LabShape {
     /// --bump-revision.
     #[arg(long, value_enum, default_value_t = LabEtcd::V3_6)]
     pub etcd: LabEtcd,
+    /// Also put this etcd's image on every node (repeatable), as a container runtime holds
+    /// pulled images: a manifest naming `registry.k8s.io/etcd:<its version>-0` then runs it.
+    /// For upgrade and downgrade drills.
+    #[arg(long = "etcd-image", value_enum, value_name = "ETCD")]
+    pub etcd_images: Vec<LabEtcd>,
     /// kube-apiserver's EncryptionConfiguration for every node, instead of a new aescbc key:
     /// a drill of a production snapshot needs production's keys, or kube-apiserver cannot
     /// read the restored Secrets and never becomes ready.

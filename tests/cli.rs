@@ -648,7 +648,7 @@ fn the_ci_example_checks_every_plan_and_fails_on_warnings() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("checked 14 plan/inventory pairs, 0 failed"),
+        stdout.contains("checked 17 plan/inventory pairs, 0 failed"),
         "{stdout}"
     );
     assert!(

@@ -81,6 +81,11 @@ fn check(out: Output, what: &str) -> String {
 
 impl Lab {
     fn up(name: &str, etcd: &str, nodes: usize) -> Lab {
+        Lab::up_with(name, etcd, nodes, &[])
+    }
+
+    /// `extra`: more `lab up` arguments (e.g. `--etcd-image 3.6`).
+    fn up_with(name: &str, etcd: &str, nodes: usize, extra: &[&str]) -> Lab {
         assert!(
             nix::unistd::geteuid().is_root(),
             "the lab tests need root (network namespaces, mounts)"
@@ -88,6 +93,7 @@ impl Lab {
         let out = runbook()
             .args(["lab", "up", "--name", name, "--etcd", etcd, "--nodes"])
             .arg(nodes.to_string())
+            .args(extra)
             .output()
             .unwrap();
         let inventory = PathBuf::from(check(out, "lab up").trim());
@@ -2903,6 +2909,296 @@ mod snapshot_get {
     #[test]
     fn etcd_3_6() {
         super::snapshot_get("3.6", &super::lab_name("e2e-get", "3.6"));
+    }
+}
+
+/// The version `etcd --version` of a lab etcd prints, e.g. "3.6.16".
+fn etcd_version(flavor: &str) -> String {
+    let dir = check(
+        runbook()
+            .args(["lab", "bin", "--etcd", flavor])
+            .output()
+            .unwrap(),
+        "lab bin",
+    );
+    let out = check(
+        Command::new(Path::new(dir.trim()).join("etcd"))
+            .arg("--version")
+            .output()
+            .unwrap(),
+        "etcd --version",
+    );
+    out.lines()
+        .find_map(|l| l.strip_prefix("etcd Version:"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// Where the writer looks for its stop (on cp1).
+const STOP: &str = "/var/lib/runbook/writer-stop";
+
+/// A client writing on a side thread while members change: one `etcdctl put` after another
+/// from cp1 against every member's client URL, each with a 2 s limit, timed on the node.
+struct Writer {
+    child: std::process::Child,
+    lab: String,
+    reader: std::thread::JoinHandle<Vec<(bool, f64)>>,
+}
+
+/// What the writer saw: writes that succeeded and failed, and the longest time between two
+/// successful writes.
+#[derive(Debug)]
+struct Writes {
+    ok: usize,
+    failed: usize,
+    longest_gap: f64,
+}
+
+impl Writer {
+    /// Keys `/writer/<tag>/<n>`.
+    fn start(lab: &Lab, tag: &str) -> Writer {
+        let urls: Vec<String> = lab
+            .etcdctl("cp1", &["member", "list"])
+            .lines()
+            .filter_map(|l| l.split(", ").nth(4).map(str::to_string))
+            .collect();
+        assert_eq!(urls.len(), lab.nodes.len(), "{urls:?}");
+        let script = format!(
+            "unset ETCDCTL_ENDPOINTS; rm -f {STOP}; i=0; while [ ! -e {STOP} ]; do i=$((i+1)); if e=$(etcdctl --endpoints={} --dial-timeout=1s --command-timeout=2s put /writer/{tag}/$i v$i 2>&1); then echo ok $(date +%s.%N); else echo fail $(date +%s.%N) $e | head -c 300; echo; fi; done",
+            urls.join(","),
+        );
+        let mut child = runbook()
+            .args([
+                "lab", "exec", "--name", &lab.name, "cp1", "--", "sh", "-c", &script,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            use std::io::BufRead;
+            std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|l| {
+                    let mut words = l.splitn(3, ' ');
+                    let (what, at) = (words.next()?, words.next()?);
+                    if let Some(why) = words.next() {
+                        eprintln!("writer: a write failed at {at}: {why}");
+                    }
+                    Some((what == "ok", at.trim().parse().ok()?))
+                })
+                .collect()
+        });
+        Writer {
+            child,
+            lab: lab.name.clone(),
+            reader,
+        }
+    }
+
+    /// The loop ends after its current write once the stop file is there (`lab exec` runs
+    /// it in the node's namespaces, where killing our child would not reach it).
+    fn stop(mut self) -> Writes {
+        let touch = runbook()
+            .args([
+                "lab", "exec", "--name", &self.lab, "cp1", "--", "touch", STOP,
+            ])
+            .output()
+            .unwrap();
+        check(touch, "stopping the writer");
+        let _ = self.child.wait();
+        let seen = self.reader.join().unwrap();
+        let oks: Vec<f64> = seen.iter().filter(|(ok, _)| *ok).map(|(_, t)| *t).collect();
+        Writes {
+            ok: oks.len(),
+            failed: seen.iter().filter(|(ok, _)| !ok).count(),
+            longest_gap: oks.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max),
+        }
+    }
+}
+
+/// Rolling member changes on a 3-member 3.5 cluster whose nodes also hold the 3.6 image,
+/// with a client writing all along: flags (set-flags), then 3.5 → 3.6 (upgrade), then back
+/// with etcd's downgrade protocol; each leaves every member on what was asked, HashKV equal
+/// and the writes all there.
+fn rolling_changes(name: &str) {
+    let lab = Lab::up_with(name, "3.5", 3, &["--etcd-image", "3.6"]);
+    let (v35, v36) = (etcd_version("3.5"), etcd_version("3.6"));
+    let apply = |plan: &str, run: &str, sets: &[String]| -> (Output, String) {
+        let mut c = runbook();
+        c.args(["apply", plan, "-i"])
+            .arg(&lab.inventory)
+            .arg("--yes")
+            .arg("--run-dir")
+            .arg(lab.work.path().join(run))
+            .stdin(Stdio::null());
+        for s in sets {
+            c.arg("--set").arg(s);
+        }
+        let out = c.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out, stderr)
+    };
+    let backups = format!("dir={}", lab.work.path().join("backups").display());
+    let versions = |lab: &Lab| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(
+            &lab.etcdctl("cp1", &["endpoint", "status", "--cluster", "-w", "json"]),
+        )
+        .unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["Status"]["version"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let hashes = |lab: &Lab| -> Vec<u64> {
+        let v: serde_json::Value = serde_json::from_str(
+            &lab.etcdctl("cp1", &["endpoint", "hashkv", "--cluster", "-w", "json"]),
+        )
+        .unwrap();
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["HashKV"]["hash"].as_u64().unwrap())
+            .collect()
+    };
+    let report = |what: &str, w: &Writes| {
+        eprintln!(
+            "{what}: {} writes succeeded, {} failed, longest time without a write {:.2}s",
+            w.ok, w.failed, w.longest_gap
+        );
+        assert!(w.ok > 20, "{what}: the writer hardly wrote: {w:?}");
+        // A member restart costs the writes in flight on it and, for the leader, one
+        // planned hand-over: a few failures and seconds at most, never a stall.
+        assert!(w.longest_gap < 15.0, "{what}: writes stalled: {w:?}");
+    };
+
+    // Flags: every member restarts with them, the leader last.
+    let writer = Writer::start(&lab, "flags");
+    let (out, stderr) = apply(
+        "plans/etcd-set-flags.yaml",
+        "flags",
+        &["set=quota-backend-bytes=4294967296 auto-compaction-mode=periodic auto-compaction-retention=1h".into()],
+    );
+    let w = writer.stop();
+    check(out, "set-flags");
+    report("set-flags", &w);
+    assert!(stderr.contains("(leader, last)"), "{stderr}");
+    for n in &lab.nodes {
+        let args = lab.sh(n, "tr '\\0' '\\n' < /proc/$(pgrep -nx etcd)/cmdline");
+        for f in [
+            "--quota-backend-bytes=4294967296",
+            "--auto-compaction-mode=periodic",
+            "--auto-compaction-retention=1h",
+        ] {
+            assert!(args.lines().any(|a| a == f), "{n} runs without {f}: {args}");
+        }
+        let kept = lab.sh(n, "ls /etc/kubernetes/runbook-parked/");
+        assert!(kept.contains("etcd.yaml.rolling.before-runbook-"), "{kept}");
+        assert_eq!(
+            lab.sh(n, "ls /etc/kubernetes/manifests/ | grep -c etcd")
+                .trim(),
+            "1"
+        );
+    }
+    // Run again: nothing to do, no member restarted.
+    let (out, stderr) = apply(
+        "plans/etcd-set-flags.yaml",
+        "flags-again",
+        &["set=quota-backend-bytes=4294967296 auto-compaction-mode=periodic auto-compaction-retention=1h".into()],
+    );
+    check(out, "set-flags again");
+    assert_eq!(stderr.matches("left alone").count(), 3, "{stderr}");
+
+    // A skipped minor version is refused before any member changes.
+    let (out, stderr) = apply(
+        "plans/etcd-upgrade.yaml",
+        "skip",
+        &["version=3.7.0".into(), backups.clone()],
+    );
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("more than one minor version away"),
+        "{stderr}"
+    );
+    assert!(versions(&lab).iter().all(|v| *v == v35));
+
+    // 3.5 → 3.6 with writes flowing.
+    let writer = Writer::start(&lab, "up");
+    let (out, stderr) = apply(
+        "plans/etcd-upgrade.yaml",
+        "upgrade",
+        &[format!("version={v36}"), backups.clone()],
+    );
+    let up = writer.stop();
+    check(out, "upgrade");
+    report("upgrade 3.5 -> 3.6", &up);
+    for n in &lab.nodes {
+        assert!(
+            stderr.contains(&format!("{n} (")) && stderr.contains(&format!("etcd {v35} -> {v36}")),
+            "{stderr}"
+        );
+    }
+    assert!(stderr.contains("leadership handed to"), "{stderr}");
+    assert_eq!(versions(&lab), vec![v36.clone(); 3]);
+    let h = hashes(&lab);
+    assert!(h.windows(2).all(|w| w[0] == w[1]), "HashKV differs: {h:?}");
+    // The upgrade's snapshot (and the refused run's: the roll judges versions after it).
+    let saved = std::fs::read_dir(lab.work.path().join("backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.contains(&format!("-before-{v36}-")) && f.ends_with(".db"))
+        .count();
+    assert_eq!(saved, 1, "the snapshot taken before the upgrade");
+
+    // 3.6 → 3.5 with etcd's downgrade protocol, writes flowing.
+    let writer = Writer::start(&lab, "down");
+    let (out, stderr) = apply(
+        "plans/etcd-downgrade.yaml",
+        "downgrade",
+        &[format!("version={v35}"), backups.clone()],
+    );
+    let down = writer.stop();
+    check(out, "downgrade");
+    report("downgrade 3.6 -> 3.5", &down);
+    assert!(stderr.contains("validated and enabled"), "{stderr}");
+    assert!(stderr.contains("storage version is 3.5.0"), "{stderr}");
+    assert!(stderr.contains("the downgrade is complete"), "{stderr}");
+    assert_eq!(versions(&lab), vec![v35.clone(); 3]);
+    let h = hashes(&lab);
+    assert!(h.windows(2).all(|w| w[0] == w[1]), "HashKV differs: {h:?}");
+    // Every write the writer was told succeeded is there.
+    let fields = lab.etcdctl(
+        "cp1",
+        &[
+            "get",
+            "--prefix",
+            "/writer/down/",
+            "--count-only",
+            "-w",
+            "fields",
+        ],
+    );
+    let written: usize = fields
+        .lines()
+        .find_map(|l| l.strip_prefix("\"Count\" : "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no count in {fields}"));
+    assert!(
+        written >= down.ok,
+        "{written} keys, {} acknowledged writes",
+        down.ok
+    );
+}
+
+/// Rolling changes need two etcd versions: 3.5-current with the 3.6 image beside it.
+mod rolling_changes {
+    #[test]
+    fn etcd_3_5_to_3_6() {
+        super::rolling_changes("e2e-roll");
     }
 }
 

@@ -165,6 +165,15 @@ const CASES: &[Case] = &[
         ..edit("force-new-cluster-unguarded", &[])
     },
     Case {
+        standalone: Some((ROLL_AFTER_SNAPSHOT, ROLL_WITHOUT_SNAPSHOT)),
+        ..edit("roll-without-snapshot", &[])
+    },
+    Case {
+        warning: true,
+        standalone: Some((FLAGS_QUOTA_4G, FLAGS_QUOTA_16G)),
+        ..edit("quota-above-recommended", &[])
+    },
+    Case {
         standalone: Some((REJOIN, REJOIN_CLEAR_UNGUARDED)),
         ..edit("clear-data-while-running", &[])
     },
@@ -256,6 +265,48 @@ steps:
     run: etcd --force-new-cluster --data-dir {{ etcd.data_dir }}
     destructive: true
     rollback: restore from the last snapshot
+";
+/// An upgrade whose snapshot is saved and verified first; then one that only saves it.
+const ROLL_AFTER_SNAPSHOT: &str = "name: upgrade
+steps:
+  - { id: save, on: local, action: snapshot.save, with: { dest: /var/backups/etcd/before.db } }
+  - { id: verify, on: local, action: snapshot.verify, with: { path: /var/backups/etcd/before.db }, needs: [save] }
+  - id: upgrade
+    on: local
+    action: etcd.roll
+    with: { version: \"3.6.16\" }
+    needs: [verify]
+    destructive: true
+    rollback: move each member's kept manifest back
+";
+const ROLL_WITHOUT_SNAPSHOT: &str = "name: upgrade
+steps:
+  - { id: save, on: local, action: snapshot.save, with: { dest: /var/backups/etcd/before.db } }
+  - id: upgrade
+    on: local
+    action: etcd.roll
+    with: { version: \"3.6.16\" }
+    needs: [save]
+    destructive: true
+    rollback: move each member's kept manifest back
+";
+const FLAGS_QUOTA_4G: &str = "name: flags
+steps:
+  - id: flags
+    on: local
+    action: etcd.roll
+    with: { set: { quota-backend-bytes: \"4294967296\" } }
+    destructive: true
+    rollback: move each member's kept manifest back
+";
+const FLAGS_QUOTA_16G: &str = "name: flags
+steps:
+  - id: flags
+    on: local
+    action: etcd.roll
+    with: { set: { quota-backend-bytes: \"17179869184\" } }
+    destructive: true
+    rollback: move each member's kept manifest back
 ";
 const REJOIN: &str = "name: rejoin
 steps:

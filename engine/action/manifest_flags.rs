@@ -66,6 +66,42 @@ fn flag_value_ok(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._:/=,@+%-".contains(&b))
 }
 
+/// Refuses flag names and values a manifest line cannot take plainly, and a flag both set
+/// and dropped (`manifest.etcd_flags`, `etcd.roll`).
+pub fn check_edit(set: &BTreeMap<String, String>, remove: &[String]) -> Result<(), ArgError> {
+    for (f, v) in set {
+        if !flag_name_ok(f) {
+            return Err(
+                ArgError::field("set", format!("{f:?} is not an etcd flag name")).hint(
+                    "write the flag without its leading dashes, e.g. initial-cluster-state",
+                ),
+            );
+        }
+        if !flag_value_ok(v) {
+            return Err(ArgError::field(
+                "set",
+                format!("the value of {f} ({v:?}) has characters a manifest line cannot take plainly"),
+            )
+            .hint("letters, digits and . _ : / = , @ + % - only"));
+        }
+    }
+    for f in remove {
+        if !flag_name_ok(f) {
+            return Err(
+                ArgError::field("remove", format!("{f:?} is not an etcd flag name"))
+                    .hint("write the flag without its leading dashes, e.g. force-new-cluster"),
+            );
+        }
+        if set.contains_key(f) {
+            return Err(ArgError::field(
+                "remove",
+                format!("{f} is both set and removed"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl ManifestFlags {
     pub fn new(args: Args, ctx: &Ctx) -> Result<Self, ArgError> {
         let manifest = args.manifest.unwrap_or_else(|| "etcd.yaml".into());
@@ -78,36 +114,7 @@ impl ManifestFlags {
                     .hint("e.g. set: { initial-cluster-state: existing }"),
             );
         }
-        for (f, v) in &args.set {
-            if !flag_name_ok(f) {
-                return Err(
-                    ArgError::field("set", format!("{f:?} is not an etcd flag name")).hint(
-                        "write the flag without its leading dashes, e.g. initial-cluster-state",
-                    ),
-                );
-            }
-            if !flag_value_ok(v) {
-                return Err(ArgError::field(
-                    "set",
-                    format!("the value of {f} ({v:?}) has characters a manifest line cannot take plainly"),
-                )
-                .hint("letters, digits and . _ : / = , @ + % - only"));
-            }
-        }
-        for f in &args.remove {
-            if !flag_name_ok(f) {
-                return Err(
-                    ArgError::field("remove", format!("{f:?} is not an etcd flag name"))
-                        .hint("write the flag without its leading dashes, e.g. force-new-cluster"),
-                );
-            }
-            if args.set.contains_key(f) {
-                return Err(ArgError::field(
-                    "remove",
-                    format!("{f} is both set and removed"),
-                ));
-            }
-        }
+        check_edit(&args.set, &args.remove)?;
         Ok(ManifestFlags {
             path,
             set: args.set.into_iter().collect(),

@@ -49,6 +49,7 @@ registry! {
     wait_http => [INFO],
     kube_verify_restore => [INFO],
     etcd_defrag => [DEFRAG, CLUSTER],
+    etcd_roll => [INFO],
     etcd_maintenance => [COMPACT, CHECK_WRITES],
     etcd_members => [REMOVE, ADD, PROMOTE],
 }

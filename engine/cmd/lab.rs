@@ -52,6 +52,7 @@ fn spec(shape: LabShape) -> lab::Spec {
     lab::Spec {
         nodes: shape.nodes,
         flavor: flavor(shape.etcd),
+        images: shape.etcd_images.into_iter().map(flavor).collect(),
         encryption_config: shape.encryption_config,
     }
 }

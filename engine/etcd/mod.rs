@@ -9,6 +9,7 @@ pub mod maintenance;
 pub mod members;
 pub mod metrics;
 pub mod preflight;
+pub mod roll;
 pub mod save;
 pub mod stop;
 pub mod verify;

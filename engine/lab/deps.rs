@@ -74,6 +74,14 @@ impl Flavor {
     }
 }
 
+/// The image a kubeadm manifest names for this etcd: what the lab's kubelet maps back to
+/// these binaries.
+impl EtcdTools {
+    pub fn image(&self) -> String {
+        format!("registry.k8s.io/etcd:{}-0", self.version)
+    }
+}
+
 /// The etcd binaries a lab uses (host paths, the same inside nodes).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,6 +101,8 @@ pub struct EtcdTools {
 #[derive(Debug)]
 pub struct Tools {
     pub etcd: EtcdTools,
+    /// Every etcd whose image the nodes hold: the lab's own first, then those asked for.
+    pub images: Vec<EtcdTools>,
     /// kube-apiserver, kube-controller-manager, kube-scheduler and kubectl.
     pub kubernetes: PathBuf,
     pub sshd: PathBuf,
@@ -120,8 +130,9 @@ pub(super) fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Finds the tools, installing what is missing (quietly, only then).
-pub fn ensure(flavor: Flavor, lab: &str) -> anyhow::Result<Tools> {
+/// Finds the tools, installing what is missing (quietly, only then); `images`: other etcd
+/// versions the nodes must hold images of.
+pub fn ensure(flavor: Flavor, images: &[Flavor], lab: &str) -> anyhow::Result<Tools> {
     let missing: Vec<&str> = HOST_PROGRAMS
         .iter()
         .filter(|(name, _)| find_program(name).is_none())
@@ -129,10 +140,17 @@ pub fn ensure(flavor: Flavor, lab: &str) -> anyhow::Result<Tools> {
         .collect();
     install_missing(missing, lab)?;
     let etcd = etcd_tools(flavor, lab)?;
+    let mut all = vec![etcd.clone()];
+    for f in images {
+        if !all.iter().any(|t| t.flavor == *f) {
+            all.push(etcd_tools(*f, lab)?);
+        }
+    }
     let kubernetes = super::build::KUBERNETES.ensure(lab)?;
     let sshd = find_program("sshd").ok_or_else(|| anyhow!("sshd is not installed"))?;
     Ok(Tools {
         etcd,
+        images: all,
         kubernetes,
         sshd,
     })

@@ -160,16 +160,38 @@ fn signal_events() -> Option<mpsc::Receiver<Event>> {
     }
 }
 
-/// The argv of a manifest's first container: `command` then `args`.
-fn parse_manifest(content: &[u8]) -> Result<Vec<String>, String> {
+/// A manifest's first container: its image, and `command` then `args`.
+fn parse_manifest(content: &[u8]) -> Result<(String, Vec<String>), String> {
     let text = std::str::from_utf8(content).map_err(|e| format!("not UTF-8: {e}"))?;
     let manifest: runbook_shared::pod::StaticPod =
         serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
-    let (_, argv) = manifest.first()?;
+    let (image, argv) = manifest.first()?;
     if argv.is_empty() {
         return Err("spec.containers[0] has no command".to_string());
     }
-    Ok(argv)
+    Ok((image, argv))
+}
+
+/// The PATH a pod runs with. An etcd image picks the binaries of that version, as a
+/// container runtime runs the image named: changing the tag in the manifest is an upgrade
+/// or a downgrade. An etcd image this node does not hold does not start (ErrImagePull).
+fn pod_path(config: &InitConfig, image: &str) -> Result<String, String> {
+    let repository = image.rsplit_once(':').map_or(image, |(r, _)| r);
+    if !repository.ends_with("/etcd") {
+        return Ok(config.pod_path.clone());
+    }
+    match config.etcd_images.get(image) {
+        Some(dir) => Ok(format!("{dir}:{}", config.pod_path)),
+        None => Err(format!(
+            "image {image} is not on this node (it holds {}); `runbook lab up --etcd-image VERSION` puts more there",
+            config
+                .etcd_images
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
 }
 
 struct Running {
@@ -183,7 +205,8 @@ struct Running {
 struct Pod {
     stem: String,
     content: Vec<u8>,
-    argv: Result<Vec<String>, String>,
+    /// The image and argv of its first container.
+    argv: Result<(String, Vec<String>), String>,
     running: Option<Running>,
     /// When its last run ended on its own; restarts wait RESTART_DELAY after that.
     crashed_at: Option<Instant>,
@@ -409,7 +432,8 @@ impl Kubelet {
             .pods
             .get(stem)
             .ok_or_else(|| anyhow!("no pod {stem}"))?;
-        let argv = pod.argv.as_ref().map_err(|e| anyhow!("{e}"))?;
+        let (image, argv) = pod.argv.as_ref().map_err(|e| anyhow!("{e}"))?;
+        let path = pod_path(&self.config, image).map_err(|e| anyhow!("{e}"))?;
         let (program, args) = argv.split_first().ok_or_else(|| anyhow!("empty command"))?;
         let mut log_file = self.log_file(stem)?;
         let _ = writeln!(
@@ -423,7 +447,7 @@ impl Kubelet {
             .args(args)
             // A pod sees its own environment, not init's; PATH decides which etcd runs.
             .env_clear()
-            .env("PATH", &self.config.pod_path)
+            .env("PATH", &path)
             .current_dir("/")
             .stdin(Stdio::null())
             .stdout(
@@ -529,12 +553,49 @@ mod tests {
         let m = b"apiVersion: v1\nkind: Pod\nmetadata: {name: etcd}\nspec:\n  containers:\n  - command:\n    - etcd\n    - --name=cp1\n    args: [--x=1]\n    image: i\n  hostNetwork: true\nstatus: {}\n";
         assert_eq!(
             parse_manifest(m),
-            Ok(vec![
-                "etcd".to_string(),
-                "--name=cp1".to_string(),
-                "--x=1".to_string()
-            ])
+            Ok((
+                "i".to_string(),
+                vec![
+                    "etcd".to_string(),
+                    "--name=cp1".to_string(),
+                    "--x=1".to_string()
+                ]
+            ))
         );
+    }
+
+    #[test]
+    fn an_etcd_image_picks_its_binaries_and_an_absent_one_does_not_start() {
+        let config = InitConfig {
+            node: "cp1".into(),
+            sshd: String::new(),
+            sshd_config: String::new(),
+            mounts: Vec::new(),
+            manifests_dir: String::new(),
+            logs_dir: String::new(),
+            pod_path: "/k8s:/usr/bin".into(),
+            etcd_images: [
+                (
+                    "registry.k8s.io/etcd:3.5.35-0".to_string(),
+                    "/c/etcd-3.5.35".to_string(),
+                ),
+                (
+                    "registry.k8s.io/etcd:3.6.16-0".to_string(),
+                    "/c/etcd-3.6.16".to_string(),
+                ),
+            ]
+            .into(),
+        };
+        assert_eq!(
+            pod_path(&config, "registry.k8s.io/etcd:3.6.16-0").unwrap(),
+            "/c/etcd-3.6.16:/k8s:/usr/bin"
+        );
+        assert_eq!(
+            pod_path(&config, "registry.k8s.io/kube-apiserver:v1.34.4").unwrap(),
+            "/k8s:/usr/bin"
+        );
+        let absent = pod_path(&config, "registry.k8s.io/etcd:3.7.0-0").unwrap_err();
+        assert!(absent.contains("not on this node"), "{absent}");
     }
 
     #[test]

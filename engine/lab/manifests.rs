@@ -27,7 +27,7 @@ pub fn write_all(nodes: &[NodeState], etcd: &EtcdTools) -> anyhow::Result<()> {
         let dir = Path::new(&n.dir).join("etc-kubernetes/manifests");
         write_file(
             &dir.join("etcd.yaml"),
-            &etcd_manifest(n, &initial_cluster, &etcd.version),
+            &etcd_manifest(n, &initial_cluster, &etcd.image()),
             0o600,
         )?;
         write_file(
@@ -58,7 +58,7 @@ fn command_list(words: &[String]) -> String {
     s
 }
 
-fn etcd_manifest(n: &NodeState, initial_cluster: &str, version: &str) -> String {
+fn etcd_manifest(n: &NodeState, initial_cluster: &str, image: &str) -> String {
     let a = &n.address;
     let command: Vec<String> = vec![
         "etcd".to_string(),
@@ -97,7 +97,7 @@ spec:\n\
 \x20 containers:\n\
 \x20 - command:\n\
 {command}\
-\x20   image: registry.k8s.io/etcd:{version}-0\n\
+\x20   image: {image}\n\
 \x20   imagePullPolicy: IfNotPresent\n\
 \x20   name: etcd\n\
 \x20   resources:\n\

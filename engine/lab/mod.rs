@@ -193,6 +193,8 @@ fn progress(lab: &str, message: &str) {
 pub struct Spec {
     pub nodes: u8,
     pub flavor: Flavor,
+    /// Other etcd versions whose images every node holds (upgrade and downgrade drills).
+    pub images: Vec<Flavor>,
     /// An EncryptionConfiguration to give every kube-apiserver instead of a new key.
     pub encryption_config: Option<PathBuf>,
 }
@@ -220,7 +222,7 @@ pub fn up(name: &str, spec: &Spec) -> Result<PathBuf, LabError> {
         None => None,
     };
     let started = Instant::now();
-    let tools = deps::ensure(flavor, &id.name)?;
+    let tools = deps::ensure(flavor, &spec.images, &id.name)?;
     if teardown(&id)? {
         progress(
             &id.name,
@@ -313,14 +315,16 @@ fn build(
     kubernetes::write_all(&id.dir, &id.dir.join("pki"), &nodes, encryption)?;
     manifests::write_all(&nodes, &tools.etcd)?;
     let dir_text = id.dir.display().to_string();
-    let needed = [
-        tools.etcd.bin_dir.as_str(),
-        kubernetes_dir.as_str(),
-        dir_text.as_str(),
-    ];
+    let mut needed = vec![kubernetes_dir.as_str(), dir_text.as_str()];
+    needed.extend(tools.images.iter().map(|t| t.bin_dir.as_str()));
+    let images: std::collections::BTreeMap<String, String> = tools
+        .images
+        .iter()
+        .map(|t| (t.image(), t.bin_dir.clone()))
+        .collect();
     for n in &nodes {
         node::write_sshd_config(id, n)?;
-        node::write_init_config(n, &tools.sshd, &pod_path, &needed)?;
+        node::write_init_config(n, &tools.sshd, &pod_path, &images, &needed)?;
     }
     node::host_mount_points()?;
 

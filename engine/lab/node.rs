@@ -1,5 +1,6 @@
 //! One lab node on the host side: its directories, ssh keys and sshd_config, and its first process.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -38,6 +39,10 @@ pub struct InitConfig {
     pub logs_dir: String,
     /// PATH of the static pods: etcd's directory, the lab's bin directory, the standard one.
     pub pod_path: String,
+    /// etcd image -> the directory of its binaries, put first in that pod's PATH: the images
+    /// this node "has pulled". A manifest naming another etcd image does not start.
+    #[serde(default)]
+    pub etcd_images: BTreeMap<String, String>,
 }
 
 impl InitConfig {
@@ -267,6 +272,7 @@ pub fn write_init_config(
     n: &NodeState,
     sshd: &Path,
     pod_path: &str,
+    etcd_images: &BTreeMap<String, String>,
     needed: &[&str],
 ) -> anyhow::Result<()> {
     let config = InitConfig {
@@ -277,6 +283,7 @@ pub fn write_init_config(
         manifests_dir: "/etc/kubernetes/manifests".to_string(),
         logs_dir: format!("{}/logs", n.dir),
         pod_path: pod_path.to_string(),
+        etcd_images: etcd_images.clone(),
     };
     let text = serde_json::to_string_pretty(&config).context("cannot encode init.json")?;
     write_file(&Path::new(&n.dir).join("init.json"), &(text + "\n"), 0o644)
@@ -320,6 +327,21 @@ pub fn spawn_init(exe: &Path, n: &NodeState) -> anyhow::Result<Starting> {
         .stdin(Stdio::null())
         .stdout(log.try_clone().context("cannot duplicate the log handle")?)
         .stderr(log);
+    // A node is a host of its own: it must not keep descriptors its starter happened to
+    // hold open (a test runner's `flock` lock would stay held for as long as the lab runs).
+    // Marked close-on-exec rather than closed, so the spawn's own error pipe still works.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::syscall(
+                libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            );
+            Ok(())
+        });
+    }
     let shown = super::describe(&cmd);
     let child = cmd
         .spawn()

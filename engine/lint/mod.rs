@@ -6,6 +6,7 @@ mod defrag;
 mod manifest;
 mod membership;
 mod restore;
+mod roll;
 mod safety;
 mod topology;
 
@@ -78,6 +79,14 @@ pub const RULES: &[(&str, &str)] = &[
     ),
     ("defrag-not-serial", "members defragmented concurrently"),
     (
+        "roll-without-snapshot",
+        "an etcd upgrade or downgrade without a verified snapshot first",
+    ),
+    (
+        "quota-above-recommended",
+        "a backend quota above 8 GiB (warning)",
+    ),
+    (
         "force-new-cluster-unguarded",
         "--force-new-cluster while other members may run",
     ),
@@ -105,6 +114,7 @@ pub fn run(g: &StepGraph) -> Diagnostics {
     safety::check(g, &mut ds);
     membership::check(g, &mut ds);
     defrag::check(g, &mut ds);
+    roll::check(g, &mut ds);
     topology::check(g, &mut ds);
     ds
 }
