@@ -2709,6 +2709,197 @@ fn snapshot_get(etcd: &str, name: &str) {
     assert_eq!(before(json(&["widget", "w1", "-n", "recover"]), "spec"), w1);
 }
 
+/// Preflight's time-sensitive checks: `etcd-health` shows every member's certificates (from
+/// its files and over TLS) and every node's clock; a node whose clock is 30 s ahead, then a
+/// member whose peer certificate has expired, each refuse it, named.
+fn preflight_time(etcd: &str, name: &str) {
+    let lab = Lab::up(name, etcd, 3);
+    let health = |run: &str| {
+        let out = lab.run("plans/etcd-health.yaml", run, &["--yes"]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        eprintln!("{err}");
+        (out.status.code(), err)
+    };
+    let offsets = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix("clock "))
+            .map(str::to_string)
+            .collect()
+    };
+
+    let (code, err) = health("healthy");
+    assert_eq!(code, Some(0), "{err}");
+    let address = |node: &str| {
+        let i: usize = node["cp".len()..].parse().unwrap();
+        lab.inventory_field(&format!("/nodes/{}/address", i - 1))
+    };
+    for node in &lab.nodes {
+        for want in [
+            format!(
+                "certificate {node} serving, file /etc/kubernetes/pki/etcd/server.crt: expires "
+            ),
+            format!("certificate {node} serving, TLS 127.0.0.1:2379: expires "),
+            format!("certificate {node} peer, file /etc/kubernetes/pki/etcd/peer.crt: expires "),
+            format!(
+                "certificate {node} peer, TLS {}:2380: expires ",
+                address(node)
+            ),
+            format!("clock {node}: "),
+        ] {
+            assert!(err.contains(&want), "{want}\n{err}");
+        }
+    }
+    let healthy = offsets(&err);
+    eprintln!("offsets of healthy nodes: {healthy:?}");
+    let report = check(
+        runbook()
+            .arg("report")
+            .arg(lab.work.path().join("healthy"))
+            .output()
+            .unwrap(),
+        "report",
+    );
+    for want in [
+        "## Members",
+        "| cp3 | ",
+        " | peer | ",
+        "| TLS ",
+        "## Clocks",
+        "| cp2 | +",
+    ] {
+        assert!(report.contains(want), "{want}\n{report}");
+    }
+
+    // A node 30 s ahead. The nodes share this machine's kernel clock, so the skew is made for
+    // what cp2's sshd runs: libfaketime preloaded through sshd's SetEnv (sshd re-reads its
+    // configuration on SIGHUP, keeping its pid). Its listener's title (/proc/PID/cmdline,
+    // rewritten by setproctitle) still shows the `-f CONFIG` it was started with.
+    let lib = ["x86_64-linux-gnu", "aarch64-linux-gnu"]
+        .map(|a| format!("/usr/lib/{a}/faketime/libfaketime.so.1"))
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("libfaketime is installed (tests/run.sh)");
+    let skew = |on: bool| {
+        let edit = if on {
+            format!("echo 'SetEnv LD_PRELOAD={lib} FAKETIME=+30s' >> \"$cfg\"")
+        } else {
+            "sed -i '/^SetEnv LD_PRELOAD=/d' \"$cfg\"".to_string()
+        };
+        lab.sh(
+            "cp2",
+            &format!(
+                "pid=$(pgrep -o -x sshd) \
+                 && cfg=$(tr '\\0' ' ' < /proc/$pid/cmdline | sed -n 's/.* -f \\([^ ]*\\).*/\\1/p') \
+                 && [ -f \"$cfg\" ] && {edit} && kill -HUP $pid && sleep 0.3 \
+                 && for i in $(seq 50); do ss -ltnH | grep -q ':22 ' && break; sleep 0.1; done"
+            ),
+        );
+    };
+    // (`lab exec` enters the node without sshd: only runbook's own SSH sessions are skewed.)
+    let skewed_at = std::time::SystemTime::now();
+    skew(true);
+    let (code, err) = health("skewed");
+    skew(false);
+    // libfaketime leaves /dev/shm/faketime_shm_PID (and sem.faketime_sem_PID) behind from
+    // processes that fork; /dev/shm is this machine's, PIDs inside nodes are small and repeat,
+    // and a later libfaketime whose name is taken fails: remove what this run left.
+    for e in std::fs::read_dir("/dev/shm").unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = name.starts_with("faketime_shm_") || name.starts_with("sem.faketime_sem_");
+        if ours
+            && e.metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t >= skewed_at)
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("the nodes' clocks refuse this run:"), "{err}");
+    assert!(err.contains("cp2: its clock is +30."), "{err}");
+    assert!(err.contains("more than the 2s allowed"), "{err}");
+    assert!(
+        !err.contains("cp1: its clock") && !err.contains("cp3: its clock"),
+        "{err}"
+    );
+    eprintln!("offsets with cp2 skewed: {:?}", offsets(&err));
+
+    // An expired peer certificate in cp3's files: valid for 30 days from 400 days ago, signed
+    // by the lab's etcd CA for the member's own key (etcd reads its certificate files at each
+    // handshake, so it serves it too). `openssl ca` takes the dates as given.
+    let pki = "/etc/kubernetes/pki/etcd";
+    lab.sh(
+        "cp3",
+        &format!(
+            "cd {pki} && cp peer.crt /root/peer.crt.good && mkdir -p /root/ca && : > /root/ca/index.txt \
+             && echo 01 > /root/ca/serial \
+             && printf '[ca]\\ndefault_ca=d\\n[d]\\ndatabase=/root/ca/index.txt\\nnew_certs_dir=/root/ca\\n\
+serial=/root/ca/serial\\ndefault_md=sha256\\npolicy=p\\n[p]\\ncommonName=supplied\\n' > /root/ca/ca.cnf \
+             && openssl req -new -key peer.key -subj /CN=cp3 -out /root/peer.csr \
+             && openssl ca -batch -notext -config /root/ca/ca.cnf -cert ca.crt -keyfile ca.key \
+                -startdate $(date -u -d '-400 days' +%Y%m%d%H%M%SZ) -enddate $(date -u -d '-370 days' +%Y%m%d%H%M%SZ) \
+                -in /root/peer.csr -out /root/peer.crt.expired \
+             && cp /root/peer.crt.expired peer.crt"
+        ),
+    );
+    let (code, err) = health("expired");
+    lab.sh("cp3", &format!("cp /root/peer.crt.good {pki}/peer.crt"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("the members' certificates refuse this run:"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "cp3: the peer certificate (file {pki}/peer.crt) expired "
+        )),
+        "{err}"
+    );
+    assert!(err.contains("(370 days ago)"), "{err}");
+    assert!(
+        err.contains("certificate cp3 serving, file /etc/kubernetes/pki/etcd/server.crt: expires "),
+        "the other certificates are still shown: {err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "cp3: the peer certificate (TLS {}:2380) expired ",
+            address("cp3")
+        )),
+        "{err}"
+    );
+    assert!(err.contains("kubeadm certs renew etcd-peer"), "{err}");
+    assert!(
+        !err.contains("cp1: the") && !err.contains("cp2: the"),
+        "{err}"
+    );
+    // The report of the refused run (exit 1: it did not pass) still has the table.
+    let out = runbook()
+        .arg("report")
+        .arg(lab.work.path().join("expired"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report.contains(&format!(
+            "| **expired** 370 days ago | file {pki}/peer.crt |"
+        )),
+        "{report}"
+    );
+
+    // Put back, the cluster passes again.
+    let (code, err) = health("renewed");
+    assert_eq!(code, Some(0), "{err}");
+}
+
+/// The time checks run on the etcd current clusters run.
+mod preflight_time {
+    #[test]
+    fn etcd_3_6() {
+        super::preflight_time("3.6", &super::lab_name("tm-pre", "3.6"));
+    }
+}
+
 /// `snapshot get` is proven on the etcd versions current clusters run: the newest 3.5 and 3.6.
 mod snapshot_get {
     #[test]

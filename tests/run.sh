@@ -5,10 +5,12 @@ cd "$(dirname "$0")/.."
 
 # System packages the tests need; installed only when missing. They make the lab's hosts
 # (tests/lab.rs): sshd, etcd 3.4, TLS, namespaces; and systemd-analyze checks the timers
-# `runbook schedule systemd` writes. (protoc for etcd-client's build comes from the
-# protoc-bin-vendored crate when none is installed: see .cargo/config.toml.)
+# `runbook schedule systemd` writes; faketime (its libfaketime) skews one node's clock for
+# preflight's clock check: the lab's nodes share this machine's kernel clock.
+# (protoc for etcd-client's build comes from the protoc-bin-vendored crate when none is
+# installed: see .cargo/config.toml.)
 packages=(openssh-server openssh-client etcd-server etcd-client
-  openssl curl iproute2 util-linux procps systemd)
+  openssl curl iproute2 util-linux procps systemd faketime)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

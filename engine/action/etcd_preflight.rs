@@ -1,7 +1,12 @@
 //! `etcd.preflight`: before touching a cluster, ask every member over etcd's API: health,
-//! leader, raft term and index, database size against its quota, alarms, learners; and, when
-//! the plan sets limits, what each member's /metrics says (the gate in `etcd::metrics`).
+//! leader, raft term and index, database size against its quota, alarms, learners; each
+//! member's serving and peer certificates, from its files and over TLS (`etcd::certs`); every
+//! node's clock against this machine's (`etcd::clock`); and, when the plan sets limits, what
+//! each member's /metrics says (the gate in `etcd::metrics`).
 
+use std::time::Duration;
+
+use futures_util::future::join_all;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -10,11 +15,12 @@ use super::{
     secs,
 };
 use crate::etcd::metrics::{Gate, Signal};
+use crate::etcd::{certs, clock};
 use crate::executor::BoxFut;
 
 pub static INFO: ActionInfo = ActionInfo {
     name: "etcd.preflight",
-    summary: "ask every member over etcd's API (status, leader, alarms, learners); fail on any alarm or no leader",
+    summary: "ask every member over etcd's API (status, leader, alarms, learners), read its certificates' expiry and every node's clock; fail on any alarm, no leader, an expired certificate or a skewed clock",
     default_timeout: secs(60),
     destructive: false,
     idempotent: true,
@@ -36,7 +42,21 @@ pub struct Args {
     /// Read every member's /metrics and hold the run to these limits; absent: not read.
     #[serde(default)]
     pub metrics: Option<MetricsArgs>,
+    /// Warn when a member's serving or peer certificate expires within this many days
+    /// (default 30; 0: no warning). An expired certificate always refuses the run.
+    #[serde(default)]
+    pub cert_warn_days: Option<Count>,
+    /// Refuse when a node's clock is off this machine's by more than this many milliseconds,
+    /// beyond the measurement's own uncertainty (default 2000).
+    #[serde(default)]
+    pub max_clock_skew_ms: Option<Count>,
 }
+
+/// Certificates expiring within this many days warn.
+const CERT_WARN_DAYS: u32 = 30;
+/// Clocks further apart than this refuse: etcd's leases and TLS expect close clocks, and a
+/// drill report's times come from both sides.
+const MAX_CLOCK_SKEW_MS: u32 = 2000;
 
 /// Limits on what the members' /metrics say; each one not given takes its default.
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -64,6 +84,10 @@ pub struct EtcdPreflight {
     pub allow_alarms: Vec<String>,
     pub skip: Vec<String>,
     pub gate: Option<Gate>,
+    pub cert_warn_days: u32,
+    pub max_clock_skew: Duration,
+    /// Whose clocks are read: every node of the inventory but the skipped ones.
+    pub nodes: Vec<String>,
 }
 
 fn gate(args: MetricsArgs) -> Result<Gate, ArgError> {
@@ -127,6 +151,17 @@ impl EtcdPreflight {
         }
         Ok(EtcdPreflight {
             gate: args.metrics.map(gate).transpose()?,
+            cert_warn_days: args.cert_warn_days.map_or(CERT_WARN_DAYS, |c| c.0),
+            max_clock_skew: Duration::from_millis(u64::from(
+                args.max_clock_skew_ms.map_or(MAX_CLOCK_SKEW_MS, |c| c.0),
+            )),
+            nodes: ctx
+                .inventory
+                .nodes
+                .iter()
+                .map(|n| n.name.clone())
+                .filter(|n| !args.skip.contains(n))
+                .collect(),
             allow_alarms: args.allow_alarms,
             members: members
                 .into_iter()
@@ -173,16 +208,26 @@ impl Act for EtcdPreflight {
                 text
             }
         };
+        let warn = if self.cert_warn_days == 0 {
+            String::new()
+        } else {
+            format!(", warn under {} days", self.cert_warn_days)
+        };
         vec![Command::native(
             self.clone(),
             format!(
-                "ask {} over etcd's API: status, leader, alarms (NOSPACE, CORRUPT), learners; {alarms}{}{gate}",
+                "ask {} over etcd's API: status, leader, alarms (NOSPACE, CORRUPT), learners; {alarms}{}; \
+                 read each member's serving and peer certificates from the files its etcd.yaml names \
+                 and in a TLS handshake on its client and peer ports: refuse expired{warn}; \
+                 read the clock of {} (date +%s.%N): refuse beyond {} of this machine's{gate}",
                 self.members.join(", "),
                 if self.skip.is_empty() {
                     String::new()
                 } else {
                     format!(" ({} not asked)", self.skip.join(", "))
-                }
+                },
+                self.nodes.join(", "),
+                humantime::format_duration(self.max_clock_skew),
             ),
         )]
     }
@@ -197,23 +242,57 @@ impl Native for EtcdPreflight {
                 .into_iter()
                 .filter(|n| !self.skip.contains(&n.name))
                 .collect();
-            let pre = crate::etcd::preflight::run(cx.exec, &members, &self.allow_alarms).await?;
-            let mut lines: Vec<String> = pre
-                .members
+            let nodes: Vec<_> = cx
+                .inventory
+                .nodes
                 .iter()
-                .map(crate::etcd::preflight::describe)
+                .filter(|n| self.nodes.contains(&n.name))
                 .collect();
-            if pre.alarms.is_empty() {
-                lines.push(format!("no alarms; snapshot source: {}", pre.source));
-            } else {
-                lines.push(format!(
-                    "alarms (accepted by this plan): {}; snapshot source: {}",
-                    pre.alarms.join(", "),
-                    pre.source
-                ));
+            // The three are independent and each a few round trips: asked at once.
+            let (pre, read, clocks) = tokio::join!(
+                crate::etcd::preflight::run(cx.exec, &members, &self.allow_alarms),
+                join_all(members.iter().map(|n| certs::read(cx.exec, n))),
+                join_all(nodes.iter().map(|n| clock::measure(cx.exec, n))),
+            );
+            let mut lines = Vec::new();
+            let mut warnings = Vec::new();
+            // Refusals by what refuses: each group is a paragraph of the message.
+            let mut refusals: Vec<(&str, Vec<String>)> = Vec::new();
+            let mut failed = None;
+            match &pre {
+                Ok(pre) => {
+                    lines.extend(pre.members.iter().map(crate::etcd::preflight::describe));
+                    if pre.alarms.is_empty() {
+                        lines.push(format!("no alarms; snapshot source: {}", pre.source));
+                    } else {
+                        lines.push(format!(
+                            "alarms (accepted by this plan): {}; snapshot source: {}",
+                            pre.alarms.join(", "),
+                            pre.source
+                        ));
+                    }
+                }
+                Err(e) => failed = Some(e.clone()),
             }
-            if let Some(gate) = &self.gate {
-                let scraped = futures_util::future::join_all(
+            let (found, notes): (Vec<_>, Vec<_>) = read.into_iter().unzip();
+            let found: Vec<_> = found.into_iter().flatten().collect();
+            let notes: Vec<_> = notes.into_iter().flatten().collect();
+            let c = certs::judge(&found, &notes, certs::now_unix(), self.cert_warn_days);
+            lines.extend(c.lines);
+            warnings.extend(c.warnings);
+            refusals.push(("the members' certificates refuse this run:", c.refusals));
+            let mut offsets = Vec::new();
+            for r in clocks {
+                match r {
+                    Ok(o) => offsets.push(o),
+                    Err(e) => warnings.push(e),
+                }
+            }
+            let (clock_lines, clock_refusals) = clock::judge(&offsets, self.max_clock_skew);
+            lines.extend(clock_lines);
+            refusals.push(("the nodes' clocks refuse this run:", clock_refusals));
+            if let (Some(gate), Ok(_)) = (&self.gate, &pre) {
+                let scraped = join_all(
                     members
                         .iter()
                         .map(|n| crate::etcd::metrics::scrape(cx.exec, n)),
@@ -222,17 +301,34 @@ impl Native for EtcdPreflight {
                 let signals = scraped.into_iter().collect::<Result<Vec<_>, _>>()?;
                 let v = gate.judge(&signals);
                 lines.extend(v.lines);
-                lines.extend(v.warnings.iter().map(|w| format!("warning: {w}")));
-                if !v.refusals.is_empty() {
-                    let mut msg = String::from("the members' metrics refuse this run:");
-                    for r in &v.refusals {
+                warnings.extend(v.warnings);
+                refusals.push(("the members' metrics refuse this run:", v.refusals));
+            }
+            lines.extend(warnings.iter().map(|w| format!("warning: {w}")));
+            refusals.retain(|(_, r)| !r.is_empty());
+            if failed.is_some() || !refusals.is_empty() {
+                // The first line says the first reason (a report's failure shows that line).
+                let all: Vec<&String> = refusals.iter().flat_map(|(_, r)| r).collect();
+                let mut msg = match (failed, all.first()) {
+                    (Some(f), _) => format!("{f}\n"),
+                    (None, Some(first)) if all.len() == 1 => format!("{first}\n"),
+                    (None, Some(first)) => {
+                        format!("{first} (and {} more below)\n", all.len() - 1)
+                    }
+                    (None, None) => String::new(),
+                };
+                for (header, rs) in &refusals {
+                    msg.push_str(header);
+                    for r in rs {
                         msg.push_str(&format!("\n  - {r}"));
                     }
-                    for l in &lines {
-                        msg.push_str(&format!("\n  {l}"));
-                    }
-                    return Err(msg);
+                    msg.push('\n');
                 }
+                msg.push_str("what preflight read:");
+                for l in &lines {
+                    msg.push_str(&format!("\n  {l}"));
+                }
+                return Err(msg);
             }
             Ok(Said::shown(lines.join("\n")))
         })

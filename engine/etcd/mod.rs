@@ -2,6 +2,8 @@
 //! forward to the member's loopback client port, with the client certificate read from the
 //! node into memory — never written to the operator's disk.
 
+pub mod certs;
+pub mod clock;
 pub mod defrag;
 pub mod maintenance;
 pub mod members;

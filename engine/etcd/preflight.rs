@@ -49,6 +49,14 @@ pub fn describe(m: &MemberStatus) -> String {
     )
 }
 
+/// The node and etcd version of a `describe` line, for the drill report.
+pub fn parse_version(l: &str) -> Option<(String, String)> {
+    let (node, rest) = l.split_once(": member ")?;
+    let (_, rest) = rest.split_once(" etcd ")?;
+    let version = rest.split(' ').next()?;
+    (!node.contains(' ')).then(|| (node.to_string(), version.to_string()))
+}
+
 /// `allow`: alarm types (e.g. "NOSPACE") reported but accepted, for plans that clear them.
 pub async fn run<E: Executor + ?Sized>(
     exec: &E,
@@ -134,4 +142,31 @@ pub async fn run<E: Executor + ?Sized>(
         source,
         clients,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_read_back() {
+        let m = MemberStatus {
+            node: "cp1".into(),
+            member_id: "8e9e05c52164694d".into(),
+            version: "3.6.5".into(),
+            is_leader: true,
+            is_learner: false,
+            raft_term: 2,
+            raft_index: 9,
+            raft_applied_index: 9,
+            db_size: 20480,
+            db_size_quota: 0,
+            errors: vec![],
+        };
+        assert_eq!(
+            parse_version(&describe(&m)),
+            Some(("cp1".into(), "3.6.5".into()))
+        );
+        assert_eq!(parse_version("clock cp1: +0.001 s"), None);
+    }
 }

@@ -37,9 +37,10 @@ impl Executor for DryRun {
         Ok(())
     }
 
-    async fn tunnel<'a>(
+    async fn tunnel_to<'a>(
         &'a self,
         node: &'a Node,
+        _host: &'a str,
         _port: u16,
     ) -> Result<std::net::SocketAddr, ExecError> {
         Err(ExecError(format!(

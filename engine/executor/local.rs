@@ -100,12 +100,17 @@ impl Executor for Local {
         .map_err(|e| ExecError(format!("copy task failed: {e}")))?
     }
 
-    async fn tunnel<'a>(
+    async fn tunnel_to<'a>(
         &'a self,
         _node: &'a Node,
+        host: &'a str,
         port: u16,
     ) -> Result<std::net::SocketAddr, ExecError> {
-        Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+        tokio::net::lookup_host((host, port))
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| ExecError(format!("cannot resolve {host}:{port}")))
     }
 
     async fn close(&self) {}

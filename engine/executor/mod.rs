@@ -87,6 +87,17 @@ pub trait Executor: Send + Sync {
         &'a self,
         node: &'a Node,
         port: u16,
+    ) -> impl Future<Output = Result<std::net::SocketAddr, ExecError>> + Send + 'a {
+        self.tunnel_to(node, "127.0.0.1", port)
+    }
+
+    /// A local address that reaches `host:port` as the node sees it (e.g. a member's peer
+    /// port, which listens on the node's own address, not on its loopback).
+    fn tunnel_to<'a>(
+        &'a self,
+        node: &'a Node,
+        host: &'a str,
+        port: u16,
     ) -> impl Future<Output = Result<std::net::SocketAddr, ExecError>> + Send + 'a;
 
     /// Closes connections (SSH masters); called on every exit path, Ctrl-C included.
@@ -126,6 +137,7 @@ pub trait Host: Send + Sync {
     fn tunnel_boxed<'a>(
         &'a self,
         node: &'a Node,
+        host: &'a str,
         port: u16,
     ) -> BoxFut<'a, Result<std::net::SocketAddr, ExecError>>;
     fn close_boxed(&self) -> BoxFut<'_, ()>;
@@ -158,9 +170,10 @@ impl<E: Executor> Host for E {
     fn tunnel_boxed<'a>(
         &'a self,
         node: &'a Node,
+        host: &'a str,
         port: u16,
     ) -> BoxFut<'a, Result<std::net::SocketAddr, ExecError>> {
-        Box::pin(self.tunnel(node, port))
+        Box::pin(self.tunnel_to(node, host, port))
     }
 
     fn close_boxed(&self) -> BoxFut<'_, ()> {
@@ -195,12 +208,13 @@ impl Executor for dyn Host + '_ {
         self.upload_boxed(node, source, dest)
     }
 
-    fn tunnel<'a>(
+    fn tunnel_to<'a>(
         &'a self,
         node: &'a Node,
+        host: &'a str,
         port: u16,
     ) -> impl Future<Output = Result<std::net::SocketAddr, ExecError>> + Send + 'a {
-        self.tunnel_boxed(node, port)
+        self.tunnel_boxed(node, host, port)
     }
 
     fn close(&self) -> impl Future<Output = ()> + Send + '_ {

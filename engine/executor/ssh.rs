@@ -67,8 +67,8 @@ const MASTER_IDLE_SECS: usize = 900;
 pub struct Ssh {
     control_dir: PathBuf,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
-    /// Local forwards already opened: (node, remote port) -> local address.
-    tunnels: tokio::sync::Mutex<HashMap<(String, u16), std::net::SocketAddr>>,
+    /// Local forwards already opened: (node, host as the node sees it, port) -> local address.
+    tunnels: tokio::sync::Mutex<HashMap<(String, String, u16), std::net::SocketAddr>>,
 }
 
 impl Ssh {
@@ -304,13 +304,15 @@ impl Executor for Ssh {
             .map_err(ExecError)
     }
 
-    async fn tunnel<'a>(
+    async fn tunnel_to<'a>(
         &'a self,
         node: &'a Node,
+        host: &'a str,
         port: u16,
     ) -> Result<std::net::SocketAddr, ExecError> {
         let mut tunnels = self.tunnels.lock().await;
-        if let Some(addr) = tunnels.get(&(node.name.clone(), port)) {
+        let key = (node.name.clone(), host.to_string(), port);
+        if let Some(addr) = tunnels.get(&key) {
             return Ok(*addr);
         }
         let session = self.session(node)?;
@@ -324,19 +326,22 @@ impl Executor for Ssh {
                 .request_port_forward(
                     openssh::ForwardType::Local,
                     addr,
-                    (std::net::Ipv4Addr::LOCALHOST, port),
+                    openssh::Socket::TcpSocket {
+                        host: host.into(),
+                        port,
+                    },
                 )
                 .await
             {
                 Ok(()) => {
-                    tunnels.insert((node.name.clone(), port), addr);
+                    tunnels.insert(key, addr);
                     return Ok(addr);
                 }
                 Err(e) => last = describe(&e),
             }
         }
         Err(ExecError(format!(
-            "cannot forward a local port to 127.0.0.1:{port} on {}: {last}",
+            "cannot forward a local port to {host}:{port} on {}: {last}",
             node.name
         )))
     }

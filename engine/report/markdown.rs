@@ -141,6 +141,61 @@ pub fn markdown(r: &Report) -> String {
         }
         o.push('\n');
     }
+    if !r.members.is_empty() || !r.certificates.is_empty() {
+        o.push_str(
+            "## Members\n\n| member | etcd | certificate | expires | days left | read from |\n|---|---|---|---|---|---|\n",
+        );
+        let version = |node: &str| {
+            r.members
+                .iter()
+                .find(|m| m.node == node)
+                .map_or("-".to_string(), |m| m.version.clone())
+        };
+        let mut nodes: Vec<&str> = r.members.iter().map(|m| m.node.as_str()).collect();
+        for c in &r.certificates {
+            if !nodes.contains(&c.node.as_str()) {
+                nodes.push(&c.node);
+            }
+        }
+        for node in nodes {
+            let certs: Vec<_> = r.certificates.iter().filter(|c| c.node == node).collect();
+            if certs.is_empty() {
+                o.push_str(&format!(
+                    "| {} | {} | - | - | - | - |\n",
+                    cell(node),
+                    cell(&version(node))
+                ));
+            }
+            for c in certs {
+                let days = if c.expired {
+                    format!("**expired** {} days ago", -c.days_left)
+                } else {
+                    c.days_left.to_string()
+                };
+                o.push_str(&format!(
+                    "| {} | {} | {} | {} | {days} | {} |\n",
+                    cell(node),
+                    cell(&version(node)),
+                    cell(&c.role),
+                    cell(&c.expires),
+                    cell(&c.source)
+                ));
+            }
+        }
+        o.push('\n');
+    }
+    if !r.clocks.is_empty() {
+        o.push_str("## Clocks\n\nEach node's clock against the machine that ran runbook (± half the round trip).\n\n| node | offset |\n|---|---|\n");
+        for c in &r.clocks {
+            o.push_str(&format!(
+                "| {} | {:+.3} s ± {:.3} s |\n",
+                cell(&c.node),
+                c.offset,
+                c.uncertainty
+            ));
+        }
+        o.push('\n');
+    }
     if !r.verification.is_empty() {
         o.push_str("## Verification\n\n");
         for v in &r.verification {

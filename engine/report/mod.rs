@@ -98,7 +98,18 @@ pub struct Report {
     /// comes from, and, while the file is readable, its `snapshot status` figures.
     pub snapshot: Option<serde_json::Value>,
     pub verification: Vec<String>,
+    /// What the last preflight read: each member's etcd version, its certificates' expiry,
+    /// every node's clock against the operator's.
+    pub members: Vec<MemberVersion>,
+    pub certificates: Vec<crate::etcd::certs::Row>,
+    pub clocks: Vec<crate::etcd::clock::Offset>,
     pub steps: Vec<StepLine>,
+}
+
+#[derive(Serialize)]
+pub struct MemberVersion {
+    pub node: String,
+    pub version: String,
 }
 
 fn time(r: &Record) -> Option<SystemTime> {
@@ -288,6 +299,7 @@ pub fn build(dir: &RunDir) -> Result<Report, String> {
         .map(|(taken, start)| secs(taken, start));
 
     let verification = verification(dir, &plan.steps);
+    let (members, certificates, clocks) = preflight_facts(dir, &plan.steps);
     Ok(Report {
         run_id: info.run_id,
         plan: plan.plan,
@@ -309,6 +321,9 @@ pub fn build(dir: &RunDir) -> Result<Report, String> {
         interruptions: happenings,
         snapshot: snapshot.map(|s| s.json),
         verification,
+        members,
+        certificates,
+        clocks,
         steps: lines,
     })
 }
@@ -390,10 +405,45 @@ fn verification(dir: &RunDir, steps: &[RecordedStep]) -> Vec<String> {
                 .filter(|l| {
                     !l.starts_with("==") && !l.starts_with("# runbook:") && !l.trim().is_empty()
                 })
+                // Certificates and clocks have their own tables (`preflight_facts`).
+                .filter(|l| {
+                    crate::etcd::certs::parse_line(l.trim()).is_none()
+                        && crate::etcd::clock::parse_line(l.trim()).is_none()
+                })
                 .map(str::to_string)
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+type PreflightFacts = (
+    Vec<MemberVersion>,
+    Vec<crate::etcd::certs::Row>,
+    Vec<crate::etcd::clock::Offset>,
+);
+
+/// Versions, certificates and clocks from the log of the last preflight that read any
+/// (its lines, or the same lines in its refusal).
+fn preflight_facts(dir: &RunDir, steps: &[RecordedStep]) -> PreflightFacts {
+    steps
+        .iter()
+        .filter(|s| s.action == "etcd.preflight")
+        .filter_map(|s| std::fs::read_to_string(dir.log(&s.id)).ok())
+        .map(|log| {
+            let mut f: PreflightFacts = Default::default();
+            for l in log.lines().map(str::trim) {
+                if let Some((node, version)) = crate::etcd::preflight::parse_version(l) {
+                    f.0.push(MemberVersion { node, version });
+                } else if let Some(c) = crate::etcd::certs::parse_line(l) {
+                    f.1.push(c);
+                } else if let Some(o) = crate::etcd::clock::parse_line(l) {
+                    f.2.push(o);
+                }
+            }
+            f
+        })
+        .rfind(|f| !(f.0.is_empty() && f.1.is_empty() && f.2.is_empty()))
+        .unwrap_or_default()
 }
 
 /// Where RTO ends: kube-apiserver ready on every node (the end of the last instance of the
@@ -649,6 +699,7 @@ mod tests {
             )
         };
         let steps = [
+            step("preflight", "etcd.preflight", false, ""),
             step("verify", "snapshot.verify", false, ""),
             step("restore@n1", "etcd.restore", true, ""),
             step("verify-cluster", "etcd.verify_cluster", false, ""),
@@ -671,6 +722,16 @@ mod tests {
         std::fs::write(
             p.join("logs/verify.log"),
             format!("/nonexistent/s.db: 20480 bytes, sha256 {sha}, trailer ok\n"),
+        )
+        .unwrap();
+        // A refused preflight logs its lines indented under the error.
+        std::fs::write(
+            p.join("logs/preflight.log"),
+            "# runbook: ask n1 over etcd's API\nerror: n1: its clock is +30.001 s (± 0.002 s) off\n  \
+             n1: member 8e9e05c52164694d etcd 3.6.5 LEADER term 2 index 9 applied 9 db 20 kB\n  \
+             certificate n1 serving, TLS 127.0.0.1:2379: expires 2027-01-01 10:00:00 UTC (365 days left), CN=n1\n  \
+             certificate n1 peer, file /etc/kubernetes/pki/etcd/peer.crt: expired 2025-12-31 10:00:00 UTC (1 days ago), CN=n1\n  \
+             clock n1: +30.001 s (± 0.002 s) against this machine\n",
         )
         .unwrap();
         let start = |t: &str, resumed: bool, user: &str| {
@@ -737,9 +798,13 @@ mod tests {
             "RTO is measured from the start of `restore@n1`",
             "| wait-ready | n1 | succeeded | +1m 41s | 27.0s |",
             "## Interruptions and resumes",
+            "| n1 | 3.6.5 | serving | 2027-01-01 10:00:00 UTC | 365 | TLS 127.0.0.1:2379 |",
+            "| n1 | 3.6.5 | peer | 2025-12-31 10:00:00 UTC | **expired** 1 days ago | file /etc/kubernetes/pki/etcd/peer.crt |",
+            "| n1 | +30.001 s ± 0.002 s |",
         ] {
             assert!(md.contains(want), "{want}\n{md}");
         }
+        assert!(!md.contains("- clock n1"), "in its table only: {md}");
         assert!(!md.contains("125.0s"), "{md}");
     }
 }
