@@ -3124,6 +3124,10 @@ fn rolling_changes(name: &str) {
         stderr.contains("more than one minor version away"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("the members' versions refuse this run"),
+        "{stderr}"
+    );
     assert!(versions(&lab).iter().all(|v| *v == v35));
 
     // 3.5 → 3.6 with writes flowing.
@@ -3147,7 +3151,7 @@ fn rolling_changes(name: &str) {
     assert_eq!(versions(&lab), vec![v36.clone(); 3]);
     let h = hashes(&lab);
     assert!(h.windows(2).all(|w| w[0] == w[1]), "HashKV differs: {h:?}");
-    // The upgrade's snapshot (and the refused run's: the roll judges versions after it).
+    // The upgrade's snapshot only: the refused run stopped at preflight, before its own.
     let saved = std::fs::read_dir(lab.work.path().join("backups"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

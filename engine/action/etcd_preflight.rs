@@ -17,6 +17,7 @@ use super::{
 use crate::etcd::metrics::{Gate, Signal};
 use crate::etcd::{certs, clock};
 use crate::executor::BoxFut;
+use crate::inventory::version::EtcdVersion;
 
 pub static INFO: ActionInfo = ActionInfo {
     name: "etcd.preflight",
@@ -50,6 +51,14 @@ pub struct Args {
     /// beyond the measurement's own uncertainty (default 2000).
     #[serde(default)]
     pub max_clock_skew_ms: Option<Count>,
+    /// The etcd version a rolling change is about to move every member to: refused here,
+    /// before any snapshot or member, when etcd would not support it (a skipped minor
+    /// version, 3.6 from a 3.5 below 3.5.32, a downgrade not asked for) — `etcd.roll`'s rule.
+    #[serde(default)]
+    pub roll_to: Option<String>,
+    /// With `roll_to`: the plan downgrades.
+    #[serde(default)]
+    pub downgrade: bool,
 }
 
 /// Certificates expiring within this many days warn.
@@ -88,6 +97,8 @@ pub struct EtcdPreflight {
     pub max_clock_skew: Duration,
     /// Whose clocks are read: every node of the inventory but the skipped ones.
     pub nodes: Vec<String>,
+    /// A version a rolling change goes to, and whether down (`etcd::roll::judge`).
+    pub roll_to: Option<(EtcdVersion, bool)>,
 }
 
 fn gate(args: MetricsArgs) -> Result<Gate, ArgError> {
@@ -149,7 +160,25 @@ impl EtcdPreflight {
                 "every member is skipped: nothing to ask",
             ));
         }
+        let roll_to = args
+            .roll_to
+            .as_deref()
+            .map(|t| {
+                EtcdVersion::parse(t).map_err(|e| {
+                    ArgError::field("roll_to", format!("{t:?} is not an etcd version: {e}"))
+                        .hint("major.minor.patch, e.g. 3.6.16")
+                })
+            })
+            .transpose()?
+            .map(|v| (v, args.downgrade));
+        if args.downgrade && roll_to.is_none() {
+            return Err(ArgError::field(
+                "downgrade",
+                "`downgrade: true` needs `roll_to`, the version to go down to",
+            ));
+        }
         Ok(EtcdPreflight {
+            roll_to,
             gate: args.metrics.map(gate).transpose()?,
             cert_warn_days: args.cert_warn_days.map_or(CERT_WARN_DAYS, |c| c.0),
             max_clock_skew: Duration::from_millis(u64::from(
@@ -213,13 +242,20 @@ impl Act for EtcdPreflight {
         } else {
             format!(", warn under {} days", self.cert_warn_days)
         };
+        let roll = match self.roll_to {
+            None => String::new(),
+            Some((v, down)) => format!(
+                "; refuse unless etcd supports {} from the members' versions to {v}",
+                if down { "a downgrade" } else { "a rolling change" }
+            ),
+        };
         vec![Command::native(
             self.clone(),
             format!(
                 "ask {} over etcd's API: status, leader, alarms (NOSPACE, CORRUPT), learners; {alarms}{}; \
                  read each member's serving and peer certificates from the files its etcd.yaml names \
                  and in a TLS handshake on its client and peer ports: refuse expired{warn}; \
-                 read the clock of {} (date +%s.%N): refuse beyond {} of this machine's{gate}",
+                 read the clock of {} (date +%s.%N): refuse beyond {} of this machine's{gate}{roll}",
                 self.members.join(", "),
                 if self.skip.is_empty() {
                     String::new()
@@ -262,6 +298,16 @@ impl Native for EtcdPreflight {
             match &pre {
                 Ok(pre) => {
                     lines.extend(pre.members.iter().map(crate::etcd::preflight::describe));
+                    if let Some((target, down)) = self.roll_to {
+                        let versions = crate::etcd::roll::versions_of(&pre.members)?;
+                        match crate::etcd::roll::judge(&versions, target, down) {
+                            Ok(_) => lines.push(format!(
+                                "etcd {target} is a supported {} from what the members run",
+                                if down { "downgrade" } else { "change" }
+                            )),
+                            Err(e) => refusals.push(("the members' versions refuse this run:", vec![e])),
+                        }
+                    }
                     if pre.alarms.is_empty() {
                         lines.push(format!("no alarms; snapshot source: {}", pre.source));
                     } else {

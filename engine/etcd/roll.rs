@@ -295,7 +295,7 @@ async fn etcd_process<E: Executor + ?Sized>(
     }
 }
 
-fn versions_of(statuses: &[MemberStatus]) -> Result<Vec<(String, EtcdVersion)>, String> {
+pub fn versions_of(statuses: &[MemberStatus]) -> Result<Vec<(String, EtcdVersion)>, String> {
     statuses
         .iter()
         .map(|s| {
