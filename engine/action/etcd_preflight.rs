@@ -163,12 +163,7 @@ impl EtcdPreflight {
         let roll_to = args
             .roll_to
             .as_deref()
-            .map(|t| {
-                EtcdVersion::parse(t).map_err(|e| {
-                    ArgError::field("roll_to", format!("{t:?} is not an etcd version: {e}"))
-                        .hint("major.minor.patch, e.g. 3.6.16")
-                })
-            })
+            .map(|t| super::etcd_roll::version_arg("roll_to", t))
             .transpose()?
             .map(|v| (v, args.downgrade));
         if args.downgrade && roll_to.is_none() {

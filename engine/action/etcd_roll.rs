@@ -130,6 +130,14 @@ pub struct EtcdRoll {
     pub members: Vec<String>,
 }
 
+/// An etcd version given as an argument (`field`), or the located refusal.
+pub fn version_arg(field: &str, text: &str) -> Result<EtcdVersion, ArgError> {
+    EtcdVersion::parse(text).map_err(|e| {
+        ArgError::field(field, format!("{text:?} is not an etcd version: {e}"))
+            .hint("major.minor.patch, e.g. 3.6.16")
+    })
+}
+
 /// A whole number of a flag's value, or the located refusal.
 fn number(flag: &str, v: &str) -> Result<u64, ArgError> {
     v.parse::<u64>().map_err(|_| {
@@ -192,12 +200,7 @@ impl EtcdRoll {
         let version = args
             .version
             .as_deref()
-            .map(|t| {
-                EtcdVersion::parse(t).map_err(|e| {
-                    ArgError::field("version", format!("{t:?} is not an etcd version: {e}"))
-                        .hint("major.minor.patch, e.g. 3.6.16")
-                })
-            })
+            .map(|t| version_arg("version", t))
             .transpose()?;
         let set = args.set.into_map()?;
         let remove = args.remove.into_vec();
