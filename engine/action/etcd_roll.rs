@@ -56,6 +56,10 @@ pub struct Args {
     /// the leader's (default 1000).
     #[serde(default)]
     pub max_lag: Option<Count>,
+    /// Seconds one member may take to come back (default 300); past it the roll stops
+    /// there, before the next member.
+    #[serde(default)]
+    pub member_timeout: Option<Count>,
     /// The manifest's file name (default etcd.yaml).
     #[serde(default)]
     pub manifest: Option<String>,
@@ -232,6 +236,9 @@ impl EtcdRoll {
                 remove,
                 downgrade: args.downgrade,
                 max_lag: args.max_lag.map_or(1000, |c| u64::from(c.0)),
+                member_timeout: std::time::Duration::from_secs(
+                    args.member_timeout.map_or(300, |c| u64::from(c.0)),
+                ),
                 manifest,
                 parking_dirs,
             },
@@ -276,7 +283,7 @@ impl Act for EtcdRoll {
         vec![Command::native(
             self.clone(),
             format!(
-                "roll {} to {} in their {} manifests: one member at a time, followers first and the leader last (leadership handed over first); a member already so is left alone; each member runs a new etcd process{}{}, is within {} entries of the leader's index and serves a quorum read before the next; the manifest before the change is kept in the parking directory",
+                "roll {} to {} in their {} manifests: one member at a time, followers first and the leader last (leadership handed over first), each only while every other member answers; a member already so is left alone; each member runs a new etcd process{}{}, is within {} entries of the leader's index and serves a quorum read before the next (at most {}s, or the roll stops there); the manifest before the change is kept in the parking directory",
                 self.members.join(", "),
                 what.join("; "),
                 c.manifest,
@@ -290,7 +297,8 @@ impl Act for EtcdRoll {
                 } else {
                     ""
                 },
-                c.max_lag
+                c.max_lag,
+                c.member_timeout.as_secs()
             ),
         )]
     }

@@ -42,6 +42,9 @@ pub struct Change {
     pub downgrade: bool,
     /// A member is caught up when its applied index is within this of the leader's.
     pub max_lag: u64,
+    /// How long one member may take to come back before the roll stops (it does not go on
+    /// to the next member).
+    pub member_timeout: Duration,
     /// The manifest's file name in the manifests directory and where the copy before the
     /// change is kept (outside the manifests directory: kubelet would run it).
     pub manifest: String,
@@ -554,6 +557,27 @@ async fn roll_member<E: Executor + ?Sized>(
     } else {
         "follower"
     };
+    // Every other member must answer before this one restarts: with one already down, a
+    // restart could cost the quorum (two of three), which no rolling change is worth.
+    for o in members.iter().filter(|o| o.node.name != node.name) {
+        match o.status(exec).await {
+            Ok(s) if s.errors.is_empty() => {}
+            Ok(s) => {
+                return Err(format!(
+                    "{} reports {}: not restarting {} while another member is unwell",
+                    o.node.name,
+                    s.errors.join("; "),
+                    node.name
+                ));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{e}: not restarting {} while another member is down (the cluster could lose its quorum); bring {} back, then run again: members already changed are left alone",
+                    node.name, o.node.name
+                ));
+            }
+        }
+    }
     let mut said = Vec::new();
     if before.is_leader {
         said.push(hand_over(exec, members, m).await?);
@@ -579,7 +603,8 @@ async fn roll_member<E: Executor + ?Sized>(
             ));
         }
     }
-    let back = wait_back(exec, members, m, change, old_pid, deadline).await?;
+    let member_deadline = deadline.min(Instant::now() + change.member_timeout);
+    let back = wait_back(exec, members, m, change, old_pid, member_deadline).await?;
     let what = match (&image_off, flags_off.is_empty()) {
         (Some(i), true) => format!("{} -> {i}", manifest.image),
         (Some(i), false) => format!("{} -> {i}, {}", manifest.image, flags_off.join(" ")),
@@ -661,7 +686,7 @@ async fn wait_back<E: Executor + ?Sized>(
         };
         if Instant::now() >= deadline {
             return Err(format!(
-                "{} is not back within the step's time: {last}; the manifest before the change is kept in {} ({}.rolling.before-runbook-*)",
+                "{} is not back in time: {last}; no other member was touched; the manifest before the change is kept in {} ({}.rolling.before-runbook-*)",
                 node.name,
                 parking_dir(change, node)?,
                 change.manifest
@@ -835,6 +860,7 @@ mod tests {
             remove: vec![],
             downgrade: false,
             max_lag: 1000,
+            member_timeout: Duration::from_secs(300),
             manifest: "etcd.yaml".into(),
             parking_dirs: Default::default(),
         };
