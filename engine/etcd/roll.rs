@@ -24,6 +24,14 @@ use crate::shell::quote;
 /// upgrade blockers found in 3.5.24 to 3.5.26 and adds the v2store checks of 3.5.32).
 pub const MIN_3_5_FOR_3_6: EtcdVersion = EtcdVersion::new(3, 5, 32);
 
+/// The cluster version follows the members within seconds (etcd's leader checks them every
+/// few seconds): waiting longer than this for it means something else is wrong.
+const CLUSTER_VERSION_WAIT: Duration = Duration::from_secs(60);
+
+fn soon(deadline: Instant) -> Instant {
+    deadline.min(Instant::now() + CLUSTER_VERSION_WAIT)
+}
+
 /// How often a member is asked while it comes back.
 const POLL: Duration = Duration::from_millis(250);
 /// One question to a member: no answer within this is "not yet".
@@ -353,7 +361,12 @@ pub async fn roll<E: Executor + ?Sized>(
     order.sort_by_key(|&i| statuses[i].is_leader);
     for i in order {
         let m = &members[i];
-        report.push(roll_member(exec, &members, m, change, deadline).await?);
+        match roll_member(exec, &members, m, change, deadline).await {
+            Ok(line) => report.push(line),
+            // What was done before the failure is what the operator needs next.
+            Err(e) if report.is_empty() => return Err(e),
+            Err(e) => return Err(format!("{e}\nbefore that:\n{}", report.join("\n"))),
+        }
     }
 
     if let Some(target) = change.version {
@@ -365,7 +378,7 @@ pub async fn roll<E: Executor + ?Sized>(
             "every member runs etcd {target}: {}",
             versions.join(", ")
         ));
-        report.push(wait_cluster_version(exec, &members, target, deadline).await?);
+        report.push(wait_cluster_version(exec, &members, target, soon(deadline)).await?);
         if step == Step::MinorDown {
             report.push(finish_downgrade(exec, &members, deadline).await?);
         }
@@ -398,11 +411,12 @@ async fn enable_downgrade<E: Executor + ?Sized>(
     // etcd validates against the cluster version, which trails a just-finished upgrade by
     // a few seconds; a cluster version already at the target means a resumed run.
     let from = EtcdVersion::new(target.major, target.minor + 1, 0);
-    if let Err(e) = wait_cluster_version(exec, members, from, deadline).await {
-        let now = first.cluster_version(exec).await?;
-        if !now.starts_with(&format!("{minor}.")) {
-            return Err(e);
-        }
+    if !first
+        .cluster_version(exec)
+        .await?
+        .starts_with(&format!("{minor}."))
+    {
+        wait_cluster_version(exec, members, from, soon(deadline)).await?;
     }
     let mut c = first.client(exec).await?;
     let raw = c
