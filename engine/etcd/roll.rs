@@ -163,15 +163,19 @@ fn parse_manifest(text: &[u8]) -> Result<Manifest, String> {
     let (image, argv) = pod.first()?;
     Ok(Manifest {
         image,
-        flags: argv
-            .iter()
-            .filter_map(|a| a.strip_prefix("--"))
-            .map(|f| match f.split_once('=') {
-                Some((k, v)) => (k.to_string(), Some(v.to_string())),
-                None => (f.to_string(), None),
-            })
-            .collect(),
+        flags: flags_of(&argv),
     })
+}
+
+/// The `--flag[=value]` arguments of an etcd command line.
+fn flags_of(argv: &[String]) -> Vec<(String, Option<String>)> {
+    argv.iter()
+        .filter_map(|a| a.strip_prefix("--"))
+        .map(|f| match f.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (f.to_string(), None),
+        })
+        .collect()
 }
 
 /// Flags that differ from what `change` wants, as `--flag` texts (empty: nothing to do).
@@ -550,11 +554,17 @@ async fn roll_member<E: Executor + ?Sized>(
         .map(|v| image_with_version(&manifest.image, v));
     let before = m.status(exec).await?;
     let image_off = image.as_ref().filter(|i| **i != manifest.image);
-    let flags_off = flags_off(&manifest.flags, change);
+    let manifest_off = flags_off(&manifest.flags, change);
+    // The manifest may say it all while the process does not yet (a run stopped between
+    // writing the manifest and kubelet's restart): then only the restart is waited for.
+    let process = etcd_process(exec, node).await?;
     let running_off = change
         .version
-        .is_some_and(|v| EtcdVersion::parse(&before.version).ok() != Some(v));
-    if image_off.is_none() && flags_off.is_empty() && !running_off {
+        .is_some_and(|v| EtcdVersion::parse(&before.version).ok() != Some(v))
+        || process
+            .as_ref()
+            .is_some_and(|(_, args)| !flags_off(&flags_of(args), change).is_empty());
+    if image_off.is_none() && manifest_off.is_empty() && !running_off {
         return Ok(format!(
             "{}: already runs {}{}; left alone",
             node.name,
@@ -596,9 +606,9 @@ async fn roll_member<E: Executor + ?Sized>(
     if before.is_leader {
         said.push(hand_over(exec, members, m).await?);
     }
-    let old_pid = etcd_process(exec, node).await?.map(|(pid, _)| pid);
+    let old_pid = process.map(|(pid, _)| pid);
     let started = Instant::now();
-    if image_off.is_some() || !flags_off.is_empty() {
+    if image_off.is_some() || !manifest_off.is_empty() {
         let script = write_script(
             change,
             &live,
@@ -619,10 +629,10 @@ async fn roll_member<E: Executor + ?Sized>(
     }
     let member_deadline = deadline.min(Instant::now() + change.member_timeout);
     let back = wait_back(exec, members, m, change, old_pid, member_deadline).await?;
-    let what = match (&image_off, flags_off.is_empty()) {
+    let what = match (&image_off, manifest_off.is_empty()) {
         (Some(i), true) => format!("{} -> {i}", manifest.image),
-        (Some(i), false) => format!("{} -> {i}, {}", manifest.image, flags_off.join(" ")),
-        (None, false) => flags_off.join(" "),
+        (Some(i), false) => format!("{} -> {i}, {}", manifest.image, manifest_off.join(" ")),
+        (None, false) => manifest_off.join(" "),
         (None, true) => "manifest already changed; waited for it".to_string(),
     };
     said.push(format!(
@@ -727,15 +737,7 @@ async fn check_back<E: Executor + ?Sized>(
             node.name
         ));
     }
-    let flags: Vec<(String, Option<String>)> = args
-        .iter()
-        .filter_map(|a| a.strip_prefix("--"))
-        .map(|f| match f.split_once('=') {
-            Some((k, v)) => (k.to_string(), Some(v.to_string())),
-            None => (f.to_string(), None),
-        })
-        .collect();
-    let off = flags_off(&flags, change);
+    let off = flags_off(&flags_of(&args), change);
     if !off.is_empty() {
         return Err(format!(
             "etcd on {} (pid {pid}) runs without {}",
