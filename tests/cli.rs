@@ -1546,3 +1546,41 @@ fn snapshot_get_prints_objects_as_kubectl_does() {
         apply_nowhere.stderr
     );
 }
+
+/// The flag-change plan refuses, at the `with:` it came through, values etcd itself would
+/// refuse at start (a member that never comes back), before any host is reached.
+#[test]
+fn set_flags_refuses_what_etcd_refuses_at_start() {
+    let r = runbook(&[
+        "validate",
+        "plans/etcd-set-flags.yaml",
+        "-i",
+        "examples/kubeadm-ha-3.yaml",
+        "--set",
+        "set=heartbeat-interval=300 election-timeout=1000",
+    ]);
+    assert_no_panic(&r);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("election-timeout 1000 ms is less than 5 times heartbeat-interval 300 ms")
+            && r.stderr.contains("--> plans/etcd-set-flags.yaml:"),
+        "{}",
+        r.stderr
+    );
+    let r = runbook(&[
+        "validate",
+        "plans/etcd-set-flags.yaml",
+        "-i",
+        "examples/kubeadm-ha-3.yaml",
+        "--set",
+        "set=quota-backend-bytes",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("\"quota-backend-bytes\" is not flag=value"),
+        "{}",
+        r.stderr
+    );
+}

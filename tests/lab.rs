@@ -118,6 +118,16 @@ impl Lab {
         check(self.exec(node, &["sh", "-c", script]), script)
     }
 
+    /// `etcdctl endpoint <what> --cluster -w json` from cp1: one entry per member.
+    fn endpoint_json(&self, what: &str) -> Vec<serde_json::Value> {
+        let out = self.etcdctl("cp1", &["endpoint", what, "--cluster", "-w", "json"]);
+        serde_json::from_str::<serde_json::Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
     fn etcdctl(&self, node: &str, args: &[&str]) -> String {
         let mut a = vec!["etcdctl"];
         a.extend_from_slice(args);
@@ -1923,12 +1933,7 @@ fn health_and_defrag(etcd: &str, name: &str) {
          && rev=$(etcdctl endpoint status -w json | sed 's/.*\"revision\":\\([0-9]*\\).*/\\1/') && etcdctl compact $rev >/dev/null",
     );
     let sizes = |lab: &Lab| -> Vec<u64> {
-        let v: serde_json::Value = serde_json::from_str(
-            &lab.etcdctl("cp1", &["endpoint", "status", "--cluster", "-w", "json"]),
-        )
-        .unwrap();
-        v.as_array()
-            .unwrap()
+        lab.endpoint_json("status")
             .iter()
             .map(|m| m["Status"]["dbSize"].as_u64().unwrap())
             .collect()
@@ -3044,23 +3049,13 @@ fn rolling_changes(name: &str) {
     };
     let backups = format!("dir={}", lab.work.path().join("backups").display());
     let versions = |lab: &Lab| -> Vec<String> {
-        let v: serde_json::Value = serde_json::from_str(
-            &lab.etcdctl("cp1", &["endpoint", "status", "--cluster", "-w", "json"]),
-        )
-        .unwrap();
-        v.as_array()
-            .unwrap()
+        lab.endpoint_json("status")
             .iter()
             .map(|m| m["Status"]["version"].as_str().unwrap().to_string())
             .collect()
     };
     let hashes = |lab: &Lab| -> Vec<u64> {
-        let v: serde_json::Value = serde_json::from_str(
-            &lab.etcdctl("cp1", &["endpoint", "hashkv", "--cluster", "-w", "json"]),
-        )
-        .unwrap();
-        v.as_array()
-            .unwrap()
+        lab.endpoint_json("hashkv")
             .iter()
             .map(|m| m["HashKV"]["hash"].as_u64().unwrap())
             .collect()

@@ -367,9 +367,18 @@ pub async fn roll<E: Executor + ?Sized>(
         let m = &members[i];
         match roll_member(exec, &members, m, change, deadline).await {
             Ok(line) => report.push(line),
-            // What was done before the failure is what the operator needs next.
-            Err(e) if report.is_empty() => return Err(e),
-            Err(e) => return Err(format!("{e}\nbefore that:\n{}", report.join("\n"))),
+            // What was done before the failure is what the operator needs next, and that a
+            // second run carries on from there.
+            Err(e) => {
+                let done = if report.is_empty() {
+                    String::new()
+                } else {
+                    format!("\nbefore that:\n{}", report.join("\n"))
+                };
+                return Err(format!(
+                    "{e}{done}\nonce the cause is fixed, run the plan again: members that already run what is asked are left alone"
+                ));
+            }
         }
     }
 
@@ -384,7 +393,7 @@ pub async fn roll<E: Executor + ?Sized>(
         ));
         report.push(wait_cluster_version(exec, &members, target, soon(deadline)).await?);
         if step == Step::MinorDown {
-            report.push(finish_downgrade(exec, &members, deadline).await?);
+            report.push(finish_downgrade(exec, &members, soon(deadline)).await?);
         }
         if inventory_version(inventory) != Some(target) {
             report.push(format!(
@@ -710,7 +719,7 @@ async fn wait_back<E: Executor + ?Sized>(
         };
         if Instant::now() >= deadline {
             return Err(format!(
-                "{} is not back in time: {last}; no other member was touched; the manifest before the change is kept in {} ({}.rolling.before-runbook-*)",
+                "{} is not back in time: {last}; the roll stopped here and no later member was touched; see this member's etcd log; to put it back as it was, move the newest {}/{}.rolling.before-runbook-* over its manifest",
                 node.name,
                 parking_dir(change, node)?,
                 change.manifest
