@@ -689,15 +689,20 @@ fn dry_run_reaches_no_host_and_writes_nothing() {
 }
 
 /// Runs `runbook apply` on a pseudo-terminal (`script`), typing `answers`; returns what the
-/// terminal showed.
+/// terminal showed. `timeout --foreground` keeps runbook in the terminal's foreground process
+/// group: without it, timeout moves runbook into a group of its own whenever the shell that
+/// `script` starts does not exec it (dash, or no $SHELL at all, as under CI), and runbook's
+/// read of the answer stops it with SIGTTIN until the timeout.
 fn on_a_terminal(s: &Scratch, extra: &str, answers: &[u8]) -> String {
     let line = format!(
-        "timeout 120 {} apply plan.yaml -i inventory.yaml --local --run-dir run {extra}",
+        "timeout --foreground 120 {} apply plan.yaml -i inventory.yaml --local --run-dir run {extra}",
         env!("CARGO_BIN_EXE_runbook")
     );
     let mut child = Command::new("script")
         .args(["-qec", &line, "/dev/null"])
         .current_dir(s.dir.path())
+        // The same shell everywhere, the one CI's machines give `script` when $SHELL is unset.
+        .env("SHELL", "/bin/sh")
         .env("NO_COLOR", "1")
         .env("RUNBOOK_LOCK_DIR", s.path("locks"))
         .stdin(Stdio::piped())

@@ -41,6 +41,18 @@ pub struct EtcdSettings {
     /// Static pod manifests directory (default /etc/kubernetes/manifests).
     #[serde(default)]
     pub manifests_dir: Option<Sp<String>>,
+    /// How etcd runs on the node: `static-pod` (kubeadm, the default: a manifest in
+    /// `manifests_dir` that kubelet runs) or `systemd` (a unit on the host, as Kubespray and
+    /// packaged etcd run it).
+    #[serde(default)]
+    pub runtime: Option<Sp<String>>,
+    /// systemd only: etcd's unit (default etcd.service).
+    #[serde(default)]
+    pub unit: Option<Sp<String>>,
+    /// systemd only: the environment file holding the unit's `ETCD_*` settings, etcd's
+    /// flags as variables (default /etc/etcd.env, Kubespray's).
+    #[serde(default)]
+    pub env_file: Option<Sp<String>>,
     /// Client and peer URL scheme: https (default) or http (labs only).
     #[serde(default)]
     pub scheme: Option<Sp<String>>,

@@ -102,6 +102,8 @@ pub struct EtcdConfig {
     pub data_dir: String,
     pub owner: String,
     pub manifests_dir: String,
+    /// How etcd runs on the node: what stops, starts and reconfigures it.
+    pub runtime: Runtime,
     pub scheme: String,
     pub client_port: u16,
     pub peer_port: u16,
@@ -114,6 +116,27 @@ pub struct EtcdConfig {
     pub version_loc: Loc,
     #[serde(skip)]
     pub data_dir_loc: Loc,
+}
+
+/// How an etcd member runs on its node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Runtime {
+    /// kubeadm's: `etcd.yaml` in the manifests directory, run by kubelet; its flags are the
+    /// manifest's command line.
+    StaticPod,
+    /// A systemd unit on the host; its flags are `ETCD_*` variables in `env_file`.
+    Systemd { unit: String, env_file: String },
+}
+
+impl Runtime {
+    /// `static-pod` or `systemd`, as the inventory spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Runtime::StaticPod => "static-pod",
+            Runtime::Systemd { .. } => "systemd",
+        }
+    }
 }
 
 fn ser_display<S: serde::Serializer>(v: &EtcdVersion, s: S) -> Result<S::Ok, S::Error> {

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::model::{EtcdConfig, Inventory, Node, SshConfig, Tls};
+use super::model::{EtcdConfig, Inventory, Node, Runtime, SshConfig, Tls};
 use super::version::EtcdVersion;
 use super::{EtcdSettings, InventoryFile, SshSettings};
 use crate::check;
@@ -164,6 +164,77 @@ fn path_field(
     }
 }
 
+/// `runtime`, with the systemd unit's settings: `unit` and `env_file` only mean something
+/// for a systemd member, and a unit name is what `systemctl` accepts.
+fn runtime(
+    cluster: &EtcdSettings,
+    node: Option<&EtcdSettings>,
+    file: &Arc<str>,
+    ds: &mut Diagnostics,
+) -> Runtime {
+    let unit = pick(node.map(|n| &n.unit), &cluster.unit);
+    let env_file = pick(node.map(|n| &n.env_file), &cluster.env_file);
+    match pick(node.map(|n| &n.runtime), &cluster.runtime) {
+        Some(r) if r.value == "systemd" => {
+            let unit = match unit {
+                Some(u) => {
+                    if !is_unit_name(&u.value) {
+                        ds.push(
+                            Diagnostic::error(
+                                "invalid-unit",
+                                u.loc(file),
+                                format!("{:?} is not a systemd service name", u.value),
+                            )
+                            .hint("e.g. etcd.service (`systemctl cat etcd` shows it)"),
+                        );
+                    }
+                    u.value.clone()
+                }
+                None => "etcd.service".to_string(),
+            };
+            let env_file = path_field("env_file", env_file, "/etc/etcd.env", file, ds).0;
+            Runtime::Systemd { unit, env_file }
+        }
+        other => {
+            if let Some(r) = other
+                && r.value != "static-pod"
+            {
+                ds.push(
+                    Diagnostic::error(
+                        "invalid-runtime",
+                        r.loc(file),
+                        format!("etcd runtime {:?} is neither static-pod nor systemd", r.value),
+                    )
+                    .hint("static-pod: kubeadm's etcd.yaml run by kubelet; systemd: a unit on the host (Kubespray, packaged etcd)"),
+                );
+            }
+            for (name, v) in [("unit", unit), ("env_file", env_file)] {
+                if let Some(v) = v {
+                    ds.push(
+                        Diagnostic::error(
+                            "systemd-only",
+                            v.loc(file),
+                            format!("`{name}` applies to etcd run by systemd"),
+                        )
+                        .hint("add `runtime: systemd`, or remove it for a static pod member"),
+                    );
+                }
+            }
+            Runtime::StaticPod
+        }
+    }
+}
+
+/// A service unit name: letters, digits and `-_.@:\`, ending in `.service`.
+fn is_unit_name(u: &str) -> bool {
+    u.len() > ".service".len()
+        && u.len() <= 255
+        && u.ends_with(".service")
+        && !u.starts_with('.')
+        && u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@:\\".contains(&b))
+}
+
 fn merge_etcd(
     cluster: &EtcdSettings,
     node: Option<&EtcdSettings>,
@@ -202,6 +273,7 @@ fn merge_etcd(
         file,
         ds,
     );
+    let runtime = runtime(cluster, node, file, ds);
     let owner = match pick(node.map(|n| &n.owner), &cluster.owner) {
         Some(o) => {
             if !check::is_owner(o) {
@@ -300,6 +372,7 @@ fn merge_etcd(
         data_dir,
         owner,
         manifests_dir,
+        runtime,
         scheme,
         client_port,
         peer_port,
