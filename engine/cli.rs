@@ -667,6 +667,10 @@ pub struct DiscoverArgs {
     /// Where kubelet's static pod manifests are on the nodes.
     #[arg(long, default_value = "/etc/kubernetes/manifests", value_name = "DIR")]
     pub manifests_dir: String,
+    /// etcd's systemd unit, read on a node whose manifests directory holds no etcd.yaml
+    /// (etcd run on the host, as Kubespray and packaged etcd run it).
+    #[arg(long, default_value = "etcd.service", value_name = "UNIT")]
+    pub unit: String,
     /// Write the inventory here instead of standard output.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,

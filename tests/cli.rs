@@ -38,6 +38,115 @@ fn plan_text_and_json_for_each_bundled_plan() {
     }
 }
 
+/// On Kubespray's layout (etcd a systemd unit, its flags in /etc/etcd.env) the same bundled
+/// plans stop, start and reconfigure etcd through the unit, and their rollback notes say so.
+#[test]
+fn on_systemd_members_the_plans_drive_the_unit_and_its_environment_file() {
+    let inv = "examples/kubespray-3.yaml";
+    let ha = runbook(&[
+        "plan",
+        "plans/etcd-restore-ha.yaml",
+        "-i",
+        inv,
+        "--set",
+        SNAP,
+    ]);
+    assert_eq!(ha.code, 0, "{}", ha.stderr);
+    for line in [
+        "stop-etcd@node1  on node1 (10.0.1.11)  [etcd.stop]  [DESTRUCTIVE]",
+        "$ systemctl stop etcd.service",
+        "$ systemctl start --no-block etcd.service",
+        "rollback: systemctl start etcd.service on node1: the old member starts again on its",
+    ] {
+        assert!(ha.stdout.contains(line), "{line}\n{}", ha.stdout);
+    }
+    assert!(!ha.stdout.contains("etcd.yaml"), "{}", ha.stdout);
+    // Quorum recovery: --force-new-cluster for one start, as ETCD_FORCE_NEW_CLUSTER.
+    let qr = runbook(&[
+        "plan",
+        "plans/etcd-quorum-recovery.yaml",
+        "-i",
+        inv,
+        "--set",
+        "survivor=node1",
+    ]);
+    assert_eq!(qr.code, 0, "{}", qr.stderr);
+    for line in [
+        "force-flag  on node1 (10.0.1.11)  [etcd.flags]  [DESTRUCTIVE]",
+        "if systemctl is-active --quiet etcd.service; then echo etcd.service is running: stop it with etcd.stop first >&2; exit 1; fi",
+        "-v s=ETCD_FORCE_NEW_CLUSTER=true",
+        "-v r=ETCD_FORCE_NEW_CLUSTER",
+        "rollback: Remove --force-new-cluster from /etc/etcd.env (ETCD_FORCE_NEW_CLUSTER) on node1,",
+    ] {
+        assert!(qr.stdout.contains(line), "{line}\n{}", qr.stdout);
+    }
+    // Member replacement: the join flags go into the environment file.
+    let mr = runbook(&[
+        "plan",
+        "plans/etcd-member-replace.yaml",
+        "-i",
+        inv,
+        "--set",
+        "member=node2",
+    ]);
+    assert_eq!(mr.code, 0, "{}", mr.stderr);
+    assert!(
+        mr.stdout.contains("then set ETCD_INITIAL_CLUSTER=<the members etcd lists after the add> and ETCD_INITIAL_CLUSTER_STATE=existing in /etc/etcd.env"),
+        "{}",
+        mr.stdout
+    );
+}
+
+/// A static pod's manifest move of etcd.yaml, aimed at a systemd member, is refused where it
+/// is written; a rolling change, which edits manifests, too.
+#[test]
+fn manifest_moves_of_etcd_on_a_systemd_member_are_refused_with_the_action_to_use() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("plan.yaml"),
+        "name: p\nsteps:\n  - id: stop\n    on: node1\n    action: manifest.stop\n    with: { manifests: [etcd.yaml] }\n    destructive: true\n    rollback: start it\n",
+    )
+    .unwrap();
+    let inv = common::root().join("examples/kubespray-3.yaml");
+    let r = runbook(&[
+        "validate",
+        dir.path().join("plan.yaml").to_str().unwrap(),
+        "-i",
+        inv.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("etcd on node1 runs as the systemd unit etcd.service, not from etcd.yaml"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(
+            "help: stop etcd with `etcd.stop`, which parks a static pod's manifest or stops a unit"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("plan.yaml:6:"), "{}", r.stderr);
+    let roll = runbook(&[
+        "validate",
+        "plans/etcd-upgrade.yaml",
+        "-i",
+        inv.to_str().unwrap(),
+        "--set",
+        "version=3.6.16",
+    ]);
+    assert_eq!(roll.code, 1, "{}", roll.stderr);
+    assert!(
+        roll.stderr.contains(
+            "etcd.roll changes static pod members; node1 runs etcd as the systemd unit etcd.service"
+        ),
+        "{}",
+        roll.stderr
+    );
+}
+
 /// The membership and drill plans as an operator reviews them before a change.
 #[test]
 fn plan_text_for_member_replace_quorum_recovery_and_drill() {
@@ -648,7 +757,7 @@ fn the_ci_example_checks_every_plan_and_fails_on_warnings() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("checked 17 plan/inventory pairs, 0 failed"),
+        stdout.contains("checked 25 plan/inventory pairs, 0 failed"),
         "{stdout}"
     );
     assert!(
@@ -920,7 +1029,8 @@ fn unlock_removes_locks_whose_holder_is_gone_and_others_only_with_force() {
     let run = |args: &[&str]| {
         let out = std::process::Command::new("unshare")
             .args(["--mount", "--propagation", "private", "sh", "-c"])
-            .arg("mount --bind \"$0\" /var/lib/runbook && exec \"$@\"")
+            // The mount point exists only once some run has made it (not on a fresh machine).
+            .arg("mkdir -p /var/lib/runbook && mount --bind \"$0\" /var/lib/runbook && exec \"$@\"")
             .arg(&var_lib)
             .arg(env!("CARGO_BIN_EXE_runbook"))
             .args(args)

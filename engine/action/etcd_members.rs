@@ -6,7 +6,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::manifest::{manifest_name, parked_path};
+use super::manifest_flags::FlagFile;
 use super::{
     Act, Action, ActionInfo, ArgError, Command, Ctx, Native, RunCx, Said, args, schema_of, secs,
 };
@@ -139,10 +139,12 @@ impl Act for EtcdMemberRemove {
 #[schemars(rename = "EtcdMemberAddArgs")]
 #[serde(deny_unknown_fields)]
 pub struct AddArgs {
-    /// The parked etcd manifest's file name, which gets the join flags (default etcd.yaml).
+    /// Static pod members: the parked etcd manifest's file name, which gets the join flags
+    /// (default etcd.yaml). A systemd member gets them in its unit's environment file.
     #[serde(default)]
     pub manifest: Option<String>,
-    /// Where `manifest.stop` parked it (default: `<manifests_dir>/../runbook-parked`).
+    /// Static pod members: where `etcd.stop` parked it (default:
+    /// `<manifests_dir>/../runbook-parked`).
     #[serde(default)]
     pub parking_dir: Option<String>,
 }
@@ -151,19 +153,18 @@ pub struct AddArgs {
 pub struct EtcdMemberAdd {
     pub node: String,
     pub peer_url: String,
-    pub manifest: String,
+    /// Where the join flags go.
+    pub flags: FlagFile,
     pub learner: bool,
 }
 
 impl EtcdMemberAdd {
     pub fn new(args: AddArgs, ctx: &Ctx) -> Result<Self, ArgError> {
         let node = ctx.require_node("etcd.member_add")?;
-        let name = args.manifest.unwrap_or_else(|| "etcd.yaml".into());
-        manifest_name("manifest", &name)?;
         Ok(EtcdMemberAdd {
             node: node.name.clone(),
             peer_url: node.peer_url(),
-            manifest: parked_path(node, args.parking_dir, &name)?,
+            flags: FlagFile::of(node, args.manifest, args.parking_dir)?,
             learner: joins_as_learner(ctx),
         })
     }
@@ -175,7 +176,7 @@ impl Act for EtcdMemberAdd {
             self.clone(),
             format!(
                 "once every voting member is started and answers (etcd takes one change at a time{}), add {} ({}) as {}; \
-then set --initial-cluster=<the members etcd lists after the add> and --initial-cluster-state=existing in {}",
+then set {} and {} in {}",
                 if self.learner { ", and one learner" } else { "" },
                 self.node,
                 self.peer_url,
@@ -184,7 +185,10 @@ then set --initial-cluster=<the members etcd lists after the add> and --initial-
                 } else {
                     "a voting member (etcd 3.4: its learners are immature)"
                 },
-                self.manifest
+                self.flags
+                    .spell("initial-cluster", "<the members etcd lists after the add>"),
+                self.flags.spell("initial-cluster-state", "existing"),
+                self.flags.path()
             ),
         )]
     }
@@ -214,9 +218,9 @@ impl Native for EtcdMemberAdd {
                 ("initial-cluster".to_string(), added.initial_cluster.clone()),
                 ("initial-cluster-state".to_string(), "existing".to_string()),
             ];
-            let cmds = super::manifest_flags::edit_commands(&self.manifest, &set, &[]);
+            let cmds = self.flags.edit_commands(&set, &[]);
             let refs: Vec<&str> = cmds.iter().map(String::as_str).collect();
-            let what = format!("setting the join flags in {}", self.manifest);
+            let what = format!("setting the join flags in {}", self.flags.path());
             let script = crate::shell::group_script(&refs);
             crate::executor::output_on(cx.exec, node, &script, &what)
                 .await
@@ -227,8 +231,11 @@ impl Native for EtcdMemberAdd {
                     )
                 })?;
             Ok(Said::shown(format!(
-                "{}\n{}: --initial-cluster-state=existing --initial-cluster={}",
-                added.message, self.manifest, added.initial_cluster
+                "{}\n{}: {} {}",
+                added.message,
+                self.flags.path(),
+                self.flags.spell("initial-cluster-state", "existing"),
+                self.flags.spell("initial-cluster", &added.initial_cluster)
             )))
         })
     }

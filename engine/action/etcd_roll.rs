@@ -227,6 +227,20 @@ impl EtcdRoll {
         manifest_name("manifest", &manifest)?;
         let mut parking_dirs = BTreeMap::new();
         for n in ctx.inventory.etcd_members() {
+            if let crate::inventory::model::Runtime::Systemd { unit, env_file } = &n.etcd.runtime {
+                // A unit's flags are in its environment file and its version is whatever
+                // binary the unit runs: a rolling change of those is not made here yet.
+                return Err(ArgError::field(
+                    "version",
+                    format!(
+                        "etcd.roll changes static pod members; {} runs etcd as the systemd unit {unit}",
+                        n.name
+                    ),
+                )
+                .hint(format!(
+                    "change such members one at a time by hand: `etcd.stop`, edit {env_file} (`etcd.flags`) or replace the binary, `etcd.start`, `wait.etcd_healthy`"
+                )));
+            }
             parking_dirs.insert(n.name.clone(), parking_dir(n, args.parking_dir.clone())?);
         }
         Ok(EtcdRoll {

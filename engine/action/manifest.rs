@@ -111,14 +111,23 @@ impl ManifestMove {
         }
         for m in &args.manifests {
             manifest_name("manifests", m)?;
+            if m == ETCD_MANIFEST
+                && let crate::inventory::model::Runtime::Systemd { unit, .. } = &node.etcd.runtime
+            {
+                return Err(ArgError::field(
+                    "manifests",
+                    format!("etcd on {} runs as the systemd unit {unit}, not from {m}", node.name),
+                )
+                .hint(if action == "manifest.stop" {
+                    "stop etcd with `etcd.stop`, which parks a static pod's manifest or stops a unit"
+                } else {
+                    "start etcd with `etcd.start`, which moves a static pod's manifest back or starts a unit"
+                }));
+            }
         }
         let manifests_dir = node.etcd.manifests_dir.clone();
         let parking_dir = parking_dir(node, args.parking_dir)?;
-        let members = ctx.inventory.etcd_members();
-        let whole_cluster = members.len() > 1
-            && members
-                .iter()
-                .all(|m| ctx.selected.iter().any(|f| f.name == m.name));
+        let whole_cluster = stops_whole_cluster(ctx);
         let parks_etcd =
             action == "manifest.stop" && args.manifests.iter().any(|m| m == ETCD_MANIFEST);
         if args.leader_last == Some(true) && !parks_etcd {
@@ -139,10 +148,7 @@ impl ManifestMove {
     fn stop_commands(&self) -> Vec<Command> {
         let mut out = Vec::new();
         if self.leader_last {
-            out.push(Command::native(
-                LeaderLast,
-                "if this member is etcd's leader, wait until every other member has stopped (at most 20s), so it has no one to hand leadership to".to_string(),
-            ));
+            out.push(leader_last_command());
         }
         out.push(Command::Shell(format!(
             "mkdir -p -m 0700 {}",
@@ -180,6 +186,23 @@ impl Act for ManifestMove {
             self.stop_commands()
         }
     }
+}
+
+/// True when the step fans out over every member of a cluster of more than one.
+pub fn stops_whole_cluster(ctx: &Ctx) -> bool {
+    let members = ctx.inventory.etcd_members();
+    members.len() > 1
+        && members
+            .iter()
+            .all(|m| ctx.selected.iter().any(|f| f.name == m.name))
+}
+
+/// The first command of a whole-cluster etcd stop: the leader goes last.
+pub fn leader_last_command() -> Command {
+    Command::native(
+        LeaderLast,
+        "if this member is etcd's leader, wait until every other member has stopped (at most 20s), so it has no one to hand leadership to".to_string(),
+    )
 }
 
 /// Holds the step while its node is etcd's leader and another member still answers.

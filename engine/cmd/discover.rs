@@ -1,7 +1,8 @@
-//! `runbook discover HOST...`: read each control-plane node's etcd static pod manifest over
-//! SSH and write the inventory it describes — names, addresses, data dir, URLs, certificate
-//! paths, the etcd version from the image, and the etcdctl and etcdutl of that version on the
-//! node — checked by the same loader plans use.
+//! `runbook discover HOST...`: read how each node runs etcd over SSH — its static pod
+//! manifest, or else its systemd unit and the unit's environment file — and write the
+//! inventory it describes — names, addresses, data dir, URLs, certificate paths, the etcd
+//! version (from the image, or from the unit's binary), and the etcdctl and etcdutl of that
+//! version on the node — checked by the same loader plans use.
 
 use std::time::Duration;
 
@@ -18,7 +19,8 @@ use crate::inventory::version::EtcdVersion;
 use crate::shell::quote;
 use crate::yaml::LoadFailure;
 
-/// What one node's manifest says.
+/// What one node's manifest or unit says.
+#[derive(Clone)]
 struct Found {
     name: String,
     address: String,
@@ -29,6 +31,9 @@ struct Found {
     peer_port: u16,
     tls: Option<(String, String, String)>,
     control_plane: bool,
+    /// A systemd member: its unit and the environment file holding its flags (None: a
+    /// static pod).
+    unit: Option<(String, Option<String>)>,
     etcdctl: ToolChoice,
     /// None before etcd 3.5, which has no etcdutl.
     etcdutl: Option<ToolChoice>,
@@ -37,11 +42,18 @@ struct Found {
 impl Found {
     /// What is wrong with this node's tools, one line each.
     fn notes(&self) -> Vec<String> {
-        [Some(&self.etcdctl), self.etcdutl.as_ref()]
+        let mut notes: Vec<String> = [Some(&self.etcdctl), self.etcdutl.as_ref()]
             .into_iter()
             .flatten()
             .filter_map(|c| c.note(&self.name))
-            .collect()
+            .collect();
+        if let Some((unit, None)) = &self.unit {
+            notes.push(format!(
+                "{}: {unit} has no EnvironmentFile: its flags are on its command line, which etcd.flags and etcd.member_add do not edit; move them into an environment file (ETCD_NAME=..., one per flag)",
+                self.name
+            ));
+        }
+        notes
     }
 }
 
@@ -171,6 +183,8 @@ struct EtcdOut<'a> {
     data_dir: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     manifests_dir: Option<&'a str>,
+    #[serde(flatten)]
+    runtime: RuntimeOut<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     scheme: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -183,6 +197,31 @@ struct EtcdOut<'a> {
     etcdctl: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     etcdutl: Option<&'a str>,
+}
+
+/// `runtime`, `unit` and `env_file` of a systemd member; nothing for a static pod (the
+/// default).
+#[derive(Serialize, Default, PartialEq, Eq)]
+struct RuntimeOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    runtime: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unit: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    env_file: Option<&'a str>,
+}
+
+impl<'a> RuntimeOut<'a> {
+    fn of(f: &'a Found) -> RuntimeOut<'a> {
+        match &f.unit {
+            None => RuntimeOut::default(),
+            Some((unit, env_file)) => RuntimeOut {
+                runtime: Some("systemd"),
+                unit: Some(unit),
+                env_file: env_file.as_deref(),
+            },
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -213,6 +252,8 @@ struct NodeEtcdOut<'a> {
     version: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     data_dir: Option<&'a str>,
+    #[serde(flatten)]
+    runtime: RuntimeOut<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     etcdctl: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -223,6 +264,7 @@ impl NodeEtcdOut<'_> {
     fn is_empty(&self) -> bool {
         self.version.is_none()
             && self.data_dir.is_none()
+            && self.runtime == RuntimeOut::default()
             && self.etcdctl.is_none()
             && self.etcdutl.is_none()
     }
@@ -264,6 +306,7 @@ fn bootstrap_inventory(d: &Discover) -> String {
             version: "3.5.0",
             data_dir: None,
             manifests_dir: None,
+            runtime: RuntimeOut::default(),
             scheme: None,
             client_port: None,
             peer_port: None,
@@ -347,7 +390,7 @@ pub fn run(d: &Discover) -> Done {
             let mut out = Vec::new();
             let mut errors = Vec::new();
             for n in &nodes {
-                match read_node(&exec, n, &d.manifests_dir).await {
+                match read_node(&exec, n, &d.manifests_dir, &d.unit).await {
                     Ok(f) => out.push(f),
                     Err(e) => errors.push(format!("{}: {e}", n.address)),
                 }
@@ -471,33 +514,155 @@ fn candidates(probe: &str, tool: &str) -> Vec<Candidate> {
         .collect()
 }
 
-async fn read_node(exec: &Ssh, n: &Node, dir: &str) -> Result<Found, String> {
-    let script = format!(
-        "cat -- {m}/etcd.yaml && echo '---runbook---' && {{ test -e {m}/kube-apiserver.yaml && echo control-plane; true; }}",
-        m = quote(dir)
-    );
+/// Runs `script` on the node; its standard output, or what went wrong.
+async fn read(exec: &Ssh, n: &Node, script: &str, what: &str) -> Result<String, String> {
     let out = exec
-        .shell(Target::Node(n), &script, &[], Duration::from_secs(30))
+        .shell(Target::Node(n), script, &[], Duration::from_secs(30))
         .await
         .map_err(|e| e.0)?;
     if !out.success() {
         return Err(format!(
-            "cannot read {dir}/etcd.yaml: {}",
+            "cannot read {what}: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let parts: Vec<&str> = text.split("---runbook---\n").collect();
-    let manifest = parts.first().copied().unwrap_or("");
-    let file: std::sync::Arc<str> = format!("{}:{dir}/etcd.yaml", n.address).into();
-    let pod: crate::pod::StaticPod =
-        crate::yaml::parse(manifest, &file, "manifest").map_err(|ds| {
-            format!(
-                "{dir}/etcd.yaml is not a pod manifest: {}",
-                ds.render(&SourceMap::default())
-            )
-        })?;
-    let (image, words) = pod.first()?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// How etcd runs on the node: its static pod manifest's image and command line, or its
+/// unit's binary version and command line (the environment file's `ETCD_*` settings as
+/// flags, after the unit's own arguments, which etcd prefers).
+async fn read_etcd(
+    exec: &Ssh,
+    n: &Node,
+    dir: &str,
+    unit: &str,
+) -> Result<(String, Vec<String>, Option<(String, Option<String>)>, bool), String> {
+    let script = format!(
+        "if [ -e {m}/etcd.yaml ]; then echo static-pod; cat -- {m}/etcd.yaml; \
+         elif command -v systemctl >/dev/null && systemctl cat -- {u} >/dev/null 2>&1; then echo systemd; systemctl cat -- {u}; \
+         else echo {m}/etcd.yaml does not exist and there is no systemd unit {u} >&2; exit 1; fi; \
+         echo '---runbook---'; {{ test -e {m}/kube-apiserver.yaml && echo control-plane; true; }}",
+        m = quote(dir),
+        u = quote(unit)
+    );
+    let text = read(exec, n, &script, "how etcd runs").await?;
+    let (head, tail) = text.split_once("---runbook---\n").unwrap_or((&text, ""));
+    let control_plane = !tail.trim().is_empty();
+    let (kind, body) = head.split_once('\n').unwrap_or((head, ""));
+    if kind == "static-pod" {
+        let file: std::sync::Arc<str> = format!("{}:{dir}/etcd.yaml", n.address).into();
+        let pod: crate::pod::StaticPod =
+            crate::yaml::parse(body, &file, "manifest").map_err(|ds| {
+                format!(
+                    "{dir}/etcd.yaml is not a pod manifest: {}",
+                    ds.render(&SourceMap::default())
+                )
+            })?;
+        let (image, words) = pod.first()?;
+        let version = image
+            .rsplit_once(':')
+            .map(|(_, tag)| {
+                tag.trim_start_matches('v')
+                    .split('-')
+                    .next()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .filter(|v| EtcdVersion::parse(v).is_ok())
+            .ok_or_else(|| format!("cannot read an etcd version from the image {image:?}"))?;
+        return Ok((version, words, None, control_plane));
+    }
+    let service = Unit::parse(body);
+    let binary = service
+        .exec_start
+        .first()
+        .cloned()
+        .ok_or_else(|| format!("{unit} has no ExecStart"))?;
+    let mut script = format!("{} --version", quote(&binary));
+    for f in &service.env_files {
+        script.push_str(&format!(
+            "; echo '---runbook---'; cat -- {} 2>/dev/null; true",
+            quote(f.trim_start_matches('-'))
+        ));
+    }
+    let text = read(exec, n, &script, &format!("{binary} --version")).await?;
+    let mut parts = text.split("---runbook---\n");
+    let version = parts
+        .next()
+        .unwrap_or("")
+        .lines()
+        .find_map(|l| l.strip_prefix("etcd Version:"))
+        .map(|v| v.trim().to_string())
+        .filter(|v| EtcdVersion::parse(v).is_ok())
+        .ok_or_else(|| format!("cannot read a version from `{binary} --version`"))?;
+    // The unit's arguments first: etcd takes a flag given there over its variable.
+    let mut words = service.exec_start.clone();
+    let mut env = service.environment.clone();
+    for file in parts {
+        env.extend(crate::etcd::envfile::assignments(file));
+    }
+    words.extend(
+        env.iter()
+            .filter_map(|(k, v)| crate::etcd::envfile::flag_of(k, v)),
+    );
+    let env_file = service
+        .env_files
+        .first()
+        .map(|f| f.trim_start_matches('-').to_string());
+    Ok((
+        version,
+        words,
+        Some((unit.to_string(), env_file)),
+        control_plane,
+    ))
+}
+
+/// What `systemctl cat` shows of a service: its command line, environment files and inline
+/// environment (a later `ExecStart=` replaces an earlier one; an empty one clears it).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Unit {
+    exec_start: Vec<String>,
+    env_files: Vec<String>,
+    environment: Vec<(String, String)>,
+}
+
+impl Unit {
+    fn parse(text: &str) -> Unit {
+        let mut u = Unit::default();
+        // Continuation lines (`\` at the end) join the next one.
+        let joined = text.replace("\\\n", " ");
+        for line in joined.lines().map(str::trim) {
+            let Some((key, value)) = line.split_once('=') else {
+                continue;
+            };
+            let value = value.trim();
+            match key.trim() {
+                "ExecStart" => {
+                    u.exec_start = value
+                        .trim_start_matches(['-', '@', '+', '!', ':'])
+                        .split_whitespace()
+                        .map(|w| w.trim_matches(['"', '\'']).to_string())
+                        .collect();
+                }
+                "EnvironmentFile" if value.is_empty() => u.env_files.clear(),
+                "EnvironmentFile" => u.env_files.push(value.to_string()),
+                "Environment" => {
+                    for word in value.split_whitespace() {
+                        if let Some((k, v)) = word.trim_matches(['"', '\'']).split_once('=') {
+                            u.environment.push((k.to_string(), v.to_string()));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        u
+    }
+}
+
+async fn read_node(exec: &Ssh, n: &Node, dir: &str, unit: &str) -> Result<Found, String> {
+    let (version, words, systemd, control_plane) = read_etcd(exec, n, dir, unit).await?;
     let name = flag(&words, "name")
         .ok_or("etcd has no --name")?
         .to_string();
@@ -507,17 +672,6 @@ async fn read_node(exec: &Ssh, n: &Node, dir: &str) -> Result<Found, String> {
         .ok_or_else(|| format!("cannot read the peer URL {peer:?}"))?;
     let client = flag(&words, "advertise-client-urls").unwrap_or("");
     let client_port = url_parts(client.split(',').next().unwrap_or(client)).map_or(2379, |p| p.2);
-    let version = image
-        .rsplit_once(':')
-        .map(|(_, tag)| {
-            tag.trim_start_matches('v')
-                .split('-')
-                .next()
-                .unwrap_or("")
-                .to_string()
-        })
-        .filter(|v| EtcdVersion::parse(v).is_ok())
-        .ok_or_else(|| format!("cannot read an etcd version from the image {image:?}"))?;
     let tls = match (
         flag(&words, "trusted-ca-file"),
         flag(&words, "cert-file"),
@@ -527,12 +681,6 @@ async fn read_node(exec: &Ssh, n: &Node, dir: &str) -> Result<Found, String> {
             Some((ca.to_string(), cert.to_string(), key.to_string()))
         }
         _ => None,
-    };
-    let line = |k: usize| {
-        parts
-            .get(k)
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
     };
     let command = words.first().map(String::as_str).unwrap_or("etcd");
     let probe = exec
@@ -572,10 +720,27 @@ async fn read_node(exec: &Ssh, n: &Node, dir: &str) -> Result<Found, String> {
         client_port,
         peer_port,
         tls,
-        control_plane: line(1).is_some(),
+        control_plane,
+        unit: systemd,
         etcdctl,
         etcdutl,
     })
+}
+
+/// A node's runtime settings where they differ from the first node's (which the cluster
+/// level carries): a static pod among systemd members says so explicitly.
+fn node_runtime<'a>(f: &'a Found, first: &'a Found) -> RuntimeOut<'a> {
+    let (mine, theirs) = (RuntimeOut::of(f), RuntimeOut::of(first));
+    if mine == theirs {
+        return RuntimeOut::default();
+    }
+    if mine.runtime.is_none() {
+        return RuntimeOut {
+            runtime: Some("static-pod"),
+            ..RuntimeOut::default()
+        };
+    }
+    mine
 }
 
 fn render(d: &Discover, found: &[Found]) -> String {
@@ -600,6 +765,7 @@ fn render(d: &Discover, found: &[Found]) -> String {
             let etcd = NodeEtcdOut {
                 version: differs(Some(&f.version), Some(&first.version)),
                 data_dir: differs(Some(&f.data_dir), Some(&first.data_dir)),
+                runtime: node_runtime(f, first),
                 etcdctl: differs(tool(Some(&f.etcdctl)), tool(Some(&first.etcdctl))),
                 etcdutl: differs(tool(f.etcdutl.as_ref()), tool(first.etcdutl.as_ref())),
             };
@@ -617,6 +783,7 @@ fn render(d: &Discover, found: &[Found]) -> String {
             version: &first.version,
             data_dir: Some(&first.data_dir),
             manifests_dir: Some(&d.manifests_dir),
+            runtime: RuntimeOut::of(first),
             scheme: Some(&first.scheme),
             client_port: Some(first.client_port),
             peer_port: Some(first.peer_port),
@@ -633,8 +800,15 @@ fn render(d: &Discover, found: &[Found]) -> String {
     // A header says where the file came from and, for a node without a build of its etcd
     // version, what to fix (the same warnings go to stderr).
     let mut y = format!(
-        "# Written by `runbook discover` from the etcd static pod manifests of {}.\n",
-        d.hosts.join(", ")
+        "# Written by `runbook discover` from how {} run etcd ({}).\n",
+        d.hosts.join(", "),
+        if found.iter().all(|f| f.unit.is_none()) {
+            "static pod manifests"
+        } else if found.iter().all(|f| f.unit.is_some()) {
+            "systemd units and their environment files"
+        } else {
+            "static pod manifests and systemd units"
+        }
     );
     for f in found {
         for note in f.notes() {
@@ -659,6 +833,24 @@ mod tests {
             path: path.into(),
             version: version.map(v),
         }
+    }
+
+    #[test]
+    fn a_kubespray_unit_reads_as_its_command_line_and_environment() {
+        let unit = Unit::parse(
+            "# /etc/systemd/system/etcd.service\n[Unit]\nDescription=etcd\n[Service]\nType=notify\nEnvironmentFile=-/etc/etcd.env\nEnvironment=\"GOMAXPROCS=2\" ETCD_UNSUPPORTED_ARCH=arm64\nExecStart=\nExecStart=/usr/local/bin/etcd \\\n  --log-level=info\nRestart=always\n",
+        );
+        assert_eq!(
+            unit,
+            Unit {
+                exec_start: vec!["/usr/local/bin/etcd".into(), "--log-level=info".into()],
+                env_files: vec!["-/etc/etcd.env".into()],
+                environment: vec![
+                    ("GOMAXPROCS".into(), "2".into()),
+                    ("ETCD_UNSUPPORTED_ARCH".into(), "arm64".into())
+                ],
+            }
+        );
     }
 
     #[test]
@@ -787,6 +979,7 @@ mod tests {
             known_hosts: None,
             ssh_config: None,
             manifests_dir: "/etc/kubernetes/manifests".into(),
+            unit: "etcd.service".into(),
             out: None,
         };
         let node = |name: &str, address: &str, etcdutl: ToolChoice| Found {
@@ -803,6 +996,7 @@ mod tests {
                 "/pki/c.key".into(),
             )),
             control_plane: true,
+            unit: None,
             etcdctl: ToolChoice::Use("/opt/etcd/etcdctl".into()),
             etcdutl: Some(etcdutl),
         };
@@ -831,13 +1025,42 @@ mod tests {
             ),
             cp3,
         ];
+        let mut systemd = found.clone();
         let yaml = render(&d, &found);
         assert!(
             yaml.contains("  etcdctl: /opt/etcd/etcdctl\n  etcdutl: /opt/etcd/etcdutl\n"),
             "{yaml}"
         );
+        // Kubespray's members, and one static pod among them.
+        systemd[0].unit = Some(("etcd.service".into(), Some("/etc/etcd.env".into())));
+        systemd[1].unit = systemd[0].unit.clone();
+        let sd = render(&d, &systemd);
         assert!(
-            yaml.starts_with("# Written by `runbook discover` from the etcd static pod manifests of 10.0.0.11, 10.0.0.12.\n# warning: cp2 has no etcdutl 3.5 for its etcd 3.5.1 (/usr/bin/etcdutl is 3.4.23); install one and set etcd.etcdutl to it\ncluster: prod\n"),
+            sd.contains("  runtime: systemd\n  unit: etcd.service\n  env_file: /etc/etcd.env\n"),
+            "{sd}"
+        );
+        assert!(
+            sd.contains("(static pod manifests and systemd units)"),
+            "{sd}"
+        );
+        let sd_file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(sd_file.path(), &sd).unwrap();
+        let inv = crate::inventory::load(sd_file.path(), &mut SourceMap::default())
+            .unwrap_or_else(|e| panic!("{sd}\n{e:?}"));
+        assert_eq!(
+            inv.nodes[1].etcd.runtime,
+            crate::inventory::model::Runtime::Systemd {
+                unit: "etcd.service".into(),
+                env_file: "/etc/etcd.env".into()
+            }
+        );
+        assert_eq!(
+            inv.nodes[2].etcd.runtime,
+            crate::inventory::model::Runtime::StaticPod,
+            "{sd}"
+        );
+        assert!(
+            yaml.starts_with("# Written by `runbook discover` from how 10.0.0.11, 10.0.0.12 run etcd (static pod manifests).\n# warning: cp2 has no etcdutl 3.5 for its etcd 3.5.1 (/usr/bin/etcdutl is 3.4.23); install one and set etcd.etcdutl to it\ncluster: prod\n"),
             "{yaml}"
         );
         let file = tempfile::NamedTempFile::new().unwrap();
@@ -862,6 +1085,7 @@ mod tests {
             known_hosts: None,
             ssh_config: None,
             manifests_dir: "/etc/kubernetes/manifests".into(),
+            unit: "etcd.service".into(),
             out: None,
         };
         let yaml = bootstrap_inventory(&d);

@@ -391,26 +391,41 @@ pub async fn read<E: Executor + ?Sized>(exec: &E, node: &Node) -> (Vec<Cert>, Ve
     let mut certs = Vec::new();
     let mut notes = Vec::new();
     let manifest_path = format!("{}/etcd.yaml", node.etcd.manifests_dir);
-    let argv = match read_file(exec, node, &manifest_path).await {
-        Ok(Some(text)) => {
-            match serde_saphyr::from_slice::<runbook_shared::pod::StaticPod>(&text)
-                .map_err(|e| e.to_string())
-                .and_then(|p| p.first())
-            {
-                Ok((_, argv)) => Some(argv),
+    let argv = match &node.etcd.runtime {
+        // A unit's flags: its environment file's ETCD_* settings.
+        crate::inventory::model::Runtime::Systemd { env_file, .. } => {
+            match read_file(exec, node, env_file).await {
+                Ok(Some(text)) => Some(super::envfile::flags(&String::from_utf8_lossy(&text))),
+                Ok(None) => None,
                 Err(e) => {
-                    notes.push(format!(
-                        "{}: {manifest_path} is not a pod manifest ({e}); certificate paths from the inventory",
-                        node.name
-                    ));
+                    notes.push(e);
                     None
                 }
             }
         }
-        Ok(None) => None,
-        Err(e) => {
-            notes.push(e);
-            None
+        crate::inventory::model::Runtime::StaticPod => {
+            match read_file(exec, node, &manifest_path).await {
+                Ok(Some(text)) => {
+                    match serde_saphyr::from_slice::<runbook_shared::pod::StaticPod>(&text)
+                        .map_err(|e| e.to_string())
+                        .and_then(|p| p.first())
+                    {
+                        Ok((_, argv)) => Some(argv),
+                        Err(e) => {
+                            notes.push(format!(
+                        "{}: {manifest_path} is not a pod manifest ({e}); certificate paths from the inventory",
+                        node.name
+                    ));
+                            None
+                        }
+                    }
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    notes.push(e);
+                    None
+                }
+            }
         }
     };
     let mut push = |role: Role, source: Source, got: Result<Facts, String>| match got {

@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod clock;
 pub mod defrag;
+pub mod envfile;
 pub mod maintenance;
 pub mod members;
 pub mod metrics;

@@ -172,10 +172,10 @@ fn runtime(
     file: &Arc<str>,
     ds: &mut Diagnostics,
 ) -> Runtime {
-    let unit = pick(node.map(|n| &n.unit), &cluster.unit);
-    let env_file = pick(node.map(|n| &n.env_file), &cluster.env_file);
     match pick(node.map(|n| &n.runtime), &cluster.runtime) {
         Some(r) if r.value == "systemd" => {
+            let unit = pick(node.map(|n| &n.unit), &cluster.unit);
+            let env_file = pick(node.map(|n| &n.env_file), &cluster.env_file);
             let unit = match unit {
                 Some(u) => {
                     if !is_unit_name(&u.value) {
@@ -208,7 +208,20 @@ fn runtime(
                     .hint("static-pod: kubeadm's etcd.yaml run by kubelet; systemd: a unit on the host (Kubespray, packaged etcd)"),
                 );
             }
-            for (name, v) in [("unit", unit), ("env_file", env_file)] {
+            // Set where etcd is not a unit: on this node, or at a cluster level that is
+            // not systemd either (a static pod node among systemd ones inherits them).
+            let cluster_systemd = cluster
+                .runtime
+                .as_ref()
+                .is_some_and(|r| r.value == "systemd");
+            let own = |field: fn(&EtcdSettings) -> &Option<Sp<String>>| {
+                node.and_then(|n| field(n).as_ref())
+                    .or_else(|| field(cluster).as_ref().filter(|_| !cluster_systemd))
+            };
+            for (name, v) in [
+                ("unit", own(|e| &e.unit)),
+                ("env_file", own(|e| &e.env_file)),
+            ] {
                 if let Some(v) = v {
                     ds.push(
                         Diagnostic::error(

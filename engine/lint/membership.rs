@@ -27,7 +27,7 @@ pub fn check(g: &StepGraph, ds: &mut Diagnostics) {
                                 inst.node.as_deref().unwrap_or("the node")
                             ),
                         )
-                        .hint("stop etcd on the node (manifest.stop of etcd.yaml) and add a `wait.process_gone { process: etcd }` step on the same node to `needs`"),
+                        .hint("stop etcd on the node (`etcd.stop`) and add a `wait.process_gone { process: etcd }` step on the same node to `needs`"),
                     );
             }
         } else if inst.action.get::<EtcdMemberAdd>().is_some() {

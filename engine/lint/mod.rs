@@ -140,9 +140,13 @@ fn is_apiserver_manifest(name: &str) -> bool {
     name.starts_with("kube-apiserver")
 }
 
-/// The etcd manifests an instance starts, if it is a `manifest.start`.
+/// Whether an instance starts etcd: a `manifest.start` of its manifest, or an `etcd.start`.
 fn starts_etcd(inst: &Instance) -> bool {
     inst.action
         .get::<ManifestMove>()
         .is_some_and(|m| m.start && m.manifests.iter().any(|f| is_etcd_manifest(f)))
+        || inst
+            .action
+            .get::<crate::action::etcd_service::EtcdUnit>()
+            .is_some_and(|u| u.start)
 }

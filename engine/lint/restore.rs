@@ -206,7 +206,7 @@ fn stopped_first(g: &StepGraph, i: usize, ds: &mut Diagnostics) {
                 inst.loc.clone(),
                 format!("{} restores on {} without first waiting for etcd to be gone there", inst.id, node.name),
             )
-            .hint("stop etcd on the node (manifest.stop of etcd.yaml) and add a `wait.process_gone { process: etcd }` step on the same node to `needs`"),
+            .hint("stop etcd on the node (`etcd.stop`) and add a `wait.process_gone { process: etcd }` step on the same node to `needs`"),
         );
     }
     if node.has_role(CONTROL_PLANE_ROLE)
