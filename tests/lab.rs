@@ -42,6 +42,53 @@ macro_rules! each_version {
     };
 }
 
+/// The same, plus the body on Kubespray's layout (`lab up --etcd-runtime systemd`: etcd a
+/// systemd unit on each node) on etcd 3.4 and 3.6, named `body::systemd_etcd_3_4` and
+/// `body::systemd_etcd_3_6`, in labs of their own (`<prefix>s34`).
+macro_rules! each_version_and_topology {
+    ($body:ident, $lab:literal) => {
+        mod $body {
+            fn run(version: &str) {
+                super::$body(version, &super::lab_name($lab, version));
+            }
+            fn run_systemd(version: &str) {
+                super::SYSTEMD.with(|s| s.set(true));
+                super::$body(version, &super::lab_name(concat!($lab, "s"), version));
+            }
+            #[test]
+            fn etcd_3_4() {
+                run("3.4");
+            }
+            #[test]
+            fn etcd_3_5_1() {
+                run("3.5.1");
+            }
+            #[test]
+            fn etcd_3_5() {
+                run("3.5");
+            }
+            #[test]
+            fn etcd_3_6() {
+                run("3.6");
+            }
+            #[test]
+            fn systemd_etcd_3_4() {
+                run_systemd("3.4");
+            }
+            #[test]
+            fn systemd_etcd_3_6() {
+                run_systemd("3.6");
+            }
+        }
+    };
+}
+
+thread_local! {
+    /// Whether the labs this test brings up run etcd as a systemd unit (Kubespray's layout)
+    /// rather than as a static pod: set by the `systemd_*` tests before their body runs.
+    static SYSTEMD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// "e2e-ha" and "3.5.1" -> "e2e-ha351".
 fn lab_name(prefix: &str, version: &str) -> String {
     format!("{prefix}{}", version.replace('.', ""))
@@ -60,6 +107,8 @@ struct Lab {
     inventory: PathBuf,
     nodes: Vec<String>,
     work: tempfile::TempDir,
+    /// etcd runs as the systemd unit etcd.service (flags in /etc/etcd.env), not as a static pod.
+    systemd: bool,
 }
 
 fn runbook() -> Command {
@@ -84,18 +133,23 @@ impl Lab {
         Lab::up_with(name, etcd, nodes, &[])
     }
 
-    /// `extra`: more `lab up` arguments (e.g. `--etcd-image 3.6`).
+    /// `extra`: more `lab up` arguments (e.g. `--etcd-image 3.6`). In a `systemd_*` test the
+    /// nodes run etcd as a systemd unit.
     fn up_with(name: &str, etcd: &str, nodes: usize, extra: &[&str]) -> Lab {
         assert!(
             nix::unistd::geteuid().is_root(),
             "the lab tests need root (network namespaces, mounts)"
         );
-        let out = runbook()
-            .args(["lab", "up", "--name", name, "--etcd", etcd, "--nodes"])
+        let systemd = SYSTEMD.with(|s| s.get())
+            || extra.windows(2).any(|w| w == ["--etcd-runtime", "systemd"]);
+        let mut cmd = runbook();
+        cmd.args(["lab", "up", "--name", name, "--etcd", etcd, "--nodes"])
             .arg(nodes.to_string())
-            .args(extra)
-            .output()
-            .unwrap();
+            .args(extra);
+        if systemd && !extra.contains(&"--etcd-runtime") {
+            cmd.args(["--etcd-runtime", "systemd"]);
+        }
+        let out = cmd.output().unwrap();
         let inventory = PathBuf::from(check(out, "lab up").trim());
         let work = tempfile::tempdir().unwrap();
         Lab {
@@ -103,6 +157,75 @@ impl Lab {
             inventory,
             nodes: (1..=nodes).map(|i| format!("cp{i}")).collect(),
             work,
+            systemd,
+        }
+    }
+
+    /// Stops etcd on `node` as its operator would, and returns once the process is gone:
+    /// `systemctl stop etcd`, or its manifest moved out of kubelet's directory.
+    fn stop_etcd(&self, node: &str) {
+        if self.systemd {
+            self.sh(node, "systemctl stop etcd.service && ! pgrep -x etcd");
+        } else {
+            self.sh(
+                node,
+                "mv /etc/kubernetes/manifests/etcd.yaml /etc/kubernetes/etcd.yaml.away \
+                 && for i in $(seq 1 400); do pgrep -x etcd >/dev/null || exit 0; sleep 0.1; done; exit 1",
+            );
+        }
+    }
+
+    /// Starts etcd on `node` again after [`Lab::stop_etcd`].
+    fn start_etcd(&self, node: &str) {
+        if self.systemd {
+            self.sh(node, "systemctl start --no-block etcd.service");
+        } else {
+            self.sh(
+                node,
+                "mv /etc/kubernetes/etcd.yaml.away /etc/kubernetes/manifests/etcd.yaml",
+            );
+        }
+    }
+
+    /// Whether etcd is set to run on `node`: its unit active, or its manifest in place.
+    fn etcd_in_place(&self, node: &str) -> bool {
+        let script = if self.systemd {
+            "systemctl is-active --quiet etcd.service"
+        } else {
+            "test -e /etc/kubernetes/manifests/etcd.yaml"
+        };
+        self.exec(node, &["sh", "-c", script]).status.success()
+    }
+
+    /// Where `node`'s etcd flags live, and its text: the unit's environment file, or the
+    /// static pod manifest.
+    fn etcd_flags_file(&self, node: &str) -> (&'static str, String) {
+        let path = if self.systemd {
+            "/etc/etcd.env"
+        } else {
+            "/etc/kubernetes/manifests/etcd.yaml"
+        };
+        (path, self.sh(node, &format!("cat {path}")))
+    }
+
+    /// Whether the etcd running on `node` has `flag` set, waiting up to `secs` for it (a
+    /// restart in progress): on its command line (a static pod), or in its environment
+    /// (a systemd unit's `ETCD_*`).
+    fn etcd_runs_with(&self, node: &str, flag: &str, secs: u32) -> bool {
+        let var = format!("ETCD_{}=", flag.to_uppercase().replace('-', "_"));
+        let script = format!(
+            "for i in $(seq 0 {tries}); do p=$(pgrep -x etcd) && {{ tr '\\0' '\\n' < /proc/$p/cmdline; tr '\\0' '\\n' < /proc/$p/environ; }} 2>/dev/null | grep -q -e '^--{flag}' -e '^{var}' && exit 0; sleep 0.1; done; exit 1",
+            tries = secs * 10
+        );
+        self.exec(node, &["sh", "-c", &script]).status.success()
+    }
+
+    /// How `flag` set to `value` reads in [`Lab::etcd_flags_file`].
+    fn flag_line(&self, flag: &str, value: &str) -> String {
+        if self.systemd {
+            format!("ETCD_{}={value}", flag.to_uppercase().replace('-', "_"))
+        } else {
+            format!("- --{flag}={value}")
         }
     }
 
@@ -247,15 +370,15 @@ impl Lab {
     }
 
     /// A member's backend is damaged for good: etcd is stopped, its bbolt file overwritten
-    /// with random bytes, and kubelet left restarting it (it crash-loops from then on).
+    /// with random bytes, and kubelet (or systemd) left restarting it (it crash-loops from
+    /// then on).
     fn damage_backend(&self, node: &str) {
+        self.stop_etcd(node);
         self.sh(
             node,
-            "mv /etc/kubernetes/manifests/etcd.yaml /etc/kubernetes/etcd.yaml.away \
-             && for i in $(seq 1 400); do pgrep -x etcd >/dev/null || break; sleep 0.1; done \
-             && head -c 65536 /dev/urandom > /var/lib/etcd/member/snap/db \
-             && mv /etc/kubernetes/etcd.yaml.away /etc/kubernetes/manifests/etcd.yaml",
+            "head -c 65536 /dev/urandom > /var/lib/etcd/member/snap/db",
         );
+        self.start_etcd(node);
     }
 
     /// `runbook apply PLAN` against the lab with `args` (e.g. `--set`, `--yes`), in run dir `run`.
@@ -1957,16 +2080,24 @@ fn health_and_defrag(etcd: &str, name: &str) {
 fn nospace(etcd: &str, name: &str) {
     let lab = Lab::up(name, etcd, 3);
     for n in &lab.nodes {
-        lab.sh(
-            n,
-            "sed -i 's/^\\( *\\)- --snapshot-count=10000$/&\\n\\1- --quota-backend-bytes=16777216/' /etc/kubernetes/manifests/etcd.yaml && grep -q quota-backend /etc/kubernetes/manifests/etcd.yaml",
-        );
+        if lab.systemd {
+            // One member at a time: a notify unit's restart returns once it serves again.
+            lab.sh(
+                n,
+                "echo ETCD_QUOTA_BACKEND_BYTES=16777216 >> /etc/etcd.env && systemctl restart etcd.service",
+            );
+        } else {
+            lab.sh(
+                n,
+                "sed -i 's/^\\( *\\)- --snapshot-count=10000$/&\\n\\1- --quota-backend-bytes=16777216/' /etc/kubernetes/manifests/etcd.yaml && grep -q quota-backend /etc/kubernetes/manifests/etcd.yaml",
+            );
+        }
     }
     // kubelet restarts every member with the quota: wait for the new processes (a leader
     // stopped beside its peers may take etcd's ~7 s hand-over timeout, within kubelet's
     // 30 s grace), then quorum.
     for n in &lab.nodes {
-        lab.sh(n, "for i in $(seq 1 400); do pgrep -a -x etcd | grep -q quota-backend-bytes && exit 0; sleep 0.1; done; exit 1");
+        assert!(lab.etcd_runs_with(n, "quota-backend-bytes", 40), "{n}");
     }
     lab.sh("cp1", "for i in $(seq 1 100); do etcdctl endpoint health --cluster >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1");
 
@@ -2097,10 +2228,27 @@ fn discover(etcd: &str, name: &str) {
     // Read as YAML, not as text: the fields are what matters, not how they are quoted.
     let yaml: serde_json::Value = serde_saphyr::from_str(&found).unwrap();
     assert_eq!(yaml["etcd"]["version"], field("/etcd/version"), "{found}");
-    assert_eq!(
-        yaml["etcd"]["tls"]["cert"], "/etc/kubernetes/pki/etcd/server.crt",
-        "{found}"
-    );
+    if lab.systemd {
+        // Read from `systemctl cat etcd` and its environment file: each member's own
+        // certificate, Kubespray's names.
+        assert_eq!(yaml["etcd"]["runtime"], "systemd", "{found}");
+        assert_eq!(yaml["etcd"]["unit"], "etcd.service", "{found}");
+        assert_eq!(yaml["etcd"]["env_file"], "/etc/etcd.env", "{found}");
+        assert_eq!(
+            yaml["etcd"]["tls"]["cert"], "/etc/ssl/etcd/ssl/member-cp1.pem",
+            "{found}"
+        );
+        assert_eq!(
+            yaml["nodes"][2]["etcd"]["tls"]["cert"], "/etc/ssl/etcd/ssl/member-cp3.pem",
+            "{found}"
+        );
+    } else {
+        assert_eq!(
+            yaml["etcd"]["tls"]["cert"], "/etc/kubernetes/pki/etcd/server.crt",
+            "{found}"
+        );
+        assert!(yaml["etcd"]["runtime"].is_null(), "{found}");
+    }
     // The tools of the members' own etcd (beside etcd itself when PATH holds Debian's 3.4),
     // and no warning that none was found.
     assert!(!found.contains("# warning"), "{found}");
@@ -2108,9 +2256,14 @@ fn discover(etcd: &str, name: &str) {
         assert!(yaml["etcd"]["etcdutl"].is_string(), "{found}");
     }
     for (i, h) in hosts.iter().enumerate() {
+        let node = &yaml["nodes"][i];
         assert_eq!(
-            yaml["nodes"][i],
-            serde_json::json!({ "name": format!("cp{}", i + 1), "address": h, "roles": ["etcd", "control-plane"] }),
+            (&node["name"], &node["address"], &node["roles"]),
+            (
+                &serde_json::json!(format!("cp{}", i + 1)),
+                &serde_json::json!(h),
+                &serde_json::json!(["etcd", "control-plane"])
+            ),
             "{found}"
         );
     }
@@ -2190,33 +2343,32 @@ fn member_replace(etcd: &str, name: &str) {
     lab.assert_agree("/drill/", &keys);
     // The old data is kept aside; the manifest joins the existing cluster; its earlier form is kept.
     lab.sh("cp2", "ls -d /var/lib/etcd/.runbook-previous/*/member");
-    let manifest = lab.sh("cp2", "cat /etc/kubernetes/manifests/etcd.yaml");
+    let (path, flags) = lab.etcd_flags_file("cp2");
     assert!(
-        manifest.contains("- --initial-cluster-state=existing"),
-        "{manifest}"
+        flags.contains(&lab.flag_line("initial-cluster-state", "existing")),
+        "{path}: {flags}"
     );
     assert_eq!(
-        manifest.matches("- --initial-cluster=cp1=https://").count(),
+        flags
+            .matches(&lab.flag_line("initial-cluster", "cp1=https://"))
+            .count(),
         1,
-        "{manifest}"
+        "{path}: {flags}"
     );
-    lab.sh(
-        "cp2",
-        "ls /etc/kubernetes/runbook-parked/etcd.yaml.before-runbook-*",
-    );
+    if lab.systemd {
+        lab.sh("cp2", "ls /etc/etcd.env.before-runbook-*");
+    } else {
+        lab.sh(
+            "cp2",
+            "ls /etc/kubernetes/runbook-parked/etcd.yaml.before-runbook-*",
+        );
+    }
     // kube-apiserver on cp2 serves again once its etcd is back.
     lab.sh("cp2", "for i in $(seq 1 50); do curl -fsS --max-time 3 --cacert /etc/kubernetes/pki/ca.crt https://127.0.0.1:6443/readyz >/dev/null && exit 0; sleep 0.1; done; exit 1");
 
     // With cp1 down as well, replacing cp3 would leave one voter of two: refused up front,
     // and cp3 keeps its member and its manifest.
-    lab.sh(
-        "cp1",
-        "mv /etc/kubernetes/manifests/etcd.yaml /etc/kubernetes/etcd.yaml.away",
-    );
-    lab.sh(
-        "cp1",
-        "for i in $(seq 1 400); do pgrep -x etcd >/dev/null || exit 0; sleep 0.1; done; exit 1",
-    );
+    lab.stop_etcd("cp1");
     let out = lab.run(
         "plans/etcd-member-replace.yaml",
         "refused",
@@ -2228,14 +2380,9 @@ fn member_replace(etcd: &str, name: &str) {
         err.contains("preflight failed") && err.contains("cp1"),
         "{err}"
     );
-    lab.sh(
-        "cp3",
-        "test -e /etc/kubernetes/manifests/etcd.yaml && pgrep -x etcd >/dev/null",
-    );
-    lab.sh(
-        "cp1",
-        "mv /etc/kubernetes/etcd.yaml.away /etc/kubernetes/manifests/etcd.yaml",
-    );
+    assert!(lab.etcd_in_place("cp3"));
+    lab.sh("cp3", "pgrep -x etcd >/dev/null");
+    lab.start_etcd("cp1");
     lab.sh("cp1", "for i in $(seq 1 100); do etcdctl endpoint health >/dev/null 2>&1 && exit 0; sleep 0.2; done; exit 1");
     assert_eq!(lab.member_ids("cp1"), new);
 }
@@ -2335,12 +2482,12 @@ fn quorum_recovery(etcd: &str, name: &str) {
     assert_ne!(new["cp3"], old["cp3"]);
     lab.assert_agree("/drill/", &keys);
     // The survivor runs without --force-new-cluster now: a restart cannot reset the members.
-    let manifest = lab.sh("cp1", "cat /etc/kubernetes/manifests/etcd.yaml");
-    assert!(!manifest.contains("force-new-cluster"), "{manifest}");
+    let (path, flags) = lab.etcd_flags_file("cp1");
     assert!(
-        !lab.sh("cp1", "pgrep -a -x etcd")
-            .contains("force-new-cluster")
+        !flags.to_lowercase().contains("force-new-cluster") && !flags.contains("FORCE_NEW_CLUSTER"),
+        "{path}: {flags}"
     );
+    assert!(!lab.etcd_runs_with("cp1", "force-new-cluster", 0));
     for n in ["cp2", "cp3"] {
         lab.sh(n, "ls -d /var/lib/etcd/.runbook-previous/*/member");
     }
@@ -3202,16 +3349,16 @@ mod rolling_changes {
     }
 }
 
-each_version!(restore_ha, "e2e-ha");
+each_version_and_topology!(restore_ha, "e2e-ha");
 each_version!(kill_anywhere, "e2e-kill");
-each_version!(restore_single, "e2e-one");
+each_version_and_topology!(restore_single, "e2e-one");
 each_version!(refused, "e2e-down");
 each_version!(snapshot_status, "e2e-snap");
 each_version!(snapshot_save, "e2e-save");
-each_version!(backup, "e2e-bak");
-each_version!(health_and_defrag, "e2e-defrag");
-each_version!(nospace, "e2e-nospace");
-each_version!(discover, "e2e-disc");
-each_version!(member_replace, "e2e-replace");
-each_version!(quorum_recovery, "e2e-quorum");
+each_version_and_topology!(backup, "e2e-bak");
+each_version_and_topology!(health_and_defrag, "e2e-defrag");
+each_version_and_topology!(nospace, "e2e-nospace");
+each_version_and_topology!(discover, "e2e-disc");
+each_version_and_topology!(member_replace, "e2e-replace");
+each_version_and_topology!(quorum_recovery, "e2e-quorum");
 each_version!(restore_drill, "e2e-drill");

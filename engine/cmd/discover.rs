@@ -254,6 +254,9 @@ struct NodeEtcdOut<'a> {
     data_dir: Option<&'a str>,
     #[serde(flatten)]
     runtime: RuntimeOut<'a>,
+    /// Each member's own certificate where they differ (Kubespray's member-<node>.pem).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<TlsOut<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     etcdctl: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -264,6 +267,7 @@ impl NodeEtcdOut<'_> {
     fn is_empty(&self) -> bool {
         self.version.is_none()
             && self.data_dir.is_none()
+            && self.tls.is_none()
             && self.runtime == RuntimeOut::default()
             && self.etcdctl.is_none()
             && self.etcdutl.is_none()
@@ -766,6 +770,11 @@ fn render(d: &Discover, found: &[Found]) -> String {
                 version: differs(Some(&f.version), Some(&first.version)),
                 data_dir: differs(Some(&f.data_dir), Some(&first.data_dir)),
                 runtime: node_runtime(f, first),
+                tls: f
+                    .tls
+                    .as_ref()
+                    .filter(|t| Some(*t) != first.tls.as_ref())
+                    .map(|(ca, cert, key)| TlsOut { ca, cert, key }),
                 etcdctl: differs(tool(Some(&f.etcdctl)), tool(Some(&first.etcdctl))),
                 etcdutl: differs(tool(f.etcdutl.as_ref()), tool(first.etcdutl.as_ref())),
             };
@@ -1034,6 +1043,11 @@ mod tests {
         // Kubespray's members, and one static pod among them.
         systemd[0].unit = Some(("etcd.service".into(), Some("/etc/etcd.env".into())));
         systemd[1].unit = systemd[0].unit.clone();
+        systemd[1].tls = Some((
+            "/etc/ssl/etcd/ssl/ca.pem".into(),
+            "/etc/ssl/etcd/ssl/member-cp2.pem".into(),
+            "/etc/ssl/etcd/ssl/member-cp2-key.pem".into(),
+        ));
         let sd = render(&d, &systemd);
         assert!(
             sd.contains("  runtime: systemd\n  unit: etcd.service\n  env_file: /etc/etcd.env\n"),
@@ -1047,6 +1061,15 @@ mod tests {
         std::fs::write(sd_file.path(), &sd).unwrap();
         let inv = crate::inventory::load(sd_file.path(), &mut SourceMap::default())
             .unwrap_or_else(|e| panic!("{sd}\n{e:?}"));
+        assert_eq!(
+            inv.nodes[1].etcd.tls.as_ref().map(|t| t.cert.as_str()),
+            Some("/etc/ssl/etcd/ssl/member-cp2.pem"),
+            "{sd}"
+        );
+        assert_eq!(
+            inv.nodes[2].etcd.tls.as_ref().map(|t| t.cert.as_str()),
+            Some("/pki/c.crt")
+        );
         assert_eq!(
             inv.nodes[1].etcd.runtime,
             crate::inventory::model::Runtime::Systemd {
