@@ -3247,10 +3247,11 @@ fn systemd_topology(etcd: &str, name: &str) {
             .unwrap()
     };
     let sh = |node: &str, script: &str| check(ssh(node, script), &format!("{node}: {script}"));
+    // Kubespray's etcdctl: the node's admin certificate (`endpoint health` reports on stderr).
     let etcdctl = |node: &str, args: &str| {
         format!(
             "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/ssl/etcd/ssl/ca.pem \
-             --cert=/etc/ssl/etcd/ssl/admin-{node}.pem --key=/etc/ssl/etcd/ssl/admin-{node}-key.pem {args}"
+             --cert=/etc/ssl/etcd/ssl/admin-{node}.pem --key=/etc/ssl/etcd/ssl/admin-{node}-key.pem {args} 2>&1"
         )
     };
     let lab_dir = lab.inventory.parent().unwrap().to_path_buf();
