@@ -346,6 +346,12 @@ pub enum LabCommand {
         lab: LabName,
         #[command(flatten)]
         shape: LabShape,
+        /// How every node runs etcd: static-pod (kubeadm: etcd.yaml run by the lab's kubelet)
+        /// or systemd (Kubespray's etcd_deployment_type: host: real systemd is the node's
+        /// init and runs etcd.service with its flags in /etc/etcd.env and its certificates in
+        /// /etc/ssl/etcd/ssl; kubelet.service runs the rest of the control plane).
+        #[arg(long, value_enum, default_value_t = LabEtcdRuntime::StaticPod)]
+        etcd_runtime: LabEtcdRuntime,
     },
     /// A restore drill end to end: lab up, keys, snapshot, outage, `runbook apply` of the bundled restore plan, verification; or, with --snapshot, a given snapshot restored into the lab and reported.
     #[command(after_help = help::LAB_DRILL)]
@@ -414,6 +420,12 @@ pub enum LabCommand {
         /// The node's directory in the lab.
         node_dir: PathBuf,
     },
+    /// The kubelet stand-in alone (kubelet.service of a node run by systemd).
+    #[command(hide = true)]
+    Kubelet {
+        /// The node's directory in the lab.
+        node_dir: PathBuf,
+    },
     /// The first process of a lab host run by systemd: builds its root, then execs systemd.
     #[command(hide = true)]
     SystemdInit {
@@ -451,6 +463,12 @@ pub struct LabShape {
     /// read the restored Secrets and never becomes ready.
     #[arg(long, value_name = "FILE")]
     pub encryption_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LabEtcdRuntime {
+    StaticPod,
+    Systemd,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -3341,6 +3341,210 @@ fn rolling_changes(name: &str) {
     );
 }
 
+/// Kubespray's layout (`lab up --etcd-runtime systemd`): on every node real systemd is PID 1
+/// and runs etcd.service from /etc/etcd.env with its data in the node's own /var/lib/etcd;
+/// the health plan passes against the inventory `lab up` wrote; a member stopped with
+/// `systemctl stop etcd` leaves the other two with quorum (etcd and kube-apiserver answer)
+/// and `systemctl start etcd` brings it back in sync; `lab down` leaves no cgroup behind.
+fn systemd_topology(etcd: &str, name: &str) {
+    let started = Instant::now();
+    let lab = Lab::up_with(name, etcd, 3, &["--etcd-runtime", "systemd"]);
+    eprintln!(
+        "lab up --etcd-runtime systemd (etcd {etcd}): {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let inventory = lab.inventory();
+    let etcd_settings = &inventory["etcd"];
+    assert_eq!(etcd_settings["runtime"], "systemd", "{inventory}");
+    assert_eq!(etcd_settings["unit"], "etcd.service");
+    assert_eq!(etcd_settings["env_file"], "/etc/etcd.env");
+    assert_eq!(etcd_settings["data_dir"], "/var/lib/etcd");
+    assert_eq!(etcd_settings["cluster_token"], "k8s_etcd");
+    assert_eq!(
+        etcd_settings["tls"]["cert"],
+        "/etc/ssl/etcd/ssl/admin-cp1.pem"
+    );
+    assert_eq!(
+        inventory["nodes"][1]["etcd"]["tls"]["cert"],
+        "/etc/ssl/etcd/ssl/admin-cp2.pem"
+    );
+    // The engine reads it as written (its checks, on this inventory).
+    check(
+        runbook()
+            .args(["validate", "plans/etcd-health.yaml", "-i"])
+            .arg(&lab.inventory)
+            .output()
+            .unwrap(),
+        "validate",
+    );
+
+    let ssh_config = lab.inventory_field("/ssh/config_file");
+    let address = |node: &str| {
+        let i: usize = node["cp".len()..].parse().unwrap();
+        lab.inventory_field(&format!("/nodes/{}/address", i - 1))
+    };
+    // Over SSH as an operator logs in, not through the lab's back door.
+    let ssh = |node: &str, script: &str| -> Output {
+        Command::new("ssh")
+            .args(["-F", &ssh_config, "-o", "BatchMode=yes"])
+            .arg(format!("root@{}", address(node)))
+            .arg(script)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let sh = |node: &str, script: &str| check(ssh(node, script), &format!("{node}: {script}"));
+    // Kubespray's etcdctl: the node's admin certificate (`endpoint health` reports on stderr).
+    let etcdctl = |node: &str, args: &str| {
+        format!(
+            "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/ssl/etcd/ssl/ca.pem \
+             --cert=/etc/ssl/etcd/ssl/admin-{node}.pem --key=/etc/ssl/etcd/ssl/admin-{node}-key.pem {args} 2>&1"
+        )
+    };
+    let lab_dir = lab.inventory.parent().unwrap().to_path_buf();
+    for n in &lab.nodes {
+        assert_eq!(sh(n, "ps -p 1 -o comm=").trim(), "systemd", "{n}");
+        assert_eq!(sh(n, "systemctl is-active etcd.service").trim(), "active");
+        assert_eq!(
+            sh(n, "systemctl is-active kubelet.service ssh.service"),
+            "active\nactive\n"
+        );
+        assert_eq!(sh(n, "systemctl is-enabled etcd.service").trim(), "enabled");
+        let state = sh(n, "systemctl is-system-running || true");
+        assert_eq!(
+            state.trim(),
+            "running",
+            "{n}: {}",
+            sh(n, "systemctl --failed")
+        );
+        let unit = sh(n, "systemctl cat etcd.service");
+        for line in [
+            "Type=notify",
+            "EnvironmentFile=/etc/etcd.env",
+            "Restart=always",
+            "LimitNOFILE=40000",
+        ] {
+            assert!(unit.lines().any(|l| l == line), "{line}\n{unit}");
+        }
+        let env = sh(n, "cat /etc/etcd.env");
+        assert!(env.contains(&format!("\nETCD_NAME={n}\n")), "{env}");
+        assert!(env.contains("\nETCD_DATA_DIR=/var/lib/etcd\n"), "{env}");
+        // One etcd in the node's PID namespace, started by systemd from the env file.
+        let pid = sh(n, "systemctl show -p MainPID --value etcd.service");
+        assert_eq!(sh(n, "pgrep -x etcd").trim(), pid.trim());
+        assert!(
+            sh(n, &format!("tr '\\0' '\\n' < /proc/{}/environ", pid.trim()))
+                .contains(&format!("ETCD_NAME={n}\n"))
+        );
+        // No etcd.yaml: kubelet.service runs only the control plane.
+        sh(
+            n,
+            "test ! -e /etc/kubernetes/manifests/etcd.yaml && test -e /etc/kubernetes/manifests/kube-apiserver.yaml",
+        );
+        // The member's data is the node's own, kept outside its in-memory root.
+        assert!(
+            lab_dir
+                .join(format!("nodes/{n}/var-lib-etcd/member/snap/db"))
+                .exists(),
+            "{n}"
+        );
+        assert!(sh(n, &etcdctl(n, "endpoint health")).contains("is healthy"));
+    }
+
+    let health = |run: &str| {
+        let out = lab.run("plans/etcd-health.yaml", run, &[]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        check(out, "etcd-health");
+        assert!(err.contains("member list equals the inventory"), "{err}");
+        err
+    };
+    let t = Instant::now();
+    eprintln!("{}", health("health"));
+    eprintln!("etcd-health: {:.1}s", t.elapsed().as_secs_f64());
+
+    // One member stopped as an operator stops it: the other two keep quorum.
+    sh("cp3", "systemctl stop etcd");
+    assert_eq!(
+        String::from_utf8_lossy(&ssh("cp3", "systemctl is-active etcd.service").stdout).trim(),
+        "inactive"
+    );
+    sh("cp3", "! pgrep -x etcd");
+    for n in ["cp1", "cp2"] {
+        assert!(sh(n, &etcdctl(n, "endpoint health")).contains("is healthy"));
+    }
+    sh("cp1", &etcdctl("cp1", "put /sd/while-cp3-was-down yes"));
+    assert!(
+        lab.kubectl(&["get", "ns", "-o", "name"])
+            .contains("namespace/shop")
+    );
+    // Started again: healthy, and it has what was written while it was down.
+    let t = Instant::now();
+    sh("cp3", "systemctl start etcd");
+    eprintln!("systemctl start etcd: {:.1}s", t.elapsed().as_secs_f64());
+    assert_eq!(
+        sh("cp3", "systemctl is-active etcd.service").trim(),
+        "active"
+    );
+    assert!(sh("cp3", &etcdctl("cp3", "endpoint health")).contains("is healthy"));
+    assert_eq!(
+        sh(
+            "cp3",
+            &etcdctl(
+                "cp3",
+                "get /sd/while-cp3-was-down --print-value-only --consistency=s"
+            )
+        )
+        .trim(),
+        "yes"
+    );
+    health("health-after");
+
+    // kube-apiserver through the admin kubeconfig, with the seeded objects.
+    let namespaces = lab.kubectl(&["get", "ns", "-o", "name"]);
+    for ns in [
+        "namespace/shop",
+        "namespace/billing",
+        "namespace/kube-system",
+    ] {
+        assert!(namespaces.contains(ns), "{namespaces}");
+    }
+    assert_eq!(lab.shop_db_password().trim(), "bGFiLXNlY3JldC12YWx1ZQ==");
+
+    // `lab down`: systemd powered off, nothing left running, no cgroup left.
+    let t = Instant::now();
+    check(
+        runbook()
+            .args(["lab", "down", "--name", &lab.name])
+            .output()
+            .unwrap(),
+        "lab down",
+    );
+    eprintln!("lab down: {:.1}s", t.elapsed().as_secs_f64());
+    let prefix = format!("runbook-lab-node.{}.", lab.name);
+    // The unified hierarchy: /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid machine.
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let cgroup2 = mounts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.get(2) == Some(&"cgroup2"))
+        .map(|f| f[1].to_string())
+        .min_by_key(|p| p.len())
+        .unwrap();
+    let left: Vec<String> = std::fs::read_dir(&cgroup2)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|f| f.starts_with(&prefix))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!lab_dir.exists());
+    let netns = check(
+        Command::new("ip").args(["netns", "list"]).output().unwrap(),
+        "ip netns list",
+    );
+    assert!(!netns.contains(&format!("-{}-", lab.name)), "{netns}");
+}
+
 /// Rolling changes need two etcd versions: 3.5-current with the 3.6 image beside it.
 mod rolling_changes {
     #[test]
@@ -3362,3 +3566,4 @@ each_version_and_topology!(discover, "e2e-disc");
 each_version_and_topology!(member_replace, "e2e-replace");
 each_version_and_topology!(quorum_recovery, "e2e-quorum");
 each_version!(restore_drill, "e2e-drill");
+each_version!(systemd_topology, "sd");

@@ -3,13 +3,24 @@
 use runbook_lab::{self as lab, Flavor};
 
 use super::{Done, EXIT_OK, print_out};
-use crate::cli::{LabCommand, LabEtcd, LabShape};
+use crate::cli::{LabCommand, LabEtcd, LabEtcdRuntime, LabShape};
 
 pub fn run(cmd: LabCommand) -> Done {
     let result = match cmd {
-        LabCommand::Up { lab, shape } => {
+        LabCommand::Up {
+            lab,
+            shape,
+            etcd_runtime,
+        } => {
+            let spec = lab::Spec {
+                etcd_runtime: match etcd_runtime {
+                    LabEtcdRuntime::StaticPod => lab::EtcdRuntime::StaticPod,
+                    LabEtcdRuntime::Systemd => lab::EtcdRuntime::Systemd,
+                },
+                ..spec(shape)
+            };
             // The inventory path is the command's data: the only thing on stdout.
-            lab::up(&lab.name, &spec(shape)).map(|inventory| format!("{}\n", inventory.display()))
+            lab::up(&lab.name, &spec).map(|inventory| format!("{}\n", inventory.display()))
         }
         LabCommand::Drill {
             lab,
@@ -42,6 +53,7 @@ pub fn run(cmd: LabCommand) -> Done {
         // Replaces this process on success: the command's exit status is the exit status.
         LabCommand::Exec { lab, node, command } => Err(lab::exec(&lab.name, &node, &command)),
         LabCommand::Init { node_dir } => lab::init(&node_dir).map(|()| String::new()),
+        LabCommand::Kubelet { node_dir } => lab::kubelet(&node_dir).map(|()| String::new()),
         LabCommand::SystemdInit { dir } => lab::systemd_init(&dir).map(|()| String::new()),
     };
     print_out(&result?)?;
@@ -54,6 +66,8 @@ fn spec(shape: LabShape) -> lab::Spec {
         flavor: flavor(shape.etcd),
         images: shape.etcd_images.into_iter().map(flavor).collect(),
         encryption_config: shape.encryption_config,
+        // The drill's restore plans park etcd.yaml: a static pod.
+        etcd_runtime: lab::EtcdRuntime::StaticPod,
     }
 }
 
@@ -96,6 +110,7 @@ mod tests {
             known_hosts: "/var/lib/runbook-lab/drill/known_hosts".to_string(),
             ssh_config: "/var/lib/runbook-lab/drill/ssh_config".to_string(),
             pki_dir: "/var/lib/runbook-lab/drill/pki".to_string(),
+            etcd_runtime: runbook_lab::EtcdRuntime::StaticPod,
             nodes: (1..=3)
                 .map(|i| NodeState {
                     name: format!("cp{i}"),
@@ -144,5 +159,43 @@ mod tests {
                 Some("/var/lib/runbook-lab/drill/id_ed25519")
             );
         }
+    }
+
+    /// A lab whose etcd runs under systemd describes it as the engine reads it: Kubespray's
+    /// unit, env file, token and binaries, and each node's own admin certificate.
+    #[test]
+    fn a_systemd_lab_inventory_loads_in_the_engine() {
+        let mut state = lab(Some("/opt/etcd/etcdutl"));
+        state.etcd_runtime = runbook_lab::EtcdRuntime::Systemd;
+        let text = runbook_lab::render_inventory(&state);
+        let file: Arc<str> = Arc::from("inventory.yaml");
+        let raw = crate::yaml::parse::<crate::inventory::InventoryFile>(&text, &file, "inventory")
+            .unwrap_or_else(|e| panic!("{text}\n{e:?}"));
+        let inv = crate::inventory::resolve::resolve(&raw, &file)
+            .unwrap_or_else(|e| panic!("{text}\n{e:?}"));
+        assert_eq!(
+            inv.etcd.runtime,
+            crate::inventory::model::Runtime::Systemd {
+                unit: "etcd.service".to_string(),
+                env_file: "/etc/etcd.env".to_string()
+            },
+            "{text}"
+        );
+        assert_eq!(inv.etcd.cluster_token, "k8s_etcd");
+        assert_eq!(inv.etcd.data_dir, "/var/lib/etcd");
+        assert_eq!(inv.etcd.etcdctl, "/usr/local/bin/etcdctl");
+        assert_eq!(inv.etcd.etcdutl, "/usr/local/bin/etcdutl");
+        for (i, node) in inv.nodes.iter().enumerate() {
+            let tls = node.etcd.tls.as_ref().unwrap();
+            assert_eq!(tls.ca, "/etc/ssl/etcd/ssl/ca.pem");
+            assert_eq!(tls.cert, format!("/etc/ssl/etcd/ssl/admin-cp{}.pem", i + 1));
+            assert_eq!(
+                tls.key,
+                format!("/etc/ssl/etcd/ssl/admin-cp{}-key.pem", i + 1)
+            );
+            assert_eq!(node.roles, ["etcd", "control-plane"]);
+        }
+        // Only the nodes whose client is not the cluster's say theirs.
+        assert_eq!(text.matches("admin-cp1.pem").count(), 1, "{text}");
     }
 }

@@ -1,4 +1,5 @@
 //! `runbook lab init`: PID 1 of a lab node — its mounts, sshd, and a kubelet stand-in for static pods.
+//! (`runbook lab kubelet` is the stand-in alone, for a node whose init is systemd.)
 //!
 //! What it does, in order: bind-mounts the node's directories over /etc/kubernetes,
 //! /var/lib/etcd, /var/lib/runbook and /root (the mount namespace is private, so the host
@@ -76,6 +77,21 @@ pub fn init(node_dir: &Path) -> Result<(), LabError> {
     let mut kubelet = Kubelet::new(config);
     kubelet.start_sshd()?;
     kubelet.run(events);
+    Ok(())
+}
+
+/// `runbook lab kubelet NODE_DIR`: the kubelet stand-in alone, as kubelet.service of a node
+/// run by systemd (which made the mounts and runs sshd). Returns when asked to stop
+/// (SIGTERM), once every pod is stopped.
+pub fn kubelet(node_dir: &Path) -> Result<(), LabError> {
+    let config = InitConfig::load(node_dir)?;
+    log(&format!(
+        "node {}: kubelet stand-in (pid {})",
+        config.node,
+        std::process::id()
+    ));
+    let events = signal_events();
+    Kubelet::new(config).run(events);
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use super::deps::EtcdTools;
 use super::kubernetes::ENCRYPTION_CONFIG;
 use super::node::write_file;
-use super::state::NodeState;
+use super::state::{EtcdClient, EtcdRuntime, NodeState};
 
 pub const CLIENT_PORT: u16 = 2379;
 pub const PEER_PORT: u16 = 2380;
@@ -16,8 +16,13 @@ pub const ETCD_CA: &str = "/etc/kubernetes/pki/etcd/ca.crt";
 pub const ETCD_SERVER_CERT: &str = "/etc/kubernetes/pki/etcd/server.crt";
 pub const ETCD_SERVER_KEY: &str = "/etc/kubernetes/pki/etcd/server.key";
 
-/// Writes the four control-plane manifests into every node's manifests directory.
-pub fn write_all(nodes: &[NodeState], etcd: &EtcdTools) -> anyhow::Result<()> {
+/// Writes the control-plane manifests into every node's manifests directory: etcd's too
+/// when etcd is a static pod (kubeadm), not when systemd runs it (Kubespray).
+pub fn write_all(
+    nodes: &[NodeState],
+    etcd: &EtcdTools,
+    runtime: EtcdRuntime,
+) -> anyhow::Result<()> {
     let initial_cluster = nodes
         .iter()
         .map(|n| format!("{}=https://{}:{PEER_PORT}", n.name, n.address))
@@ -25,14 +30,16 @@ pub fn write_all(nodes: &[NodeState], etcd: &EtcdTools) -> anyhow::Result<()> {
         .join(",");
     for n in nodes {
         let dir = Path::new(&n.dir).join("etc-kubernetes/manifests");
-        write_file(
-            &dir.join("etcd.yaml"),
-            &etcd_manifest(n, &initial_cluster, &etcd.image()),
-            0o600,
-        )?;
+        if runtime == EtcdRuntime::StaticPod {
+            write_file(
+                &dir.join("etcd.yaml"),
+                &etcd_manifest(n, &initial_cluster, &etcd.image()),
+                0o600,
+            )?;
+        }
         write_file(
             &dir.join("kube-apiserver.yaml"),
-            &apiserver_manifest(n),
+            &apiserver_manifest(n, nodes, runtime),
             0o600,
         )?;
         write_file(
@@ -192,9 +199,38 @@ status: {{}}\n",
     )
 }
 
-/// kube-apiserver as kubeadm runs it, with encryption at rest for Secrets.
-fn apiserver_manifest(n: &NodeState) -> String {
+/// kube-apiserver as kubeadm runs it, with encryption at rest for Secrets: talking to its
+/// own member with kubeadm's etcd client certificate, or, as Kubespray runs it beside etcd
+/// under systemd, to every member with the node's node-<node>.pem.
+fn apiserver_manifest(n: &NodeState, nodes: &[NodeState], runtime: EtcdRuntime) -> String {
     let a = &n.address;
+    let (servers, client, volumes): (String, EtcdClient, &[(&str, &str)]) = match runtime {
+        EtcdRuntime::StaticPod => (
+            format!("https://127.0.0.1:{CLIENT_PORT}"),
+            EtcdClient {
+                ca: ETCD_CA.to_string(),
+                cert: "/etc/kubernetes/pki/apiserver-etcd-client.crt".to_string(),
+                key: "/etc/kubernetes/pki/apiserver-etcd-client.key".to_string(),
+            },
+            &[
+                ("k8s-certs", "/etc/kubernetes/pki"),
+                ("encryption-config", "/etc/kubernetes/enc"),
+            ],
+        ),
+        EtcdRuntime::Systemd => (
+            nodes
+                .iter()
+                .map(|m| format!("https://{}:{CLIENT_PORT}", m.address))
+                .collect::<Vec<_>>()
+                .join(","),
+            super::kubespray::apiserver_client(&n.name),
+            &[
+                ("k8s-certs", "/etc/kubernetes/pki"),
+                ("etcd-certs", super::kubespray::CERT_DIR),
+                ("encryption-config", "/etc/kubernetes/enc"),
+            ],
+        ),
+    };
     let command: Vec<String> = vec![
         "kube-apiserver".to_string(),
         format!("--advertise-address={a}"),
@@ -204,10 +240,10 @@ fn apiserver_manifest(n: &NodeState) -> String {
         "--enable-admission-plugins=NodeRestriction".to_string(),
         "--enable-bootstrap-token-auth=true".to_string(),
         format!("--encryption-provider-config={ENCRYPTION_CONFIG}"),
-        format!("--etcd-cafile={ETCD_CA}"),
-        "--etcd-certfile=/etc/kubernetes/pki/apiserver-etcd-client.crt".to_string(),
-        "--etcd-keyfile=/etc/kubernetes/pki/apiserver-etcd-client.key".to_string(),
-        format!("--etcd-servers=https://127.0.0.1:{CLIENT_PORT}"),
+        format!("--etcd-cafile={}", client.ca),
+        format!("--etcd-certfile={}", client.cert),
+        format!("--etcd-keyfile={}", client.key),
+        format!("--etcd-servers={servers}"),
         format!("--secure-port={APISERVER_PORT}"),
         "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_string(),
         "--service-account-key-file=/etc/kubernetes/pki/sa.pub".to_string(),
@@ -222,10 +258,7 @@ fn apiserver_manifest(n: &NodeState) -> String {
         annotation: Some(format!(
             "kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint: {a}:{APISERVER_PORT}"
         )),
-        volumes: &[
-            ("k8s-certs", "/etc/kubernetes/pki"),
-            ("encryption-config", "/etc/kubernetes/enc"),
-        ],
+        volumes,
     })
 }
 

@@ -11,6 +11,11 @@
 //! every name, the subnet and the interface names derive from the lab name (net.rs); lab.json
 //! records what `up` made.
 //!
+//! With `--etcd-runtime systemd` a node's first process is real systemd instead (systemd.rs
+//! boots it in the node's network namespace, on its own root), laid out as Kubespray lays out
+//! a node whose etcd runs on the host (kubespray.rs): etcd.service, /etc/etcd.env,
+//! /etc/ssl/etcd/ssl, and kubelet.service running the control plane's static pods.
+//!
 //! The crate needs nothing of the engine: shell quoting and the static pod type come from
 //! `runbook-shared`, which the engine uses too. It prints only progress, on stderr; data
 //! (an inventory path, a directory, a status table) is returned for the caller to print.
@@ -32,6 +37,7 @@ mod deps;
 mod inventory;
 mod kubelet;
 mod kubernetes;
+mod kubespray;
 mod manifests;
 mod net;
 mod node;
@@ -50,8 +56,8 @@ use anyhow::{Context, anyhow, bail};
 
 pub use deps::{EtcdTools, Flavor};
 pub use inventory::{CONNECT_TIMEOUT as INVENTORY_CONNECT_TIMEOUT, render as render_inventory};
-pub use kubelet::init;
-pub use state::{LabState, NodeState};
+pub use kubelet::{init, kubelet};
+pub use state::{EtcdRuntime, LabState, NodeState};
 pub use systemd::{SystemdHost, systemd_init};
 
 /// The most nodes a lab may have (the CLI enforces the same bound).
@@ -59,6 +65,9 @@ pub const MAX_NODES: u8 = 9;
 /// How long `up` waits for sshd, etcd and kube-apiserver before giving up (three API servers
 /// starting at once on two cores take a while).
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long `down` lets a node run by systemd power off (its units stop; kubelet's pods get
+/// kubelet's grace) before it is killed.
+const POWEROFF_TIMEOUT: Duration = Duration::from_secs(45);
 /// Lab names end up in namespace names and file names; keep them short.
 const MAX_NAME_LEN: usize = 24;
 
@@ -197,6 +206,9 @@ pub struct Spec {
     pub images: Vec<Flavor>,
     /// An EncryptionConfiguration to give every kube-apiserver instead of a new key.
     pub encryption_config: Option<PathBuf>,
+    /// How the nodes run etcd: kubeadm's static pod, or Kubespray's etcd.service under
+    /// systemd as the node's init.
+    pub etcd_runtime: EtcdRuntime,
 }
 
 /// `runbook lab up`: returns the inventory path.
@@ -234,17 +246,27 @@ pub fn up(name: &str, spec: &Spec) -> Result<PathBuf, LabError> {
         "see what is left with `runbook lab status --name {0}`; remove it with `runbook lab down --name {0}`",
         id.name
     ));
-    let state = build(&id, &layout, &tools, encryption.as_deref())
-        .map_err(|e| LabError::failed(e, hint.clone()))?;
+    let state = build(
+        &id,
+        &layout,
+        &tools,
+        encryption.as_deref(),
+        spec.etcd_runtime,
+    )
+    .map_err(|e| LabError::failed(e, hint.clone()))?;
     progress(
         &id.name,
         &format!(
-            "{} node(s) on {} (bridge {}), etcd {} from {}, Kubernetes {}; waiting for sshd, etcd and kube-apiserver",
+            "{} node(s) on {} (bridge {}), etcd {} from {}{}, Kubernetes {}; waiting for sshd, etcd and kube-apiserver",
             state.nodes.len(),
             state.subnet,
             state.bridge,
             state.etcd.version,
             state.etcd.bin_dir,
+            match state.etcd_runtime {
+                EtcdRuntime::StaticPod => "",
+                EtcdRuntime::Systemd => " as etcd.service under systemd",
+            },
             state.kubernetes_version
         ),
     );
@@ -282,6 +304,7 @@ fn build(
     layout: &net::Layout,
     tools: &deps::Tools,
     encryption: Option<&str>,
+    runtime: EtcdRuntime,
 ) -> anyhow::Result<LabState> {
     std::fs::create_dir_all(&id.dir)
         .with_context(|| format!("cannot create the lab directory {}", id.dir.display()))?;
@@ -308,12 +331,12 @@ fn build(
         })
         .collect();
     for n in &nodes {
-        node::prepare_dirs(Path::new(&n.dir))?;
+        node::prepare_dirs(Path::new(&n.dir), runtime)?;
     }
     node::ssh_keys(id, &nodes)?;
-    pki::generate(&id.dir.join("pki"), &nodes)?;
+    pki::generate(&id.dir.join("pki"), &nodes, runtime)?;
     kubernetes::write_all(&id.dir, &id.dir.join("pki"), &nodes, encryption)?;
-    manifests::write_all(&nodes, &tools.etcd)?;
+    manifests::write_all(&nodes, &tools.etcd, runtime)?;
     let dir_text = id.dir.display().to_string();
     let mut needed = vec![kubernetes_dir.as_str(), dir_text.as_str()];
     needed.extend(tools.images.iter().map(|t| t.bin_dir.as_str()));
@@ -326,12 +349,30 @@ fn build(
         node::write_sshd_config(id, n)?;
         node::write_init_config(n, &tools.sshd, &pod_path, &images, &needed)?;
     }
-    node::host_mount_points()?;
-
     let exe = std::env::current_exe().context("cannot find the runbook executable")?;
     let mut starting = Vec::new();
-    for n in &nodes {
-        starting.push(node::spawn_init(&exe, n)?);
+    match runtime {
+        EtcdRuntime::StaticPod => {
+            node::host_mount_points()?;
+            for n in &nodes {
+                starting.push(node::spawn_init(&exe, n)?);
+            }
+        }
+        // systemd-init makes its mount points inside the node's own root, none here.
+        EtcdRuntime::Systemd => {
+            for n in &nodes {
+                let root = kubespray::node_root(
+                    n,
+                    &nodes,
+                    &tools.etcd,
+                    &tools.sshd,
+                    &exe,
+                    node::split_mounts(n, &needed)?,
+                    &needed,
+                );
+                starting.push(systemd::spawn_node(&exe, &id.name, n, root)?);
+            }
+        }
     }
     for (n, s) in nodes.iter_mut().zip(starting) {
         n.init_pid = node::find_init_pid(s, n)?;
@@ -353,6 +394,7 @@ fn build(
         known_hosts: id.dir.join("known_hosts").display().to_string(),
         ssh_config: id.dir.join("ssh_config").display().to_string(),
         pki_dir: id.dir.join("pki").display().to_string(),
+        etcd_runtime: runtime,
         nodes,
     };
     state.save(&id.state_file())?;
@@ -414,6 +456,21 @@ fn teardown(id: &LabId) -> anyhow::Result<bool> {
             }
         }
     }
+    // A node run by systemd is powered off first (its units stopped as on a real host), and
+    // killed like the others if it is not gone in time.
+    let systemds: Vec<i32> = recorded
+        .iter()
+        .flat_map(|s| &s.nodes)
+        .filter(|n| node::is_systemd_of(n.init_pid, Path::new(&n.dir)))
+        .map(|n| n.init_pid)
+        .collect();
+    for pid in &systemds {
+        systemd::poweroff(*pid);
+    }
+    let deadline = Instant::now() + POWEROFF_TIMEOUT;
+    while systemds.iter().any(|p| node::is_alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     // Killing a node's first process ends its PID namespace; its network namespace may still
     // hold processes (the `unshare` parent, a `lab exec`), so those go too.
     for pid in &victims {
@@ -428,6 +485,8 @@ fn teardown(id: &LabId) -> anyhow::Result<bool> {
     }
     found |= !victims.is_empty() || !namespaces.is_empty();
     node::wait_gone(&victims, Duration::from_secs(10))?;
+    // Empty now: the cgroups systemd managed go (a lab.json lost or not).
+    found |= systemd::remove_node_cgroups(&id.name);
     // Links first: deleting a namespace destroys its veth asynchronously.
     found |= net::delete_links(&id.name)?;
     for ns in &namespaces {
@@ -510,6 +569,7 @@ pub fn exec(name: &str, node_name: &str, command: &[String]) -> LabError {
         return LabError::usage("no command to run", "nothing after `--`", None);
     };
     // The paths are the node's own view: the command runs in its mount namespace.
+    let client = state.etcdctl_client(n);
     let err = Command::new(deps::program("nsenter"))
         .arg("-t")
         .arg(n.init_pid.to_string())
@@ -521,9 +581,9 @@ pub fn exec(name: &str, node_name: &str, command: &[String]) -> LabError {
             "ETCDCTL_ENDPOINTS",
             format!("https://{}:{}", n.address, manifests::CLIENT_PORT),
         )
-        .env("ETCDCTL_CACERT", manifests::ETCD_CA)
-        .env("ETCDCTL_CERT", manifests::ETCD_SERVER_CERT)
-        .env("ETCDCTL_KEY", manifests::ETCD_SERVER_KEY)
+        .env("ETCDCTL_CACERT", &client.ca)
+        .env("ETCDCTL_CERT", &client.cert)
+        .env("ETCDCTL_KEY", &client.key)
         .exec();
     LabError::failed(anyhow!(err).context("cannot run nsenter"), None)
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::LabId;
 use super::deps::{STANDARD_PATH, program};
-use super::state::NodeState;
+use super::state::{EtcdRuntime, NodeState};
 use super::{log_tail, output_summary};
 
 /// The node's directories and the standard paths they are bind-mounted over.
@@ -75,14 +75,23 @@ fn mkdir(path: &Path, mode: u32) -> anyhow::Result<()> {
         .with_context(|| format!("cannot set the mode of {}", path.display()))
 }
 
-pub fn prepare_dirs(dir: &Path) -> anyhow::Result<()> {
+pub fn prepare_dirs(dir: &Path, runtime: EtcdRuntime) -> anyhow::Result<()> {
+    let etcd_pki = match runtime {
+        EtcdRuntime::StaticPod => "etc-kubernetes/pki/etcd",
+        EtcdRuntime::Systemd => "etc-kubernetes/pki",
+    };
     for sub in [
         "etc-kubernetes/manifests",
-        "etc-kubernetes/pki/etcd",
+        etcd_pki,
         "var-lib-runbook",
         "logs",
     ] {
         mkdir(&dir.join(sub), 0o755)?;
+    }
+    if runtime == EtcdRuntime::Systemd {
+        // Kubespray's etcd_cert_dir, 0700 as it makes it.
+        mkdir(&dir.join("etc-ssl-etcd"), 0o755)?;
+        mkdir(&dir.join("etc-ssl-etcd/ssl"), 0o700)?;
     }
     // etcd warns about (3.4) or refuses (later) a data dir readable by others.
     mkdir(&dir.join("var-lib-etcd"), 0o700)
@@ -267,6 +276,22 @@ fn node_mounts(n: &NodeState, needed: &[&str]) -> anyhow::Result<Vec<(String, St
     Ok(mounts)
 }
 
+/// A node's mounts split for a node whose root is built by systemd-init (systemd.rs): those
+/// made inside the node's directory on this machine first (what its own /root must show),
+/// then those over the node's standard paths.
+pub struct NodeMounts {
+    pub prepare: Vec<(String, String)>,
+    pub node: Vec<(String, String)>,
+}
+
+pub fn split_mounts(n: &NodeState, needed: &[&str]) -> anyhow::Result<NodeMounts> {
+    let inside_dir = format!("{}/", n.dir);
+    let (prepare, node) = node_mounts(n, needed)?
+        .into_iter()
+        .partition(|(_, target)| target.starts_with(&inside_dir));
+    Ok(NodeMounts { prepare, node })
+}
+
 /// `needed`: host paths the node must still see where they are (tools, the lab directory).
 pub fn write_init_config(
     n: &NodeState,
@@ -297,9 +322,10 @@ fn open_log(path: &Path) -> anyhow::Result<File> {
         .with_context(|| format!("cannot open the log {}", path.display()))
 }
 
-/// A node's first process on its way up: `setsid ip netns exec NS unshare ... runbook lab init DIR`.
+/// A node's first process on its way up: `setsid ip netns exec NS unshare ... runbook lab init DIR`
+/// (or `... systemd-init DIR`).
 pub struct Starting {
-    child: Child,
+    pub(crate) child: Child,
 }
 
 /// Starts the node, detached: its own session, stdio to logs/init.log.
@@ -351,7 +377,8 @@ pub fn spawn_init(exe: &Path, n: &NodeState) -> anyhow::Result<Starting> {
 
 /// The host pid of the node's `lab init` (the child `unshare --fork` made).
 pub fn find_init_pid(mut s: Starting, n: &NodeState) -> anyhow::Result<i32> {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // systemd-init builds the node's root before it execs systemd.
+    let deadline = Instant::now() + Duration::from_secs(20);
     let dir = Path::new(&n.dir);
     loop {
         // The children list needs CONFIG_PROC_CHILDREN; without it, look at every process.
@@ -370,7 +397,7 @@ pub fn find_init_pid(mut s: Starting, n: &NodeState) -> anyhow::Result<i32> {
         }
         if Instant::now() > deadline {
             bail!(
-                "node {}'s first process (`runbook lab init`) did not appear within 10s; see {}",
+                "node {}'s first process (`runbook lab init` or systemd) did not appear within 20s; see {}",
                 n.name,
                 dir.join("logs/init.log").display()
             );
@@ -413,8 +440,9 @@ pub fn is_alive(pid: i32) -> bool {
     pid > 0 && proc_state(pid).is_some_and(|s| s != 'Z' && s != 'X')
 }
 
-/// Whether `pid` is a live `runbook lab init DIR` for this node directory, so that a pid
-/// recorded in lab.json and since reused is never killed.
+/// Whether `pid` is a live `runbook lab init DIR` for this node directory, or the systemd
+/// that `runbook lab systemd-init DIR` became, so that a pid recorded in lab.json and since
+/// reused is never killed.
 pub fn is_init_of(pid: i32, node_dir: &Path) -> bool {
     if !is_alive(pid) {
         return false;
@@ -424,7 +452,25 @@ pub fn is_init_of(pid: i32, node_dir: &Path) -> bool {
     };
     let args: Vec<&[u8]> = raw.split(|b| *b == 0).collect();
     let want = node_dir.as_os_str().as_encoded_bytes();
-    args.len() >= 4 && args[1] == b"lab" && args[2] == b"init" && args[3] == want
+    if args.len() >= 4 && args[1] == b"lab" && args[2] == b"init" && args[3] == want {
+        return true;
+    }
+    is_systemd_of(pid, node_dir)
+}
+
+/// Whether `pid` is the systemd of a node run by systemd: systemd-init leaves the node's
+/// directory in its environment (see systemd.rs).
+pub fn is_systemd_of(pid: i32, node_dir: &Path) -> bool {
+    if comm(pid).as_deref() != Some("systemd") {
+        return false;
+    }
+    let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let mut want = super::systemd::NODE_ENV.as_bytes().to_vec();
+    want.push(b'=');
+    want.extend_from_slice(node_dir.as_os_str().as_encoded_bytes());
+    env.split(|b| *b == 0).any(|v| v == want.as_slice())
 }
 
 /// The command name of a process (what `pgrep -x` matches).

@@ -7,7 +7,8 @@
 //! their kubeconfigs; kubeconfig.rs does the same). The lab admin's client certificate lives
 //! beside the CAs, for the admin kubeconfig written next to the inventory.
 //! server.crt carries clientAuth as well as serverAuth, as kubeadm's does, because etcdctl
-//! (in plans and in `lab exec`) presents it as its client certificate.
+//! (in plans and in `lab exec`) presents it as its client certificate. A lab whose etcd runs
+//! under systemd gets Kubespray's etcd certificates instead (kubespray.rs), from the same CA.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use super::deps::program;
 use super::node::{run_all, write_file};
-use super::state::NodeState;
+use super::state::{EtcdRuntime, NodeState};
 
 /// A minimal openssl config, so that the host's openssl.cnf (default extensions, prompts)
 /// plays no part.
@@ -48,16 +49,36 @@ struct Ca {
 /// One leaf certificate to issue.
 struct Leaf {
     ca: &'static str,
-    /// Relative to the node's /etc/kubernetes/pki.
-    path: &'static str,
+    /// Certificate and key, relative to the node's directory (the lab's for its admin).
+    crt: String,
+    key: String,
     subject: String,
     usage: &'static str,
     sans: Option<String>,
 }
 
-/// Generates the CAs into `dir` and every node's certificates into its
-/// `etc-kubernetes/pki`, with a copy of the CAs there as kubeadm leaves them.
-pub fn generate(dir: &Path, nodes: &[NodeState]) -> anyhow::Result<()> {
+/// A kubeadm certificate: `pki/<path>.crt` and `.key` under the node's /etc/kubernetes.
+fn kubeadm_leaf(
+    ca: &'static str,
+    path: &str,
+    subject: String,
+    usage: &'static str,
+    sans: Option<String>,
+) -> Leaf {
+    Leaf {
+        ca,
+        crt: format!("etc-kubernetes/pki/{path}.crt"),
+        key: format!("etc-kubernetes/pki/{path}.key"),
+        subject,
+        usage,
+        sans,
+    }
+}
+
+/// Generates the CAs into `dir` and every node's certificates: kubeadm's in its
+/// `etc-kubernetes/pki`, with a copy of the CAs there as kubeadm leaves them; for etcd run by
+/// systemd, etcd's in Kubespray's `/etc/ssl/etcd/ssl` (kubespray.rs) instead.
+pub fn generate(dir: &Path, nodes: &[NodeState], runtime: EtcdRuntime) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join("etcd"))
         .with_context(|| format!("cannot create {}", dir.display()))?;
     // Requests and extension files, gone with the guard however this returns.
@@ -97,31 +118,26 @@ pub fn generate(dir: &Path, nodes: &[NodeState]) -> anyhow::Result<()> {
     let mut signatures = Vec::new();
     let admin = vec![Leaf {
         ca: "kubernetes",
-        path: "admin",
+        crt: "admin.crt".to_string(),
+        key: "admin.key".to_string(),
         subject: ADMIN_SUBJECT.to_string(),
         usage: "clientAuth",
         sans: None,
     }];
     let mut issued: Vec<(String, PathBuf, Vec<Leaf>)> = nodes
         .iter()
-        .map(|n| {
-            (
-                n.name.clone(),
-                Path::new(&n.dir).join("etc-kubernetes/pki"),
-                leaves(n),
-            )
-        })
+        .map(|n| (n.name.clone(), PathBuf::from(&n.dir), leaves(n, runtime)))
         .collect();
     issued.push(("lab".to_string(), dir.to_path_buf(), admin));
-    for (name, pki, leaves) in &issued {
+    for (name, base, leaves) in &issued {
         for (i, leaf) in leaves.iter().enumerate() {
             let ca = if leaf.ca == "etcd" {
                 &etcd_ca
             } else {
                 &kube_ca
             };
-            let key = pki.join(format!("{}.key", leaf.path));
-            let crt = pki.join(format!("{}.crt", leaf.path));
+            let key = base.join(&leaf.key);
+            let crt = base.join(&leaf.crt);
             let csr = work.join(format!("{name}-{i}.csr"));
             let ext = work.join(format!("{name}-{i}.ext"));
             let mut extensions = format!(
@@ -155,7 +171,7 @@ pub fn generate(dir: &Path, nodes: &[NodeState]) -> anyhow::Result<()> {
                 .arg("-CAkey")
                 .arg(&ca.key)
                 // Random serials: no shared serial file between parallel signatures.
-                .args(["-set_serial", &serial(name, leaf.path), "-days", DAYS])
+                .args(["-set_serial", &serial(name, &leaf.crt), "-days", DAYS])
                 .arg("-extfile")
                 .arg(&ext)
                 .arg("-out")
@@ -167,25 +183,37 @@ pub fn generate(dir: &Path, nodes: &[NodeState]) -> anyhow::Result<()> {
     run_all(signatures).context("cannot sign the lab's certificates")?;
 
     for n in nodes {
-        let pki = Path::new(&n.dir).join("etc-kubernetes/pki");
+        let base = Path::new(&n.dir);
         let sa_pub = dir.join("sa.pub");
+        // The etcd CA where the etcd of this layout reads it: kubeadm's pki/etcd, or
+        // Kubespray's ca.pem and ca-key.pem.
+        let (etcd_ca_crt, etcd_ca_key) = match runtime {
+            EtcdRuntime::StaticPod => (
+                "etc-kubernetes/pki/etcd/ca.crt",
+                "etc-kubernetes/pki/etcd/ca.key",
+            ),
+            EtcdRuntime::Systemd => (
+                super::kubespray::NODE_ETCD_CA,
+                super::kubespray::NODE_ETCD_CA_KEY,
+            ),
+        };
         for (from, to) in [
-            (&etcd_ca.crt, "etcd/ca.crt"),
-            (&etcd_ca.key, "etcd/ca.key"),
-            (&kube_ca.crt, "ca.crt"),
-            (&kube_ca.key, "ca.key"),
-            (&sa_key, "sa.key"),
-            (&sa_pub, "sa.pub"),
+            (&etcd_ca.crt, etcd_ca_crt),
+            (&etcd_ca.key, etcd_ca_key),
+            (&kube_ca.crt, "etc-kubernetes/pki/ca.crt"),
+            (&kube_ca.key, "etc-kubernetes/pki/ca.key"),
+            (&sa_key, "etc-kubernetes/pki/sa.key"),
+            (&sa_pub, "etc-kubernetes/pki/sa.pub"),
         ] {
-            std::fs::copy(from, pki.join(to))
+            std::fs::copy(from, base.join(to))
                 .with_context(|| format!("cannot copy {} to {}", from.display(), n.name))?;
         }
-        for leaf in leaves(n) {
-            protect(&pki.join(format!("{}.key", leaf.path)))?;
+        for leaf in leaves(n, runtime) {
+            protect(&base.join(&leaf.key))?;
         }
-        protect(&pki.join("etcd/ca.key"))?;
-        protect(&pki.join("ca.key"))?;
-        protect(&pki.join("sa.key"))?;
+        protect(&base.join(etcd_ca_key))?;
+        protect(&base.join("etc-kubernetes/pki/ca.key"))?;
+        protect(&base.join("etc-kubernetes/pki/sa.key"))?;
     }
     protect(&etcd_ca.key)?;
     protect(&kube_ca.key)?;
@@ -230,65 +258,83 @@ fn ca_command(config: &Path, ca: &Ca, cn: &str) -> Command {
     c
 }
 
-/// kubeadm's certificates for one node.
-fn leaves(n: &NodeState) -> Vec<Leaf> {
+/// The certificates of one node: kubeadm's etcd ones (server, peer, healthcheck client,
+/// kube-apiserver's etcd client) or Kubespray's (kubespray.rs), then kube-apiserver's serving
+/// certificate and the client ones of kube-controller-manager and kube-scheduler.
+fn leaves(n: &NodeState, runtime: EtcdRuntime) -> Vec<Leaf> {
     let member_sans = format!("IP:{},IP:127.0.0.1,DNS:localhost,DNS:{}", n.address, n.name);
     let apiserver_sans = format!(
         "IP:10.96.0.1,IP:{},IP:127.0.0.1,DNS:kubernetes,DNS:kubernetes.default,\
          DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,DNS:{}",
         n.address, n.name
     );
-    vec![
-        Leaf {
-            ca: "etcd",
-            path: "etcd/server",
-            subject: format!("/CN={}", n.name),
-            usage: "serverAuth,clientAuth",
-            sans: Some(member_sans.clone()),
-        },
-        Leaf {
-            ca: "etcd",
-            path: "etcd/peer",
-            subject: format!("/CN={}", n.name),
-            usage: "serverAuth,clientAuth",
-            sans: Some(member_sans),
-        },
-        Leaf {
-            ca: "etcd",
-            path: "etcd/healthcheck-client",
-            subject: "/O=system:masters/CN=kube-etcd-healthcheck-client".to_string(),
-            usage: "clientAuth",
-            sans: None,
-        },
-        Leaf {
-            ca: "etcd",
-            path: "apiserver-etcd-client",
-            subject: "/O=system:masters/CN=kube-apiserver-etcd-client".to_string(),
-            usage: "clientAuth",
-            sans: None,
-        },
-        Leaf {
-            ca: "kubernetes",
-            path: "apiserver",
-            subject: "/CN=kube-apiserver".to_string(),
-            usage: "serverAuth",
-            sans: Some(apiserver_sans),
-        },
-        Leaf {
-            ca: "kubernetes",
-            path: CONTROLLER_MANAGER_CLIENT,
-            subject: "/CN=system:kube-controller-manager".to_string(),
-            usage: "clientAuth",
-            sans: None,
-        },
-        Leaf {
-            ca: "kubernetes",
-            path: SCHEDULER_CLIENT,
-            subject: "/CN=system:kube-scheduler".to_string(),
-            usage: "clientAuth",
-            sans: None,
-        },
-    ]
+    let mut out = match runtime {
+        EtcdRuntime::StaticPod => vec![
+            kubeadm_leaf(
+                "etcd",
+                "etcd/server",
+                format!("/CN={}", n.name),
+                "serverAuth,clientAuth",
+                Some(member_sans.clone()),
+            ),
+            kubeadm_leaf(
+                "etcd",
+                "etcd/peer",
+                format!("/CN={}", n.name),
+                "serverAuth,clientAuth",
+                Some(member_sans),
+            ),
+            kubeadm_leaf(
+                "etcd",
+                "etcd/healthcheck-client",
+                "/O=system:masters/CN=kube-etcd-healthcheck-client".to_string(),
+                "clientAuth",
+                None,
+            ),
+            kubeadm_leaf(
+                "etcd",
+                "apiserver-etcd-client",
+                "/O=system:masters/CN=kube-apiserver-etcd-client".to_string(),
+                "clientAuth",
+                None,
+            ),
+        ],
+        EtcdRuntime::Systemd => super::kubespray::etcd_certificates(n)
+            .into_iter()
+            .map(|c| Leaf {
+                ca: "etcd",
+                crt: c.crt,
+                key: c.key,
+                subject: c.subject,
+                usage: c.usage,
+                sans: c.serving.then(|| member_sans.clone()),
+            })
+            .collect(),
+    };
+    out.extend([
+        kubeadm_leaf(
+            "kubernetes",
+            "apiserver",
+            "/CN=kube-apiserver".to_string(),
+            "serverAuth",
+            Some(apiserver_sans),
+        ),
+        kubeadm_leaf(
+            "kubernetes",
+            CONTROLLER_MANAGER_CLIENT,
+            "/CN=system:kube-controller-manager".to_string(),
+            "clientAuth",
+            None,
+        ),
+        kubeadm_leaf(
+            "kubernetes",
+            SCHEDULER_CLIENT,
+            "/CN=system:kube-scheduler".to_string(),
+            "clientAuth",
+            None,
+        ),
+    ]);
+    out
 }
 
 /// A positive 127-bit serial, unique per certificate and per run.

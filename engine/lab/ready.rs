@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use super::deps::{STANDARD_PATH, program};
 use super::manifests::{APISERVER_PORT, CLIENT_PORT};
 use super::node::{self, comm};
-use super::state::{LabState, NodeState};
+use super::state::{EtcdRuntime, LabState, NodeState};
 use super::{log_tail, net, output_summary};
 
 /// What one probe is about.
@@ -71,7 +71,8 @@ fn ssh_login(state: &LabState, n: &NodeState) -> Command {
     c
 }
 
-/// `etcdctl endpoint health` on every member, as the healthcheck client kubeadm uses.
+/// `etcdctl endpoint health` on every member, as the healthcheck client kubeadm uses (or,
+/// on Kubespray's layout, the first node's etcd admin).
 fn etcd_health(state: &LabState) -> Option<Command> {
     let first = state.nodes.first()?;
     let endpoints: Vec<String> = state
@@ -79,18 +80,13 @@ fn etcd_health(state: &LabState) -> Option<Command> {
         .iter()
         .map(|n| format!("https://{}:{CLIENT_PORT}", n.address))
         .collect();
+    let client = state.probe_client(first);
     let mut c = clean(&state.etcd.etcdctl);
     // No ETCDCTL_API: v3 is the default from 3.4 on, and 3.6 warns about the variable.
     c.arg(format!("--endpoints={}", endpoints.join(",")))
-        .arg(format!("--cacert={}", first.kube_file("pki/etcd/ca.crt")))
-        .arg(format!(
-            "--cert={}",
-            first.kube_file("pki/etcd/healthcheck-client.crt")
-        ))
-        .arg(format!(
-            "--key={}",
-            first.kube_file("pki/etcd/healthcheck-client.key")
-        ))
+        .arg(format!("--cacert={}", client.ca))
+        .arg(format!("--cert={}", client.cert))
+        .arg(format!("--key={}", client.key))
         .args([
             "--dial-timeout=1s",
             "--command-timeout=2s",
@@ -268,13 +264,11 @@ pub fn status_table(state: &LabState) -> String {
     let mut health: Vec<Option<Child>> = Vec::new();
     let mut ready: Vec<Option<Child>> = Vec::new();
     for n in &state.nodes {
+        let client = state.probe_client(n);
         let etcd_probe = curl(
             &format!("https://{}:{CLIENT_PORT}/health", n.address),
-            &n.kube_file("pki/etcd/ca.crt"),
-            Some((
-                &n.kube_file("pki/etcd/healthcheck-client.crt"),
-                &n.kube_file("pki/etcd/healthcheck-client.key"),
-            )),
+            &client.ca,
+            Some((&client.cert, &client.key)),
         );
         health.push(spawn(etcd_probe).ok());
         ready.push(spawn(readyz(state, n)).ok());
@@ -395,10 +389,14 @@ pub fn status_table(state: &LabState) -> String {
         }
     }
     let mut out = format!(
-        "lab {}: etcd {} ({}), Kubernetes {} ({}), subnet {}, bridge {}\ninventory: {}\nkubeconfig: {}\n",
+        "lab {}: etcd {} ({}, as {}), Kubernetes {} ({}), subnet {}, bridge {}\ninventory: {}\nkubeconfig: {}\n",
         state.name,
         state.etcd.version,
         state.etcd.bin_dir,
+        match state.etcd_runtime {
+            EtcdRuntime::StaticPod => "a static pod",
+            EtcdRuntime::Systemd => "etcd.service under systemd",
+        },
         state.kubernetes_version,
         state.kubernetes_dir,
         state.subnet,

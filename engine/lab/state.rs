@@ -32,7 +32,34 @@ pub struct LabState {
     pub ssh_config: String,
     /// The CAs (etcd/ca.*, ca.*), the same files every node has under /etc/kubernetes/pki.
     pub pki_dir: String,
+    /// How the nodes run etcd (absent in the lab.json of a lab made before systemd nodes).
+    #[serde(default)]
+    pub etcd_runtime: EtcdRuntime,
     pub nodes: Vec<NodeState>,
+}
+
+/// How a lab's nodes run etcd.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EtcdRuntime {
+    /// kubeadm's layout: `lab init` is the node's first process and runs etcd.yaml as a
+    /// static pod, with the control plane.
+    #[default]
+    #[serde(rename = "static-pod")]
+    StaticPod,
+    /// Kubespray's (etcd_deployment_type: host): real systemd is the node's init and runs
+    /// etcd.service from /etc/etcd.env; kubelet.service runs the control plane's static pods.
+    #[serde(rename = "systemd")]
+    Systemd,
+}
+
+impl EtcdRuntime {
+    /// The inventory's and the CLI's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            EtcdRuntime::StaticPod => "static-pod",
+            EtcdRuntime::Systemd => "systemd",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +84,50 @@ impl NodeState {
 
     pub fn log(&self, stem: &str) -> String {
         format!("{}/logs/{stem}.log", self.dir)
+    }
+}
+
+/// An etcd client's CA, certificate and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdClient {
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+}
+
+impl LabState {
+    /// What etcdctl presents on a node (`lab exec`, the inventory), as paths inside it:
+    /// kubeadm's server certificate (it carries clientAuth), or Kubespray's admin-<node>.
+    pub fn etcdctl_client(&self, n: &NodeState) -> EtcdClient {
+        match self.etcd_runtime {
+            EtcdRuntime::StaticPod => EtcdClient {
+                ca: super::manifests::ETCD_CA.to_string(),
+                cert: super::manifests::ETCD_SERVER_CERT.to_string(),
+                key: super::manifests::ETCD_SERVER_KEY.to_string(),
+            },
+            EtcdRuntime::Systemd => super::kubespray::admin_client(&n.name),
+        }
+    }
+
+    /// What this machine's probes (`up`'s wait, `status`) present to a member, as host paths:
+    /// kubeadm's healthcheck client, or Kubespray's admin-<node>.
+    pub fn probe_client(&self, n: &NodeState) -> EtcdClient {
+        match self.etcd_runtime {
+            EtcdRuntime::StaticPod => EtcdClient {
+                ca: n.kube_file("pki/etcd/ca.crt"),
+                cert: n.kube_file("pki/etcd/healthcheck-client.crt"),
+                key: n.kube_file("pki/etcd/healthcheck-client.key"),
+            },
+            EtcdRuntime::Systemd => {
+                let inside = super::kubespray::admin_client(&n.name);
+                let host = |p: &str| super::kubespray::host_path(n, p);
+                EtcdClient {
+                    ca: host(&inside.ca),
+                    cert: host(&inside.cert),
+                    key: host(&inside.key),
+                }
+            }
+        }
     }
 }
 

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::LabError;
 use super::deps::{STANDARD_PATH, program};
+use super::state::NodeState;
 
 /// Units of this machine that must not start in the host: they are this machine's own
 /// services (its etcd, sshd, database) or would touch packages and disks.
@@ -42,13 +43,66 @@ const MASKED: &[&str] = &[
     "man-db.timer",
 ];
 
-/// What `systemd-init` needs, written by `boot` into `<dir>/systemd.json`.
+/// The variable systemd-init leaves in the environment of a lab node's systemd: the node's
+/// directory, how `lab down` and `lab status` tell that systemd from a reused pid.
+pub const NODE_ENV: &str = "RUNBOOK_LAB_NODE";
+
+/// Units a lab node masks besides MASKED: it has no terminal for a getty (booting
+/// multi-user.target, systemd's generator would start one on its console), and its network
+/// is the lab's (net.rs), set up from outside: nothing inside may reconfigure its eth0.
+const NODE_MASKED: &[&str] = &[
+    "getty.target",
+    "console-getty.service",
+    "networking.service",
+    "systemd-networkd.service",
+    "NetworkManager.service",
+];
+
+/// What `systemd-init` needs, written by `boot` (or `spawn_node`) into `<dir>/systemd.json`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
     name: String,
     /// Paths of this machine bind-mounted at the same place inside, writable.
     binds: Vec<PathBuf>,
+    /// A lab node's own mounts, files and units (kubespray.rs); None for a plain host.
+    #[serde(default)]
+    node: Option<NodeRoot>,
+}
+
+/// What makes a systemd host a lab node: written into its root before systemd starts.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRoot {
+    /// (source, target) bind mounts made at `target` on this machine's tree, in the host's
+    /// mount namespace only, before the root is built: what the node's own /root must show.
+    pub prepare: Vec<(String, String)>,
+    /// Bind mounts into the root, in order.
+    pub mounts: Vec<NodeMount>,
+    pub files: Vec<NodeFile>,
+    /// (path, target) symbolic links made in the root.
+    pub symlinks: Vec<(String, String)>,
+    /// Units of MASKED that the node runs itself (its etcd.service, its ssh.service).
+    pub own_units: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeMount {
+    /// A path of this machine.
+    pub source: String,
+    /// Where it appears inside the node.
+    pub target: String,
+    /// With the mounts below it (`--rbind`).
+    pub recursive: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFile {
+    pub path: String,
+    pub content: String,
+    pub mode: u32,
 }
 
 /// A running host; stopped (systemd powers off, its cgroup is removed) when dropped.
@@ -87,6 +141,7 @@ impl SystemdHost {
         let config = Config {
             name: name.to_string(),
             binds: binds.to_vec(),
+            node: None,
         };
         let text = serde_json::to_string_pretty(&config).context("cannot encode systemd.json")?;
         std::fs::write(dir.join("systemd.json"), text)
@@ -265,6 +320,120 @@ impl Drop for SystemdHost {
     }
 }
 
+/// Starts lab node `n` run by systemd, detached like a static-pod node (node.rs): its own
+/// session, in its network namespace, under `unshare` (PID, mount, UTS, IPC and cgroup
+/// namespaces) in a cgroup of its own, stdio to logs/init.log. The pid to record is
+/// systemd's, found by `node::find_init_pid`.
+pub fn spawn_node(
+    exe: &Path,
+    lab: &str,
+    n: &NodeState,
+    root: NodeRoot,
+) -> anyhow::Result<super::node::Starting> {
+    let dir = Path::new(&n.dir);
+    let config = Config {
+        name: n.name.clone(),
+        binds: Vec::new(),
+        node: Some(root),
+    };
+    let text = serde_json::to_string_pretty(&config).context("cannot encode systemd.json")?;
+    super::node::write_file(&dir.join("systemd.json"), &(text + "\n"), 0o644)?;
+    let cgroup = delegated_cgroup(&node_cgroup_name(lab, &n.name))?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("logs/init.log"))
+        .with_context(|| format!("cannot open {}", dir.join("logs/init.log").display()))?;
+    let mut cmd = Command::new(program("ip"));
+    cmd.args(["netns", "exec", &n.netns])
+        .arg(program("unshare"))
+        .args([
+            "--pid",
+            "--mount",
+            "--uts",
+            "--ipc",
+            "--cgroup",
+            "--fork",
+            "--kill-child",
+        ])
+        .arg(exe)
+        .args(["lab", "systemd-init"])
+        .arg(dir)
+        .env_clear()
+        .env("PATH", STANDARD_PATH)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().context("cannot duplicate the log handle")?)
+        .stderr(log);
+    let procs = OpenOptions::new()
+        .write(true)
+        .open(cgroup.join("cgroup.procs"))
+        .with_context(|| format!("cannot open {}", cgroup.join("cgroup.procs").display()))?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&procs);
+    // SAFETY: between fork and exec only setsid(2), write(2) and close_range(2), all
+    // async-signal-safe, on a descriptor that stays open (`procs` lives until after spawn).
+    // As for a static-pod node, descriptors the starter holds (a test runner's lock) are
+    // marked close-on-exec, but not this one before it is written.
+    unsafe {
+        cmd.pre_exec(move || {
+            if nix::libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if nix::libc::write(fd, b"0\n".as_ptr().cast(), 2) != 2 {
+                return Err(std::io::Error::last_os_error());
+            }
+            nix::libc::syscall(
+                nix::libc::SYS_close_range,
+                3u32,
+                u32::MAX,
+                nix::libc::CLOSE_RANGE_CLOEXEC,
+            );
+            Ok(())
+        });
+    }
+    let shown = super::describe(&cmd);
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start node {}: `{shown}`", n.name))?;
+    drop(procs);
+    Ok(super::node::Starting { child })
+}
+
+/// `node.<lab>.<node>` (in `runbook-lab-...`): lab and host names hold no dot, so a lab's
+/// node cgroups are found by prefix and never taken for a SystemdHost's.
+fn node_cgroup_name(lab: &str, node: &str) -> String {
+    format!("node.{lab}.{node}")
+}
+
+/// Asks a node's systemd to power off (SIGRTMIN+4, what `systemctl poweroff` sends in a
+/// container): it stops every unit, etcd and kubelet's pods included, then exits.
+pub fn poweroff(pid: i32) {
+    // SIGRTMIN+4 has no name in nix: its number, from libc's SIGRTMIN.
+    let signal = nix::libc::SIGRTMIN() + 4;
+    // SAFETY: kill(2) with a pid and a signal number; no memory is involved.
+    unsafe {
+        nix::libc::kill(pid, signal);
+    }
+}
+
+/// Removes the cgroups of a lab's nodes (once their processes are gone); whether any was there.
+pub fn remove_node_cgroups(lab: &str) -> bool {
+    let Ok(base) = cgroup_base() else {
+        return false;
+    };
+    let prefix = format!("runbook-lab-{}", node_cgroup_name(lab, ""));
+    let mut found = false;
+    if let Ok(entries) = std::fs::read_dir(&base) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().starts_with(&prefix) {
+                found = true;
+                remove_cgroup(&e.path());
+            }
+        }
+    }
+    found
+}
+
 fn console_tail(dir: &Path) -> String {
     let text = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
@@ -274,20 +443,23 @@ fn console_tail(dir: &Path) -> String {
 /// A fresh cgroup2 directory for the host: under the unified hierarchy (`/sys/fs/cgroup`,
 /// or `/sys/fs/cgroup/unified` on a hybrid machine).
 fn delegated_cgroup(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = cgroup_base()?.join(format!("runbook-lab-{name}"));
+    remove_cgroup(&dir);
+    std::fs::create_dir(&dir)
+        .with_context(|| format!("cannot create the cgroup {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn cgroup_base() -> anyhow::Result<PathBuf> {
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let base = mounts
+    mounts
         .lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
         })
         .min_by_key(|p| p.as_os_str().len())
-        .ok_or_else(|| anyhow!("no cgroup2 hierarchy is mounted: systemd needs one"))?;
-    let dir = base.join(format!("runbook-lab-{name}"));
-    remove_cgroup(&dir);
-    std::fs::create_dir(&dir)
-        .with_context(|| format!("cannot create the cgroup {}", dir.display()))?;
-    Ok(dir)
+        .ok_or_else(|| anyhow!("no cgroup2 hierarchy is mounted: systemd needs one"))
 }
 
 /// Removes a cgroup and the ones systemd made under it, deepest first (a cgroup is removed
@@ -338,9 +510,16 @@ pub fn systemd_init(dir: &Path) -> Result<(), LabError> {
         .find(|p| Path::new(p).exists())
         .unwrap_or("/lib/systemd/systemd");
     let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap_or_default();
-    let err = Command::new(systemd)
-        .args(["--system", "--unit=lab.target", "--show-status=no"])
-        .env_clear()
+    let mut cmd = Command::new(systemd);
+    cmd.env_clear();
+    if config.node.is_some() {
+        // A node boots as a server does, into multi-user.target, where its units are enabled.
+        cmd.args(["--system", "--unit=multi-user.target", "--show-status=no"])
+            .env(NODE_ENV, dir);
+    } else {
+        cmd.args(["--system", "--unit=lab.target", "--show-status=no"]);
+    }
+    let err = cmd
         // systemd's container interface: it is in a container and sets itself up for one.
         .env("container", "runbook-lab")
         .env("container_uuid", uuid.trim())
@@ -353,6 +532,11 @@ pub fn systemd_init(dir: &Path) -> Result<(), LabError> {
 /// The host's root at `<dir>/root` (in this mount namespace only), then `pivot_root` into it.
 fn build_root(dir: &Path, config: &Config) -> anyhow::Result<()> {
     mount(&["--make-rprivate", "/"])?;
+    if let Some(node) = &config.node {
+        for (source, target) in &node.prepare {
+            mount(&["--rbind", source, target])?;
+        }
+    }
     let rt = dir.join("rt");
     std::fs::create_dir_all(&rt)?;
     // Upper and work directories in memory: nothing the host writes to its root persists.
@@ -404,6 +588,24 @@ fn build_root(dir: &Path, config: &Config) -> anyhow::Result<()> {
         std::fs::create_dir_all(&inside)?;
         mount(&["--rbind", path(b), path(&inside)])?;
     }
+    if let Some(node) = &config.node {
+        for m in &node.mounts {
+            let inside = at(&m.target);
+            // Mount points are made in the overlay (in memory): never on this machine,
+            // where another lab may have mounted over them.
+            if Path::new(&m.source).is_dir() {
+                std::fs::create_dir_all(&inside)?;
+            } else if !inside.exists() {
+                if let Some(parent) = inside.parent() {
+                    std::fs::create_dir_all(parent)?;
+                }
+                std::fs::write(&inside, "")?;
+            }
+            let how = if m.recursive { "--rbind" } else { "--bind" };
+            mount(&[how, &m.source, path(&inside)])
+                .with_context(|| format!("cannot mount {} at {}", m.source, m.target))?;
+        }
+    }
     // Its own identity, and this machine's services masked (see MASKED).
     let etc = at("/etc");
     let _ = std::fs::remove_file(at("/var/lib/dbus/machine-id"));
@@ -411,10 +613,39 @@ fn build_root(dir: &Path, config: &Config) -> anyhow::Result<()> {
     std::fs::write(etc.join("hostname"), format!("{}\n", config.name))?;
     let units = etc.join("systemd/system");
     std::fs::create_dir_all(&units)?;
-    for u in MASKED {
+    let own: &[String] = config.node.as_ref().map_or(&[], |n| &n.own_units);
+    let node_masked = if config.node.is_some() {
+        NODE_MASKED
+    } else {
+        &[]
+    };
+    for u in MASKED.iter().chain(node_masked) {
+        if own.iter().any(|o| o == u) {
+            continue;
+        }
         let link = units.join(u);
         let _ = std::fs::remove_file(&link);
         std::os::unix::fs::symlink("/dev/null", &link)?;
+    }
+    if let Some(node) = &config.node {
+        for f in &node.files {
+            let inside = at(&f.path);
+            if let Some(parent) = inside.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            // Replaced, not written through: it may be a link (a mask to /dev/null).
+            let _ = std::fs::remove_file(&inside);
+            super::node::write_file(&inside, &f.content, f.mode)?;
+        }
+        for (link, target) in &node.symlinks {
+            let inside = at(link);
+            if let Some(parent) = inside.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            let _ = std::fs::remove_file(&inside);
+            std::os::unix::fs::symlink(target, &inside)
+                .with_context(|| format!("cannot link {link} to {target}"))?;
+        }
     }
     // systemd empties /tmp at boot (tmpfiles.d's `D /tmp`): in the overlay that would hide
     // this machine's /tmp (a binary or a test's files there); create it, never clean it.
