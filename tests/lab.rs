@@ -111,6 +111,42 @@ struct Lab {
     systemd: bool,
 }
 
+/// The inventory `runbook discover` writes from the nodes `lab up` listed in `inventory`,
+/// beside it: what an operator of a Kubespray cluster starts from, so the systemd tests
+/// drive the plans with it rather than with the lab's own description.
+fn discovered(inventory: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(inventory).unwrap();
+    let lab: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+    let field = |pointer: &str| {
+        lab.pointer(pointer)
+            .and_then(|v| v.as_str())
+            .unwrap()
+            .to_string()
+    };
+    let hosts: Vec<String> = lab["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["address"].as_str().unwrap().to_string())
+        .collect();
+    let out_file = inventory.with_file_name("discovered.yaml");
+    let out = runbook()
+        .arg("discover")
+        .args(&hosts)
+        .args(["--cluster", &field("/cluster")])
+        .args(["--identity", &field("/ssh/identity_file")])
+        .args(["--known-hosts", &field("/ssh/known_hosts")])
+        .args(["--ssh-config", &field("/ssh/config_file")])
+        .arg("--out")
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    check(out, "discover");
+    let found = std::fs::read_to_string(&out_file).unwrap();
+    assert!(found.contains("  runtime: systemd\n"), "{found}");
+    out_file
+}
+
 fn runbook() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_runbook"));
     c.current_dir(root()).env("NO_COLOR", "1");
@@ -150,7 +186,10 @@ impl Lab {
             cmd.args(["--etcd-runtime", "systemd"]);
         }
         let out = cmd.output().unwrap();
-        let inventory = PathBuf::from(check(out, "lab up").trim());
+        let mut inventory = PathBuf::from(check(out, "lab up").trim());
+        if SYSTEMD.with(|s| s.get()) {
+            inventory = discovered(&inventory);
+        }
         let work = tempfile::tempdir().unwrap();
         Lab {
             name: name.to_string(),

@@ -26,6 +26,8 @@ struct Found {
     address: String,
     version: String,
     data_dir: String,
+    /// `--initial-cluster-token`, where it is not etcd's default.
+    cluster_token: Option<String>,
     scheme: String,
     client_port: u16,
     peer_port: u16,
@@ -193,6 +195,9 @@ struct EtcdOut<'a> {
     peer_port: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tls: Option<FlowMap<TlsOut<'a>>>,
+    /// The running cluster's token, so a restore can refuse to reuse it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster_token: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     etcdctl: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -315,6 +320,7 @@ fn bootstrap_inventory(d: &Discover) -> String {
             client_port: None,
             peer_port: None,
             tls: None,
+            cluster_token: None,
             etcdctl: None,
             etcdutl: None,
         },
@@ -720,6 +726,9 @@ async fn read_node(exec: &Ssh, n: &Node, dir: &str, unit: &str) -> Result<Found,
         data_dir: flag(&words, "data-dir")
             .unwrap_or("/var/lib/etcd")
             .to_string(),
+        cluster_token: flag(&words, "initial-cluster-token")
+            .filter(|t| *t != crate::inventory::resolve::DEFAULT_CLUSTER_TOKEN)
+            .map(str::to_string),
         scheme,
         client_port,
         peer_port,
@@ -800,6 +809,7 @@ fn render(d: &Discover, found: &[Found]) -> String {
                 .tls
                 .as_ref()
                 .map(|(ca, cert, key)| FlowMap(TlsOut { ca, cert, key })),
+            cluster_token: first.cluster_token.as_deref(),
             etcdctl: tool(Some(&first.etcdctl)),
             etcdutl: tool(first.etcdutl.as_ref()),
         },
@@ -996,6 +1006,7 @@ mod tests {
             address: address.into(),
             version: "3.5.1".into(),
             data_dir: "/var/lib/etcd".into(),
+            cluster_token: None,
             scheme: "https".into(),
             client_port: 2379,
             peer_port: 2380,
@@ -1043,6 +1054,7 @@ mod tests {
         // Kubespray's members, and one static pod among them.
         systemd[0].unit = Some(("etcd.service".into(), Some("/etc/etcd.env".into())));
         systemd[1].unit = systemd[0].unit.clone();
+        systemd[0].cluster_token = Some("k8s_etcd".into());
         systemd[1].tls = Some((
             "/etc/ssl/etcd/ssl/ca.pem".into(),
             "/etc/ssl/etcd/ssl/member-cp2.pem".into(),
@@ -1061,6 +1073,7 @@ mod tests {
         std::fs::write(sd_file.path(), &sd).unwrap();
         let inv = crate::inventory::load(sd_file.path(), &mut SourceMap::default())
             .unwrap_or_else(|e| panic!("{sd}\n{e:?}"));
+        assert_eq!(inv.etcd.cluster_token, "k8s_etcd");
         assert_eq!(
             inv.nodes[1].etcd.tls.as_ref().map(|t| t.cert.as_str()),
             Some("/etc/ssl/etcd/ssl/member-cp2.pem"),
