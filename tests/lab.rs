@@ -3362,6 +3362,15 @@ fn systemd_topology(etcd: &str, name: &str) {
         assert!(namespaces.contains(ns), "{namespaces}");
     }
     assert_eq!(lab.shop_db_password().trim(), "bGFiLXNlY3JldC12YWx1ZQ==");
+    // Stored encrypted at rest, as the static-pod lab stores it.
+    let raw = sh(
+        "cp2",
+        &etcdctl(
+            "cp2",
+            "get /registry/secrets/shop/shop-db --print-value-only",
+        ),
+    );
+    assert!(raw.starts_with("k8s:enc:aescbc:v1:key1:"), "{raw:?}");
 
     // `lab status` says what runs the nodes.
     let status = check(
