@@ -3548,17 +3548,38 @@ fn systemd_topology(etcd: &str, name: &str) {
         assert!(namespaces.contains(ns), "{namespaces}");
     }
     assert_eq!(lab.shop_db_password().trim(), "bGFiLXNlY3JldC12YWx1ZQ==");
+    // Stored encrypted at rest, as the static-pod lab stores it.
+    let raw = sh(
+        "cp2",
+        &etcdctl(
+            "cp2",
+            "get /registry/secrets/shop/shop-db --print-value-only",
+        ),
+    );
+    assert!(raw.starts_with("k8s:enc:aescbc:v1:key1:"), "{raw:?}");
+
+    // `lab status` says what runs the nodes.
+    let status = check(
+        runbook()
+            .args(["lab", "status", "--name", &lab.name])
+            .output()
+            .unwrap(),
+        "lab status",
+    );
+    assert!(status.contains("as etcd.service under systemd"), "{status}");
+    assert_eq!(status.matches("systemd (pid ").count(), 3, "{status}");
+    assert_eq!(status.matches(" healthy ").count(), 3, "{status}");
 
     // `lab down`: systemd powered off, nothing left running, no cgroup left.
     let t = Instant::now();
-    check(
-        runbook()
-            .args(["lab", "down", "--name", &lab.name])
-            .output()
-            .unwrap(),
-        "lab down",
-    );
+    let down = runbook()
+        .args(["lab", "down", "--name", &lab.name])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&down.stderr).into_owned();
+    check(down, "lab down");
     eprintln!("lab down: {:.1}s", t.elapsed().as_secs_f64());
+    assert!(!stderr.contains("did not power off"), "{stderr}");
     let prefix = format!("runbook-lab-node.{}.", lab.name);
     // The unified hierarchy: /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid machine.
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();

@@ -471,6 +471,16 @@ fn teardown(id: &LabId) -> anyhow::Result<bool> {
     while systemds.iter().any(|p| node::is_alive(*p)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
+    let stuck = systemds.iter().filter(|p| node::is_alive(**p)).count();
+    if stuck > 0 {
+        progress(
+            &id.name,
+            &format!(
+                "{stuck} node(s) did not power off within {} s: killed",
+                POWEROFF_TIMEOUT.as_secs()
+            ),
+        );
+    }
     // Killing a node's first process ends its PID namespace; its network namespace may still
     // hold processes (the `unshare` parent, a `lab exec`), so those go too.
     for pid in &victims {

@@ -290,7 +290,9 @@ pub fn status_table(state: &LabState) -> String {
     }];
     for (i, n) in state.nodes.iter().enumerate() {
         let alive = node::is_init_of(n.init_pid, Path::new(&n.dir));
-        let init = if alive {
+        let init = if alive && node::is_systemd_of(n.init_pid, Path::new(&n.dir)) {
+            format!("systemd (pid {})", n.init_pid)
+        } else if alive {
             format!("up (pid {})", n.init_pid)
         } else {
             format!("DOWN (pid {} gone)", n.init_pid)
