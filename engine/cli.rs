@@ -346,12 +346,6 @@ pub enum LabCommand {
         lab: LabName,
         #[command(flatten)]
         shape: LabShape,
-        /// How every node runs etcd: static-pod (kubeadm: etcd.yaml run by the lab's kubelet)
-        /// or systemd (Kubespray's etcd_deployment_type: host: real systemd is the node's
-        /// init and runs etcd.service with its flags in /etc/etcd.env and its certificates in
-        /// /etc/ssl/etcd/ssl; kubelet.service runs the rest of the control plane).
-        #[arg(long, value_enum, default_value_t = LabEtcdRuntime::StaticPod)]
-        etcd_runtime: LabEtcdRuntime,
     },
     /// A restore drill end to end: lab up, keys, snapshot, outage, `runbook apply` of the bundled restore plan, verification; or, with --snapshot, a given snapshot restored into the lab and reported.
     #[command(after_help = help::LAB_DRILL)]
@@ -463,6 +457,12 @@ pub struct LabShape {
     /// read the restored Secrets and never becomes ready.
     #[arg(long, value_name = "FILE")]
     pub encryption_config: Option<PathBuf>,
+    /// How every node runs etcd: static-pod (kubeadm: etcd.yaml run by the lab's kubelet)
+    /// or systemd (Kubespray's etcd_deployment_type: host: real systemd is the node's
+    /// init and runs etcd.service with its flags in /etc/etcd.env and its certificates in
+    /// /etc/ssl/etcd/ssl; kubelet.service runs the rest of the control plane).
+    #[arg(long, value_enum, default_value_t = LabEtcdRuntime::StaticPod)]
+    pub etcd_runtime: LabEtcdRuntime,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

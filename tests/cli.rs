@@ -1367,6 +1367,8 @@ fn a_systemd_schedule_is_what_systemd_accepts_and_runs_only_the_reviewed_plan() 
     let service = std::fs::read_to_string(dir.path().join("runbook-backup.service")).unwrap();
     let timer = std::fs::read_to_string(dir.path().join("runbook-backup.timer")).unwrap();
     assert!(timer.contains("Persistent=true") && timer.contains("OnCalendar=*-*-* 02:30:00"));
+    // At the time asked: systemd's default accuracy would let it slip by up to a minute.
+    assert!(timer.contains("\nAccuracySec=1s\n"), "{timer}");
     assert!(
         service.contains(&format!("\"--approve\" \"{fp}\""))
             && service.contains("\"bundled:etcd-backup.yaml\"")

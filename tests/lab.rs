@@ -16,8 +16,12 @@ use common::root;
 /// --bump-revision), and the newest 3.5 and 3.6 built from etcd's Go modules.
 /// `each_version!(body, "lab-prefix")` makes one test per version, named `body::etcd_3_4`
 /// and so on, calling `body(version, lab name)`; every lab gets its own name.
+/// `each_version!(body, "lab-prefix", systemd)` adds the body on Kubespray's layout
+/// (`lab up --etcd-runtime systemd`: etcd a systemd unit on each node) on etcd 3.4 and 3.6,
+/// named `body::systemd_etcd_3_4` and `body::systemd_etcd_3_6`, in labs of their own
+/// (`<prefix>s34`).
 macro_rules! each_version {
-    ($body:ident, $lab:literal) => {
+    ($body:ident, $lab:literal $(, $systemd:ident)?) => {
         mod $body {
             fn run(version: &str) {
                 super::$body(version, &super::lab_name($lab, version));
@@ -38,47 +42,21 @@ macro_rules! each_version {
             fn etcd_3_6() {
                 run("3.6");
             }
+            $(each_version!(@$systemd $body, $lab);)?
         }
     };
-}
-
-/// The same, plus the body on Kubespray's layout (`lab up --etcd-runtime systemd`: etcd a
-/// systemd unit on each node) on etcd 3.4 and 3.6, named `body::systemd_etcd_3_4` and
-/// `body::systemd_etcd_3_6`, in labs of their own (`<prefix>s34`).
-macro_rules! each_version_and_topology {
-    ($body:ident, $lab:literal) => {
-        mod $body {
-            fn run(version: &str) {
-                super::$body(version, &super::lab_name($lab, version));
-            }
-            fn run_systemd(version: &str) {
-                super::SYSTEMD.with(|s| s.set(true));
-                super::$body(version, &super::lab_name(concat!($lab, "s"), version));
-            }
-            #[test]
-            fn etcd_3_4() {
-                run("3.4");
-            }
-            #[test]
-            fn etcd_3_5_1() {
-                run("3.5.1");
-            }
-            #[test]
-            fn etcd_3_5() {
-                run("3.5");
-            }
-            #[test]
-            fn etcd_3_6() {
-                run("3.6");
-            }
-            #[test]
-            fn systemd_etcd_3_4() {
-                run_systemd("3.4");
-            }
-            #[test]
-            fn systemd_etcd_3_6() {
-                run_systemd("3.6");
-            }
+    (@systemd $body:ident, $lab:literal) => {
+        fn run_systemd(version: &str) {
+            super::SYSTEMD.with(|s| s.set(true));
+            super::$body(version, &super::lab_name(concat!($lab, "s"), version));
+        }
+        #[test]
+        fn systemd_etcd_3_4() {
+            run_systemd("3.4");
+        }
+        #[test]
+        fn systemd_etcd_3_6() {
+            run_systemd("3.6");
         }
     };
 }
@@ -2566,9 +2544,10 @@ fn restore_drill(etcd: &str, scratch: &str) {
         "{err}"
     );
     for n in &src.nodes {
+        assert!(src.etcd_in_place(n), "{n}");
         src.sh(
             n,
-            "test -e /etc/kubernetes/manifests/etcd.yaml && test -e /etc/kubernetes/manifests/kube-apiserver.yaml && ! ls /var/lib/runbook/snapshots/*.db 2>/dev/null",
+            "test -e /etc/kubernetes/manifests/kube-apiserver.yaml && ! ls /var/lib/runbook/snapshots/*.db 2>/dev/null",
         );
     }
 
@@ -2583,6 +2562,8 @@ fn restore_drill(etcd: &str, scratch: &str) {
             etcd,
             "--nodes",
             "3",
+            "--etcd-runtime",
+            if src.systemd { "systemd" } else { "static-pod" },
             "--snapshot",
         ])
         .arg(&snapshot)
@@ -3613,17 +3594,17 @@ mod rolling_changes {
     }
 }
 
-each_version_and_topology!(restore_ha, "e2e-ha");
+each_version!(restore_ha, "e2e-ha", systemd);
 each_version!(kill_anywhere, "e2e-kill");
-each_version_and_topology!(restore_single, "e2e-one");
+each_version!(restore_single, "e2e-one", systemd);
 each_version!(refused, "e2e-down");
 each_version!(snapshot_status, "e2e-snap");
 each_version!(snapshot_save, "e2e-save");
-each_version_and_topology!(backup, "e2e-bak");
-each_version_and_topology!(health_and_defrag, "e2e-defrag");
-each_version_and_topology!(nospace, "e2e-nospace");
-each_version_and_topology!(discover, "e2e-disc");
-each_version_and_topology!(member_replace, "e2e-replace");
-each_version_and_topology!(quorum_recovery, "e2e-quorum");
-each_version!(restore_drill, "e2e-drill");
+each_version!(backup, "e2e-bak", systemd);
+each_version!(health_and_defrag, "e2e-defrag", systemd);
+each_version!(nospace, "e2e-nospace", systemd);
+each_version!(discover, "e2e-disc", systemd);
+each_version!(member_replace, "e2e-replace", systemd);
+each_version!(quorum_recovery, "e2e-quorum", systemd);
+each_version!(restore_drill, "e2e-drill", systemd);
 each_version!(systemd_topology, "sd");

@@ -7,20 +7,9 @@ use crate::cli::{LabCommand, LabEtcd, LabEtcdRuntime, LabShape};
 
 pub fn run(cmd: LabCommand) -> Done {
     let result = match cmd {
-        LabCommand::Up {
-            lab,
-            shape,
-            etcd_runtime,
-        } => {
-            let spec = lab::Spec {
-                etcd_runtime: match etcd_runtime {
-                    LabEtcdRuntime::StaticPod => lab::EtcdRuntime::StaticPod,
-                    LabEtcdRuntime::Systemd => lab::EtcdRuntime::Systemd,
-                },
-                ..spec(shape)
-            };
+        LabCommand::Up { lab, shape } => {
             // The inventory path is the command's data: the only thing on stdout.
-            lab::up(&lab.name, &spec).map(|inventory| format!("{}\n", inventory.display()))
+            lab::up(&lab.name, &spec(shape)).map(|inventory| format!("{}\n", inventory.display()))
         }
         LabCommand::Drill {
             lab,
@@ -66,8 +55,10 @@ fn spec(shape: LabShape) -> lab::Spec {
         flavor: flavor(shape.etcd),
         images: shape.etcd_images.into_iter().map(flavor).collect(),
         encryption_config: shape.encryption_config,
-        // The drill's restore plans park etcd.yaml: a static pod.
-        etcd_runtime: lab::EtcdRuntime::StaticPod,
+        etcd_runtime: match shape.etcd_runtime {
+            LabEtcdRuntime::StaticPod => lab::EtcdRuntime::StaticPod,
+            LabEtcdRuntime::Systemd => lab::EtcdRuntime::Systemd,
+        },
     }
 }
 

@@ -218,6 +218,8 @@ Description=runbook: {what}, on schedule\n\
 \n\
 [Timer]\n\
 OnCalendar={on_calendar}\n\
+# At the time asked, not within systemd's default minute of slack.\n\
+AccuracySec=1s\n\
 # A run missed while the machine was off runs when it is back.\n\
 Persistent=true\n\
 Unit={unit}.service\n\

@@ -152,50 +152,7 @@ impl SystemdHost {
             .append(true)
             .open(dir.join("console.log"))
             .with_context(|| format!("cannot open {}", dir.join("console.log").display()))?;
-        let mut cmd = Command::new(program("unshare"));
-        cmd.args([
-            "--pid",
-            "--mount",
-            "--uts",
-            "--ipc",
-            "--cgroup",
-            "--fork",
-            "--kill-child",
-        ])
-        .arg(exe)
-        .args(["lab", "systemd-init"])
-        .arg(dir)
-        .env_clear()
-        .env("PATH", STANDARD_PATH)
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().context("cannot duplicate the log handle")?)
-        .stderr(log);
-        // Into the host's own cgroup before unshare makes it the cgroup namespace's root:
-        // systemd then manages that subtree and nothing above it. Opened here, written in the
-        // child, where only async-signal-safe calls may run.
-        let procs = OpenOptions::new()
-            .write(true)
-            .open(cgroup.join("cgroup.procs"))
-            .with_context(|| format!("cannot open {}", cgroup.join("cgroup.procs").display()))?;
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&procs);
-        // SAFETY: between fork and exec only setsid(2) and write(2), both async-signal-safe,
-        // on a descriptor that stays open (`procs` lives until after spawn).
-        unsafe {
-            cmd.pre_exec(move || {
-                if nix::libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if nix::libc::write(fd, b"0\n".as_ptr().cast(), 2) != 2 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let outer = cmd
-            .spawn()
-            .with_context(|| format!("cannot start `{}`", super::describe(&cmd)))?;
-        drop(procs);
+        let outer = spawn_systemd(exe, dir, None, &cgroup, log)?;
         let mut host = SystemdHost {
             name: name.to_string(),
             pid: 0,
@@ -344,27 +301,50 @@ pub fn spawn_node(
         .append(true)
         .open(dir.join("logs/init.log"))
         .with_context(|| format!("cannot open {}", dir.join("logs/init.log").display()))?;
-    let mut cmd = Command::new(program("ip"));
-    cmd.args(["netns", "exec", &n.netns])
-        .arg(program("unshare"))
-        .args([
-            "--pid",
-            "--mount",
-            "--uts",
-            "--ipc",
-            "--cgroup",
-            "--fork",
-            "--kill-child",
-        ])
-        .arg(exe)
-        .args(["lab", "systemd-init"])
-        .arg(dir)
-        .env_clear()
-        .env("PATH", STANDARD_PATH)
-        .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().context("cannot duplicate the log handle")?)
-        .stderr(log);
+    let child = spawn_systemd(exe, dir, Some(&n.netns), &cgroup, log)
+        .with_context(|| format!("cannot start node {}", n.name))?;
+    Ok(super::node::Starting { child })
+}
+
+/// Starts `runbook lab systemd-init DIR` in its own session under `unshare` (PID, mount,
+/// UTS, IPC and cgroup namespaces), first inside network namespace `netns` when one is
+/// given (a lab node; a SystemdHost shares this machine's network), with stdio to `log`.
+/// It enters `cgroup` before unshare makes that the cgroup namespace's root: systemd then
+/// manages that subtree and nothing above it.
+fn spawn_systemd(
+    exe: &Path,
+    dir: &Path,
+    netns: Option<&str>,
+    cgroup: &Path,
+    log: std::fs::File,
+) -> anyhow::Result<Child> {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new(program("ip"));
+            c.args(["netns", "exec", ns]).arg(program("unshare"));
+            c
+        }
+        None => Command::new(program("unshare")),
+    };
+    cmd.args([
+        "--pid",
+        "--mount",
+        "--uts",
+        "--ipc",
+        "--cgroup",
+        "--fork",
+        "--kill-child",
+    ])
+    .arg(exe)
+    .args(["lab", "systemd-init"])
+    .arg(dir)
+    .env_clear()
+    .env("PATH", STANDARD_PATH)
+    .current_dir("/")
+    .stdin(Stdio::null())
+    .stdout(log.try_clone().context("cannot duplicate the log handle")?)
+    .stderr(log);
+    // Opened here, written in the child, where only async-signal-safe calls may run.
     let procs = OpenOptions::new()
         .write(true)
         .open(cgroup.join("cgroup.procs"))
@@ -391,12 +371,11 @@ pub fn spawn_node(
             Ok(())
         });
     }
-    let shown = super::describe(&cmd);
     let child = cmd
         .spawn()
-        .with_context(|| format!("cannot start node {}: `{shown}`", n.name))?;
+        .with_context(|| format!("cannot start `{}`", super::describe(&cmd)))?;
     drop(procs);
-    Ok(super::node::Starting { child })
+    Ok(child)
 }
 
 /// `node.<lab>.<node>` (in `runbook-lab-...`): lab and host names hold no dot, so a lab's
