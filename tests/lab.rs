@@ -3607,4 +3607,15 @@ each_version!(discover, "e2e-disc", systemd);
 each_version!(member_replace, "e2e-replace", systemd);
 each_version!(quorum_recovery, "e2e-quorum", systemd);
 each_version!(restore_drill, "e2e-drill", systemd);
-each_version!(systemd_topology, "sd");
+/// The systemd layout itself on the oldest and newest etcd (the plans' own `systemd_*` tests
+/// run on the same two).
+mod systemd_topology {
+    #[test]
+    fn etcd_3_4() {
+        super::systemd_topology("3.4", &super::lab_name("sd", "3.4"));
+    }
+    #[test]
+    fn etcd_3_6() {
+        super::systemd_topology("3.6", &super::lab_name("sd", "3.6"));
+    }
+}
