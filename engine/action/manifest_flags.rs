@@ -248,7 +248,7 @@ pub fn edit_commands(path: &str, set: &[(String, String)], remove: &[String]) ->
     let words: Vec<String> = set.iter().map(|(f, v)| format!("{f}={v}")).collect();
     vec![
         format!(
-            "test -e {p} || {{ echo {p}: not parked: stop it with manifest.stop first >&2; exit 1; }}"
+            "test -e {p} || {{ echo {p}: not parked: stop etcd with etcd.stop first >&2; exit 1; }}"
         ),
         format!(
             "cp -p {p} {}.before-runbook-$(date -u +%Y%m%dT%H%M%SZ)",
