@@ -1425,7 +1425,7 @@ fn snapshot_status(etcd: &str, name: &str) {
         "L=$(etcdctl lease grant 600 | cut -d' ' -f2) && etcdctl put --lease=$L /leased v >/dev/null \
          && big=$(head -c 30000 /dev/zero | tr '\\0' x) && for i in 1 2 3; do etcdctl put /big/$i \"$big\" >/dev/null; done \
          && etcdctl del --prefix /many/001 >/dev/null \
-         && rev=$(etcdctl endpoint status -w json | sed 's/.*\"revision\":\\([0-9]*\\).*/\\1/') && etcdctl compact $((rev - 5)) >/dev/null \
+         && rev=$(etcdctl endpoint status -w json | sed 's/.*\"revision\":\\([0-9]*\\).*/\\1/') && etcdctl compact --physical $((rev - 5)) >/dev/null \
          && etcdctl put /after-compaction v >/dev/null && etcdctl del /big/2 >/dev/null",
     );
     let tool = if etcd == "3.4" { "etcdctl" } else { "etcdutl" };
