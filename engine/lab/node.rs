@@ -359,12 +359,7 @@ pub fn spawn_init(exe: &Path, n: &NodeState) -> anyhow::Result<Starting> {
     unsafe {
         use std::os::unix::process::CommandExt;
         cmd.pre_exec(|| {
-            libc::syscall(
-                libc::SYS_close_range,
-                3u32,
-                u32::MAX,
-                libc::CLOSE_RANGE_CLOEXEC,
-            );
+            cloexec_inherited();
             Ok(())
         });
     }
@@ -507,5 +502,20 @@ pub fn wait_gone(pids: &[i32], timeout: Duration) -> anyhow::Result<()> {
             );
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Marks every descriptor above stderr close-on-exec, so a node started from this process
+/// keeps none its starter held (a test runner's lock). Async-signal-safe (close_range(2)):
+/// callable between fork and exec.
+pub(super) fn cloexec_inherited() {
+    // SAFETY: a plain syscall on descriptor numbers; no memory is involved.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
     }
 }

@@ -362,12 +362,7 @@ fn spawn_systemd(
             if nix::libc::write(fd, b"0\n".as_ptr().cast(), 2) != 2 {
                 return Err(std::io::Error::last_os_error());
             }
-            nix::libc::syscall(
-                nix::libc::SYS_close_range,
-                3u32,
-                u32::MAX,
-                nix::libc::CLOSE_RANGE_CLOEXEC,
-            );
+            super::node::cloexec_inherited();
             Ok(())
         });
     }
