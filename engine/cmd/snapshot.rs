@@ -364,9 +364,7 @@ fn save_direct(
         Err(e) => return Err(Failure::usage("cannot start the async runtime", &e, None)),
     };
     rt.block_on(async {
-        let mut opts = etcd_client::ConnectOptions::new()
-            .with_connect_timeout(std::time::Duration::from_secs(5));
-        if ca.is_some() || crt.is_some() {
+        let tls = (ca.is_some() || crt.is_some()).then(|| {
             let mut tls = etcd_client::TlsOptions::new();
             if let Some(ca) = &ca {
                 tls = tls.ca_certificate(etcd_client::Certificate::from_pem(ca));
@@ -374,9 +372,15 @@ fn save_direct(
             if let (Some(c), Some(k)) = (&crt, &k) {
                 tls = tls.identity(etcd_client::Identity::from_pem(c, k));
             }
-            opts = opts.with_tls(tls);
-        }
-        let mut client = etcd_client::Client::connect([endpoint], Some(opts))
+            tls
+        });
+        // A bare host:port means https with TLS files given, http without (as etcdctl reads it).
+        let url = match (endpoint.contains("://"), tls.is_some()) {
+            (true, _) => endpoint.to_string(),
+            (false, true) => format!("https://{endpoint}"),
+            (false, false) => format!("http://{endpoint}"),
+        };
+        let mut client = crate::etcd::client_at(&url, tls)
             .await
             .map_err(|e| Failure::invalid(format!("cannot reach etcd at {endpoint}: {e}")))?;
         report_saved(crate::etcd::save::save(&mut client, file).await, endpoint)
