@@ -141,7 +141,7 @@ fn main() {
     let bundled = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("plans/etcd-restore-ha.yaml");
     let at_once = work.path().join("etcd-restore-ha-at-once.yaml");
     let text = std::fs::read_to_string(&bundled).unwrap();
-    let parked = "with: { manifests: [etcd.yaml], parking_dir: \"{{ params.parking_dir }}\" }\n    needs: [wait-apiserver-gone]";
+    let parked = "action: etcd.stop\n    with: { parking_dir: \"{{ params.parking_dir }}\" }\n    needs: [wait-apiserver-gone]";
     assert!(
         text.contains(parked),
         "the stop-etcd step of the bundled plan changed"
