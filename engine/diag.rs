@@ -251,6 +251,22 @@ fn location_label(loc: &Loc) -> String {
     loc.file.to_string()
 }
 
+/// An error and its causes on one line, each cause said once: libraries' top-level texts
+/// ("transport error", "ssh exited") say little without what caused them.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !msg.contains(&t) {
+            msg.push_str(": ");
+            msg.push_str(&t);
+        }
+        src = s.source();
+    }
+    msg.trim().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -95,9 +95,15 @@ pub async fn client_at(url: &str, tls: Option<TlsOptions>) -> Result<Client, Str
         .initial_stream_window_size(WINDOW)
         .initial_connection_window_size(WINDOW);
     if let Some(tls) = tls {
-        endpoint = endpoint.tls_config(tls).map_err(|e| describe(&e))?;
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|e| crate::diag::error_chain(&e))?;
     }
-    let channel = endpoint.connect().await.map_err(|e| describe(&e))?;
+    // tonic's own text is only "transport error": the causes say what failed.
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| crate::diag::error_chain(&e))?;
     Client::from_channel(etcd_client::Channel::Tonic(channel), None)
         .await
         .map_err(|e| e.to_string())
@@ -105,18 +111,6 @@ pub async fn client_at(url: &str, tls: Option<TlsOptions>) -> Result<Client, Str
 
 /// HTTP/2 flow-control window of each stream and of the connection.
 const WINDOW: u32 = 16 << 20;
-
-/// A transport error with its causes (tonic's own text is only "transport error").
-fn describe(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
 
 /// Reads the member's TLS material, opens its tunnel and connects a client to it.
 pub async fn connect_member<E: Executor + ?Sized>(exec: &E, node: &Node) -> Result<Client, String> {

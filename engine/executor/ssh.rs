@@ -456,17 +456,7 @@ fn stop_master(socket: &Path) {
 
 /// openssh's errors, with the master's own words (connection refused, host key mismatch…).
 fn describe(e: &openssh::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        let t = s.to_string();
-        if !msg.contains(&t) {
-            msg.push_str(": ");
-            msg.push_str(&t);
-        }
-        src = s.source();
-    }
-    msg.trim().to_string()
+    crate::diag::error_chain(e)
 }
 
 #[cfg(test)]
